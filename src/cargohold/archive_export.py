@@ -1,0 +1,209 @@
+"""Writing image archives: an OCI image layout plus docker's ``manifest.json``, reproducibly.
+
+The layout is what containerd, skopeo and umoci read; ``manifest.json`` is what docker and
+podman read. Both are written in one tar so the archive loads everywhere. Every header is fixed
+(sorted names, mtime 0, uid/gid 0, fixed modes) and every JSON document compact, so exporting
+the same images twice gives the same bytes: backups can be compared and deduplicated.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from dataclasses import dataclass, field
+from typing import BinaryIO, Final
+
+from .blobstore import BlobStore
+from .digests import Digest
+from .errors import CargoholdError, ContentError
+from .images import ImageGraph, walk
+from .mediatypes import (
+    ANNOTATION_IMAGE_NAME,
+    ANNOTATION_REF_NAME,
+    OCI_INDEX,
+    Descriptor,
+    dump_json,
+    is_index,
+    is_manifest,
+    is_non_distributable,
+)
+from .metadata import ImageRecord
+from .platforms import PlatformMatcher
+from .references import Reference
+
+OCI_LAYOUT: Final = b'{"imageLayoutVersion":"1.0.0"}'
+_BLOCK: Final = 512
+
+
+@dataclass(slots=True)
+class ExportPlan:
+    """The archive's members: blobs by digest, and the two index documents."""
+
+    blobs: dict[Digest, Descriptor] = field(default_factory=dict)
+    index_json: bytes = b""
+    manifest_json: bytes | None = None
+    skipped: list[Descriptor] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(d.size for d in self.blobs.values())
+
+
+def plan_export(
+    blobs: BlobStore,
+    images: list[ImageRecord],
+    matcher: PlatformMatcher,
+    skip_manifest_json: bool = False,
+    skip_non_distributable: bool = False,
+) -> ExportPlan:
+    """Resolve each image for the selected platforms; fails naming any content that is missing."""
+    plan = ExportPlan()
+    entries: list[dict[str, object]] = []
+    docker: dict[Digest, _DockerEntry] = {}
+    for image in images:
+        reference = Reference.parse(image.name)
+        target = Descriptor(image.media_type, image.digest, image.size, image.annotations)
+        if not (is_index(target.media_type) or is_manifest(target.media_type)):
+            raise CargoholdError(f"image {image.name}: only manifests and indexes can be exported")
+        graph = walk(blobs, target, matcher, f"image {reference.familiar()}")
+        for digest, desc in graph.blobs.items():
+            if skip_non_distributable and is_non_distributable(desc.media_type):
+                plan.skipped.append(desc)
+            else:
+                plan.blobs[digest] = desc
+        annotations = dict(image.annotations)
+        annotations[ANNOTATION_IMAGE_NAME] = str(reference)
+        annotations[ANNOTATION_REF_NAME] = reference.oci_ref_name()
+        entries.append(
+            Descriptor(target.media_type, target.digest, target.size, annotations).to_json()
+        )
+        _add_docker_entry(docker, graph, matcher, reference)
+    plan.index_json = dump_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    if not skip_manifest_json and docker:
+        plan.manifest_json = dump_json([entry.to_json() for entry in docker.values()])
+    return plan
+
+
+@dataclass(slots=True)
+class _DockerEntry:
+    """One ``manifest.json`` entry: docker loads one platform's manifest per image."""
+
+    config: Digest
+    layers: list[Digest]
+    tags: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "Config": _blob_path(self.config),
+            "RepoTags": self.tags or None,
+            "Layers": [_blob_path(layer) for layer in self.layers],
+        }
+
+
+def _add_docker_entry(
+    docker: dict[Digest, _DockerEntry],
+    graph: ImageGraph,
+    matcher: PlatformMatcher,
+    reference: Reference,
+) -> None:
+    chosen = graph.preferred(matcher)
+    if chosen is None:
+        return
+    manifest = chosen.manifest
+    entry = docker.setdefault(
+        chosen.descriptor.digest,
+        _DockerEntry(manifest.config.digest, [layer.digest for layer in manifest.layers]),
+    )
+    if reference.digest is None and reference.familiar() not in entry.tags:
+        entry.tags.append(reference.familiar())
+
+
+def _blob_path(digest: Digest) -> str:
+    return f"blobs/{digest.algorithm}/{digest.hex}"
+
+
+def write_archive(plan: ExportPlan, blobs: BlobStore, out: BinaryIO) -> int:
+    """Stream the archive to *out*; returns the number of bytes written.
+
+    Blob data is copied by the kernel (``sendfile``) where it can be: the bytes never pass
+    through Python. Each blob's size is checked against its descriptor as it is copied.
+    """
+    out.flush()
+    fd = out.fileno()
+    written = 0
+    directories = sorted({f"blobs/{d.algorithm}/" for d in plan.blobs})
+    records: list[tuple[str, Digest | bytes | None]] = [("blobs/", None)] if plan.blobs else []
+    records += [(d, None) for d in directories]
+    records += [(_blob_path(d), d) for d in sorted(plan.blobs, key=_blob_path)]
+    records.append(("index.json", plan.index_json))
+    if plan.manifest_json is not None:
+        records.append(("manifest.json", plan.manifest_json))
+    records.append(("oci-layout", OCI_LAYOUT))
+    for name, content in records:
+        if content is None:
+            written += _write_all(fd, _header(name, 0, tarfile.DIRTYPE, 0o755))
+        elif isinstance(content, bytes):
+            mode = 0o444 if name == "oci-layout" else 0o644
+            written += _write_all(fd, _header(name, len(content), tarfile.REGTYPE, mode))
+            written += _write_all(fd, content + _padding(len(content)))
+        else:
+            size = plan.blobs[content].size
+            written += _write_all(fd, _header(name, size, tarfile.REGTYPE, 0o444))
+            written += _copy_blob(blobs, content, size, fd)
+            written += _write_all(fd, _padding(size))
+    written += _write_all(fd, b"\0" * (2 * _BLOCK))
+    return written
+
+
+def _header(name: str, size: int, kind: bytes, mode: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.type = kind
+    info.mode = mode
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if size < 8 << 30:
+        return info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % _BLOCK)
+
+
+def _write_all(fd: int, data: bytes) -> int:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    return len(data)
+
+
+def _copy_blob(blobs: BlobStore, digest: Digest, size: int, out_fd: int) -> int:
+    with blobs.open(digest) as source:
+        in_fd = source.fileno()
+        actual = os.fstat(in_fd).st_size
+        if actual != size:
+            raise ContentError(f"blob {digest} has {actual} bytes in the store, expected {size}")
+        offset = 0
+        while offset < size:
+            try:
+                sent = os.sendfile(out_fd, in_fd, offset, size - offset)
+            except OSError:
+                return offset + _copy_plain(source, offset, size, out_fd)
+            if sent == 0:
+                raise ContentError(f"blob {digest} shrank while it was exported")
+            offset += sent
+    return size
+
+
+def _copy_plain(source: BinaryIO, offset: int, size: int, out_fd: int) -> int:
+    """Fallback when the kernel cannot sendfile to *out_fd* (some pipes and sockets)."""
+    source.seek(offset)
+    copied = 0
+    while offset + copied < size:
+        chunk = source.read(min(1 << 20, size - offset - copied))
+        if not chunk:
+            raise ContentError("blob shrank while it was exported")
+        copied += _write_all(out_fd, chunk)
+    return copied

@@ -1,0 +1,199 @@
+"""The blob store: content-addressed files under ``content/blobs/<alg>/<hex>``.
+
+Writes follow containerd's local content store: bytes stream into a private file under
+``content/ingest/`` while they are hashed, the size and digest are checked, the file is fsynced
+and then renamed into place. A rename within one filesystem is atomic, so a reader or a crash
+only ever sees a whole, verified blob or none. Committed blobs are made read-only so that an
+accidental write fails instead of corrupting content that other images share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, BinaryIO, Final
+
+from .digests import ALGORITHMS, Digest
+from .errors import ContentError, NotFoundError
+
+#: Read and write in chunks this large: big enough that per-call overhead vanishes, small
+#: enough that memory stays flat whatever the blob's size.
+CHUNK_SIZE: Final = 1 << 20
+_BLOB_MODE: Final = 0o444
+
+
+@dataclass(frozen=True, slots=True)
+class StagedBlob:
+    """A verified blob written to the ingest area but not yet visible in the store."""
+
+    digest: Digest
+    size: int
+    path: Path
+
+
+class BlobStore:
+    """Verified, immutable blobs on disk, shared by every namespace of a store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs_dir = root / "blobs"
+        self.ingest_dir = root / "ingest"
+
+    def path(self, digest: Digest) -> Path:
+        return self.blobs_dir / digest.algorithm / digest.hex
+
+    def exists(self, digest: Digest) -> bool:
+        return self.path(digest).is_file()
+
+    def blob_size(self, digest: Digest) -> int | None:
+        """The blob's size on disk, or None when the store does not have it."""
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def open(self, digest: Digest) -> BinaryIO:
+        try:
+            return self.path(digest).open("rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} not found in the store") from None
+
+    def read_blob(self, digest: Digest, limit: int) -> bytes:
+        """A small blob (a manifest, index or config) in memory; refuses anything over *limit*."""
+        with self.open(digest) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise ContentError(f"blob {digest} is larger than {limit} bytes")
+        return data
+
+    def iter_digests(self) -> Iterator[Digest]:
+        """Every committed blob; files whose names are not valid digests are skipped."""
+        for algorithm in ALGORITHMS:
+            directory = self.blobs_dir / algorithm
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                try:
+                    yield Digest.parse(f"{algorithm}:{name}")
+                except ValueError:
+                    continue
+
+    # -- writing -------------------------------------------------------------------------
+
+    def staging_dir(self, name: str) -> Path:
+        """A private directory under ``ingest/`` for one writer (one import's lease)."""
+        path = self.ingest_dir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def stage(
+        self,
+        source: IO[bytes],
+        size: int,
+        staging: Path,
+        expected: Digest | None = None,
+        what: str = "blob",
+        algorithm: str = "sha256",
+    ) -> StagedBlob:
+        """Copy exactly *size* bytes from *source* into *staging*, hashing as they pass.
+
+        The copy is verified against *expected* (when given) before it returns; a short read
+        or a wrong digest raises :class:`ContentError` naming *what*.
+        """
+        hasher = expected.hasher() if expected is not None else hashlib.new(algorithm)
+        path = staging / uuid.uuid4().hex
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            buffer = bytearray(min(CHUNK_SIZE, max(size, 1)))
+            view = memoryview(buffer)
+            remaining = size
+            while remaining:
+                n = source.readinto(view[: min(remaining, len(buffer))])  # type: ignore[attr-defined]
+                if not n:
+                    raise ContentError(
+                        f"{what}: truncated, {size - remaining} of {size} bytes present"
+                    )
+                chunk = view[:n]
+                hasher.update(chunk)
+                written = 0
+                while written < n:
+                    written += os.write(fd, chunk[written:])
+                remaining -= n
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        digest = Digest(hasher.name, hasher.hexdigest())
+        if expected is not None and digest != expected:
+            path.unlink(missing_ok=True)
+            raise ContentError(f"{what}: content has digest {digest}, not {expected}")
+        return StagedBlob(digest, size, path)
+
+    def stage_bytes(self, data: bytes, staging: Path, what: str = "blob") -> StagedBlob:
+        return self.stage(io.BytesIO(data), len(data), staging, what=what)
+
+    def commit(self, staged: StagedBlob) -> bool:
+        """Move a staged blob into place; False when the store already had it (dedup).
+
+        The caller fsyncs the blob directories once per batch with :meth:`sync`.
+        """
+        target = self.path(staged.digest)
+        if target.exists():
+            staged.path.unlink(missing_ok=True)
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(staged.path, _BLOB_MODE)
+        os.rename(staged.path, target)
+        return True
+
+    def sync(self) -> None:
+        """Make renames into the blob directories durable before metadata points at them."""
+        for algorithm in ALGORITHMS:
+            directory = self.blobs_dir / algorithm
+            if directory.is_dir():
+                _fsync_dir(directory)
+
+    def delete(self, digest: Digest) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path(digest).unlink()
+
+    def remove_staging(self, name: str) -> None:
+        shutil.rmtree(self.ingest_dir / name, ignore_errors=True)
+
+    def staging_names(self) -> list[str]:
+        try:
+            return os.listdir(self.ingest_dir)
+        except FileNotFoundError:
+            return []
+
+    def verify(self, digest: Digest) -> bool:
+        """Re-hash a committed blob; False when its bytes no longer match its name."""
+        hasher = digest.hasher()
+        with self.open(digest) as f:
+            while chunk := f.read(CHUNK_SIZE):
+                hasher.update(chunk)
+        return hasher.hexdigest() == digest.hex
+
+    @staticmethod
+    def is_read_only(path: Path) -> bool:
+        return not (path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

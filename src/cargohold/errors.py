@@ -1,0 +1,48 @@
+"""The exceptions cargohold raises.
+
+Every failure a user can cause or meet is a :class:`CargoholdError`, so the CLI can print one
+line and exit 1 for all of them and keep tracebacks for real bugs. The subclasses let library
+callers tell the kinds apart without parsing messages (the httpx model).
+"""
+
+from __future__ import annotations
+
+
+class CargoholdError(Exception):
+    """Base class of every error cargohold reports to its caller."""
+
+
+class InvalidReferenceError(CargoholdError, ValueError):
+    """An image name does not follow the Docker reference grammar."""
+
+
+class InvalidPlatformError(CargoholdError, ValueError):
+    """A platform string cannot be parsed."""
+
+
+class InvalidDigestError(CargoholdError, ValueError):
+    """A digest string does not follow the OCI digest grammar, or uses an algorithm we refuse."""
+
+
+class InvalidArchiveError(CargoholdError):
+    """An archive is malformed, inconsistent or hostile; nothing from it was stored."""
+
+
+class InvalidDocumentError(InvalidArchiveError):
+    """A JSON document (manifest, index, config, layout file) is malformed or ambiguous."""
+
+
+class ContentError(CargoholdError):
+    """Content failed verification: wrong digest, wrong size, or truncated."""
+
+
+class NotFoundError(CargoholdError, LookupError):
+    """A named image, namespace or blob does not exist."""
+
+
+class AlreadyExistsError(CargoholdError):
+    """A name is already taken and the caller did not ask to replace it."""
+
+
+class StoreFormatError(CargoholdError):
+    """The store on disk was written by a newer cargohold, or is not a cargohold store."""

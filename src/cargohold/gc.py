@@ -1,0 +1,119 @@
+"""Garbage collection: delete the blobs no image and no live import needs.
+
+Reachability is computed from the image graph itself (image → index → manifests → config and
+layers, every platform), so there are no reference labels to keep in sync with the content.
+The sweep runs inside the metadata store's write transaction: an import that protects a blob
+with its lease either commits before the sweep starts, or waits and then sees the sweep's
+result, so a blob can never vanish between an import's "already stored" check and its commit.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .blobstore import BlobStore
+from .digests import Digest
+from .errors import CargoholdError
+from .images import iter_children
+from .mediatypes import Descriptor
+from .metadata import MetadataStore
+
+
+@dataclass(slots=True)
+class GcResult:
+    """What a collection removed (or, with dry_run, would remove)."""
+
+    removed: list[tuple[Digest, int]] = field(default_factory=list)
+    leases_removed: int = 0
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(size for _, size in self.removed)
+
+
+class Leases:
+    """Lease liveness by file lock: the lock dies with its process, so a killed import's
+    lease is recognised as dead at once, with no expiry time to wait for."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, lease_id: str) -> Path:
+        return self.directory / f"{lease_id}.lock"
+
+    def hold(self, lease_id: str) -> int:
+        """Take the lock of a new lease; the returned descriptor keeps it alive."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path(lease_id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def release(self, lease_id: str, fd: int) -> None:
+        self.path(lease_id).unlink(missing_ok=True)
+        os.close(fd)
+
+    def is_alive(self, lease_id: str) -> bool:
+        try:
+            fd = os.open(self.path(lease_id), os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+
+def collect(
+    meta: MetadataStore, blobs: BlobStore, leases: Leases, dry_run: bool = False
+) -> GcResult:
+    """Mark from every image of every namespace and every live lease, then sweep."""
+    result = GcResult()
+    with meta.transaction() as db:
+        live: list[str] = []
+        for lease_id in meta.lease_ids():
+            if leases.is_alive(lease_id):
+                live.append(lease_id)
+                continue
+            result.leases_removed += 1
+            if not dry_run:
+                meta.delete_lease(db, lease_id)
+                blobs.remove_staging(lease_id)
+                leases.path(lease_id).unlink(missing_ok=True)
+        if not dry_run:
+            for name in blobs.staging_names():
+                if name not in live:
+                    blobs.remove_staging(name)
+        reachable: set[Digest] = {Digest.parse(d) for d in meta.leased_digests(live)}
+        visited: set[Digest] = set()
+        stack = [Descriptor(media_type, digest, 0) for media_type, digest in meta.all_targets()]
+        while stack:
+            desc = stack.pop()
+            if desc.digest in visited:
+                continue
+            visited.add(desc.digest)
+            reachable.add(desc.digest)
+            if blobs.blob_size(desc.digest) is None:
+                continue
+            try:
+                stack.extend(iter_children(blobs, desc))
+            except CargoholdError as exc:
+                raise CargoholdError(
+                    f"garbage collection stopped, nothing was removed:"
+                    f" cannot read {desc.digest} ({exc})"
+                ) from None
+        for digest in list(blobs.iter_digests()):
+            if digest in reachable:
+                continue
+            size = blobs.blob_size(digest)
+            if size is None:
+                continue
+            result.removed.append((digest, size))
+            if not dry_run:
+                blobs.delete(digest)
+    return result

@@ -1,0 +1,208 @@
+"""The image model: walking the graph from a target descriptor to its configs and layers.
+
+One walk serves every operation (import, export, list, check, gc), whatever holds the content:
+the store, or an archive being imported. Sources only need to say how big a blob is and hand
+over small documents, so the rules for platforms, nesting and verification live here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from .digests import Digest
+from .errors import ContentError, InvalidArchiveError, InvalidDocumentError, NotFoundError
+from .mediatypes import (
+    DEFAULT_JSON_LIMIT,
+    Descriptor,
+    Manifest,
+    config_created,
+    config_platform,
+    is_index,
+    is_manifest,
+    parse_index,
+    parse_manifest,
+)
+from .platforms import Platform, PlatformMatcher
+
+#: Deepest chain of indexes inside indexes we follow; real images use two levels at most.
+MAX_INDEX_DEPTH: Final = 8
+
+
+class ContentSource(Protocol):
+    """Where a walk reads content from."""
+
+    def blob_size(self, digest: Digest) -> int | None:
+        """Size of the blob, or None when the source does not hold it."""
+
+    def read_blob(self, digest: Digest, limit: int) -> bytes:
+        """The bytes of a small blob (a manifest, index or config)."""
+
+
+class MissingContentError(InvalidArchiveError, NotFoundError):
+    """A descriptor points at content that is not there."""
+
+
+class NoMatchingPlatformError(InvalidArchiveError, NotFoundError):
+    """An index has no manifest for the platforms asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """One selected image manifest of a graph, with the platform it runs on."""
+
+    descriptor: Descriptor
+    manifest: Manifest
+    platform: Platform | None
+    created: str | None
+
+
+@dataclass(slots=True)
+class ImageGraph:
+    """What a walk found: every blob it needs, and the manifests it selected in order."""
+
+    target: Descriptor
+    blobs: dict[Digest, Descriptor] = field(default_factory=dict)
+    manifests: list[ManifestEntry] = field(default_factory=list)
+    platforms: set[Platform] = field(default_factory=set)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(d.size for d in self.blobs.values())
+
+    @property
+    def created(self) -> str | None:
+        """The newest ``created`` among the selected manifests (RFC 3339 strings sort by time
+        only when they share a format, so this is compared as text like containerd does)."""
+        values = [m.created for m in self.manifests if m.created]
+        return max(values) if values else None
+
+    def preferred(self, matcher: PlatformMatcher) -> ManifestEntry | None:
+        """The manifest docker's manifest.json should describe: the best-ranked platform."""
+        if not self.manifests:
+            return None
+        return min(
+            self.manifests,
+            key=lambda m: matcher.rank(m.platform) if m.platform else 0,
+        )
+
+
+def walk(
+    source: ContentSource,
+    target: Descriptor,
+    matcher: PlatformMatcher,
+    what: str,
+    missing_ok: bool = False,
+    read_configs: bool = True,
+) -> ImageGraph:
+    """Walk the image graph below *target*, keeping the children *matcher* selects.
+
+    Every document read is checked against its descriptor (size and media type). With
+    *missing_ok* absent content is listed in ``graph.missing`` instead of raising; that is
+    what listing and collection want, while import and export must fail on it.
+    """
+    graph = ImageGraph(target)
+    _visit(source, graph, target, matcher, what, missing_ok, read_configs, depth=0, seen=set())
+    return graph
+
+
+def _visit(
+    source: ContentSource,
+    graph: ImageGraph,
+    desc: Descriptor,
+    matcher: PlatformMatcher,
+    what: str,
+    missing_ok: bool,
+    read_configs: bool,
+    depth: int,
+    seen: set[Digest],
+) -> None:
+    if not _present(source, graph, desc, what, missing_ok):
+        return
+    graph.blobs.setdefault(desc.digest, desc)
+    if desc.digest in seen:
+        return
+    seen.add(desc.digest)
+    if is_index(desc.media_type):
+        if depth >= MAX_INDEX_DEPTH:
+            raise InvalidDocumentError(f"{what}: indexes nested deeper than {MAX_INDEX_DEPTH}")
+        index = parse_index(_read(source, desc), f"index {desc.digest}", desc.media_type)
+        for child in index.manifests:
+            if child.platform is not None:
+                graph.platforms.add(child.platform)
+        selected = [child for child in index.manifests if matcher.matches(child.platform)]
+        if index.manifests and not selected:
+            raise NoMatchingPlatformError(
+                f"{what}: index {desc.digest.short} has no manifest for {matcher}"
+                f" (it has {_platform_list(index.manifests)})"
+            )
+        for child in selected:
+            child_what = f"{what}: manifest {child.digest.short}"
+            if child.platform is not None:
+                child_what += f" ({child.platform})"
+            _visit(
+                source, graph, child, matcher, child_what, missing_ok, read_configs, depth + 1, seen
+            )
+    elif is_manifest(desc.media_type):
+        manifest = parse_manifest(_read(source, desc), f"manifest {desc.digest}", desc.media_type)
+        config_present = _present(source, graph, manifest.config, f"{what}: config", missing_ok)
+        for i, layer in enumerate(manifest.layers):
+            if _present(source, graph, layer, f"{what}: layer {i}", missing_ok):
+                graph.blobs.setdefault(layer.digest, layer)
+        platform = desc.platform
+        created = None
+        if config_present:
+            graph.blobs.setdefault(manifest.config.digest, manifest.config)
+            if read_configs:
+                data = source.read_blob(manifest.config.digest, DEFAULT_JSON_LIMIT)
+                config_what = f"config {manifest.config.digest}"
+                created = config_created(data, config_what)
+                if platform is None:
+                    platform = config_platform(data, config_what)
+        if platform is not None:
+            graph.platforms.add(platform)
+        graph.manifests.append(ManifestEntry(desc, manifest, platform, created))
+
+
+def _present(
+    source: ContentSource, graph: ImageGraph, desc: Descriptor, what: str, missing_ok: bool
+) -> bool:
+    size = source.blob_size(desc.digest)
+    if size is None:
+        message = f"{what}: {desc.digest} ({desc.media_type}) is missing"
+        if missing_ok:
+            graph.missing.append(message)
+            return False
+        raise MissingContentError(message)
+    if size != desc.size:
+        raise ContentError(
+            f"{what}: {desc.digest} has {size} bytes, its descriptor says {desc.size}"
+        )
+    return True
+
+
+def _read(source: ContentSource, desc: Descriptor) -> bytes:
+    if desc.size > DEFAULT_JSON_LIMIT:
+        raise InvalidDocumentError(
+            f"document {desc.digest} of {desc.size} bytes exceeds the limit of {DEFAULT_JSON_LIMIT}"
+        )
+    return source.read_blob(desc.digest, DEFAULT_JSON_LIMIT)
+
+
+def _platform_list(descriptors: tuple[Descriptor, ...]) -> str:
+    names = sorted({str(d.platform) for d in descriptors if d.platform is not None})
+    return ", ".join(names) if names else "no platforms"
+
+
+def iter_children(source: ContentSource, desc: Descriptor) -> Iterator[Descriptor]:
+    """Direct children of a stored document, for reachability: every platform, no filtering."""
+    if is_index(desc.media_type):
+        yield from parse_index(
+            _read(source, desc), f"index {desc.digest}", desc.media_type
+        ).manifests
+    elif is_manifest(desc.media_type):
+        yield from parse_manifest(
+            _read(source, desc), f"manifest {desc.digest}", desc.media_type
+        ).blobs

@@ -1,0 +1,198 @@
+"""The metadata store: image records and leases in SQLite.
+
+SQLite in WAL mode gives several processes one consistent view with no server, and its write
+lock is the store's one point of mutual exclusion: garbage collection holds it while it sweeps,
+so an import that records a blob in its lease either does so before the sweep (and the blob is
+kept) or after it (and sees the sweep's result).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from .digests import Digest
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS namespaces (
+    name TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    labels TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS images (
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    annotations TEXT NOT NULL DEFAULT '{}',
+    labels TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE INDEX IF NOT EXISTS images_digest ON images (digest);
+CREATE TABLE IF NOT EXISTS leases (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lease_blobs (
+    lease_id TEXT NOT NULL REFERENCES leases (id) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (lease_id, digest)
+);
+"""
+
+#: How long a process waits for another's write lock before it reports a lock timeout.
+LOCK_TIMEOUT_SECONDS: Final = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """One name in one namespace and the content it points at."""
+
+    name: str
+    media_type: str
+    digest: Digest
+    size: int
+    annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+class MetadataStore:
+    """Image names per namespace, and the leases that protect content being written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(
+            path, timeout=LOCK_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self.transaction():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; it takes the store-wide write lock at its start."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- images --------------------------------------------------------------------------
+
+    def get_image(self, namespace: str, name: str) -> ImageRecord | None:
+        row = self._db.execute(
+            "SELECT name, media_type, digest, size, annotations, labels, created_at, updated_at"
+            " FROM images WHERE namespace = ? AND name = ?",
+            (namespace, name),
+        ).fetchone()
+        return _record(row) if row else None
+
+    def list_images(self, namespace: str) -> list[ImageRecord]:
+        rows = self._db.execute(
+            "SELECT name, media_type, digest, size, annotations, labels, created_at, updated_at"
+            " FROM images WHERE namespace = ? ORDER BY name",
+            (namespace,),
+        ).fetchall()
+        return [_record(row) for row in rows]
+
+    def put_image(self, db: sqlite3.Connection, namespace: str, record: ImageRecord) -> None:
+        """Create or replace a name inside the caller's transaction, keeping its creation time."""
+        now = time.time()
+        db.execute(
+            "INSERT OR IGNORE INTO namespaces (name, created_at) VALUES (?, ?)", (namespace, now)
+        )
+        db.execute(
+            "INSERT INTO images (namespace, name, media_type, digest, size, annotations, labels,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (namespace, name) DO UPDATE SET media_type = excluded.media_type,"
+            " digest = excluded.digest, size = excluded.size, annotations = excluded.annotations,"
+            " labels = excluded.labels, updated_at = excluded.updated_at",
+            (
+                namespace,
+                record.name,
+                record.media_type,
+                str(record.digest),
+                record.size,
+                _dump(record.annotations),
+                _dump(record.labels),
+                now,
+                now,
+            ),
+        )
+
+    def delete_image(self, db: sqlite3.Connection, namespace: str, name: str) -> bool:
+        cursor = db.execute(
+            "DELETE FROM images WHERE namespace = ? AND name = ?", (namespace, name)
+        )
+        return cursor.rowcount > 0
+
+    def all_targets(self) -> list[tuple[str, Digest]]:
+        """(media type, digest) of every image in every namespace: the roots of collection."""
+        rows = self._db.execute("SELECT DISTINCT media_type, digest FROM images").fetchall()
+        return [(media_type, Digest.parse(digest)) for media_type, digest in rows]
+
+    # -- leases --------------------------------------------------------------------------
+
+    def create_lease(self, lease_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO leases (id, created_at) VALUES (?, ?)", (lease_id, time.time()))
+
+    def add_to_lease(self, lease_id: str, digests: list[Digest]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO lease_blobs (lease_id, digest) VALUES (?, ?)",
+                [(lease_id, str(d)) for d in digests],
+            )
+
+    def delete_lease(self, db: sqlite3.Connection, lease_id: str) -> None:
+        db.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+
+    def lease_ids(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT id FROM leases ORDER BY id")]
+
+    def leased_digests(self, lease_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for lease_id in lease_ids:
+            rows = self._db.execute(
+                "SELECT digest FROM lease_blobs WHERE lease_id = ?", (lease_id,)
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+
+def _dump(value: dict[str, str]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _record(row: tuple[Any, ...]) -> ImageRecord:
+    name, media_type, digest, size, annotations, labels, created_at, updated_at = row
+    return ImageRecord(
+        name=name,
+        media_type=media_type,
+        digest=Digest.parse(digest),
+        size=size,
+        annotations=json.loads(annotations),
+        labels=json.loads(labels),
+        created_at=created_at,
+        updated_at=updated_at,
+    )

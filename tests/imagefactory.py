@@ -1,0 +1,152 @@
+"""Builds small, real OCI images and archives for tests, byte for byte under the test's control."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def layer_tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@dataclass
+class ArchiveBuilder:
+    """An OCI image layout being assembled: blobs plus index.json entries."""
+
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def blob(self, data: bytes, media_type: str, **extra: Any) -> dict[str, Any]:
+        digest = digest_of(data)
+        self.blobs[digest] = data
+        return {"mediaType": media_type, "digest": digest, "size": len(data), **extra}
+
+    def image(
+        self,
+        platform: str = "linux/amd64",
+        files: dict[str, bytes] | None = None,
+        created: str = "2024-01-01T00:00:00Z",
+        layers: int = 1,
+        with_platform: bool = False,
+    ) -> dict[str, Any]:
+        """A manifest with its config and layers; returns the manifest's descriptor."""
+        os_name, arch, *variant = platform.split("/")
+        layer_descs, diff_ids = [], []
+        for i in range(layers):
+            content = files if files is not None and i == 0 else {f"layer{i}/{platform}": b"x" * (i + 1)}
+            raw = layer_tar(content)
+            diff_ids.append(digest_of(raw))
+            layer_descs.append(self.blob(gzip.compress(raw, mtime=0), OCI_LAYER_GZIP))
+        config: dict[str, Any] = {
+            "created": created,
+            "architecture": arch,
+            "os": os_name,
+            "config": {"Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }
+        if variant:
+            config["variant"] = variant[0]
+        config_desc = self.blob(dumps(config), OCI_CONFIG)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config_desc,
+            "layers": layer_descs,
+        }
+        extra: dict[str, Any] = {}
+        if with_platform:
+            extra["platform"] = platform_json(platform)
+        return self.blob(dumps(manifest), OCI_MANIFEST, **extra)
+
+    def index(self, manifests: list[dict[str, Any]]) -> dict[str, Any]:
+        doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+        return self.blob(dumps(doc), OCI_INDEX)
+
+    def multi_platform(self, platforms: list[str], created: str = "2024-01-01T00:00:00Z") -> dict[str, Any]:
+        manifests = []
+        for p in platforms:
+            desc = self.image(p, created=created)
+            desc["platform"] = platform_json(p)
+            manifests.append(desc)
+        return self.index(manifests)
+
+    def add(self, desc: dict[str, Any], name: str | None = None, ref_name: str | None = None) -> None:
+        annotations = {}
+        if name is not None:
+            annotations["io.containerd.image.name"] = name
+        if ref_name is not None:
+            annotations["org.opencontainers.image.ref.name"] = ref_name
+        entry = dict(desc)
+        entry.pop("platform", None)
+        if annotations:
+            entry["annotations"] = annotations
+        self.entries.append(entry)
+
+    def index_json(self) -> bytes:
+        return dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": self.entries})
+
+    def members(self, omit: frozenset[str] = frozenset()) -> list[tuple[str, bytes]]:
+        out = [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", self.index_json())]
+        for digest, data in self.blobs.items():
+            if digest not in omit:
+                out.append(("blobs/" + digest.replace(":", "/"), data))
+        return out
+
+    def write(
+        self,
+        path: Path,
+        *,
+        omit: frozenset[str] = frozenset(),
+        index_first: bool = True,
+        extra: list[tuple[str, bytes]] | None = None,
+    ) -> Path:
+        members = self.members(omit)
+        if not index_first:
+            members = members[2:] + members[:2]
+        write_tar(path, members + (extra or []))
+        return path
+
+
+def platform_json(platform: str) -> dict[str, str]:
+    os_name, arch, *variant = platform.split("/")
+    out = {"architecture": arch, "os": os_name}
+    if variant:
+        out["variant"] = variant[0]
+    return out
+
+
+def write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return path
