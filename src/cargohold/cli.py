@@ -293,8 +293,11 @@ def _print_table(infos: Sequence[ImageInfo]) -> None:
             ",".join(str(p) for p in info.platforms) or "-",
             labels,
         )
-    console = Console(width=100_000 if not sys.stdout.isatty() else None, highlight=False)
-    console.print(table, crop=False, soft_wrap=True)
+    console = Console(width=100_000, highlight=False, color_system=None)
+    with console.capture() as capture:
+        console.print(table, crop=False, soft_wrap=True)
+    for line in capture.get().splitlines():
+        click.echo(line.rstrip())
 
 
 def _print_json(value: object) -> None:
