@@ -60,7 +60,9 @@ class ArchiveBuilder:
         os_name, arch, *variant = platform.split("/")
         layer_descs, diff_ids = [], []
         for i in range(layers):
-            content = files if files is not None and i == 0 else {f"layer{i}/{platform}": b"x" * (i + 1)}
+            content = (
+                files if files is not None and i == 0 else {f"layer{i}/{platform}": b"x" * (i + 1)}
+            )
             raw = layer_tar(content)
             diff_ids.append(digest_of(raw))
             layer_descs.append(self.blob(gzip.compress(raw, mtime=0), OCI_LAYER_GZIP))
@@ -89,7 +91,9 @@ class ArchiveBuilder:
         doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
         return self.blob(dumps(doc), OCI_INDEX)
 
-    def multi_platform(self, platforms: list[str], created: str = "2024-01-01T00:00:00Z") -> dict[str, Any]:
+    def multi_platform(
+        self, platforms: list[str], created: str = "2024-01-01T00:00:00Z"
+    ) -> dict[str, Any]:
         manifests = []
         for p in platforms:
             desc = self.image(p, created=created)
@@ -97,7 +101,9 @@ class ArchiveBuilder:
             manifests.append(desc)
         return self.index(manifests)
 
-    def add(self, desc: dict[str, Any], name: str | None = None, ref_name: str | None = None) -> None:
+    def add(
+        self, desc: dict[str, Any], name: str | None = None, ref_name: str | None = None
+    ) -> None:
         annotations = {}
         if name is not None:
             annotations["io.containerd.image.name"] = name
