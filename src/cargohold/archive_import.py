@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import stat
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Final
 
+from . import compression
 from .blobstore import BlobStore, StagedBlob
 from .digests import Digest
 from .errors import (
@@ -32,8 +34,15 @@ from .mediatypes import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
     DEFAULT_JSON_LIMIT,
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_LAYER_GZIP,
+    DOCKER_MANIFEST,
     OCI_INDEX,
+    OCI_LAYER_ZSTD,
     Descriptor,
+    config_platform,
+    dump_json,
     is_index,
     is_manifest,
     load_json,
@@ -50,6 +59,17 @@ _BLOB_NAME: Final = re.compile(r"^blobs/([^/]+)/([^/]+)$")
 _ARCHIVE_SUFFIXES: Final = (".tar", ".tgz", ".tar.gz", ".tar.zst", ".tar.zstd", ".tar.xz", ".oci")
 
 
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One entry of an archive (a tar member or a file of a layout directory)."""
+
+    name: str
+    kind: str  # "file", "dir", "symlink", or a description of a refused type
+    size: int
+    open: Callable[[], IO[bytes]]
+    linkname: str = ""
+
+
 @dataclass(slots=True)
 class ArchiveContents:
     """What one pass over an archive found; also the content source for walking its images."""
@@ -58,9 +78,13 @@ class ArchiveContents:
     layout: bytes | None = None
     index_json: bytes | None = None
     manifest_json: bytes | None = None
+    repositories: bytes | None = None
     staged: dict[Digest, StagedBlob] = field(default_factory=dict)
     #: Blobs named in the archive that the store already had; their bytes were not needed.
     present: set[Digest] = field(default_factory=set)
+    #: Regular files outside ``blobs/`` (docker archives keep layers and configs there).
+    files: dict[str, StagedBlob] = field(default_factory=dict)
+    symlinks: dict[str, str] = field(default_factory=dict)
     members: set[str] = field(default_factory=set)
 
     def blob_size(self, digest: Digest) -> int | None:
@@ -77,6 +101,26 @@ class ArchiveContents:
             raise InvalidDocumentError(f"document {digest} of {staged.size} bytes exceeds {limit}")
         return staged.path.read_bytes()
 
+    def file(self, path: str, what: str) -> StagedBlob:
+        """A regular member by the path a docker ``manifest.json`` gives, following one
+        symlink hop inside the archive (older docker and skopeo link duplicate layers)."""
+        name = member_name(path)
+        if name in self.symlinks:
+            name = self.symlinks[name]
+        staged = self.files.get(name)
+        if staged is None:
+            blob = _BLOB_NAME.match(name)
+            if blob is not None:
+                digest = Digest.parse(f"{blob.group(1)}:{blob.group(2)}")
+                staged = self.staged.get(digest)
+                if staged is None and digest in self.present:
+                    size = self.store.blob_size(digest)
+                    if size is not None:
+                        return StagedBlob(digest, size, self.store.path(digest))
+        if staged is None:
+            raise InvalidArchiveError(f"{what}: {path!r} is not a file in the archive")
+        return staged
+
 
 def member_name(raw: str) -> str:
     """The normalised name of an archive member; refuses names that could escape or collide."""
@@ -92,8 +136,68 @@ def member_name(raw: str) -> str:
     return "/".join(parts)
 
 
+def tar_members(archive: tarfile.TarFile) -> Iterator[Member]:
+    """The members of a tar, read in order (the data of each only before the next)."""
+    kinds = {
+        tarfile.LNKTYPE: "hard link",
+        tarfile.CHRTYPE: "character device",
+        tarfile.BLKTYPE: "block device",
+        tarfile.FIFOTYPE: "FIFO",
+    }
+    try:
+        for info in archive:
+            if info.isreg():
+                kind = "file"
+            elif info.isdir():
+                kind = "dir"
+            elif info.issym():
+                kind = "symlink"
+            else:
+                kind = kinds.get(info.type, f"member of type {info.type!r}")
+            yield Member(info.name, kind, info.size, _opener(archive, info), info.linkname)
+    except tarfile.TarError as exc:
+        raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
+    except EOFError:
+        raise InvalidArchiveError("archive is truncated") from None
+
+
+def _opener(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Callable[[], IO[bytes]]:
+    def open_member() -> IO[bytes]:
+        source = archive.extractfile(info)
+        assert source is not None  # a regular file always has data
+        return source
+
+    return open_member
+
+
+def directory_members(root: Path) -> Iterator[Member]:
+    """The files of an OCI layout directory, as if it were an archive (symlinks not followed)."""
+    for directory, subdirs, names in os.walk(root, followlinks=False):
+        subdirs.sort()
+        for name in sorted(names) + [
+            d for d in subdirs if os.path.islink(os.path.join(directory, d))
+        ]:
+            path = Path(directory, name)
+            relative = path.relative_to(root).as_posix()
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode):
+                yield Member(relative, "file", st.st_size, _file_opener(path))
+            elif stat.S_ISLNK(st.st_mode):
+                yield Member(relative, "symlink", 0, _no_data, os.readlink(path))
+            else:
+                yield Member(relative, "special file", 0, _no_data)
+
+
+def _file_opener(path: Path) -> Callable[[], IO[bytes]]:
+    return lambda: path.open("rb")
+
+
+def _no_data() -> IO[bytes]:
+    raise InvalidArchiveError("member has no data")
+
+
 def scan(
-    archive: tarfile.TarFile,
+    members: Iterable[Member],
     store: BlobStore,
     staging: Path,
     already_stored: Callable[[Digest], bool],
@@ -105,83 +209,105 @@ def scan(
     verified when it was written.
     """
     contents = ArchiveContents(store)
-    count = 0
-    try:
-        for member in archive:
-            count += 1
-            if count > MAX_MEMBERS:
-                raise InvalidArchiveError(f"archive has more than {MAX_MEMBERS} members")
-            _scan_member(archive, member, contents, staging, already_stored)
-    except tarfile.TarError as exc:
-        raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
-    except EOFError:
-        raise InvalidArchiveError("archive is truncated") from None
+    for count, member in enumerate(members, 1):
+        if count > MAX_MEMBERS:
+            raise InvalidArchiveError(f"archive has more than {MAX_MEMBERS} members")
+        _scan_member(member, contents, staging, already_stored)
+    for link, target in list(contents.symlinks.items()):
+        if target not in contents.files:
+            raise InvalidArchiveError(
+                f"member {link!r}: symbolic link to {target!r}, which is not a regular file"
+            )
     return contents
 
 
+_SMALL_FILES: Final = {
+    "oci-layout": "layout",
+    "index.json": "index_json",
+    "manifest.json": "manifest_json",
+    "repositories": "repositories",
+}
+
+
 def _scan_member(
-    archive: tarfile.TarFile,
-    member: tarfile.TarInfo,
+    member: Member,
     contents: ArchiveContents,
     staging: Path,
     already_stored: Callable[[Digest], bool],
 ) -> None:
     name = member_name(member.name)
-    if member.isdir():
+    if member.kind == "dir":
         return
-    if not member.isreg():
-        kind = {
-            tarfile.SYMTYPE: "symbolic link",
-            tarfile.LNKTYPE: "hard link",
-            tarfile.CHRTYPE: "character device",
-            tarfile.BLKTYPE: "block device",
-            tarfile.FIFOTYPE: "FIFO",
-        }.get(member.type, f"member of type {member.type!r}")
-        raise InvalidArchiveError(f"member {name!r}: {kind} not allowed in an image archive")
     if not name:
         raise InvalidArchiveError(f"member {member.name!r}: empty name")
     if name in contents.members:
         raise InvalidArchiveError(f"member {name!r}: appears twice in the archive")
     contents.members.add(name)
-    if name in ("oci-layout", "index.json", "manifest.json"):
-        data = _read_small(archive, member, name)
-        if name == "oci-layout":
-            contents.layout = data
-        elif name == "index.json":
-            contents.index_json = data
-        else:
-            contents.manifest_json = data
+    if member.kind == "symlink":
+        # Only docker archives link (a duplicate layer to its first copy); the link is
+        # resolved lexically, one hop, and must land on a regular member of the archive.
+        target = member.linkname
+        if target.startswith("/") or "\x00" in target:
+            raise InvalidArchiveError(f"member {name!r}: symbolic link to {target!r}")
+        contents.symlinks[name] = _resolve_link(name, target)
         return
+    if member.kind != "file":
+        raise InvalidArchiveError(f"member {name!r}: {member.kind} not allowed in an image archive")
+    small = _SMALL_FILES.get(name)
+    if small is not None:
+        setattr(contents, small, _read_small(member, name))
+        return
+    what = f"member {name!r}"
     match = _BLOB_NAME.match(name)
     if match is None:
-        return  # other files (docker's legacy files, READMEs) are not image content
+        try:
+            with member.open() as source:
+                staged = contents.store.stage(source, member.size, staging, what=what)
+        except ContentError as exc:
+            raise InvalidArchiveError(str(exc)) from None
+        contents.files[name] = staged
+        contents.staged.setdefault(staged.digest, staged)
+        return
     try:
         expected = Digest.parse(f"{match.group(1)}:{match.group(2)}")
     except InvalidDigestError as exc:
-        raise InvalidArchiveError(f"member {name!r}: {exc}") from None
-    if expected in contents.staged or expected in contents.present:
-        raise InvalidArchiveError(f"member {name!r}: blob appears twice in the archive")
+        raise InvalidArchiveError(f"{what}: {exc}") from None
     if already_stored(expected):
         contents.present.add(expected)
         return
-    source = archive.extractfile(member)
-    assert source is not None  # a regular file always has data
     try:
-        contents.staged[expected] = contents.store.stage(
-            source, member.size, staging, expected, what=f"member {name!r}"
-        )
+        with member.open() as source:
+            contents.staged[expected] = contents.store.stage(
+                source, member.size, staging, expected, what=what
+            )
     except ContentError as exc:
         raise InvalidArchiveError(str(exc)) from None
 
 
-def _read_small(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str) -> bytes:
+def _resolve_link(name: str, target: str) -> str:
+    """Where a relative symlink points, lexically, inside the archive; escaping it is refused."""
+    parts = name.split("/")[:-1]
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise InvalidArchiveError(
+                    f"member {name!r}: symbolic link {target!r} leaves the archive"
+                )
+            parts.pop()
+        else:
+            parts.append(part)
+    return member_name("/".join(parts))
+
+
+def _read_small(member: Member, name: str) -> bytes:
     if member.size > DEFAULT_JSON_LIMIT:
         raise InvalidArchiveError(
             f"member {name!r}: {member.size} bytes exceeds the JSON limit of {DEFAULT_JSON_LIMIT}"
         )
-    source = archive.extractfile(member)
-    assert source is not None
-    data = source.read(member.size)
+    with member.open() as source:
+        data = source.read(member.size)
     if len(data) != member.size:
         raise InvalidArchiveError(f"member {name!r}: truncated")
     return data
@@ -266,38 +392,7 @@ def plan_oci(
         if index.manifests:
             raise InvalidArchiveError(f"no image in the archive matches {matcher}")
         raise InvalidArchiveError("the archive's index.json lists no images")
-    images: dict[Digest, tuple[Descriptor, ImageGraph, list[str]]] = {}
-    for entry, graph, names in graphs:
-        if entry.digest in images:
-            images[entry.digest][2].extend(names)
-        else:
-            images[entry.digest] = (entry, graph, list(names))
-    if tags:
-        if len(images) > 1:
-            raise InvalidArchiveError(
-                f"--tag names one image, but the archive holds {len(images)} images"
-            )
-        entry, graph, _ = next(iter(images.values()))
-        images = {entry.digest: (entry, graph, [str(Reference.parse(t)) for t in tags])}
-    named: dict[str, Digest] = {}
-    for entry, graph, names in images.values():
-        plan.needed.update(graph.blobs)
-        digest_name = f"{base}@{entry.digest}"
-        if digest_names:
-            names.append(digest_name)
-        elif not names:
-            plan.warnings.append(
-                f"image {entry.digest} has no name in the archive; imported as {digest_name}"
-            )
-            names.append(digest_name)
-        target = Descriptor(entry.media_type, entry.digest, entry.size, _kept_annotations(entry))
-        for name in names:
-            if named.setdefault(name, entry.digest) != entry.digest:
-                raise InvalidArchiveError(
-                    f"the archive gives the name {name} to two different images"
-                )
-            if all(p.name != name for p in plan.images):
-                plan.images.append(PlannedImage(name, target, graph.created))
+    _assign_names(plan, graphs, base, tags, digest_names)
     if index_name is not None:
         digest = Digest.of_bytes(contents.index_json)
         target = Descriptor(OCI_INDEX, digest, len(contents.index_json))
@@ -340,3 +435,181 @@ def _kept_annotations(entry: Descriptor) -> dict[str, str]:
         for k, v in entry.annotations.items()
         if k not in (ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME)
     }
+
+
+def _assign_names(
+    plan: ImportPlan,
+    graphs: list[tuple[Descriptor, ImageGraph, list[str]]],
+    base: str,
+    tags: tuple[str, ...],
+    digest_names: bool,
+) -> None:
+    """Turn the archive's images and the names it gives them into the plan's names."""
+    images: dict[Digest, tuple[Descriptor, ImageGraph, list[str]]] = {}
+    for entry, graph, names in graphs:
+        if entry.digest in images:
+            images[entry.digest][2].extend(names)
+        else:
+            images[entry.digest] = (entry, graph, list(names))
+    if tags:
+        if len(images) > 1:
+            raise InvalidArchiveError(
+                f"--tag names one image, but the archive holds {len(images)} images"
+            )
+        entry, graph, _ = next(iter(images.values()))
+        images = {entry.digest: (entry, graph, [str(Reference.parse(t)) for t in tags])}
+    named: dict[str, Digest] = {}
+    for entry, graph, names in images.values():
+        plan.needed.update(graph.blobs)
+        digest_name = f"{base}@{entry.digest}"
+        if digest_names:
+            names.append(digest_name)
+        elif not names:
+            plan.warnings.append(
+                f"image {entry.digest} has no name in the archive; imported as {digest_name}"
+            )
+            names.append(digest_name)
+        target = Descriptor(entry.media_type, entry.digest, entry.size, _kept_annotations(entry))
+        for name in names:
+            if named.setdefault(name, entry.digest) != entry.digest:
+                raise InvalidArchiveError(
+                    f"the archive gives the name {name} to two different images"
+                )
+            if all(p.name != name for p in plan.images):
+                plan.images.append(PlannedImage(name, target, graph.created))
+
+
+def plan_docker(
+    contents: ArchiveContents,
+    matcher: PlatformMatcher,
+    base_name: str,
+    stage: Callable[[bytes], StagedBlob],
+    tags: tuple[str, ...] = (),
+    digest_names: bool = False,
+) -> ImportPlan:
+    """Convert the images of a docker archive (``manifest.json``) into schema 2 manifests.
+
+    The manifests are built from the archive alone, so their digests never depend on what the
+    store already holds; layers are kept byte for byte, labelled by what their bytes are.
+    """
+    assert contents.manifest_json is not None
+    # docker's own keys (Config, Layers) are case-variants of OCI's: read this file leniently
+    doc = load_json(contents.manifest_json, "manifest.json", strict_keys=False)
+    if not isinstance(doc, list):
+        raise InvalidArchiveError("manifest.json: must be a JSON array")
+    repositories = _repositories(contents.repositories)
+    base = parse_repository(base_name)
+    plan = ImportPlan()
+    graphs: list[tuple[Descriptor, ImageGraph, list[str]]] = []
+    for i, entry in enumerate(doc):
+        what = f"manifest.json[{i}]"
+        desc, last_layer = _docker_manifest(contents, entry, what, stage)
+        if not matcher.matches(desc.platform):
+            continue
+        graph = walk(contents, desc, matcher, what)
+        names = _docker_names(entry, what)
+        if not names:
+            layer_id = last_layer.rpartition("/")[0]
+            names = [n for n, v1 in repositories if v1 == layer_id or len(doc) == 1]
+        graphs.append((desc, graph, names))
+    if not graphs:
+        if doc:
+            raise InvalidArchiveError(f"no image in the archive matches {matcher}")
+        raise InvalidArchiveError("manifest.json lists no images")
+    _assign_names(plan, graphs, base, tags, digest_names)
+    return plan
+
+
+def _docker_manifest(
+    contents: ArchiveContents, entry: object, what: str, stage: Callable[[bytes], StagedBlob]
+) -> tuple[Descriptor, str]:
+    if not isinstance(entry, dict):
+        raise InvalidArchiveError(f"{what}: must be an object")
+    config_path = entry.get("Config")
+    layer_paths = entry.get("Layers")
+    if not isinstance(config_path, str):
+        raise InvalidArchiveError(f"{what}: 'Config' must be a path")
+    if not isinstance(layer_paths, list) or not all(isinstance(p, str) for p in layer_paths):
+        raise InvalidArchiveError(f"{what}: 'Layers' must be a list of paths")
+    config = contents.file(config_path, f"{what} Config")
+    if config.size > DEFAULT_JSON_LIMIT:
+        raise InvalidArchiveError(
+            f"{what}: config {config_path!r} exceeds {DEFAULT_JSON_LIMIT} bytes"
+        )
+    config_bytes = config.path.read_bytes()
+    config_doc = load_json(config_bytes, f"{what} config {config_path!r}", strict_keys=False)
+    rootfs = config_doc.get("rootfs") if isinstance(config_doc, dict) else None
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list):
+        raise InvalidArchiveError(f"{what}: config {config_path!r} has no rootfs.diff_ids")
+    if len(diff_ids) != len(layer_paths):
+        raise InvalidArchiveError(
+            f"{what}: {len(layer_paths)} layers but the config lists {len(diff_ids)} diff_ids"
+        )
+    layers = []
+    for j, path in enumerate(layer_paths):
+        layer = contents.file(path, f"{what} layer {j}")
+        media_type = _layer_type(layer)
+        if media_type == DOCKER_LAYER and diff_ids[j] != str(layer.digest):
+            raise InvalidArchiveError(
+                f"{what}: layer {path!r} has digest {layer.digest}, its diff_id is {diff_ids[j]}"
+            )
+        layers.append(Descriptor(media_type, layer.digest, layer.size).to_json())
+    manifest = dump_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": Descriptor(DOCKER_CONFIG, config.digest, config.size).to_json(),
+            "layers": layers,
+        }
+    )
+    staged = stage(manifest)
+    contents.staged.setdefault(staged.digest, staged)
+    platform = config_platform(config_bytes, f"{what} config")
+    last = layer_paths[-1] if layer_paths else ""
+    return Descriptor(DOCKER_MANIFEST, staged.digest, staged.size, platform=platform), last
+
+
+def _layer_type(layer: StagedBlob) -> str:
+    """Docker layers are labelled by what their bytes are (ctr calls zstd gzip: we do not)."""
+    with layer.path.open("rb") as f:
+        head = f.read(6)
+    kind = compression.detect(head)
+    if kind == "gzip":
+        return DOCKER_LAYER_GZIP
+    if kind == "zstd":
+        return OCI_LAYER_ZSTD
+    if kind == "none":
+        return DOCKER_LAYER
+    raise InvalidArchiveError(f"layer {layer.digest}: {kind} compressed layers are not supported")
+
+
+def _docker_names(entry: dict[str, object], what: str) -> list[str]:
+    tags = entry.get("RepoTags")
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise InvalidArchiveError(f"{what}: 'RepoTags' must be a list of names")
+    try:
+        return [str(Reference.parse(t)) for t in tags]
+    except InvalidReferenceError as exc:
+        raise InvalidArchiveError(f"{what}: RepoTags: {exc}") from None
+
+
+def _repositories(data: bytes | None) -> list[tuple[str, str]]:
+    """Names from docker's legacy ``repositories`` file: ``{"repo": {"tag": "<layer id>"}}``."""
+    if data is None:
+        return []
+    doc = load_json(data, "repositories", strict_keys=False)
+    if not isinstance(doc, dict):
+        raise InvalidArchiveError("repositories: must be a JSON object")
+    names = []
+    for repo, tags in doc.items():
+        if not isinstance(tags, dict):
+            raise InvalidArchiveError(f"repositories: {repo!r} must map tags to layer ids")
+        for tag, layer_id in tags.items():
+            try:
+                names.append((str(Reference.parse(f"{repo}:{tag}")), str(layer_id)))
+            except InvalidReferenceError as exc:
+                raise InvalidArchiveError(f"repositories: {exc}") from None
+    return names

@@ -17,9 +17,10 @@ from .errors import InvalidDigestError
 #: Algorithms we can verify, with the exact length of their lower-case hex encoding.
 ALGORITHMS: Final[dict[str, int]] = {"sha256": 64, "sha512": 128}
 
-#: The OCI digest grammar (image-spec descriptor.md).
-_GRAMMAR: Final = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
-_HEX: Final = re.compile(r"^[a-f0-9]+$")
+#: The OCI digest grammar (image-spec descriptor.md). Always used with ``fullmatch``: ``$``
+#: would also match before a trailing newline, letting one into a file name.
+_GRAMMAR: Final = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+_HEX: Final = re.compile(r"[a-f0-9]+")
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -34,13 +35,13 @@ class Digest:
         """Parse and validate *value*; refuse anything we could not verify ourselves."""
         if not isinstance(value, str):
             raise InvalidDigestError(f"digest must be a string, not {type(value).__name__}")
-        if len(value) > 200 or not _GRAMMAR.match(value):
+        if len(value) > 200 or not _GRAMMAR.fullmatch(value):
             raise InvalidDigestError(f"invalid digest {value[:80]!r}")
         algorithm, _, encoded = value.partition(":")
         length = ALGORITHMS.get(algorithm)
         if length is None:
             raise InvalidDigestError(f"unsupported digest algorithm {algorithm!r} in {value!r}")
-        if len(encoded) != length or not _HEX.match(encoded):
+        if len(encoded) != length or not _HEX.fullmatch(encoded):
             raise InvalidDigestError(
                 f"invalid digest {value!r}: {algorithm} needs {length} lower-case hex digits"
             )

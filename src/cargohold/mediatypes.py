@@ -55,7 +55,7 @@ MAX_BLOB_SIZE: Final = 1 << 40
 MAX_FANOUT: Final = 10_000
 
 _MEDIA_TYPE: Final = re.compile(
-    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 )
 
 #: Keys of OCI and Docker documents; a case-variant of one of these is refused (see module doc).
@@ -68,7 +68,12 @@ _KNOWN_KEYS: Final = frozenset(
         "LayerSources",
     }
 )  # fmt: skip
-_KNOWN_FOLDED: Final = {k.lower(): k for k in sorted(_KNOWN_KEYS)}
+#: Keys folded as Go folds them: ``casefold`` also maps U+017F (long s) to "s", which Go's
+#: case-insensitive key matching accepts and ``lower`` misses.
+_KNOWN_FOLDED: Final = {k.casefold(): k for k in sorted(_KNOWN_KEYS)}
+#: Keys of docker's manifest.json that are case-variants of OCI keys. Go reads them as
+#: ``config`` and ``layers``, so an image manifest or index must not carry them.
+_DOCKER_ARCHIVE_VARIANTS: Final = frozenset({"Config", "Layers"})
 
 
 def is_index(media_type: str) -> bool:
@@ -94,7 +99,7 @@ def _object_hook(pairs: list[tuple[str, Any]], strict_keys: bool = True) -> dict
     for key, value in pairs:
         if key in result:
             raise InvalidDocumentError(f"duplicate key {key!r}")
-        lower = key.lower()
+        lower = key.casefold()
         if strict_keys and lower in folded:
             raise InvalidDocumentError(f"keys {folded[lower]!r} and {key!r} differ only in case")
         if strict_keys and lower in _KNOWN_FOLDED and key not in _KNOWN_KEYS:
@@ -183,7 +188,7 @@ class Descriptor:
         if not isinstance(obj, dict):
             raise InvalidDocumentError(f"{what}: descriptor must be an object")
         media_type = obj.get("mediaType")
-        if not isinstance(media_type, str) or not _MEDIA_TYPE.match(media_type):
+        if not isinstance(media_type, str) or not _MEDIA_TYPE.fullmatch(media_type):
             raise InvalidDocumentError(f"{what}: invalid or missing mediaType {media_type!r}")
         try:
             digest = Digest.parse(obj.get("digest"))
@@ -206,7 +211,7 @@ class Descriptor:
             raise InvalidDocumentError(f"{what}: urls of {digest} must be a list of strings")
         artifact_type = obj.get("artifactType")
         if artifact_type is not None and not (
-            isinstance(artifact_type, str) and _MEDIA_TYPE.match(artifact_type)
+            isinstance(artifact_type, str) and _MEDIA_TYPE.fullmatch(artifact_type)
         ):
             raise InvalidDocumentError(f"{what}: invalid artifactType of {digest}")
         return cls(media_type, digest, size, annotations, platform, tuple(urls), artifact_type)
@@ -268,6 +273,7 @@ def parse_index(data: bytes, what: str, expected_type: str | None = None) -> Ind
     if not isinstance(doc, dict):
         raise InvalidDocumentError(f"{what}: an image index must be a JSON object")
     _check_schema(doc, what)
+    _check_oci_keys(doc, what)
     media_type = _document_type(doc, what, expected_type, INDEX_TYPES, OCI_INDEX)
     if "layers" in doc or "config" in doc:
         raise InvalidDocumentError(
@@ -296,6 +302,7 @@ def parse_manifest(data: bytes, what: str, expected_type: str | None = None) -> 
     if not isinstance(doc, dict):
         raise InvalidDocumentError(f"{what}: a manifest must be a JSON object")
     _check_schema(doc, what)
+    _check_oci_keys(doc, what)
     media_type = _document_type(doc, what, expected_type, MANIFEST_TYPES, OCI_MANIFEST)
     if "manifests" in doc:
         raise InvalidDocumentError(
@@ -323,6 +330,14 @@ def _check_schema(doc: dict[str, Any], what: str) -> None:
     version = doc.get("schemaVersion")
     if type(version) is not int or version != 2:
         raise InvalidDocumentError(f"{what}: schemaVersion must be 2, not {version!r}")
+
+
+def _check_oci_keys(doc: dict[str, Any], what: str) -> None:
+    """Refuse docker's manifest.json keys, which :func:`load_json` lets through for that file."""
+    variants = sorted(_DOCKER_ARCHIVE_VARIANTS.intersection(doc))
+    if variants:
+        key = variants[0]
+        raise InvalidDocumentError(f"{what}: key {key!r} is a case-variant of {key.lower()!r}")
 
 
 def _document_type(

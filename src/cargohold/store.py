@@ -9,6 +9,7 @@ them, and names change in one transaction, so a crash at any instant leaves a co
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
@@ -23,8 +24,9 @@ from pathlib import Path
 from typing import IO, BinaryIO, Final, Literal
 
 import platformdirs
+import zstandard
 
-from . import archive_export, archive_import
+from . import archive_export, archive_import, compression
 from .blobstore import BlobStore
 from .digests import Digest
 from .errors import AlreadyExistsError, InvalidArchiveError, NotFoundError, StoreFormatError
@@ -218,18 +220,29 @@ class Store:
         label = str(path) if isinstance(path, (str, Path)) else None
         base = base_name or archive_import.default_base_name(label)
         result = ImportResult()
-        with self._lease() as lease_id, _open_input(source) as (stream, seekable):
+        with self._lease() as lease_id, _open_members(source) as members:
             staging = self.blobs.staging_dir(lease_id)
 
             def already_stored(digest: Digest) -> bool:
                 self.meta.add_to_lease(lease_id, [digest])
                 return self.blobs.blob_size(digest) is not None
 
-            with archive_import.open_archive(stream, seekable) as tar:
-                contents = archive_import.scan(tar, self.blobs, staging, already_stored)
-            plan = archive_import.plan_oci(
-                contents, matcher, base, tuple(tags), digests, index_name
-            )
+            contents = archive_import.scan(members, self.blobs, staging, already_stored)
+            if contents.layout is not None or contents.manifest_json is None:
+                plan = archive_import.plan_oci(
+                    contents, matcher, base, tuple(tags), digests, index_name
+                )
+            else:
+                if index_name is not None:
+                    raise InvalidArchiveError("--index-name needs an OCI layout archive")
+                plan = archive_import.plan_docker(
+                    contents,
+                    matcher,
+                    base,
+                    lambda data: self.blobs.stage_bytes(data, staging, "manifest"),
+                    tuple(tags),
+                    digests,
+                )
             result.warnings.extend(plan.warnings)
             if plan.index_blob is not None:
                 staged = self.blobs.stage_bytes(plan.index_blob, staging, "index.json")
@@ -368,26 +381,41 @@ def _matcher(
 
 
 @contextmanager
-def _open_input(source: str | Path | BinaryIO) -> Iterator[tuple[IO[bytes], bool]]:
-    if isinstance(source, (str, Path)):
-        if str(source) == "-":
-            yield sys.stdin.buffer, False
+def _open_members(source: str | Path | BinaryIO) -> Iterator[Iterator[archive_import.Member]]:
+    """The members of an archive file (any compression), a layout directory, or a stream."""
+    if isinstance(source, (str, Path)) and str(source) != "-":
+        path = Path(source)
+        if path.is_dir():
+            yield archive_import.directory_members(path)
             return
         try:
-            f = open(source, "rb")  # noqa: SIM115 - closed below
+            f = path.open("rb")
         except FileNotFoundError:
             raise NotFoundError(f"archive {source} not found") from None
-        except IsADirectoryError:
-            raise InvalidArchiveError(f"{source} is a directory, not an archive") from None
-        with f:
-            yield f, stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+        with f, _tar_members(f, stat.S_ISREG(os.fstat(f.fileno()).st_mode)) as members:
+            yield members
         return
+    stream = sys.stdin.buffer if isinstance(source, (str, Path)) else source
     seekable = False
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        seekable = stream.seekable() and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    with _tar_members(stream, seekable) as members:
+        yield members
+
+
+@contextmanager
+def _tar_members(stream: IO[bytes], seekable: bool) -> Iterator[Iterator[archive_import.Member]]:
+    head, stream = compression.peek(stream, seekable)
+    kind = compression.detect(head)
+    if kind != "none":
+        stream, seekable = compression.decompressed(stream, kind), False
     try:
-        seekable = source.seekable() and stat.S_ISREG(os.fstat(source.fileno()).st_mode)
-    except (OSError, ValueError, AttributeError):
-        seekable = bool(getattr(source, "seekable", lambda: False)())
-    yield source, seekable
+        with archive_import.open_archive(stream, seekable) as tar:
+            yield archive_import.tar_members(tar)
+    except (OSError, EOFError, zstandard.ZstdError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        raise InvalidArchiveError(f"corrupt {kind} compressed archive ({exc})") from None
 
 
 def _write_atomically(path: Path, write: Callable[[BinaryIO], int]) -> int:
