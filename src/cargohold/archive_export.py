@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO, Final
+from pathlib import Path
+from typing import IO, BinaryIO, Final
 
-from .blobstore import BlobStore
+from . import compression
+from .blobstore import CHUNK_SIZE, BlobStore
+from .compression import Compression
 from .digests import Digest
 from .errors import CargoholdError, ContentError
 from .images import ImageGraph, walk
@@ -122,15 +126,8 @@ def _blob_path(digest: Digest) -> str:
     return f"blobs/{digest.algorithm}/{digest.hex}"
 
 
-def write_archive(plan: ExportPlan, blobs: BlobStore, out: BinaryIO) -> int:
-    """Stream the archive to *out*; returns the number of bytes written.
-
-    Blob data is copied by the kernel (``sendfile``) where it can be: the bytes never pass
-    through Python. Each blob's size is checked against its descriptor as it is copied.
-    """
-    out.flush()
-    fd = out.fileno()
-    written = 0
+def _records(plan: ExportPlan) -> list[tuple[str, Digest | bytes | None]]:
+    """The archive's members in their fixed order: sorted by name, as containerd writes them."""
     directories = sorted({f"blobs/{d.algorithm}/" for d in plan.blobs})
     records: list[tuple[str, Digest | bytes | None]] = [("blobs/", None)] if plan.blobs else []
     records += [(d, None) for d in directories]
@@ -139,20 +136,123 @@ def write_archive(plan: ExportPlan, blobs: BlobStore, out: BinaryIO) -> int:
     if plan.manifest_json is not None:
         records.append(("manifest.json", plan.manifest_json))
     records.append(("oci-layout", OCI_LAYOUT))
-    for name, content in records:
+    return records
+
+
+def write_archive(
+    plan: ExportPlan, blobs: BlobStore, out: BinaryIO, compress: Compression = "none"
+) -> int:
+    """Stream the archive to *out*; returns the number of (uncompressed) tar bytes.
+
+    Uncompressed, blob data is copied by the kernel (``sendfile``) where it can be: the bytes
+    never pass through Python. Each blob's size is checked against its descriptor.
+    """
+    if compress == "none":
+        out.flush()
+        return _write_tar(plan, blobs, _FdSink(out.fileno()))
+    with compression.compressor(compress, out) as writer:
+        written = _write_tar(plan, blobs, _StreamSink(writer))
+    out.flush()
+    return written
+
+
+def _write_tar(plan: ExportPlan, blobs: BlobStore, sink: _FdSink | _StreamSink) -> int:
+    written = 0
+    for name, content in _records(plan):
         if content is None:
-            written += _write_all(fd, _header(name, 0, tarfile.DIRTYPE, 0o755))
+            written += sink.write(_header(name, 0, tarfile.DIRTYPE, 0o755))
         elif isinstance(content, bytes):
             mode = 0o444 if name == "oci-layout" else 0o644
-            written += _write_all(fd, _header(name, len(content), tarfile.REGTYPE, mode))
-            written += _write_all(fd, content + _padding(len(content)))
+            written += sink.write(_header(name, len(content), tarfile.REGTYPE, mode))
+            written += sink.write(content + _padding(len(content)))
         else:
             size = plan.blobs[content].size
-            written += _write_all(fd, _header(name, size, tarfile.REGTYPE, 0o444))
-            written += _copy_blob(blobs, content, size, fd)
-            written += _write_all(fd, _padding(size))
-    written += _write_all(fd, b"\0" * (2 * _BLOCK))
+            written += sink.write(_header(name, size, tarfile.REGTYPE, 0o444))
+            with _open_checked(blobs, content, size) as source:
+                written += sink.copy(source, size)
+            written += sink.write(_padding(size))
+    return written + sink.write(b"\0" * (2 * _BLOCK))
+
+
+def write_layout(plan: ExportPlan, blobs: BlobStore, directory: Path) -> int:
+    """Write the export as an OCI image layout directory (*directory* must not exist yet)."""
+    directory.mkdir()
+    written = 0
+    for name, content in _records(plan):
+        path = directory / name
+        if content is None:
+            path.mkdir(mode=0o755, exist_ok=True)
+            continue
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+            os.chmod(path, 0o444 if name == "oci-layout" else 0o644)
+            written += len(content)
+            continue
+        size = plan.blobs[content].size
+        with _open_checked(blobs, content, size) as source, path.open("wb") as target:
+            written += _FdSink(target.fileno()).copy(source, size)
+        os.chmod(path, 0o444)
     return written
+
+
+def _open_checked(blobs: BlobStore, digest: Digest, size: int) -> BinaryIO:
+    source = blobs.open(digest)
+    actual = os.fstat(source.fileno()).st_size
+    if actual != size:
+        source.close()
+        raise ContentError(f"blob {digest} has {actual} bytes in the store, expected {size}")
+    return source
+
+
+class _FdSink:
+    """Writes to a file descriptor; blob data goes through ``sendfile`` when the kernel can."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        return len(data)
+
+    def copy(self, source: BinaryIO, size: int) -> int:
+        in_fd = source.fileno()
+        offset = 0
+        while offset < size:
+            try:
+                sent = os.sendfile(self.fd, in_fd, offset, size - offset)
+            except OSError:
+                source.seek(offset)
+                return offset + _copy_chunks(source, size - offset, self.write)
+            if sent == 0:
+                raise ContentError("blob shrank while it was exported")
+            offset += sent
+        return size
+
+
+class _StreamSink:
+    """Writes to a Python stream (a compressor)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+
+    def write(self, data: bytes) -> int:
+        self.stream.write(data)
+        return len(data)
+
+    def copy(self, source: BinaryIO, size: int) -> int:
+        return _copy_chunks(source, size, self.write)
+
+
+def _copy_chunks(source: BinaryIO, size: int, write: Callable[[bytes], int]) -> int:
+    copied = 0
+    while copied < size:
+        chunk = source.read(min(CHUNK_SIZE, size - copied))
+        if not chunk:
+            raise ContentError("blob shrank while it was exported")
+        copied += write(chunk)
+    return copied
 
 
 def _header(name: str, size: int, kind: bytes, mode: int) -> bytes:
@@ -170,40 +270,3 @@ def _header(name: str, size: int, kind: bytes, mode: int) -> bytes:
 
 def _padding(size: int) -> bytes:
     return b"\0" * (-size % _BLOCK)
-
-
-def _write_all(fd: int, data: bytes) -> int:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    return len(data)
-
-
-def _copy_blob(blobs: BlobStore, digest: Digest, size: int, out_fd: int) -> int:
-    with blobs.open(digest) as source:
-        in_fd = source.fileno()
-        actual = os.fstat(in_fd).st_size
-        if actual != size:
-            raise ContentError(f"blob {digest} has {actual} bytes in the store, expected {size}")
-        offset = 0
-        while offset < size:
-            try:
-                sent = os.sendfile(out_fd, in_fd, offset, size - offset)
-            except OSError:
-                return offset + _copy_plain(source, offset, size, out_fd)
-            if sent == 0:
-                raise ContentError(f"blob {digest} shrank while it was exported")
-            offset += sent
-    return size
-
-
-def _copy_plain(source: BinaryIO, offset: int, size: int, out_fd: int) -> int:
-    """Fallback when the kernel cannot sendfile to *out_fd* (some pipes and sockets)."""
-    source.seek(offset)
-    copied = 0
-    while offset + copied < size:
-        chunk = source.read(min(1 << 20, size - offset - copied))
-        if not chunk:
-            raise ContentError("blob shrank while it was exported")
-        copied += _write_all(out_fd, chunk)
-    return copied

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .compression import Compression
 from .errors import CargoholdError
 from .store import DEFAULT_NAMESPACE, ImageInfo, Store
 
@@ -179,6 +180,21 @@ def import_(
 @click.option(
     "--skip-non-distributable", is_flag=True, help="Leave out non-distributable (foreign) layers."
 )
+@click.option(
+    "--compress",
+    type=click.Choice(["none", "gzip", "zstd"]),
+    default="none",
+    show_default=True,
+    help="Compress the whole archive.",
+)
+@click.option(
+    "--format",
+    "archive_format",
+    type=click.Choice(["tar", "oci-dir"]),
+    default="tar",
+    show_default=True,
+    help="A tar archive, or an OCI image layout directory at OUT.",
+)
 @pass_context
 def export(
     ctx: Context,
@@ -188,9 +204,14 @@ def export(
     all_platforms: bool,
     skip_manifest_json: bool,
     skip_non_distributable: bool,
+    compress: Compression,
+    archive_format: str,
 ) -> None:
     """Write images to an archive (OUT, or - for stdout): an OCI image layout with docker's
-    manifest.json, readable by ctr, skopeo, podman and docker. Byte-reproducible."""
+    manifest.json, readable by ctr, skopeo, podman and docker. Byte-reproducible.
+
+    With --compress the whole archive is gzip or zstd compressed; cargohold, ctr 2.x, docker
+    and podman read those directly. With --format oci-dir, OUT is a new layout directory."""
     if out == "-" and sys.stdout.isatty():
         raise CargoholdError("refusing to write an archive to a terminal; redirect stdout")
     with ctx.store() as store:
@@ -201,6 +222,8 @@ def export(
             all_platforms=all_platforms,
             skip_manifest_json=skip_manifest_json,
             skip_non_distributable=skip_non_distributable,
+            compress=compress,
+            layout_dir=archive_format == "oci-dir",
         )
 
 

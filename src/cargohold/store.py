@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import os
 import re
+import shutil
 import stat
 import sys
 import tempfile
@@ -28,8 +29,15 @@ import zstandard
 
 from . import archive_export, archive_import, compression
 from .blobstore import BlobStore
+from .compression import Compression
 from .digests import Digest
-from .errors import AlreadyExistsError, InvalidArchiveError, NotFoundError, StoreFormatError
+from .errors import (
+    AlreadyExistsError,
+    CargoholdError,
+    InvalidArchiveError,
+    NotFoundError,
+    StoreFormatError,
+)
 from .gc import GcResult, Leases, collect
 from .images import walk
 from .mediatypes import Descriptor
@@ -323,6 +331,8 @@ class Store:
         all_platforms: bool = False,
         skip_manifest_json: bool = False,
         skip_non_distributable: bool = False,
+        compress: Compression = "none",
+        layout_dir: bool = False,
     ) -> ExportResult:
         """Write the images *refs* to *out* (a path, ``"-"`` for stdout, or a binary stream).
 
@@ -342,13 +352,19 @@ class Store:
         plan = archive_export.plan_export(
             self.blobs, records, matcher, skip_manifest_json, skip_non_distributable
         )
-        if not isinstance(out, (str, Path)):
-            written = archive_export.write_archive(plan, self.blobs, out)
+        if layout_dir:
+            if not isinstance(out, (str, Path)) or str(out) == "-":
+                raise CargoholdError("an OCI layout directory needs a directory path, not a stream")
+            written = _write_directory_atomically(
+                Path(out), lambda d: archive_export.write_layout(plan, self.blobs, d)
+            )
+        elif not isinstance(out, (str, Path)):
+            written = archive_export.write_archive(plan, self.blobs, out, compress)
         elif str(out) == "-":
-            written = archive_export.write_archive(plan, self.blobs, sys.stdout.buffer)
+            written = archive_export.write_archive(plan, self.blobs, sys.stdout.buffer, compress)
         else:
             written = _write_atomically(
-                Path(out), lambda f: archive_export.write_archive(plan, self.blobs, f)
+                Path(out), lambda f: archive_export.write_archive(plan, self.blobs, f, compress)
             )
         return ExportResult([r.name for r in records], len(plan.blobs), written, len(plan.skipped))
 
@@ -431,6 +447,20 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], int]) -> int:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return written
+
+
+def _write_directory_atomically(path: Path, write: Callable[[Path], int]) -> int:
+    """Build the directory under a temporary name beside *path*, then rename it into place."""
+    if path.exists():
+        raise AlreadyExistsError(f"{path} already exists")
+    parent = path.parent if str(path.parent) else Path(".")
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    try:
+        written = write(staging / "layout")
+        os.rename(staging / "layout", path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return written
 
 
