@@ -8,6 +8,7 @@ the same images twice gives the same bytes: backups can be compared and deduplic
 
 from __future__ import annotations
 
+import io
 import os
 import tarfile
 from collections.abc import Callable
@@ -128,15 +129,17 @@ def _blob_path(digest: Digest) -> str:
 
 def _records(plan: ExportPlan) -> list[tuple[str, Digest | bytes | None]]:
     """The archive's members in their fixed order: sorted by name, as containerd writes them."""
-    directories = sorted({f"blobs/{d.algorithm}/" for d in plan.blobs})
+    directories = {f"blobs/{d.algorithm}/" for d in plan.blobs}
     records: list[tuple[str, Digest | bytes | None]] = [("blobs/", None)] if plan.blobs else []
     records += [(d, None) for d in directories]
-    records += [(_blob_path(d), d) for d in sorted(plan.blobs, key=_blob_path)]
+    records += [(_blob_path(d), d) for d in plan.blobs]
     records.append(("index.json", plan.index_json))
     if plan.manifest_json is not None:
         records.append(("manifest.json", plan.manifest_json))
     records.append(("oci-layout", OCI_LAYOUT))
-    return records
+    # One sort of every name puts each directory just before its entries, whatever the
+    # digest algorithms: blobs/sha256/… comes before blobs/sha512/.
+    return sorted(records, key=lambda record: record[0])
 
 
 def write_archive(
@@ -148,8 +151,12 @@ def write_archive(
     never pass through Python. Each blob's size is checked against its descriptor.
     """
     if compress == "none":
+        try:
+            fd = out.fileno()
+        except io.UnsupportedOperation:  # an in-memory stream has no descriptor
+            return _write_tar(plan, blobs, _StreamSink(out))
         out.flush()
-        return _write_tar(plan, blobs, _FdSink(out.fileno()))
+        return _write_tar(plan, blobs, _FdSink(fd))
     with compression.compressor(compress, out) as writer:
         written = _write_tar(plan, blobs, _StreamSink(writer))
     out.flush()
@@ -264,7 +271,10 @@ def _header(name: str, size: int, kind: bytes, mode: int) -> bytes:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     if size < 8 << 30:
-        return info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+        try:
+            return info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+        except ValueError:
+            pass  # a name too long for USTAR (a sha512 blob's path): PAX holds it, as in Go
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
 
 

@@ -209,10 +209,15 @@ def scan(
     verified when it was written.
     """
     contents = ArchiveContents(store)
-    for count, member in enumerate(members, 1):
-        if count > MAX_MEMBERS:
-            raise InvalidArchiveError(f"archive has more than {MAX_MEMBERS} members")
-        _scan_member(member, contents, staging, already_stored)
+    try:
+        for count, member in enumerate(members, 1):
+            if count > MAX_MEMBERS:
+                raise InvalidArchiveError(f"archive has more than {MAX_MEMBERS} members")
+            _scan_member(member, contents, staging, already_stored)
+    except tarfile.TarError as exc:
+        # A member's data is read here, after the tar reader has handed the member over, so
+        # an archive truncated inside a member fails here rather than in tar_members.
+        raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
     for link, target in list(contents.symlinks.items()):
         if target not in contents.files:
             raise InvalidArchiveError(

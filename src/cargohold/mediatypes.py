@@ -1,8 +1,8 @@
 """Media types, descriptors, and the strict reading of OCI/Docker JSON documents.
 
 Everything an archive says about its content passes through here before anything trusts it.
-Documents are parsed strictly because several tools read the same bytes: Python keeps the
-last of two duplicate keys where Go keeps the first, and Go matches keys case-insensitively,
+Documents are parsed strictly because several tools read the same bytes: parsers disagree on
+which of two duplicate keys counts, and Go matches keys case-insensitively,
 so lax parsing lets one archive mean different images to different tools. Parsed documents
 keep their original bytes' digest; we never re-serialise content we store or forward.
 """

@@ -1,0 +1,1052 @@
+"""Archive shapes found in the wild, built byte for byte here and imported through the library.
+
+Docker archives (``docker save`` before 25, skopeo, crane) are converted into Docker schema 2
+manifests the way containerd converts them, so the expected manifest is written out below as the
+exact compact JSON containerd would build and hashed independently of cargohold. OCI archives
+(Docker 25+ hybrids, containerd-store saves, compressed tarballs, layout directories) are built
+with :mod:`imagefactory`.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import os
+import tarfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+import zstandard
+
+from cargohold import ImportResult, InvalidArchiveError, Store
+from cargohold.digests import Digest
+from cargohold.platforms import Platform
+from imagefactory import (
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    ArchiveBuilder,
+    digest_of,
+    dumps,
+    layer_tar,
+    platform_json,
+)
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+IN_TOTO = "application/vnd.in-toto+json"
+
+#: Images must run here to be imported by default, so every test image is built for this host.
+HOST = Platform.host()
+#: A platform that is not the host's, for the platforms an archive names but does not carry.
+ARM64 = Platform("linux", "arm64")
+OTHER = ARM64 if ARM64 != HOST else Platform("linux", "amd64")
+CREATED = "2024-01-01T00:00:00Z"
+
+
+# --- writing tarballs ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A symbolic link member."""
+
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    """A directory member."""
+
+
+DIR = Directory()
+Entry = tuple[str, "bytes | Link | Directory"]
+
+
+def tar_bytes(entries: Sequence[Entry]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, content in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            if isinstance(content, Link):
+                info.type = tarfile.SYMTYPE
+                info.linkname = content.target
+                tar.addfile(info)
+            elif isinstance(content, Directory):
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+def write_archive(path: Path, entries: Sequence[Entry]) -> Path:
+    path.write_bytes(tar_bytes(entries))
+    return path
+
+
+def oci_entries(builder: ArchiveBuilder, omit: frozenset[str] = frozenset()) -> list[Entry]:
+    return list(builder.members(omit))
+
+
+# --- docker archives -----------------------------------------------------------------------
+
+
+def hex_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class DockerImage:
+    """One image of a docker archive: its uncompressed layers, config and names."""
+
+    layers: list[bytes]
+    repo_tags: list[str] | None = None
+    created: str = CREATED
+    platform: Platform = HOST
+    diff_ids_override: list[str] | None = None
+
+    @property
+    def diff_ids(self) -> list[str]:
+        if self.diff_ids_override is not None:
+            return self.diff_ids_override
+        return [digest_of(layer) for layer in self.layers]
+
+    @property
+    def config(self) -> bytes:
+        doc: dict[str, Any] = {
+            "architecture": self.platform.architecture,
+            "os": self.platform.os,
+        }
+        if self.platform.variant:
+            doc["variant"] = self.platform.variant
+        doc["config"] = {"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/bin:/bin"]}
+        doc["created"] = self.created
+        doc["history"] = [{"created": self.created} for _ in self.layers]
+        doc["rootfs"] = {"type": "layers", "diff_ids": self.diff_ids}
+        # docker writes configs with its own spacing; any valid JSON will do
+        return json.dumps(doc, indent=1).encode()
+
+    def v1_ids(self) -> list[str]:
+        """Docker's legacy per-layer ids: a chain over the layers, unique per position."""
+        ids: list[str] = []
+        parent = ""
+        for layer in self.layers:
+            parent = hex_of(f"{parent} {digest_of(layer)}".encode())
+            ids.append(parent)
+        return ids
+
+
+def legacy_json(v1_id: str, parent: str | None) -> bytes:
+    doc: dict[str, Any] = {"id": v1_id, "created": "1970-01-01T00:00:00Z"}
+    if parent is not None:
+        doc["parent"] = parent
+    return json.dumps(doc).encode()
+
+
+def split_tag(repo_tag: str) -> tuple[str, str]:
+    repo, _, tag = repo_tag.rpartition(":")
+    return repo, tag
+
+
+def repositories_file(images: Sequence[DockerImage]) -> bytes:
+    doc: dict[str, dict[str, str]] = {}
+    for image in images:
+        for repo_tag in image.repo_tags or []:
+            repo, tag = split_tag(repo_tag)
+            doc.setdefault(repo, {})[tag] = image.v1_ids()[-1]
+    return json.dumps(doc).encode()
+
+
+def manifest_item(image: DockerImage, config: str, layers: list[str]) -> dict[str, Any]:
+    item: dict[str, Any] = {"Config": config}
+    if image.repo_tags is not None:
+        item["RepoTags"] = image.repo_tags
+    item["Layers"] = layers
+    return item
+
+
+def classic_save(images: Sequence[DockerImage], repositories: bytes | None = None) -> list[Entry]:
+    """What ``docker save`` wrote before Docker 25: one directory per layer."""
+    entries: list[Entry] = []
+    items = []
+    seen: set[str] = set()
+    for image in images:
+        config = image.config
+        entries.append((f"{hex_of(config)}.json", config))
+        paths = []
+        parent = None
+        for v1_id, layer in zip(image.v1_ids(), image.layers, strict=True):
+            if v1_id not in seen:
+                seen.add(v1_id)
+                entries += [
+                    (f"{v1_id}/", DIR),
+                    (f"{v1_id}/VERSION", b"1.0"),
+                    (f"{v1_id}/json", legacy_json(v1_id, parent)),
+                    (f"{v1_id}/layer.tar", layer),
+                ]
+            paths.append(f"{v1_id}/layer.tar")
+            parent = v1_id
+        items.append(manifest_item(image, f"{hex_of(config)}.json", paths))
+    entries.append(("manifest.json", json.dumps(items).encode()))
+    entries.append(
+        ("repositories", repositories if repositories is not None else repositories_file(images))
+    )
+    return entries
+
+
+def skopeo_save(
+    image: DockerImage, *, layers_via_link: bool = True, links_first: bool = False
+) -> list[Entry]:
+    """skopeo's (and older docker's) shape: layers stored once as ``<hex>.tar``, with
+    ``<id>/layer.tar`` symbolic links to them."""
+    config = image.config
+    files: list[Entry] = [(f"{hex_of(config)}.json", config)]
+    links: list[Entry] = []
+    paths = []
+    for v1_id, layer in zip(image.v1_ids(), image.layers, strict=True):
+        files.append((f"{hex_of(layer)}.tar", layer))
+        links += [
+            (f"{v1_id}/layer.tar", Link(f"../{hex_of(layer)}.tar")),
+            (f"{v1_id}/VERSION", b"1.0"),
+            (f"{v1_id}/json", legacy_json(v1_id, None)),
+        ]
+        paths.append(f"{v1_id}/layer.tar" if layers_via_link else f"{hex_of(layer)}.tar")
+    members = links + files if links_first else files + links
+    item = manifest_item(image, f"{hex_of(config)}.json", paths)
+    return [
+        *members,
+        ("manifest.json", json.dumps([item]).encode()),
+        ("repositories", repositories_file([image])),
+    ]
+
+
+def crane_save(image: DockerImage, compress: Callable[[bytes], bytes], suffix: str) -> list[Entry]:
+    """go-containerregistry's tarball: config named ``sha256:<hex>``, compressed layers named
+    by the digest of their compressed bytes, no ``repositories``."""
+    config = image.config
+    entries: list[Entry] = [(f"sha256:{hex_of(config)}", config)]
+    paths = []
+    for layer in image.layers:
+        blob = compress(layer)
+        name = f"{hex_of(blob)}{suffix}"
+        entries.append((name, blob))
+        paths.append(name)
+    item = manifest_item(image, f"sha256:{hex_of(config)}", paths)
+    entries.append(("manifest.json", json.dumps([item]).encode()))
+    return entries
+
+
+def expected_manifest(config: bytes, layers: Sequence[tuple[str, bytes]]) -> bytes:
+    """The schema 2 manifest containerd builds for a docker archive image, as compact JSON."""
+    layer_json = ",".join(
+        f'{{"mediaType":"{media_type}","digest":"{digest_of(blob)}","size":{len(blob)}}}'
+        for media_type, blob in layers
+    )
+    return (
+        '{"schemaVersion":2,'
+        f'"mediaType":"{DOCKER_MANIFEST}",'
+        f'"config":{{"mediaType":"{DOCKER_CONFIG}","digest":"{digest_of(config)}",'
+        f'"size":{len(config)}}},'
+        f'"layers":[{layer_json}]}}'
+    ).encode()
+
+
+def plain_manifest(image: DockerImage) -> bytes:
+    return expected_manifest(image.config, [(DOCKER_LAYER, layer) for layer in image.layers])
+
+
+def layer(name: str, size: int = 64) -> bytes:
+    return layer_tar({name: name.encode() * size})
+
+
+def demo_image(tags: list[str] | None = None, *, seed: str = "app") -> DockerImage:
+    return DockerImage(
+        [layer(f"{seed}/base.txt"), layer(f"{seed}/top.txt", 3)],
+        ["foo:1"] if tags is None else tags,
+    )
+
+
+# --- the store -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "store") as s:
+        yield s
+
+
+def snapshot(store: Store) -> tuple[list[tuple[str, str]], set[str], list[str]]:
+    """Everything an import could change: names, blobs and staging leftovers."""
+    images = [(r.name, str(r.digest)) for r in store.meta.list_images(store.namespace)]
+    blobs = {str(d) for d in store.blobs.iter_digests()}
+    return images, blobs, store.blobs.staging_names()
+
+
+def names_and_digests(result: ImportResult) -> list[tuple[str, str]]:
+    return [(i.name, str(i.digest)) for i in result.images]
+
+
+def stored(store: Store, digest: str | Digest) -> bytes:
+    return store.blobs.read_blob(Digest.parse(str(digest)), 1 << 24)
+
+
+def stored_manifest(store: Store, name: str) -> dict[str, Any]:
+    record = store.resolve(name)
+    doc: dict[str, Any] = json.loads(stored(store, record.digest))
+    return doc
+
+
+def import_entries(
+    store: Store, tmp_path: Path, entries: Sequence[Entry], name: str = "archive.tar", **kw: Any
+) -> ImportResult:
+    return store.import_archive(write_archive(tmp_path / name, entries), **kw)
+
+
+@contextmanager
+def pipe_reader(data: bytes) -> Iterator[BinaryIO]:
+    """A non-seekable stream of *data*: the read end of a pipe a thread writes into."""
+    read_fd, write_fd = os.pipe()
+
+    def feed() -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(write_fd, view) :]
+        except BrokenPipeError:
+            pass  # the reader gave up early (a rejected archive): nothing left to do
+        finally:
+            os.close(write_fd)
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    reader = os.fdopen(read_fd, "rb")
+    try:
+        assert not reader.seekable()
+        yield reader
+    finally:
+        reader.close()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the pipe writer never finished"
+
+
+# --- classic docker save -------------------------------------------------------------------
+
+
+def test_classic_docker_save_becomes_containerds_schema2_manifest(
+    store: Store, tmp_path: Path
+) -> None:
+    image = demo_image()
+    expected = plain_manifest(image)
+
+    result = import_entries(store, tmp_path, classic_save([image]))
+
+    assert names_and_digests(result) == [("docker.io/library/foo:1", digest_of(expected))]
+    assert result.images[0].action == "created"
+    assert result.warnings == []
+    record = store.resolve("foo:1")
+    assert record.media_type == DOCKER_MANIFEST
+    assert str(record.digest) == digest_of(expected)
+    assert stored(store, record.digest) == expected
+    manifest = stored_manifest(store, "foo:1")
+    assert manifest["config"]["mediaType"] == DOCKER_CONFIG
+    assert [entry["mediaType"] for entry in manifest["layers"]] == [DOCKER_LAYER] * 2
+    assert stored(store, digest_of(image.config)) == image.config
+    for i, data in enumerate(image.layers):
+        assert stored(store, manifest["layers"][i]["digest"]) == data
+    # manifest, config and two layers; the legacy json and VERSION files are not kept
+    assert result.blobs_written == 4
+    assert snapshot(store)[1] == {digest_of(expected), digest_of(image.config)} | {
+        digest_of(data) for data in image.layers
+    }
+    [info] = store.list_images()
+    assert info.platforms == [HOST]
+
+
+def test_classic_docker_save_from_a_pipe(store: Store) -> None:
+    image = demo_image()
+
+    with pipe_reader(tar_bytes(classic_save([image]))) as reader:
+        result = store.import_archive(reader)
+
+    assert names_and_digests(result) == [
+        ("docker.io/library/foo:1", digest_of(plain_manifest(image)))
+    ]
+
+
+def test_one_image_with_several_repo_tags(store: Store, tmp_path: Path) -> None:
+    image = demo_image(["foo:1", "example.com/team/foo:latest"])
+
+    result = import_entries(store, tmp_path, classic_save([image]))
+
+    digest = digest_of(plain_manifest(image))
+    assert names_and_digests(result) == [
+        ("docker.io/library/foo:1", digest),
+        ("example.com/team/foo:latest", digest),
+    ]
+
+
+def test_member_names_with_dot_slash_prefix(store: Store, tmp_path: Path) -> None:
+    # an archive repacked with `tar -C dir .` names every member ./something
+    image = demo_image()
+    entries: list[Entry] = [("./", DIR)]
+    entries += [(f"./{name}", content) for name, content in skopeo_save(image)]
+
+    result = import_entries(store, tmp_path, entries)
+
+    assert names_and_digests(result) == [
+        ("docker.io/library/foo:1", digest_of(plain_manifest(image)))
+    ]
+
+
+# --- skopeo-style symbolic links -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("layers_via_link", "links_first"),
+    [(True, False), (True, True), (False, False)],
+    ids=["manifest-names-link", "links-before-targets", "manifest-names-file"],
+)
+def test_skopeo_style_layer_links_resolve_inside_the_archive(
+    store: Store, tmp_path: Path, layers_via_link: bool, links_first: bool
+) -> None:
+    image = demo_image()
+    entries = skopeo_save(image, layers_via_link=layers_via_link, links_first=links_first)
+    assert any(isinstance(content, Link) for _, content in entries)
+
+    result = import_entries(store, tmp_path, entries)
+
+    # the same content as the classic save: the same manifest, whatever the member layout
+    assert names_and_digests(result) == [
+        ("docker.io/library/foo:1", digest_of(plain_manifest(image)))
+    ]
+    manifest = stored_manifest(store, "foo:1")
+    assert [stored(store, entry["digest"]) for entry in manifest["layers"]] == image.layers
+
+
+def test_duplicate_layer_linked_to_its_first_copy(store: Store, tmp_path: Path) -> None:
+    # older docker stored a layer that appears twice once, and linked the second directory
+    same = layer("dup.txt")
+    image = DockerImage([same, layer("middle.txt"), same], ["foo:1"])
+    entries = classic_save([image])
+    first, _, last = image.v1_ids()
+    entries = [
+        (name, Link(f"../{first}/layer.tar") if name == f"{last}/layer.tar" else content)
+        for name, content in entries
+    ]
+
+    result = import_entries(store, tmp_path, entries)
+
+    assert names_and_digests(result) == [
+        ("docker.io/library/foo:1", digest_of(plain_manifest(image)))
+    ]
+    assert len(stored_manifest(store, "foo:1")["layers"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("../../etc/passwd", "leaves the archive"),
+        ("../../../../../../etc/passwd", "leaves the archive"),
+        ("../0000000000000000000000000000000000000000000000000000000000000000.tar", "not a"),
+        ("../", "not a"),
+    ],
+    ids=["escapes", "escapes-far", "missing-member", "directory"],
+)
+def test_layer_link_outside_the_archive_or_to_nothing_is_rejected(
+    store: Store, tmp_path: Path, target: str, message: str
+) -> None:
+    image = demo_image()
+    entries = [
+        (name, Link(target) if isinstance(content, Link) else content)
+        for name, content in skopeo_save(image)
+    ]
+    before = snapshot(store)
+
+    with pytest.raises(InvalidArchiveError, match=message):
+        import_entries(store, tmp_path, entries)
+
+    assert snapshot(store) == before
+
+
+def test_absolute_layer_link_is_rejected(store: Store, tmp_path: Path) -> None:
+    image = demo_image()
+    entries = [
+        (name, Link("/etc/passwd") if isinstance(content, Link) else content)
+        for name, content in skopeo_save(image)
+    ]
+
+    with pytest.raises(InvalidArchiveError, match="symbolic link"):
+        import_entries(store, tmp_path, entries)
+
+    assert snapshot(store) == ([], set(), [])
+
+
+# --- names ---------------------------------------------------------------------------------
+
+
+def test_names_come_from_repositories_when_repo_tags_are_missing(
+    store: Store, tmp_path: Path
+) -> None:
+    named = demo_image(["foo:1"])
+    image = DockerImage(named.layers, None)
+    repositories = repositories_file([named])
+
+    result = import_entries(store, tmp_path, classic_save([image], repositories))
+
+    assert names_and_digests(result) == [
+        ("docker.io/library/foo:1", digest_of(plain_manifest(image)))
+    ]
+    assert result.warnings == []
+
+
+def test_repositories_name_each_image_of_a_multi_image_archive_by_its_top_layer(
+    store: Store, tmp_path: Path
+) -> None:
+    first_named = demo_image(["example.com/first:1"], seed="one")
+    second_named = demo_image(["example.com/second:2"], seed="two")
+    first = DockerImage(first_named.layers, None)
+    second = DockerImage(second_named.layers, None)
+    # listed in the opposite order, so position cannot stand in for the layer id
+    repositories = repositories_file([second_named, first_named])
+
+    result = import_entries(store, tmp_path, classic_save([first, second], repositories))
+
+    assert sorted(names_and_digests(result)) == [
+        ("example.com/first:1", digest_of(plain_manifest(first))),
+        ("example.com/second:2", digest_of(plain_manifest(second))),
+    ]
+
+
+def test_no_names_at_all_imports_by_digest_with_a_warning(store: Store, tmp_path: Path) -> None:
+    image = DockerImage(demo_image().layers, None)
+    digest = digest_of(plain_manifest(image))
+
+    result = import_entries(store, tmp_path, classic_save([image], b"{}"), name="nameless.tar")
+
+    name = f"docker.io/library/nameless@{digest}"
+    assert names_and_digests(result) == [(name, digest)]
+    assert len(result.warnings) == 1
+    assert digest in result.warnings[0]
+    assert name in result.warnings[0]
+    assert str(store.resolve(name).digest) == digest
+
+
+def test_no_names_and_no_repositories_file(store: Store, tmp_path: Path) -> None:
+    image = DockerImage(demo_image().layers, None)
+    entries = [e for e in classic_save([image]) if e[0] != "repositories"]
+    digest = digest_of(plain_manifest(image))
+
+    result = import_entries(store, tmp_path, entries, base_name="example.com/imported")
+
+    assert names_and_digests(result) == [(f"example.com/imported@{digest}", digest)]
+    assert any(digest in warning for warning in result.warnings)
+
+
+# --- crane: compressed layers --------------------------------------------------------------
+
+
+def test_crane_gzip_layers_keep_their_bytes_and_gzip_type(store: Store, tmp_path: Path) -> None:
+    image = demo_image()
+    blobs = [gzip.compress(data, mtime=0) for data in image.layers]
+    expected = expected_manifest(image.config, [(DOCKER_LAYER_GZIP, blob) for blob in blobs])
+
+    result = import_entries(
+        store, tmp_path, crane_save(image, lambda d: gzip.compress(d, mtime=0), ".tar.gz")
+    )
+
+    assert names_and_digests(result) == [("docker.io/library/foo:1", digest_of(expected))]
+    assert stored(store, digest_of(expected)) == expected
+    manifest = stored_manifest(store, "foo:1")
+    assert [stored(store, entry["digest"]) for entry in manifest["layers"]] == blobs
+
+
+def test_crane_zstd_layers_are_labelled_zstd_never_gzip(store: Store, tmp_path: Path) -> None:
+    image = demo_image()
+    compress = zstandard.ZstdCompressor(level=3).compress
+    blobs = [compress(data) for data in image.layers]
+    expected = expected_manifest(image.config, [(OCI_LAYER_ZSTD, blob) for blob in blobs])
+
+    result = import_entries(store, tmp_path, crane_save(image, compress, ".tar.zst"))
+
+    assert names_and_digests(result) == [("docker.io/library/foo:1", digest_of(expected))]
+    manifest = stored_manifest(store, "foo:1")
+    assert [entry["mediaType"] for entry in manifest["layers"]] == [OCI_LAYER_ZSTD] * 2
+    assert DOCKER_LAYER_GZIP not in stored(store, digest_of(expected)).decode()
+
+
+def test_mixed_layer_compressions_are_labelled_one_by_one(store: Store, tmp_path: Path) -> None:
+    image = demo_image()
+    plain, zstd_blob = image.layers[0], zstandard.ZstdCompressor().compress(image.layers[1])
+    config = image.config
+    entries: list[Entry] = [
+        (f"{hex_of(config)}.json", config),
+        ("a.tar", plain),
+        ("b.tar.zst", zstd_blob),
+        (
+            "manifest.json",
+            dumps([manifest_item(image, f"{hex_of(config)}.json", ["a.tar", "b.tar.zst"])]),
+        ),
+    ]
+    expected = expected_manifest(config, [(DOCKER_LAYER, plain), (OCI_LAYER_ZSTD, zstd_blob)])
+
+    result = import_entries(store, tmp_path, entries)
+
+    assert names_and_digests(result) == [("docker.io/library/foo:1", digest_of(expected))]
+
+
+def test_xz_compressed_layer_is_refused(store: Store, tmp_path: Path) -> None:
+    image = demo_image()
+
+    with pytest.raises(InvalidArchiveError, match="xz compressed layers are not supported"):
+        import_entries(store, tmp_path, crane_save(image, lzma.compress, ".tar.xz"))
+
+    assert snapshot(store) == ([], set(), [])
+
+
+# --- diff_ids ------------------------------------------------------------------------------
+
+
+def test_diff_ids_count_mismatch_is_an_error(store: Store, tmp_path: Path) -> None:
+    base = demo_image()
+    image = DockerImage(base.layers, ["foo:1"], diff_ids_override=base.diff_ids[:1])
+
+    with pytest.raises(InvalidArchiveError, match="2 layers but the config lists 1 diff_ids"):
+        import_entries(store, tmp_path, classic_save([image]))
+
+    assert snapshot(store) == ([], set(), [])
+
+
+def test_uncompressed_layer_must_match_its_diff_id(store: Store, tmp_path: Path) -> None:
+    base = demo_image()
+    wrong = digest_of(b"some other layer")
+    image = DockerImage(base.layers, ["foo:1"], diff_ids_override=[base.diff_ids[0], wrong])
+
+    with pytest.raises(InvalidArchiveError, match=f"its diff_id is {wrong}"):
+        import_entries(store, tmp_path, classic_save([image]))
+
+    assert snapshot(store) == ([], set(), [])
+
+
+# --- several images ------------------------------------------------------------------------
+
+
+def test_multi_image_docker_archive_imports_every_image(store: Store, tmp_path: Path) -> None:
+    shared = layer("shared/base.txt")
+    first = DockerImage([shared, layer("first/app.txt")], ["foo:1"])
+    second = DockerImage([shared, layer("second/app.txt")], ["example.com/bar:2"])
+
+    result = import_entries(store, tmp_path, classic_save([first, second]))
+
+    assert names_and_digests(result) == [
+        ("docker.io/library/foo:1", digest_of(plain_manifest(first))),
+        ("example.com/bar:2", digest_of(plain_manifest(second))),
+    ]
+    assert (
+        stored_manifest(store, "foo:1")["layers"][0]
+        == stored_manifest(store, "example.com/bar:2")["layers"][0]
+    )
+    # two manifests, two configs, three distinct layers
+    assert result.blobs_written == 7
+
+
+# --- OCI archives with a manifest.json -----------------------------------------------------
+
+
+def docker25_save(builder: ArchiveBuilder, *repo_tags: str) -> tuple[list[Entry], str]:
+    """Docker 25+: an OCI layout (one index.json entry per tag) whose manifest.json points
+    into blobs/. Returns the entries and the manifest digest."""
+    raw = layer("docker25/file.txt")
+    image = DockerImage([raw], list(repo_tags))
+    layer_desc = builder.blob(raw, OCI_LAYER)
+    config_desc = builder.blob(image.config, OCI_CONFIG, platform=platform_json(str(HOST)))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config_desc,
+        "layers": [layer_desc],
+    }
+    manifest_desc = builder.blob(dumps(manifest), OCI_MANIFEST)
+    legacy: dict[str, dict[str, str]] = {}
+    for repo_tag in repo_tags:
+        repo, tag = split_tag(repo_tag)
+        annotations = {
+            "io.containerd.image.name": f"docker.io/library/{repo}:{tag}",
+            "org.opencontainers.image.ref.name": tag,
+        }
+        builder.entries.append(
+            {**manifest_desc, "platform": platform_json(str(HOST)), "annotations": annotations}
+        )
+        # docker 25 keys the legacy file by the top layer's diff_id, not by a v1 id
+        legacy.setdefault(repo, {})[tag] = hex_of(raw)
+    # the legacy v1 layer config docker still writes into blobs/, referenced by nothing
+    builder.blob(legacy_json(image.v1_ids()[0], None), "application/octet-stream")
+    item = manifest_item(
+        image,
+        "blobs/" + config_desc["digest"].replace(":", "/"),
+        ["blobs/" + layer_desc["digest"].replace(":", "/")],
+    )
+    extra: list[Entry] = [
+        ("manifest.json", dumps([item])),
+        ("repositories", json.dumps(legacy).encode()),
+    ]
+    return oci_entries(builder) + extra, manifest_desc["digest"]
+
+
+def test_docker25_hybrid_archive_uses_the_oci_index(store: Store, tmp_path: Path) -> None:
+    entries, oci_digest = docker25_save(ArchiveBuilder(), "foo:1", "foo:latest")
+
+    result = import_entries(store, tmp_path, entries)
+
+    assert names_and_digests(result) == [
+        ("docker.io/library/foo:1", oci_digest),
+        ("docker.io/library/foo:latest", oci_digest),
+    ]
+    record = store.resolve("foo:1")
+    assert record.media_type == OCI_MANIFEST
+    # what the manifest.json route would have built instead
+    manifest = json.loads(stored(store, oci_digest))
+    config = stored(store, manifest["config"]["digest"])
+    converted = expected_manifest(
+        config, [(DOCKER_LAYER, stored(store, manifest["layers"][0]["digest"]))]
+    )
+    assert digest_of(converted) != oci_digest
+    assert digest_of(converted) not in snapshot(store)[1]
+
+
+def test_docker25_hybrid_archive_from_a_pipe(store: Store) -> None:
+    entries, oci_digest = docker25_save(ArchiveBuilder(), "foo:1")
+
+    with pipe_reader(tar_bytes(entries)) as reader:
+        result = store.import_archive(reader)
+
+    assert names_and_digests(result) == [("docker.io/library/foo:1", oci_digest)]
+
+
+@dataclass
+class ContainerdSave:
+    """A containerd-store ``docker save`` of one platform of a multi-platform image."""
+
+    entries: list[Entry]
+    index: str
+    host_manifest: str
+    other_manifest: str
+    attestation: str
+
+
+def containerd_store_save() -> ContainerdSave:
+    builder = ArchiveBuilder()
+    host = builder.image(str(HOST))
+    host["platform"] = platform_json(str(HOST))
+    before_other = set(builder.blobs)
+    other = builder.image(str(OTHER))
+    other["platform"] = platform_json(str(OTHER))
+    statement = builder.blob(b'{"_type":"https://in-toto.io/Statement/v0.1"}', IN_TOTO)
+    att_config = builder.blob(b"{}", OCI_CONFIG)
+    attestation_doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": att_config,
+        "layers": [statement],
+    }
+    attestation = builder.blob(dumps(attestation_doc), OCI_MANIFEST)
+    attestation["platform"] = {"architecture": "unknown", "os": "unknown"}
+    attestation["annotations"] = {
+        "vnd.docker.reference.digest": host["digest"],
+        "vnd.docker.reference.type": "attestation-manifest",
+    }
+    index = builder.index([host, other, attestation])
+    builder.add(index, name="docker.io/library/multi:1", ref_name="1")
+    missing = frozenset(set(builder.blobs) - before_other - {index["digest"]})
+    assert host["digest"] not in missing and other["digest"] in missing
+    assert attestation["digest"] in missing and statement["digest"] in missing
+    host_manifest = json.loads(builder.blobs[host["digest"]])
+    item = {
+        "Config": "blobs/" + host_manifest["config"]["digest"].replace(":", "/"),
+        "RepoTags": ["multi:1"],
+        "Layers": ["blobs/" + d["digest"].replace(":", "/") for d in host_manifest["layers"]],
+    }
+    entries = [*oci_entries(builder, omit=missing), ("manifest.json", dumps([item]))]
+    return ContainerdSave(
+        entries, index["digest"], host["digest"], other["digest"], attestation["digest"]
+    )
+
+
+def test_containerd_store_save_imports_the_host_platform(store: Store, tmp_path: Path) -> None:
+    saved = containerd_store_save()
+
+    result = import_entries(store, tmp_path, saved.entries)
+
+    assert names_and_digests(result) == [("docker.io/library/multi:1", saved.index)]
+    assert store.resolve("multi:1").media_type == OCI_INDEX
+    blobs = snapshot(store)[1]
+    assert {saved.index, saved.host_manifest} <= blobs
+    assert saved.other_manifest not in blobs
+    assert saved.attestation not in blobs
+    [info] = store.list_images()
+    assert HOST in info.platforms
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"platforms": [str(OTHER)]}, {"all_platforms": True}],
+    ids=["other-platform", "all-platforms"],
+)
+def test_containerd_store_save_fails_for_platforms_it_lacks(
+    store: Store, tmp_path: Path, options: dict[str, Any]
+) -> None:
+    saved = containerd_store_save()
+    before = snapshot(store)
+
+    with pytest.raises(InvalidArchiveError, match="is missing") as caught:
+        import_entries(store, tmp_path, saved.entries, **options)
+
+    assert saved.other_manifest in str(caught.value)
+    assert snapshot(store) == before
+
+
+# --- compressed archives -------------------------------------------------------------------
+
+
+COMPRESSORS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
+    "none": (".tar", lambda data: data),
+    "gzip": (".tar.gz", lambda data: gzip.compress(data, mtime=0)),
+    "zstd": (".tar.zst", zstandard.ZstdCompressor(level=3).compress),
+    "xz": (".tar.xz", lzma.compress),
+    "bzip2": (".tar.bz2", bz2.compress),
+}
+
+
+def oci_archive() -> tuple[bytes, str]:
+    """A two-layer OCI archive (bytes) and its manifest digest."""
+    builder = ArchiveBuilder()
+    desc = builder.image(str(HOST), layers=2, files={"etc/motd": b"compressed\n" * 500})
+    builder.add(desc, name="example.com/shapes/oci:1")
+    return tar_bytes(oci_entries(builder)), desc["digest"]
+
+
+@pytest.mark.parametrize("kind", list(COMPRESSORS))
+@pytest.mark.parametrize("source", ["path", "pipe"])
+@pytest.mark.parametrize("streams", [1, 3], ids=["one-stream", "concatenated-streams"])
+def test_compressed_archive_gives_the_same_image(
+    store: Store, tmp_path: Path, kind: str, source: str, streams: int
+) -> None:
+    data, digest = oci_archive()
+    suffix, compress = COMPRESSORS[kind]
+    # parallel compressors (pigz, pzstd, pbzip2, pixz) write several streams back to back
+    step = -(-len(data) // streams)
+    packed = b"".join(compress(data[i : i + step]) for i in range(0, len(data), step))
+    assert (packed == data) == (kind == "none")
+
+    if source == "path":
+        path = tmp_path / f"oci{suffix}"
+        path.write_bytes(packed)
+        result = store.import_archive(path)
+    else:
+        with pipe_reader(packed) as reader:
+            result = store.import_archive(reader)
+
+    assert names_and_digests(result) == [("example.com/shapes/oci:1", digest)]
+    assert len(snapshot(store)[1]) == 4
+
+
+def test_compressed_docker_archive_from_a_pipe(store: Store) -> None:
+    image = demo_image()
+
+    with pipe_reader(zstandard.ZstdCompressor().compress(tar_bytes(skopeo_save(image)))) as r:
+        result = store.import_archive(r)
+
+    assert names_and_digests(result) == [
+        ("docker.io/library/foo:1", digest_of(plain_manifest(image)))
+    ]
+
+
+def populated(store: Store, tmp_path: Path) -> None:
+    """Give *store* an unrelated image, so "unchanged" means more than "empty"."""
+    import_entries(store, tmp_path, classic_save([demo_image(["keep:1"], seed="keep")]), "keep.tar")
+    assert len(snapshot(store)[0]) == 1
+
+
+@pytest.mark.parametrize("kind", ["gzip", "none"])
+@pytest.mark.parametrize("fraction", [0.25, 0.5, 0.9])
+@pytest.mark.parametrize("source", ["path", "pipe"])
+def test_truncated_archive_is_invalid_and_changes_nothing(
+    store: Store, tmp_path: Path, kind: str, fraction: float, source: str
+) -> None:
+    populated(store, tmp_path)
+    # incompressible content, so every cut lands inside some member's data
+    builder = ArchiveBuilder()
+    builder.add(builder.image(str(HOST), files={"noise": os.urandom(1 << 16)}), name="x.io/t:1")
+    data = tar_bytes(oci_entries(builder))
+    packed = COMPRESSORS[kind][1](data)
+    cut = packed[: int(len(packed) * fraction)]
+    before = snapshot(store)
+
+    with pytest.raises(InvalidArchiveError):
+        if source == "path":
+            path = tmp_path / f"cut{COMPRESSORS[kind][0]}"
+            path.write_bytes(cut)
+            store.import_archive(path)
+        else:
+            with pipe_reader(cut) as reader:
+                store.import_archive(reader)
+
+    assert snapshot(store) == before
+
+
+def test_gzip_with_corrupt_data_is_invalid(store: Store, tmp_path: Path) -> None:
+    data, _ = oci_archive()
+    packed = bytearray(gzip.compress(data, mtime=0))
+    packed[len(packed) // 2] ^= 0xFF
+    path = tmp_path / "corrupt.tar.gz"
+    path.write_bytes(bytes(packed))
+
+    with pytest.raises(InvalidArchiveError):
+        store.import_archive(path)
+
+    assert snapshot(store) == ([], set(), [])
+
+
+# --- layout directories --------------------------------------------------------------------
+
+
+def test_oci_layout_directory_imports_like_its_tarball(tmp_path: Path) -> None:
+    builder = ArchiveBuilder()
+    desc = builder.multi_platform([str(HOST), str(OTHER)])
+    builder.add(desc, ref_name="1.0")
+    layout = tmp_path / "my-layout"
+    for name, data in builder.members():
+        path = layout / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    with Store(tmp_path / "from-dir") as from_dir, Store(tmp_path / "from-tar") as from_tar:
+        dir_result = from_dir.import_archive(layout, all_platforms=True)
+        tar_result = from_tar.import_archive(
+            builder.write(tmp_path / "my-layout.tar"), all_platforms=True
+        )
+
+        assert names_and_digests(dir_result) == [
+            ("docker.io/library/my-layout:1.0", desc["digest"])
+        ]
+        assert names_and_digests(tar_result) == names_and_digests(dir_result)
+        assert snapshot(from_dir)[1] == snapshot(from_tar)[1] == set(builder.blobs)
+
+
+def test_layout_directory_with_a_symlinked_blob_is_refused(tmp_path: Path, store: Store) -> None:
+    builder = ArchiveBuilder()
+    desc = builder.image(str(HOST))
+    builder.add(desc, name="example.com/linked:1")
+    layout = tmp_path / "layout"
+    for name, data in builder.members():
+        path = layout / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    victim = layout / "blobs" / desc["digest"].replace(":", "/")
+    outside = tmp_path / "outside"
+    outside.write_bytes(victim.read_bytes())
+    victim.unlink()
+    victim.symlink_to(outside)
+
+    with pytest.raises(InvalidArchiveError):
+        store.import_archive(layout)
+
+    assert snapshot(store) == ([], set(), [])
+
+
+# --- digests do not depend on the store ----------------------------------------------------
+
+
+def docker_blob_paths_save(image: DockerImage) -> list[Entry]:
+    """A docker archive (no oci-layout) whose config and layers live under ``blobs/``."""
+    config = image.config
+    entries: list[Entry] = [("blobs/" + digest_of(config).replace(":", "/"), config)]
+    paths = []
+    for data in image.layers:
+        path = "blobs/" + digest_of(data).replace(":", "/")
+        entries.append((path, data))
+        paths.append(path)
+    item = manifest_item(image, entries[0][0], paths)
+    return [*entries, ("manifest.json", dumps([item]))]
+
+
+def shapes() -> dict[str, tuple[list[Entry], str]]:
+    """Archives of the same images in several shapes, with the digest each must import as."""
+    image = demo_image()
+    zstd_image = demo_image(["zstd:1"], seed="zstd")
+    compress = zstandard.ZstdCompressor().compress
+    zstd_manifest = expected_manifest(
+        zstd_image.config, [(OCI_LAYER_ZSTD, compress(d)) for d in zstd_image.layers]
+    )
+    hybrid, hybrid_digest = docker25_save(ArchiveBuilder(), "hybrid:1")
+    data, oci_digest = oci_archive()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        oci: list[Entry] = []
+        for member in tar.getmembers():
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            oci.append((member.name, extracted.read()))
+    return {
+        "classic": (classic_save([image]), digest_of(plain_manifest(image))),
+        "skopeo": (skopeo_save(image), digest_of(plain_manifest(image))),
+        "blob-paths": (docker_blob_paths_save(image), digest_of(plain_manifest(image))),
+        "zstd": (crane_save(zstd_image, compress, ".tar.zst"), digest_of(zstd_manifest)),
+        "docker25": (hybrid, hybrid_digest),
+        "oci": (oci, oci_digest),
+    }
+
+
+@pytest.mark.parametrize("shape", list(shapes()))
+def test_same_content_same_digest_whatever_the_store_holds(tmp_path: Path, shape: str) -> None:
+    entries, digest = shapes()[shape]
+    archive = write_archive(tmp_path / f"{shape}.tar", entries)
+
+    with Store(tmp_path / "fresh") as fresh:
+        fresh_result = fresh.import_archive(archive)
+        fresh_blobs = snapshot(fresh)[1]
+
+    with Store(tmp_path / "busy") as busy:
+        # every other shape first: the busy store already holds most of these blobs
+        for other, (other_entries, _) in shapes().items():
+            if other != shape:
+                busy.import_archive(write_archive(tmp_path / f"other-{other}.tar", other_entries))
+        held = snapshot(busy)[1]
+        busy_result = busy.import_archive(archive)
+        busy_blobs = snapshot(busy)[1]
+        manifest = stored(busy, digest)
+
+    assert [str(i.digest) for i in fresh_result.images] == [digest]
+    assert [str(i.digest) for i in busy_result.images] == [digest]
+    assert fresh_blobs <= busy_blobs
+    assert digest_of(manifest) == digest
+    if shape in ("classic", "skopeo", "blob-paths"):
+        assert held & fresh_blobs, "the busy store should already have held shared blobs"
+
+
+def test_reimport_into_the_same_store_is_unchanged(store: Store, tmp_path: Path) -> None:
+    image = demo_image()
+    archive = write_archive(tmp_path / "again.tar", classic_save([image]))
+
+    first = store.import_archive(archive)
+    second = store.import_archive(archive)
+
+    assert names_and_digests(first) == names_and_digests(second)
+    assert [i.action for i in second.images] == ["unchanged"]
+    assert second.blobs_written == 0

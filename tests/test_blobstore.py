@@ -1,0 +1,167 @@
+"""The blob store only ever shows whole, verified, immutable blobs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import stat
+from pathlib import Path
+
+import pytest
+
+from cargohold.blobstore import BlobStore
+from cargohold.digests import Digest
+from cargohold.errors import ContentError, NotFoundError
+
+DATA = b"some layer bytes\n" * 1000
+
+
+def digest_of(data: bytes) -> Digest:
+    return Digest("sha256", hashlib.sha256(data).hexdigest())
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> BlobStore:
+    return BlobStore(tmp_path / "content")
+
+
+def files_in(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
+
+
+def test_stage_and_commit_gives_a_read_only_blob(store: BlobStore, tmp_path: Path) -> None:
+    staging = store.staging_dir("lease1")
+    staged = store.stage(io.BytesIO(DATA), len(DATA), staging, digest_of(DATA))
+    assert staged.digest == digest_of(DATA)
+    assert staged.size == len(DATA)
+    assert not store.exists(staged.digest)  # staged content is not visible yet
+
+    assert store.commit(staged) is True
+
+    path = tmp_path / "content" / "blobs" / "sha256" / digest_of(DATA).hex
+    assert path.is_file()
+    assert path.read_bytes() == DATA
+    assert not path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    assert store.exists(digest_of(DATA))
+    assert store.blob_size(digest_of(DATA)) == len(DATA)
+    assert files_in(staging) == []
+
+
+def test_stage_without_expected_digest_computes_it(store: BlobStore) -> None:
+    staged = store.stage_bytes(DATA, store.staging_dir("l"))
+    assert staged.digest == digest_of(DATA)
+    assert staged.path.read_bytes() == DATA
+
+
+def test_stage_sha512(store: BlobStore) -> None:
+    expected = Digest("sha512", hashlib.sha512(DATA).hexdigest())
+    staged = store.stage(io.BytesIO(DATA), len(DATA), store.staging_dir("l"), expected)
+    assert store.commit(staged)
+    assert (store.root / "blobs" / "sha512" / expected.hex).read_bytes() == DATA
+
+
+def test_empty_blob(store: BlobStore) -> None:
+    staged = store.stage(io.BytesIO(b""), 0, store.staging_dir("l"), digest_of(b""))
+    assert store.commit(staged)
+    assert store.blob_size(digest_of(b"")) == 0
+
+
+def test_wrong_expected_digest_raises_and_leaves_nothing(store: BlobStore) -> None:
+    staging = store.staging_dir("lease1")
+    wrong = digest_of(b"something else")
+    with pytest.raises(ContentError, match=str(wrong)):
+        store.stage(io.BytesIO(DATA), len(DATA), staging, wrong, what="layer 0")
+    assert files_in(staging) == []
+    assert not store.exists(wrong)
+    assert not store.exists(digest_of(DATA))
+
+
+def test_short_source_raises_and_leaves_nothing(store: BlobStore) -> None:
+    staging = store.staging_dir("lease1")
+    with pytest.raises(ContentError, match="truncated"):
+        store.stage(io.BytesIO(DATA[:-1]), len(DATA), staging, digest_of(DATA))
+    assert files_in(staging) == []
+
+
+def test_short_source_without_expected_digest_raises(store: BlobStore) -> None:
+    staging = store.staging_dir("lease1")
+    with pytest.raises(ContentError, match="truncated"):
+        store.stage(io.BytesIO(b"abc"), 10, staging)
+    assert files_in(staging) == []
+
+
+def test_stage_reads_only_the_declared_size(store: BlobStore) -> None:
+    source = io.BytesIO(DATA + b"trailing bytes of the next tar member")
+    staged = store.stage(source, len(DATA), store.staging_dir("l"), digest_of(DATA))
+    assert staged.path.read_bytes() == DATA
+    assert source.tell() == len(DATA)
+
+
+def test_commit_of_an_existing_digest_deduplicates(store: BlobStore) -> None:
+    first = store.stage_bytes(DATA, store.staging_dir("a"))
+    assert store.commit(first) is True
+    staging = store.staging_dir("b")
+    second = store.stage_bytes(DATA, staging)
+    assert second.path.exists()
+
+    assert store.commit(second) is False
+
+    assert not second.path.exists()
+    assert files_in(staging) == []
+    assert store.path(first.digest).read_bytes() == DATA
+    assert files_in(store.root / "blobs") == [store.path(first.digest)]
+
+
+def test_verify_accepts_an_intact_blob(store: BlobStore) -> None:
+    staged = store.stage_bytes(DATA, store.staging_dir("l"))
+    store.commit(staged)
+    assert store.verify(staged.digest) is True
+
+
+def test_verify_detects_a_corrupted_blob(store: BlobStore) -> None:
+    staged = store.stage_bytes(DATA, store.staging_dir("l"))
+    store.commit(staged)
+    path = store.path(staged.digest)
+    path.chmod(0o644)
+    path.write_bytes(DATA[:-1] + b"X")
+    assert store.verify(staged.digest) is False
+
+
+def test_verify_of_a_missing_blob_is_not_found(store: BlobStore) -> None:
+    with pytest.raises(NotFoundError):
+        store.verify(digest_of(DATA))
+
+
+def test_open_and_read_blob(store: BlobStore) -> None:
+    staged = store.stage_bytes(DATA, store.staging_dir("l"))
+    store.commit(staged)
+    with store.open(staged.digest) as f:
+        assert f.read() == DATA
+    assert store.read_blob(staged.digest, len(DATA)) == DATA
+    with pytest.raises(ContentError):
+        store.read_blob(staged.digest, len(DATA) - 1)
+    with pytest.raises(NotFoundError):
+        store.open(digest_of(b"absent"))
+    assert store.blob_size(digest_of(b"absent")) is None
+
+
+def test_iter_digests_lists_committed_blobs_only(store: BlobStore) -> None:
+    committed = [store.stage_bytes(data, store.staging_dir("l")) for data in (b"a", b"b")]
+    for staged in committed:
+        store.commit(staged)
+    store.stage_bytes(b"staged only", store.staging_dir("l"))
+    (store.root / "blobs" / "sha256" / "not-a-digest").write_bytes(b"junk")
+    assert sorted(store.iter_digests()) == sorted(s.digest for s in committed)
+
+
+def test_delete_and_staging_removal(store: BlobStore) -> None:
+    staged = store.stage_bytes(DATA, store.staging_dir("keep"))
+    store.commit(staged)
+    store.delete(staged.digest)
+    assert not store.exists(staged.digest)
+    store.delete(staged.digest)  # deleting twice is harmless
+
+    store.stage_bytes(DATA, store.staging_dir("gone"))
+    assert sorted(store.staging_names()) == ["gone", "keep"]
+    store.remove_staging("gone")
+    assert store.staging_names() == ["keep"]
