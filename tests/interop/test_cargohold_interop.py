@@ -311,6 +311,33 @@ def test_skopeo_reads_export(
     assert tagged == [umoci_image.manifest_digest]
 
 
+def test_skopeo_reads_export_as_docker_archive(
+    skopeo: Skopeo, umoci_image: OciLayout, demo_export: Path, tmp_path: Path
+) -> None:
+    # docker and podman read the export through manifest.json, as skopeo's docker-archive does.
+    source = f"docker-archive:{demo_export}"
+    inspected = skopeo.inspect(source)
+    assert inspected["RepoTags"] == []  # skopeo reports no tags for a docker-archive source
+    copied = tmp_path / "copied"
+    skopeo.copy(source, f"oci:{copied}:x")
+    # skopeo rebuilds the manifest and converts the config: the image content must survive
+    manifest = umoci_image.manifest()
+    members = tar_members(demo_export)
+    config_hex = manifest["config"]["digest"].split(":")[1]
+    diff_ids = json.loads(members[f"blobs/sha256/{config_hex}"])["rootfs"]["diff_ids"]
+    documents = [
+        json.loads(p.read_bytes())
+        for p in (copied / "blobs" / "sha256").iterdir()
+        if p.stat().st_size < 65536 and p.read_bytes().startswith(b"{")
+    ]
+    [copied_config] = [d for d in documents if "rootfs" in d]
+    assert copied_config["rootfs"]["diff_ids"] == diff_ids
+    [copied_manifest] = [d for d in documents if "layers" in d]
+    assert len(copied_manifest["layers"]) == len(manifest["layers"])
+    [entry] = json.loads(members["manifest.json"])
+    assert entry["RepoTags"] == ["example.com/umoci/demo:1.0"]
+
+
 def test_umoci_unpacks_export(
     skopeo: Skopeo, umoci: Umoci, demo_export: Path, tmp_path: Path
 ) -> None:
