@@ -380,6 +380,23 @@ def test_classic_docker_save_becomes_containerds_schema2_manifest(
     assert info.platforms == [HOST]
 
 
+def test_compress_blobs_gzips_uncompressed_layers_on_the_way_in(
+    store: Store, tmp_path: Path
+) -> None:
+    image = demo_image()
+
+    result = import_entries(store, tmp_path, classic_save([image]), compress_blobs=True)
+
+    assert any("--compress-blobs" in warning for warning in result.warnings)
+    assert str(result.images[0].digest) != digest_of(plain_manifest(image))
+    manifest = stored_manifest(store, "foo:1")
+    assert [entry["mediaType"] for entry in manifest["layers"]] == [DOCKER_LAYER_GZIP] * 2
+    for i, data in enumerate(image.layers):
+        assert gzip.decompress(stored(store, manifest["layers"][i]["digest"])) == data
+    # the uncompressed copies were staged only: no image needs them, so they are not stored
+    assert not {digest_of(data) for data in image.layers} & snapshot(store)[1]
+
+
 def test_classic_docker_save_from_a_pipe(store: Store) -> None:
     image = demo_image()
 
@@ -815,11 +832,30 @@ def test_containerd_store_save_fails_for_platforms_it_lacks(
     saved = containerd_store_save()
     before = snapshot(store)
 
-    with pytest.raises(InvalidArchiveError, match="is missing") as caught:
+    with pytest.raises(InvalidArchiveError, match="missing") as caught:
         import_entries(store, tmp_path, saved.entries, **options)
 
-    assert saved.other_manifest in str(caught.value)
+    message = str(caught.value)
+    assert saved.other_manifest in message
+    assert "--platform" in message
+    if options.get("all_platforms"):
+        assert saved.attestation in message  # every absent manifest is named, not the first
     assert snapshot(store) == before
+
+
+def test_skip_missing_imports_what_is_there_and_marks_the_image_partial(
+    store: Store, tmp_path: Path
+) -> None:
+    saved = containerd_store_save()
+
+    result = import_entries(store, tmp_path, saved.entries, all_platforms=True, skip_missing=True)
+
+    assert any("partially" in warning for warning in result.warnings)
+    [info] = store.list_images()
+    assert info.record.partial
+    blobs = {f"sha256:{p.name}" for p in (store.root / "content/blobs/sha256").iterdir()}
+    assert saved.host_manifest in blobs
+    assert saved.other_manifest not in blobs
 
 
 # --- compressed archives -------------------------------------------------------------------

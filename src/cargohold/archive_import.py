@@ -354,6 +354,8 @@ class PlannedImage:
     name: str
     target: Descriptor
     created: str | None
+    #: Manifests the image's index lists but the archive lacked (imported with skip_missing).
+    skipped: tuple[Descriptor, ...] = ()
 
 
 @dataclass(slots=True)
@@ -373,6 +375,7 @@ def plan_oci(
     tags: tuple[str, ...] = (),
     digest_names: bool = False,
     index_name: str | None = None,
+    skip_missing: bool = False,
 ) -> ImportPlan:
     """Decide which images and names an OCI layout archive yields, and check they are whole."""
     _check_layout(contents.layout)
@@ -391,7 +394,7 @@ def plan_oci(
             continue
         if not matcher.matches(entry.platform):
             continue
-        graph = walk(contents, entry, matcher, what)
+        graph = walk(contents, entry, matcher, what, skip_missing=skip_missing)
         graphs.append((entry, graph, _entry_names(entry, base, what)))
     if not graphs:
         if index.manifests:
@@ -481,7 +484,7 @@ def _assign_names(
                     f"the archive gives the name {name} to two different images"
                 )
             if all(p.name != name for p in plan.images):
-                plan.images.append(PlannedImage(name, target, graph.created))
+                plan.images.append(PlannedImage(name, target, graph.created, tuple(graph.skipped)))
 
 
 def plan_docker(
@@ -491,6 +494,7 @@ def plan_docker(
     stage: Callable[[bytes], StagedBlob],
     tags: tuple[str, ...] = (),
     digest_names: bool = False,
+    compress_layer: Callable[[StagedBlob], StagedBlob] | None = None,
 ) -> ImportPlan:
     """Convert the images of a docker archive (``manifest.json``) into schema 2 manifests.
 
@@ -508,7 +512,7 @@ def plan_docker(
     graphs: list[tuple[Descriptor, ImageGraph, list[str]]] = []
     for i, entry in enumerate(doc):
         what = f"manifest.json[{i}]"
-        desc, last_layer = _docker_manifest(contents, entry, what, stage)
+        desc, last_layer = _docker_manifest(contents, entry, what, stage, compress_layer)
         if not matcher.matches(desc.platform):
             continue
         graph = walk(contents, desc, matcher, what)
@@ -526,7 +530,11 @@ def plan_docker(
 
 
 def _docker_manifest(
-    contents: ArchiveContents, entry: object, what: str, stage: Callable[[bytes], StagedBlob]
+    contents: ArchiveContents,
+    entry: object,
+    what: str,
+    stage: Callable[[bytes], StagedBlob],
+    compress_layer: Callable[[StagedBlob], StagedBlob] | None,
 ) -> tuple[Descriptor, str]:
     if not isinstance(entry, dict):
         raise InvalidArchiveError(f"{what}: must be an object")
@@ -559,6 +567,10 @@ def _docker_manifest(
             raise InvalidArchiveError(
                 f"{what}: layer {path!r} has digest {layer.digest}, its diff_id is {diff_ids[j]}"
             )
+        if media_type == DOCKER_LAYER and compress_layer is not None:
+            layer = compress_layer(layer)
+            contents.staged.setdefault(layer.digest, layer)
+            media_type = DOCKER_LAYER_GZIP
         layers.append(Descriptor(media_type, layer.digest, layer.size).to_json())
     manifest = dump_json(
         {

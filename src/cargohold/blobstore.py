@@ -10,6 +10,7 @@ accidental write fails instead of corrupting content that other images share.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import os
@@ -144,6 +145,19 @@ class BlobStore:
     def stage_bytes(self, data: bytes, staging: Path, what: str = "blob") -> StagedBlob:
         return self.stage(io.BytesIO(data), len(data), staging, what=what)
 
+    def stage_gzipped(self, source: StagedBlob, staging: Path) -> StagedBlob:
+        """A gzip-compressed copy of a staged blob, hashed as it is written (one pass)."""
+        path = staging / uuid.uuid4().hex
+        with path.open("xb") as raw, source.path.open("rb") as data:
+            counter = _HashingWriter(raw, hashlib.new(source.digest.algorithm))
+            with gzip.GzipFile(fileobj=counter, mode="wb", mtime=0, compresslevel=6) as out:
+                shutil.copyfileobj(data, out, CHUNK_SIZE)
+            raw.flush()
+            os.fsync(raw.fileno())
+        return StagedBlob(
+            Digest(counter.hasher.name, counter.hasher.hexdigest()), counter.size, path
+        )
+
     def commit(self, staged: StagedBlob) -> bool:
         """Move a staged blob into place; False when the store already had it (dedup).
 
@@ -189,6 +203,23 @@ class BlobStore:
     @staticmethod
     def is_read_only(path: Path) -> bool:
         return not (path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+class _HashingWriter:
+    """A file wrapper that hashes and counts what passes through it."""
+
+    def __init__(self, raw: IO[bytes], hasher: hashlib._Hash) -> None:
+        self.raw = raw
+        self.hasher = hasher
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hasher.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
 
 
 def _fsync_dir(path: Path) -> None:

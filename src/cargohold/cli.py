@@ -125,6 +125,16 @@ image.aliases.update({"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"}
 @click.option("--index-name", metavar="NAME", help="Keep the archive's index as image NAME.")
 @_platform_options
 @click.option("--force", is_flag=True, help="Replace existing names even with older images.")
+@click.option(
+    "--skip-missing",
+    is_flag=True,
+    help="Import what is there when selected manifests are absent; the image is marked partial.",
+)
+@click.option(
+    "--compress-blobs",
+    is_flag=True,
+    help="Gzip uncompressed docker-archive layers on the way in (their digests change).",
+)
 @_format_option
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
 @pass_context
@@ -138,6 +148,8 @@ def import_(
     platforms: tuple[str, ...],
     all_platforms: bool,
     force: bool,
+    skip_missing: bool,
+    compress_blobs: bool,
     output_format: str,
     quiet: bool,
 ) -> None:
@@ -155,6 +167,8 @@ def import_(
             platforms=platforms,
             all_platforms=all_platforms,
             force=force,
+            skip_missing=skip_missing,
+            compress_blobs=compress_blobs,
         )
     for warning in result.warnings:
         _warn(warning)

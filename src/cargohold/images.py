@@ -67,6 +67,8 @@ class ImageGraph:
     manifests: list[ManifestEntry] = field(default_factory=list)
     platforms: set[Platform] = field(default_factory=set)
     missing: list[str] = field(default_factory=list)
+    #: Selected manifests left out because their content is absent (``skip_missing``).
+    skipped: list[Descriptor] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -96,6 +98,7 @@ def walk(
     what: str,
     missing_ok: bool = False,
     read_configs: bool = True,
+    skip_missing: bool = False,
 ) -> ImageGraph:
     """Walk the image graph below *target*, keeping the children *matcher* selects.
 
@@ -104,21 +107,29 @@ def walk(
     what listing and collection want, while import and export must fail on it.
     """
     graph = ImageGraph(target)
-    _visit(source, graph, target, matcher, what, missing_ok, read_configs, depth=0, seen=set())
+    options = _Options(matcher, missing_ok, read_configs, skip_missing)
+    _visit(source, graph, target, options, what, depth=0, seen=set())
     return graph
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    matcher: PlatformMatcher
+    missing_ok: bool
+    read_configs: bool
+    skip_missing: bool
 
 
 def _visit(
     source: ContentSource,
     graph: ImageGraph,
     desc: Descriptor,
-    matcher: PlatformMatcher,
+    options: _Options,
     what: str,
-    missing_ok: bool,
-    read_configs: bool,
     depth: int,
     seen: set[Digest],
 ) -> None:
+    matcher, missing_ok, read_configs = options.matcher, options.missing_ok, options.read_configs
     if not _present(source, graph, desc, what, missing_ok):
         return
     graph.blobs.setdefault(desc.digest, desc)
@@ -138,13 +149,22 @@ def _visit(
                 f"{what}: index {desc.digest.short} has no manifest for {matcher}"
                 f" (it has {_platform_list(index.manifests)})"
             )
+        absent = [c for c in selected if source.blob_size(c.digest) is None]
+        if absent and not missing_ok:
+            listing = ", ".join(f"{c.digest} ({c.platform or 'no platform'})" for c in absent)
+            if not options.skip_missing or len(absent) == len(selected):
+                raise MissingContentError(
+                    f"{what}: index {desc.digest.short} lists {len(absent)} selected manifest(s)"
+                    f" that are missing: {listing}; select the platforms that are present"
+                    " with --platform, or import what is there with --skip-missing"
+                )
+            graph.skipped.extend(absent)
+            selected = [c for c in selected if c not in absent]
         for child in selected:
             child_what = f"{what}: manifest {child.digest.short}"
             if child.platform is not None:
                 child_what += f" ({child.platform})"
-            _visit(
-                source, graph, child, matcher, child_what, missing_ok, read_configs, depth + 1, seen
-            )
+            _visit(source, graph, child, options, child_what, depth + 1, seen)
     elif is_manifest(desc.media_type):
         manifest = parse_manifest(_read(source, desc), f"manifest {desc.digest}", desc.media_type)
         config_present = _present(source, graph, manifest.config, f"{what}: config", missing_ok)

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS images (
     labels TEXT NOT NULL DEFAULT '{}',
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
+    partial INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (namespace, name)
 );
 CREATE INDEX IF NOT EXISTS images_digest ON images (digest);
@@ -65,6 +66,8 @@ class ImageRecord:
     labels: dict[str, str] = field(default_factory=dict)
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: Imported with manifests of its index missing (``--skip-missing``).
+    partial: bool = False
 
 
 class MetadataStore:
@@ -101,7 +104,8 @@ class MetadataStore:
 
     def get_image(self, namespace: str, name: str) -> ImageRecord | None:
         row = self._db.execute(
-            "SELECT name, media_type, digest, size, annotations, labels, created_at, updated_at"
+            "SELECT name, media_type, digest, size, annotations, labels, created_at, updated_at,"
+            " partial"
             " FROM images WHERE namespace = ? AND name = ?",
             (namespace, name),
         ).fetchone()
@@ -109,7 +113,8 @@ class MetadataStore:
 
     def list_images(self, namespace: str) -> list[ImageRecord]:
         rows = self._db.execute(
-            "SELECT name, media_type, digest, size, annotations, labels, created_at, updated_at"
+            "SELECT name, media_type, digest, size, annotations, labels, created_at, updated_at,"
+            " partial"
             " FROM images WHERE namespace = ? ORDER BY name",
             (namespace,),
         ).fetchall()
@@ -123,10 +128,11 @@ class MetadataStore:
         )
         db.execute(
             "INSERT INTO images (namespace, name, media_type, digest, size, annotations, labels,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " created_at, updated_at, partial) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (namespace, name) DO UPDATE SET media_type = excluded.media_type,"
             " digest = excluded.digest, size = excluded.size, annotations = excluded.annotations,"
-            " labels = excluded.labels, updated_at = excluded.updated_at",
+            " labels = excluded.labels, updated_at = excluded.updated_at,"
+            " partial = excluded.partial",
             (
                 namespace,
                 record.name,
@@ -137,6 +143,7 @@ class MetadataStore:
                 _dump(record.labels),
                 now,
                 now,
+                int(record.partial),
             ),
         )
 
@@ -185,7 +192,7 @@ def _dump(value: dict[str, str]) -> str:
 
 
 def _record(row: tuple[Any, ...]) -> ImageRecord:
-    name, media_type, digest, size, annotations, labels, created_at, updated_at = row
+    name, media_type, digest, size, annotations, labels, created_at, updated_at, partial = row
     return ImageRecord(
         name=name,
         media_type=media_type,
@@ -195,4 +202,5 @@ def _record(row: tuple[Any, ...]) -> ImageRecord:
         labels=json.loads(labels),
         created_at=created_at,
         updated_at=updated_at,
+        partial=bool(partial),
     )

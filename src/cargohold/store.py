@@ -221,6 +221,8 @@ class Store:
         platforms: Sequence[str | Platform] = (),
         all_platforms: bool = False,
         force: bool = False,
+        skip_missing: bool = False,
+        compress_blobs: bool = False,
     ) -> ImportResult:
         """Import an archive (a path, ``"-"`` for stdin, or a binary stream), all or nothing."""
         matcher = _matcher(platforms, all_platforms)
@@ -238,7 +240,7 @@ class Store:
             contents = archive_import.scan(members, self.blobs, staging, already_stored)
             if contents.layout is not None or contents.manifest_json is None:
                 plan = archive_import.plan_oci(
-                    contents, matcher, base, tuple(tags), digests, index_name
+                    contents, matcher, base, tuple(tags), digests, index_name, skip_missing
                 )
             else:
                 if index_name is not None:
@@ -250,7 +252,15 @@ class Store:
                     lambda data: self.blobs.stage_bytes(data, staging, "manifest"),
                     tuple(tags),
                     digests,
+                    (lambda blob: self.blobs.stage_gzipped(blob, staging))
+                    if compress_blobs
+                    else None,
                 )
+                if compress_blobs:
+                    plan.warnings.append(
+                        "--compress-blobs: uncompressed layers were gzipped; the manifests'"
+                        " digests differ from what other tools compute for this archive"
+                    )
             result.warnings.extend(plan.warnings)
             if plan.index_blob is not None:
                 staged = self.blobs.stage_bytes(plan.index_blob, staging, "index.json")
@@ -275,6 +285,7 @@ class Store:
                             image.target.size,
                             dict(image.target.annotations),
                             self._labels(image.name),
+                            partial=bool(image.skipped),
                         )
                         self.meta.put_image(db, self.namespace, record)
                     elif action == "kept":
@@ -283,6 +294,11 @@ class Store:
                             " (use --force to replace it)"
                         )
                     result.images.append(ImportedImage(image.name, image.target.digest, action))
+                    if image.skipped:
+                        result.warnings.append(
+                            f"{image.name}: imported partially, {len(image.skipped)} manifest(s)"
+                            " of its index were not in the archive"
+                        )
         return result
 
     def _labels(self, name: str) -> dict[str, str]:
@@ -381,6 +397,7 @@ def _renamed(record: ImageRecord, name: str) -> ImageRecord:
         record.size,
         dict(record.annotations),
         dict(record.labels),
+        partial=record.partial,
     )
 
 
