@@ -1086,3 +1086,18 @@ def test_reimport_into_the_same_store_is_unchanged(store: Store, tmp_path: Path)
     assert names_and_digests(first) == names_and_digests(second)
     assert [i.action for i in second.images] == ["unchanged"]
     assert second.blobs_written == 0
+
+
+def test_manifest_json_describes_the_host_platform_first(store: Store, tmp_path: Path) -> None:
+    builder = ArchiveBuilder()
+    builder.add(builder.multi_platform([str(OTHER), str(HOST)]), name="example.com/multi:1")
+    store.import_archive(builder.write(tmp_path / "multi.tar"), all_platforms=True)
+    out = tmp_path / "out.tar"
+
+    store.export(out, ["example.com/multi:1"], platforms=[str(OTHER), str(HOST)])
+
+    with tarfile.open(out) as tar:
+        members = {m.name: tar.extractfile(m) for m in tar if m.isreg()}
+        [entry] = json.loads(members["manifest.json"].read())  # type: ignore[union-attr]
+        config = json.loads(members[entry["Config"]].read())  # type: ignore[union-attr]
+    assert (config["os"], config["architecture"]) == (HOST.os, HOST.architecture)

@@ -82,13 +82,18 @@ class ImageGraph:
         return max(values) if values else None
 
     def preferred(self, matcher: PlatformMatcher) -> ManifestEntry | None:
-        """The manifest docker's manifest.json should describe: the best-ranked platform."""
+        """The manifest docker's manifest.json should describe: of the selected platforms, the
+        first that runs on this host, else the first selected (docker loads one per image)."""
         if not self.manifests:
             return None
-        return min(
-            self.manifests,
-            key=lambda m: matcher.rank(m.platform) if m.platform else 0,
-        )
+        host = PlatformMatcher.host()
+
+        def key(m: ManifestEntry) -> tuple[int, int]:
+            if m.platform is None:
+                return (0, 0)
+            return (0 if host.matches(m.platform) else 1, matcher.rank(m.platform))
+
+        return min(self.manifests, key=key)
 
 
 def walk(
