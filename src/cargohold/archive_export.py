@@ -49,10 +49,6 @@ class ExportPlan:
     manifest_json: bytes | None = None
     skipped: list[Descriptor] = field(default_factory=list)
 
-    @property
-    def size(self) -> int:
-        return sum(d.size for d in self.blobs.values())
-
 
 def plan_export(
     blobs: BlobStore,

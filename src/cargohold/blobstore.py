@@ -15,7 +15,6 @@ import hashlib
 import io
 import os
 import shutil
-import stat
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -199,10 +198,6 @@ class BlobStore:
             while chunk := f.read(CHUNK_SIZE):
                 hasher.update(chunk)
         return hasher.hexdigest() == digest.hex
-
-    @staticmethod
-    def is_read_only(path: Path) -> bool:
-        return not (path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
 class _HashingWriter:

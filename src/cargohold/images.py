@@ -71,10 +71,6 @@ class ImageGraph:
     skipped: list[Descriptor] = field(default_factory=list)
 
     @property
-    def size(self) -> int:
-        return sum(d.size for d in self.blobs.values())
-
-    @property
     def created(self) -> str | None:
         """The newest ``created`` among the selected manifests (RFC 3339 strings sort by time
         only when they share a format, so this is compared as text like containerd does)."""
