@@ -46,3 +46,11 @@ class AlreadyExistsError(CargoholdError):
 
 class StoreFormatError(CargoholdError):
     """The store on disk was written by a newer cargohold, or is not a cargohold store."""
+
+
+class InvalidFilterError(CargoholdError, ValueError):
+    """A filter expression (``image ls name~=…``) does not follow containerd's filter syntax."""
+
+
+class InUseError(CargoholdError):
+    """Content or a namespace is still used by an image and the caller did not force it."""
