@@ -34,10 +34,13 @@ from .mediatypes import (
 )
 from .metadata import ImageRecord
 from .platforms import PlatformMatcher
+from .progress import BLOB_PROGRESS_THRESHOLD, Progress
 from .references import Reference
 
 OCI_LAYOUT: Final = b'{"imageLayoutVersion":"1.0.0"}'
 _BLOCK: Final = 512
+#: Bytes per sendfile call: small enough for the progress display to move on large blobs.
+_SENDFILE_CHUNK: Final = 64 << 20
 
 
 @dataclass(slots=True)
@@ -139,46 +142,102 @@ def _records(plan: ExportPlan) -> list[tuple[str, Digest | bytes | None]]:
 
 
 def write_archive(
-    plan: ExportPlan, blobs: BlobStore, out: BinaryIO, compress: Compression = "none"
+    plan: ExportPlan,
+    blobs: BlobStore,
+    out: BinaryIO,
+    compress: Compression = "none",
+    progress: Progress | None = None,
 ) -> int:
     """Stream the archive to *out*; returns the number of (uncompressed) tar bytes.
 
     Uncompressed, blob data is copied by the kernel (``sendfile``) where it can be: the bytes
     never pass through Python. Each blob's size is checked against its descriptor.
     """
+    meter = _Meter(progress or Progress(), "export", archive_size(plan))
     if compress == "none":
         try:
             fd = out.fileno()
         except io.UnsupportedOperation:  # an in-memory stream has no descriptor
-            return _write_tar(plan, blobs, _StreamSink(out))
+            return _write_tar(plan, blobs, _StreamSink(out), meter)
         out.flush()
-        return _write_tar(plan, blobs, _FdSink(fd))
+        return _write_tar(plan, blobs, _FdSink(fd), meter)
     with compression.compressor(compress, out) as writer:
-        written = _write_tar(plan, blobs, _StreamSink(writer))
+        written = _write_tar(plan, blobs, _StreamSink(writer), meter)
     out.flush()
     return written
 
 
-def _write_tar(plan: ExportPlan, blobs: BlobStore, sink: _FdSink | _StreamSink) -> int:
+def archive_size(plan: ExportPlan) -> int:
+    """The uncompressed size of the tar :func:`write_archive` writes for *plan*."""
+    total = 2 * _BLOCK
+    for name, content in _records(plan):
+        if content is None:
+            total += len(_header(name, 0, tarfile.DIRTYPE, 0o755))
+            continue
+        size = len(content) if isinstance(content, bytes) else plan.blobs[content].size
+        total += len(_header(name, size, tarfile.REGTYPE, 0o444)) + size + len(_padding(size))
+    return total
+
+
+class _Meter:
+    """Counts bytes written and tells the progress display; large blobs get their own line."""
+
+    def __init__(self, progress: Progress, title: str, total: int) -> None:
+        self.progress = progress
+        self.done = 0
+        self.in_blob = False
+        progress.start(title, total)
+
+    def add(self, n: int) -> int:
+        self.done += n
+        if self.in_blob:
+            self.progress.blob_advance(n)
+        self.progress.update(self.done)
+        return n
+
+    def copy_blob(
+        self, sink: _FdSink | _StreamSink, blobs: BlobStore, digest: Digest, size: int
+    ) -> int:
+        self.in_blob = size >= BLOB_PROGRESS_THRESHOLD
+        if self.in_blob:
+            self.progress.blob_start(str(digest), size)
+        try:
+            with _open_checked(blobs, digest, size) as source:
+                return sink.copy(source, size, self.add)
+        finally:
+            if self.in_blob:
+                self.progress.blob_finish()
+            self.in_blob = False
+
+
+def _write_tar(
+    plan: ExportPlan, blobs: BlobStore, sink: _FdSink | _StreamSink, meter: _Meter
+) -> int:
     written = 0
     for name, content in _records(plan):
         if content is None:
-            written += sink.write(_header(name, 0, tarfile.DIRTYPE, 0o755))
+            written += meter.add(sink.write(_header(name, 0, tarfile.DIRTYPE, 0o755)))
         elif isinstance(content, bytes):
             mode = 0o444 if name == "oci-layout" else 0o644
-            written += sink.write(_header(name, len(content), tarfile.REGTYPE, mode))
-            written += sink.write(content + _padding(len(content)))
+            written += meter.add(sink.write(_header(name, len(content), tarfile.REGTYPE, mode)))
+            written += meter.add(sink.write(content + _padding(len(content))))
         else:
             size = plan.blobs[content].size
-            written += sink.write(_header(name, size, tarfile.REGTYPE, 0o444))
-            with _open_checked(blobs, content, size) as source:
-                written += sink.copy(source, size)
-            written += sink.write(_padding(size))
-    return written + sink.write(b"\0" * (2 * _BLOCK))
+            written += meter.add(sink.write(_header(name, size, tarfile.REGTYPE, 0o444)))
+            written += meter.copy_blob(sink, blobs, content, size)
+            written += meter.add(sink.write(_padding(size)))
+    return written + meter.add(sink.write(b"\0" * (2 * _BLOCK)))
 
 
-def write_layout(plan: ExportPlan, blobs: BlobStore, directory: Path) -> int:
+def write_layout(
+    plan: ExportPlan, blobs: BlobStore, directory: Path, progress: Progress | None = None
+) -> int:
     """Write the export as an OCI image layout directory (*directory* must not exist yet)."""
+    meter = _Meter(
+        progress or Progress(),
+        "export",
+        sum(len(c) if isinstance(c, bytes) else plan.blobs[c].size for _, c in _records(plan) if c),
+    )
     directory.mkdir()
     written = 0
     for name, content in _records(plan):
@@ -189,11 +248,11 @@ def write_layout(plan: ExportPlan, blobs: BlobStore, directory: Path) -> int:
         if isinstance(content, bytes):
             path.write_bytes(content)
             os.chmod(path, 0o444 if name == "oci-layout" else 0o644)
-            written += len(content)
+            written += meter.add(len(content))
             continue
         size = plan.blobs[content].size
-        with _open_checked(blobs, content, size) as source, path.open("wb") as target:
-            written += _FdSink(target.fileno()).copy(source, size)
+        with path.open("wb") as target:
+            written += meter.copy_blob(_FdSink(target.fileno()), blobs, content, size)
         os.chmod(path, 0o444)
     return written
 
@@ -219,18 +278,18 @@ class _FdSink:
             view = view[os.write(self.fd, view) :]
         return len(data)
 
-    def copy(self, source: BinaryIO, size: int) -> int:
+    def copy(self, source: BinaryIO, size: int, advance: Callable[[int], int]) -> int:
         in_fd = source.fileno()
         offset = 0
         while offset < size:
             try:
-                sent = os.sendfile(self.fd, in_fd, offset, size - offset)
+                sent = os.sendfile(self.fd, in_fd, offset, min(size - offset, _SENDFILE_CHUNK))
             except OSError:
                 source.seek(offset)
-                return offset + _copy_chunks(source, size - offset, self.write)
+                return offset + _copy_chunks(source, size - offset, self.write, advance)
             if sent == 0:
                 raise ContentError("blob shrank while it was exported")
-            offset += sent
+            offset += advance(sent)
         return size
 
 
@@ -244,17 +303,19 @@ class _StreamSink:
         self.stream.write(data)
         return len(data)
 
-    def copy(self, source: BinaryIO, size: int) -> int:
-        return _copy_chunks(source, size, self.write)
+    def copy(self, source: BinaryIO, size: int, advance: Callable[[int], int]) -> int:
+        return _copy_chunks(source, size, self.write, advance)
 
 
-def _copy_chunks(source: BinaryIO, size: int, write: Callable[[bytes], int]) -> int:
+def _copy_chunks(
+    source: BinaryIO, size: int, write: Callable[[bytes], int], advance: Callable[[int], int]
+) -> int:
     copied = 0
     while copied < size:
         chunk = source.read(min(CHUNK_SIZE, size - copied))
         if not chunk:
             raise ContentError("blob shrank while it was exported")
-        copied += write(chunk)
+        copied += advance(write(chunk))
     return copied
 
 

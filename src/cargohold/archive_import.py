@@ -49,10 +49,13 @@ from .mediatypes import (
     parse_index,
 )
 from .platforms import PlatformMatcher
+from .progress import BLOB_PROGRESS_THRESHOLD, Progress
 from .references import Reference, is_tag, parse_repository
 
 #: Most members an archive may have; an image with more is an attack on our memory.
 MAX_MEMBERS: Final = 200_000
+#: Most bytes of documents kept in memory when an archive is only inspected.
+MAX_KEPT_BYTES: Final = 256 << 20
 #: Longest member name we accept.
 MAX_NAME_LENGTH: Final = 1024
 _BLOB_NAME: Final = re.compile(r"^blobs/([^/]+)/([^/]+)$")
@@ -99,7 +102,7 @@ class ArchiveContents:
             return self.store.read_blob(digest, limit)
         if staged.size > limit:
             raise InvalidDocumentError(f"document {digest} of {staged.size} bytes exceeds {limit}")
-        return staged.path.read_bytes()
+        return staged.read()
 
     def file(self, path: str, what: str) -> StagedBlob:
         """A regular member by the path a docker ``manifest.json`` gives, following one
@@ -199,21 +202,24 @@ def _no_data() -> IO[bytes]:
 def scan(
     members: Iterable[Member],
     store: BlobStore,
-    staging: Path,
+    staging: Path | None,
     already_stored: Callable[[Digest], bool],
+    progress: Progress | None = None,
 ) -> ArchiveContents:
     """Read every member once, staging blobs and keeping the small layout documents.
 
     *already_stored* is asked before a blob's bytes are read: when it says the store has the
     blob (and has protected it for this import), the member is skipped; the store's copy was
-    verified when it was written.
+    verified when it was written. With *staging* None nothing is written (``archive
+    inspect``): blobs are hashed, and the ones that look like JSON documents kept in memory.
     """
     contents = ArchiveContents(store)
+    reader = _Reader(staging, progress or Progress())
     try:
         for count, member in enumerate(members, 1):
             if count > MAX_MEMBERS:
                 raise InvalidArchiveError(f"archive has more than {MAX_MEMBERS} members")
-            _scan_member(member, contents, staging, already_stored)
+            _scan_member(member, contents, reader, already_stored)
     except tarfile.TarError as exc:
         # A member's data is read here, after the tar reader has handed the member over, so
         # an archive truncated inside a member fails here rather than in tar_members.
@@ -234,10 +240,48 @@ _SMALL_FILES: Final = {
 }
 
 
+class _Reader:
+    """Stages members (or only hashes them) and shows large ones on the progress display."""
+
+    def __init__(self, staging: Path | None, progress: Progress) -> None:
+        self.staging = staging
+        self.progress = progress
+        self.kept = 0
+
+    def stage(
+        self, store: BlobStore, member: Member, what: str, expected: Digest | None = None
+    ) -> StagedBlob:
+        large = member.size >= BLOB_PROGRESS_THRESHOLD
+        if large:
+            self.progress.blob_start(expected.short if expected else member.name, member.size)
+        try:
+            with member.open() as source:
+                staged = store.stage(
+                    source,
+                    member.size,
+                    self.staging,
+                    expected,
+                    what=what,
+                    on_chunk=self.progress.blob_advance if large else None,
+                    keep_limit=DEFAULT_JSON_LIMIT,
+                )
+        except ContentError as exc:
+            raise InvalidArchiveError(str(exc)) from None
+        finally:
+            if large:
+                self.progress.blob_finish()
+        self.kept += len(staged.kept)
+        if self.kept > MAX_KEPT_BYTES:
+            raise InvalidArchiveError(
+                f"member {member.name!r}: the archive's documents exceed {MAX_KEPT_BYTES} bytes"
+            )
+        return staged
+
+
 def _scan_member(
     member: Member,
     contents: ArchiveContents,
-    staging: Path,
+    reader: _Reader,
     already_stored: Callable[[Digest], bool],
 ) -> None:
     name = member_name(member.name)
@@ -265,11 +309,7 @@ def _scan_member(
     what = f"member {name!r}"
     match = _BLOB_NAME.match(name)
     if match is None:
-        try:
-            with member.open() as source:
-                staged = contents.store.stage(source, member.size, staging, what=what)
-        except ContentError as exc:
-            raise InvalidArchiveError(str(exc)) from None
+        staged = reader.stage(contents.store, member, what)
         contents.files[name] = staged
         contents.staged.setdefault(staged.digest, staged)
         return
@@ -280,13 +320,7 @@ def _scan_member(
     if already_stored(expected):
         contents.present.add(expected)
         return
-    try:
-        with member.open() as source:
-            contents.staged[expected] = contents.store.stage(
-                source, member.size, staging, expected, what=what
-            )
-    except ContentError as exc:
-        raise InvalidArchiveError(str(exc)) from None
+    contents.staged[expected] = reader.stage(contents.store, member, what, expected)
 
 
 def _resolve_link(name: str, target: str) -> str:
@@ -549,7 +583,7 @@ def _docker_manifest(
         raise InvalidArchiveError(
             f"{what}: config {config_path!r} exceeds {DEFAULT_JSON_LIMIT} bytes"
         )
-    config_bytes = config.path.read_bytes()
+    config_bytes = config.read()
     config_doc = load_json(config_bytes, f"{what} config {config_path!r}", strict_keys=False)
     rootfs = config_doc.get("rootfs") if isinstance(config_doc, dict) else None
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
@@ -589,9 +623,7 @@ def _docker_manifest(
 
 def _layer_type(layer: StagedBlob) -> str:
     """Docker layers are labelled by what their bytes are (ctr calls zstd gzip: we do not)."""
-    with layer.path.open("rb") as f:
-        head = f.read(6)
-    kind = compression.detect(head)
+    kind = compression.detect(layer.head(6))
     if kind == "gzip":
         return DOCKER_LAYER_GZIP
     if kind == "zstd":

@@ -16,7 +16,7 @@ import io
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, Final
@@ -32,11 +32,34 @@ _BLOB_MODE: Final = 0o444
 
 @dataclass(frozen=True, slots=True)
 class StagedBlob:
-    """A verified blob written to the ingest area but not yet visible in the store."""
+    """A verified blob written to the ingest area but not yet visible in the store.
+
+    A blob that was only hashed (an archive being inspected, nothing written) has no *path*;
+    it keeps its bytes when they may be a JSON document, else only its first bytes.
+    """
 
     digest: Digest
     size: int
-    path: Path
+    path: Path | None
+    kept: bytes = b""
+
+    def read(self) -> bytes:
+        """The whole blob (callers check the size first: this is for documents)."""
+        if self.path is not None:
+            return self.path.read_bytes()
+        if len(self.kept) != self.size:
+            raise ContentError(f"blob {self.digest} was not kept in memory")
+        return self.kept
+
+    def head(self, n: int) -> bytes:
+        if self.path is None:
+            return self.kept[:n]
+        with self.path.open("rb") as f:
+            return f.read(n)
+
+
+#: A blob only hashed keeps this many leading bytes (enough to sniff its compression).
+_KEPT_HEAD: Final = 512
 
 
 class BlobStore:
@@ -100,19 +123,26 @@ class BlobStore:
         self,
         source: IO[bytes],
         size: int,
-        staging: Path,
+        staging: Path | None,
         expected: Digest | None = None,
         what: str = "blob",
         algorithm: str = "sha256",
+        on_chunk: Callable[[int], None] | None = None,
+        keep_limit: int = 0,
     ) -> StagedBlob:
         """Copy exactly *size* bytes from *source* into *staging*, hashing as they pass.
 
         The copy is verified against *expected* (when given) before it returns; a short read
-        or a wrong digest raises :class:`ContentError` naming *what*.
+        or a wrong digest raises :class:`ContentError` naming *what*. With *staging* None
+        nothing is written: the bytes are hashed, and kept in memory when the blob is at most
+        *keep_limit* bytes and looks like JSON (it may be a manifest or config).
         """
         hasher = expected.hasher() if expected is not None else hashlib.new(algorithm)
-        path = staging / uuid.uuid4().hex
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        path = staging / uuid.uuid4().hex if staging is not None else None
+        fd = -1
+        if path is not None:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        kept = bytearray()
         try:
             buffer = bytearray(min(CHUNK_SIZE, max(size, 1)))
             view = memoryview(buffer)
@@ -125,27 +155,40 @@ class BlobStore:
                     )
                 chunk = view[:n]
                 hasher.update(chunk)
-                written = 0
-                while written < n:
-                    written += os.write(fd, chunk[written:])
+                if fd >= 0:
+                    written = 0
+                    while written < n:
+                        written += os.write(fd, chunk[written:])
+                elif len(kept) < _KEPT_HEAD or (size <= keep_limit and _json_like(kept)):
+                    kept += chunk
                 remaining -= n
-            os.fsync(fd)
+                if on_chunk is not None:
+                    on_chunk(n)
+            if fd >= 0:
+                os.fsync(fd)
         except BaseException:
-            os.close(fd)
-            path.unlink(missing_ok=True)
+            if fd >= 0:
+                os.close(fd)
+            if path is not None:
+                path.unlink(missing_ok=True)
             raise
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
         digest = Digest(hasher.name, hasher.hexdigest())
         if expected is not None and digest != expected:
-            path.unlink(missing_ok=True)
+            if path is not None:
+                path.unlink(missing_ok=True)
             raise ContentError(f"{what}: content has digest {digest}, not {expected}")
-        return StagedBlob(digest, size, path)
+        if path is None and not (size <= keep_limit and _json_like(kept)):
+            kept = kept[:_KEPT_HEAD]
+        return StagedBlob(digest, size, path, bytes(kept))
 
-    def stage_bytes(self, data: bytes, staging: Path, what: str = "blob") -> StagedBlob:
-        return self.stage(io.BytesIO(data), len(data), staging, what=what)
+    def stage_bytes(self, data: bytes, staging: Path | None, what: str = "blob") -> StagedBlob:
+        return self.stage(io.BytesIO(data), len(data), staging, what=what, keep_limit=len(data))
 
     def stage_gzipped(self, source: StagedBlob, staging: Path) -> StagedBlob:
         """A gzip-compressed copy of a staged blob, hashed as it is written (one pass)."""
+        assert source.path is not None, "only a written blob can be compressed"
         path = staging / uuid.uuid4().hex
         with path.open("xb") as raw, source.path.open("rb") as data:
             counter = _HashingWriter(raw, hashlib.new(source.digest.algorithm))
@@ -162,6 +205,7 @@ class BlobStore:
 
         The caller fsyncs the blob directories once per batch with :meth:`sync`.
         """
+        assert staged.path is not None, "a blob that was only hashed cannot be committed"
         target = self.path(staged.digest)
         if target.exists():
             staged.path.unlink(missing_ok=True)
@@ -215,6 +259,12 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.raw.flush()
+
+
+def _json_like(head: bytes | bytearray) -> bool:
+    """Whether a blob's first bytes could start a JSON object (a document, not a layer)."""
+    stripped = bytes(head[:64]).lstrip(b" \t\r\n")
+    return stripped.startswith(b"{") or (not stripped and len(head) < 64)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -19,6 +19,7 @@ from rich.table import Table
 from . import __version__
 from .compression import Compression
 from .errors import CargoholdError
+from .progress import make_progress
 from .store import DEFAULT_NAMESPACE, ImageInfo, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -66,6 +67,18 @@ def _platform_options(f: F) -> F:
         multiple=True,
         metavar="OS/ARCH[/VARIANT]",
         help="Platform to select (repeatable). Default: this host's platform.",
+    )(f)
+
+
+def _progress_option(f: F) -> F:
+    return click.option(
+        "--progress",
+        "progress_mode",
+        type=click.Choice(["auto", "plain", "none"]),
+        default="auto",
+        show_default=True,
+        help="Progress on stderr: auto (animated when stdout and stderr are terminals),"
+        " plain (log lines) or none.",
     )(f)
 
 
@@ -136,6 +149,7 @@ image.aliases.update({"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"}
     help="Gzip uncompressed docker-archive layers on the way in (their digests change).",
 )
 @_format_option
+@_progress_option
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
 @pass_context
 def import_(
@@ -151,6 +165,7 @@ def import_(
     skip_missing: bool,
     compress_blobs: bool,
     output_format: str,
+    progress_mode: str,
     quiet: bool,
 ) -> None:
     """Import the images of an OCI image layout archive (FILE, or - for stdin).
@@ -169,6 +184,7 @@ def import_(
             force=force,
             skip_missing=skip_missing,
             compress_blobs=compress_blobs,
+            progress=make_progress(progress_mode, quiet=quiet),
         )
     for warning in result.warnings:
         _warn(warning)
@@ -209,6 +225,8 @@ def import_(
     show_default=True,
     help="A tar archive, or an OCI image layout directory at OUT.",
 )
+@_progress_option
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
 @pass_context
 def export(
     ctx: Context,
@@ -220,6 +238,8 @@ def export(
     skip_non_distributable: bool,
     compress: Compression,
     archive_format: str,
+    progress_mode: str,
+    quiet: bool,
 ) -> None:
     """Write images to an archive (OUT, or - for stdout): an OCI image layout with docker's
     manifest.json, readable by ctr, skopeo, podman and docker. Byte-reproducible.
@@ -238,6 +258,7 @@ def export(
             skip_non_distributable=skip_non_distributable,
             compress=compress,
             layout_dir=archive_format == "oci-dir",
+            progress=make_progress(progress_mode, quiet=quiet),
         )
 
 

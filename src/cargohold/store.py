@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, Final, Literal
+from typing import IO, BinaryIO, Final, Literal, cast
 
 import platformdirs
 import zstandard
@@ -43,6 +44,7 @@ from .images import walk
 from .mediatypes import Descriptor
 from .metadata import ImageRecord, MetadataStore
 from .platforms import Platform, PlatformMatcher
+from .progress import Progress
 from .references import Reference
 
 #: The on-disk format this version writes; a store with a higher number is refused.
@@ -223,6 +225,7 @@ class Store:
         force: bool = False,
         skip_missing: bool = False,
         compress_blobs: bool = False,
+        progress: Progress | None = None,
     ) -> ImportResult:
         """Import an archive (a path, ``"-"`` for stdin, or a binary stream), all or nothing."""
         matcher = _matcher(platforms, all_platforms)
@@ -230,14 +233,19 @@ class Store:
         label = str(path) if isinstance(path, (str, Path)) else None
         base = base_name or archive_import.default_base_name(label)
         result = ImportResult()
-        with self._lease() as lease_id, _open_members(source) as members:
+        progress = progress or Progress()
+        with (
+            _finishing(progress),
+            self._lease() as lease_id,
+            _open_members(source, progress, "import") as members,
+        ):
             staging = self.blobs.staging_dir(lease_id)
 
             def already_stored(digest: Digest) -> bool:
                 self.meta.add_to_lease(lease_id, [digest])
                 return self.blobs.blob_size(digest) is not None
 
-            contents = archive_import.scan(members, self.blobs, staging, already_stored)
+            contents = archive_import.scan(members, self.blobs, staging, already_stored, progress)
             if contents.layout is not None or contents.manifest_json is None:
                 plan = archive_import.plan_oci(
                     contents, matcher, base, tuple(tags), digests, index_name, skip_missing
@@ -349,6 +357,7 @@ class Store:
         skip_non_distributable: bool = False,
         compress: Compression = "none",
         layout_dir: bool = False,
+        progress: Progress | None = None,
     ) -> ExportResult:
         """Write the images *refs* to *out* (a path, ``"-"`` for stdout, or a binary stream).
 
@@ -368,20 +377,24 @@ class Store:
         plan = archive_export.plan_export(
             self.blobs, records, matcher, skip_manifest_json, skip_non_distributable
         )
-        if layout_dir:
-            if not isinstance(out, (str, Path)) or str(out) == "-":
-                raise CargoholdError("an OCI layout directory needs a directory path, not a stream")
-            written = _write_directory_atomically(
-                Path(out), lambda d: archive_export.write_layout(plan, self.blobs, d)
-            )
-        elif not isinstance(out, (str, Path)):
-            written = archive_export.write_archive(plan, self.blobs, out, compress)
-        elif str(out) == "-":
-            written = archive_export.write_archive(plan, self.blobs, sys.stdout.buffer, compress)
-        else:
-            written = _write_atomically(
-                Path(out), lambda f: archive_export.write_archive(plan, self.blobs, f, compress)
-            )
+        progress = progress or Progress()
+        with _finishing(progress):
+            if layout_dir:
+                if not isinstance(out, (str, Path)) or str(out) == "-":
+                    raise CargoholdError(
+                        "an OCI layout directory needs a directory path, not a stream"
+                    )
+                written = _write_directory_atomically(
+                    Path(out), lambda d: archive_export.write_layout(plan, self.blobs, d, progress)
+                )
+            elif isinstance(out, (str, Path)) and str(out) != "-":
+                written = _write_atomically(
+                    Path(out),
+                    lambda f: archive_export.write_archive(plan, self.blobs, f, compress, progress),
+                )
+            else:
+                stream = sys.stdout.buffer if isinstance(out, (str, Path)) else out
+                written = archive_export.write_archive(plan, self.blobs, stream, compress, progress)
         return ExportResult([r.name for r in records], len(plan.blobs), written, len(plan.skipped))
 
 
@@ -414,26 +427,82 @@ def _matcher(
 
 
 @contextmanager
-def _open_members(source: str | Path | BinaryIO) -> Iterator[Iterator[archive_import.Member]]:
+def _finishing(progress: Progress) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        progress.finish()
+
+
+@contextmanager
+def _open_members(
+    source: str | Path | BinaryIO, progress: Progress, title: str
+) -> Iterator[Iterator[archive_import.Member]]:
     """The members of an archive file (any compression), a layout directory, or a stream."""
     if isinstance(source, (str, Path)) and str(source) != "-":
         path = Path(source)
         if path.is_dir():
+            progress.start(title, None)
             yield archive_import.directory_members(path)
             return
         try:
             f = path.open("rb")
         except FileNotFoundError:
             raise NotFoundError(f"archive {source} not found") from None
-        with f, _tar_members(f, stat.S_ISREG(os.fstat(f.fileno()).st_mode)) as members:
-            yield members
+        with f:
+            seekable = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+            progress.start(title, os.fstat(f.fileno()).st_size if seekable else None)
+            with _tar_members(cast(IO[bytes], _Counted(f, progress)), seekable) as members:
+                yield members
         return
     stream = sys.stdin.buffer if isinstance(source, (str, Path)) else source
     seekable = False
     with contextlib.suppress(OSError, ValueError, AttributeError):
         seekable = stream.seekable() and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
-    with _tar_members(stream, seekable) as members:
+    total = None
+    if seekable:
+        total = os.fstat(stream.fileno()).st_size - stream.tell()
+    progress.start(title, total)
+    with _tar_members(cast(IO[bytes], _Counted(stream, progress)), seekable) as members:
         yield members
+
+
+class _Counted(io.RawIOBase):
+    """A reader that tells the progress display how far into the archive it has got."""
+
+    def __init__(self, raw: IO[bytes], progress: Progress) -> None:
+        self._raw = raw
+        self._progress = progress
+        self._start = raw.tell() if _seekable(raw) else 0
+        self._position = self._start
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return _seekable(self._raw)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        n: int = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        if n:
+            self._position += n
+            self._progress.update(self._position - self._start)
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._position = self._raw.seek(offset, whence)
+        self._progress.update(self._position - self._start)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+
+def _seekable(stream: IO[bytes]) -> bool:
+    try:
+        return stream.seekable()
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @contextmanager
