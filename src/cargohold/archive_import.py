@@ -253,7 +253,7 @@ class _Reader:
     ) -> StagedBlob:
         large = member.size >= BLOB_PROGRESS_THRESHOLD
         if large:
-            self.progress.blob_start(expected.short if expected else member.name, member.size)
+            self.progress.blob_start(str(expected) if expected else member.name, member.size)
         try:
             with member.open() as source:
                 staged = store.stage(

@@ -54,3 +54,7 @@ class InvalidFilterError(CargoholdError, ValueError):
 
 class InUseError(CargoholdError):
     """Content or a namespace is still used by an image and the caller did not force it."""
+
+
+class InvalidLabelError(CargoholdError, ValueError):
+    """A label key or value is empty where it must not be, or too long."""

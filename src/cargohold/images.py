@@ -21,6 +21,7 @@ from .mediatypes import (
     config_platform,
     is_index,
     is_manifest,
+    load_json,
     parse_index,
     parse_manifest,
 )
@@ -227,3 +228,161 @@ def iter_children(source: ContentSource, desc: Descriptor) -> Iterator[Descripto
         yield from parse_manifest(
             _read(source, desc), f"manifest {desc.digest}", desc.media_type
         ).blobs
+
+
+@dataclass(slots=True)
+class TreeNode:
+    """One descriptor of an image's graph as ``image inspect`` shows it, absent ones included."""
+
+    descriptor: Descriptor
+    role: str  # "index", "manifest", "config", "layer" or "blob"
+    present: bool
+    children: list[TreeNode] = field(default_factory=list)
+    #: Why the node's document could not be read (present but unreadable or malformed).
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        d = self.descriptor
+        out: dict[str, object] = {
+            "role": self.role,
+            "mediaType": d.media_type,
+            "digest": str(d.digest),
+            "size": d.size,
+            "present": self.present,
+        }
+        if d.platform is not None:
+            out["platform"] = str(d.platform)
+        if d.annotations:
+            out["annotations"] = dict(d.annotations)
+        if self.problem is not None:
+            out["problem"] = self.problem
+        if self.children:
+            out["children"] = [c.to_json() for c in self.children]
+        return out
+
+    def walk(self) -> Iterator[TreeNode]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+def tree(source: ContentSource, target: Descriptor) -> TreeNode:
+    """The whole graph below *target*, every platform, with absent content marked, never
+    raising for content problems (inspection is how users find them)."""
+    return _tree_node(source, target, "manifest" if is_manifest(target.media_type) else "index", 0)
+
+
+def _tree_node(source: ContentSource, desc: Descriptor, role: str, depth: int) -> TreeNode:
+    if not is_index(desc.media_type) and not is_manifest(desc.media_type) and role == "index":
+        role = "blob"
+    node = TreeNode(desc, role, source.blob_size(desc.digest) is not None)
+    if not node.present:
+        return node
+    try:
+        if is_index(desc.media_type):
+            node.role = "index"
+            if depth >= MAX_INDEX_DEPTH:
+                raise InvalidDocumentError(f"indexes nested deeper than {MAX_INDEX_DEPTH}")
+            index = parse_index(_read(source, desc), f"index {desc.digest}", desc.media_type)
+            node.children = [_tree_node(source, c, "index", depth + 1) for c in index.manifests]
+        elif is_manifest(desc.media_type):
+            node.role = "manifest"
+            manifest = parse_manifest(
+                _read(source, desc), f"manifest {desc.digest}", desc.media_type
+            )
+            node.children = [_tree_node(source, manifest.config, "config", depth + 1)]
+            node.children += [_tree_node(source, x, "layer", depth + 1) for x in manifest.layers]
+    except (InvalidArchiveError, ContentError, NotFoundError) as exc:
+        node.problem = str(exc)
+    return node
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigSummary:
+    """The parts of an image config people look for, read leniently (configs vary)."""
+
+    created: str | None
+    platform: Platform | None
+    entrypoint: list[str] | None
+    cmd: list[str] | None
+    env: list[str]
+    working_dir: str
+    user: str
+    labels: dict[str, str]
+    exposed_ports: list[str]
+    volumes: list[str]
+    stop_signal: str
+    layers: int
+    history: list[dict[str, object]]
+
+    @classmethod
+    def parse(cls, data: bytes, what: str) -> ConfigSummary:
+        doc = load_json(data, what, strict_keys=False)
+        if not isinstance(doc, dict):
+            raise InvalidDocumentError(f"{what}: must be a JSON object")
+        config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+        assert isinstance(config, dict)
+        rootfs = doc.get("rootfs")
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        history = doc.get("history")
+        return cls(
+            created=config_created(data, what),
+            platform=config_platform(data, what),
+            entrypoint=_strings(config.get("Entrypoint")),
+            cmd=_strings(config.get("Cmd")),
+            env=_strings(config.get("Env")) or [],
+            working_dir=_text(config.get("WorkingDir")),
+            user=_text(config.get("User")),
+            labels={
+                str(k): str(v)
+                for k, v in (config.get("Labels") or {}).items()
+                if isinstance(config.get("Labels"), dict)
+            },
+            exposed_ports=sorted(map(str, config.get("ExposedPorts") or {}))
+            if isinstance(config.get("ExposedPorts"), dict)
+            else [],
+            volumes=sorted(map(str, config.get("Volumes") or {}))
+            if isinstance(config.get("Volumes"), dict)
+            else [],
+            stop_signal=_text(config.get("StopSignal")),
+            layers=len(diff_ids) if isinstance(diff_ids, list) else 0,
+            history=[
+                {
+                    "created": _text(h.get("created")),
+                    "createdBy": _text(h.get("created_by")),
+                    "comment": _text(h.get("comment")),
+                    "emptyLayer": h.get("empty_layer") is True,
+                }
+                for h in (history if isinstance(history, list) else [])
+                if isinstance(h, dict)
+            ],
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "created": self.created,
+            "platform": str(self.platform) if self.platform else None,
+            "entrypoint": self.entrypoint,
+            "cmd": self.cmd,
+            "env": self.env,
+            "workingDir": self.working_dir,
+            "user": self.user,
+            "labels": self.labels,
+            "exposedPorts": self.exposed_ports,
+            "volumes": self.volumes,
+            "stopSignal": self.stop_signal,
+            "layers": self.layers,
+            "history": self.history,
+        }
+
+
+def _strings(value: object) -> list[str] | None:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    if isinstance(value, str):
+        return [value]
+    return None
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""

@@ -70,6 +70,14 @@ class ImageRecord:
     partial: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    name: str
+    created_at: float
+    labels: dict[str, str]
+    images: int
+
+
 class MetadataStore:
     """Image names per namespace, and the leases that protect content being written."""
 
@@ -152,6 +160,51 @@ class MetadataStore:
             "DELETE FROM images WHERE namespace = ? AND name = ?", (namespace, name)
         )
         return cursor.rowcount > 0
+
+    def all_images(self) -> list[tuple[str, ImageRecord]]:
+        """Every image of every namespace, as (namespace, record)."""
+        rows = self._db.execute(
+            "SELECT namespace, name, media_type, digest, size, annotations, labels, created_at,"
+            " updated_at, partial FROM images ORDER BY namespace, name"
+        ).fetchall()
+        return [(row[0], _record(row[1:])) for row in rows]
+
+    def set_labels(
+        self, db: sqlite3.Connection, namespace: str, name: str, labels: dict[str, str]
+    ) -> bool:
+        cursor = db.execute(
+            "UPDATE images SET labels = ?, updated_at = ? WHERE namespace = ? AND name = ?",
+            (_dump(labels), time.time(), namespace, name),
+        )
+        return cursor.rowcount > 0
+
+    # -- namespaces ----------------------------------------------------------------------
+
+    def namespaces(self) -> list[Namespace]:
+        rows = self._db.execute(
+            "SELECT n.name, n.created_at, n.labels, COUNT(i.name) FROM namespaces n"
+            " LEFT JOIN images i ON i.namespace = n.name GROUP BY n.name ORDER BY n.name"
+        ).fetchall()
+        return [
+            Namespace(name, created, json.loads(labels), count)
+            for name, created, labels, count in rows
+        ]
+
+    def create_namespace(self, db: sqlite3.Connection, name: str) -> bool:
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO namespaces (name, created_at) VALUES (?, ?)", (name, time.time())
+        )
+        return cursor.rowcount > 0
+
+    def delete_namespace(self, db: sqlite3.Connection, name: str) -> bool:
+        cursor = db.execute("DELETE FROM namespaces WHERE name = ?", (name,))
+        return cursor.rowcount > 0
+
+    def count_images(self, namespace: str) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM images WHERE namespace = ?", (namespace,)
+        ).fetchone()
+        return int(row[0])
 
     def all_targets(self) -> list[tuple[str, Digest]]:
         """(media type, digest) of every image in every namespace: the roots of collection."""

@@ -19,7 +19,7 @@ import stat
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,20 +29,23 @@ import platformdirs
 import zstandard
 
 from . import archive_export, archive_import, compression
-from .blobstore import BlobStore
+from .blobstore import BlobStore, StagedBlob
 from .compression import Compression
 from .digests import Digest
 from .errors import (
     AlreadyExistsError,
     CargoholdError,
+    InUseError,
     InvalidArchiveError,
+    InvalidLabelError,
     NotFoundError,
     StoreFormatError,
 )
+from .filters import ImageFilter
 from .gc import GcResult, Leases, collect
-from .images import walk
-from .mediatypes import Descriptor
-from .metadata import ImageRecord, MetadataStore
+from .images import ConfigSummary, ContentSource, TreeNode, tree, walk
+from .mediatypes import DEFAULT_JSON_LIMIT, Descriptor, config_platform, is_index
+from .metadata import ImageRecord, MetadataStore, Namespace
 from .platforms import Platform, PlatformMatcher
 from .progress import Progress
 from .references import Reference
@@ -51,6 +54,8 @@ from .references import Reference
 STORE_FORMAT: Final = 1
 VERSION_FILE: Final = "VERSION"
 DEFAULT_NAMESPACE: Final = "default"
+#: containerd's limit on a label's key and value together.
+MAX_LABEL_BYTES: Final = 4096
 
 Action = Literal["created", "updated", "unchanged", "kept"]
 
@@ -128,6 +133,195 @@ class RemoveResult:
     gc: GcResult | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ManifestInspection:
+    """A manifest of an inspected image, with the summary of its config (when present)."""
+
+    node: TreeNode
+    platform: Platform | None
+    config: ConfigSummary | None
+
+    def to_json(self) -> dict[str, object]:
+        d = self.node.descriptor
+        return {
+            "digest": str(d.digest),
+            "mediaType": d.media_type,
+            "size": d.size,
+            "platform": str(self.platform) if self.platform else None,
+            "layers": [c.to_json() for c in self.node.children[1:]],
+            "layersSize": sum(c.descriptor.size for c in self.node.children[1:]),
+            "config": self.config.to_json() if self.config else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInspection:
+    """Everything ``image inspect`` shows: the record, the graph and the configs."""
+
+    record: ImageRecord
+    tree: TreeNode
+    manifests: list[ManifestInspection]
+
+    def to_json(self) -> dict[str, object]:
+        r = self.record
+        return {
+            "name": r.name,
+            "digest": str(r.digest),
+            "mediaType": r.media_type,
+            "size": r.size,
+            "labels": r.labels,
+            "annotations": r.annotations,
+            "createdAt": _iso(r.created_at),
+            "updatedAt": _iso(r.updated_at),
+            "partial": r.partial,
+            "tree": self.tree.to_json(),
+            "manifests": [m.to_json() for m in self.manifests],
+        }
+
+
+CheckStatus = Literal["complete", "incomplete", "corrupt", "unavailable", "invalid", "partial"]
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """The state of one manifest of one image (or of the image as a whole, when no manifest
+    of it can be looked at): the config and layers it needs, which are there, which are intact.
+    """
+
+    record: ImageRecord
+    platform: Platform | None
+    status: CheckStatus
+    nodes: list[TreeNode]
+    problem: str | None = None
+    corrupt: list[str] = field(default_factory=list)
+
+    @property
+    def required(self) -> int | None:
+        """Blobs the manifest needs (config and layers); None when it cannot be read."""
+        return len(self.nodes) - 1 if self.status in ("complete", "incomplete", "corrupt") else None
+
+    @property
+    def available(self) -> int:
+        return sum(1 for n in self.nodes[1:] if n.present)
+
+    @property
+    def missing(self) -> list[str]:
+        return [str(n.descriptor.digest) for n in self.nodes if not n.present]
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("complete", "partial")
+
+    @property
+    def size(self) -> int:
+        return sum(n.descriptor.size for n in self.nodes if n.present)
+
+    @property
+    def total_size(self) -> int:
+        return sum(n.descriptor.size for n in self.nodes)
+
+    def summary(self) -> str:
+        """The status as ctr shows it: ``complete (3/3)``, ``unavailable (0/?)``."""
+        if self.status == "partial":
+            return f"partial ({self.problem})"
+        required = "?" if self.required is None else str(self.required)
+        return f"{self.status} ({self.available}/{required})"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.record.name,
+            "digest": str(self.record.digest),
+            "mediaType": self.record.media_type,
+            "platform": str(self.platform) if self.platform else None,
+            "manifest": str(self.nodes[0].descriptor.digest) if self.nodes else None,
+            "status": self.status,
+            "available": self.available,
+            "required": self.required,
+            "size": self.size,
+            "totalSize": self.total_size,
+            "missing": self.missing,
+            "corrupt": self.corrupt,
+            "problem": self.problem,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ImageUser:
+    namespace: str
+    name: str
+
+    def qualified(self, current: str) -> str:
+        """The name, with its namespace when it is not the one being looked at."""
+        return self.name if self.namespace == current else f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ContentInfo:
+    """A blob of the store and the images that use it."""
+
+    digest: Digest
+    size: int
+    created_at: float
+    users: list[ImageUser]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "digest": str(self.digest),
+            "size": self.size,
+            "createdAt": _iso(self.created_at),
+            "usedBy": [{"namespace": u.namespace, "name": u.name} for u in self.users],
+        }
+
+
+@dataclass(slots=True)
+class ArchiveImage:
+    """An image an archive holds, under every name the archive gives it."""
+
+    names: list[str]
+    target: Descriptor
+    platforms: list[Platform]
+    size: int
+    missing: list[str]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "names": self.names,
+            "digest": str(self.target.digest),
+            "mediaType": self.target.media_type,
+            "platforms": [str(p) for p in self.platforms],
+            "size": self.size,
+            "missing": self.missing,
+        }
+
+
+@dataclass(slots=True)
+class ArchiveReport:
+    """What ``archive inspect`` found, and what an import would add to the store."""
+
+    format: Literal["oci", "docker"]
+    images: list[ArchiveImage] = field(default_factory=list)
+    blobs: int = 0
+    size: int = 0
+    importable: bool = False
+    new_blobs: int = 0
+    bytes_to_add: int = 0
+    problem: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "format": self.format,
+            "images": [i.to_json() for i in self.images],
+            "blobs": self.blobs,
+            "size": self.size,
+            "importable": self.importable,
+            "newBlobs": self.new_blobs,
+            "bytesToAdd": self.bytes_to_add,
+            "problem": self.problem,
+            "warnings": self.warnings,
+        }
+
+
 class Store:
     """A cargohold store at *root*, seen through *namespace*."""
 
@@ -160,9 +354,16 @@ class Store:
             raise NotFoundError(f"image {ref} not found in namespace {self.namespace}")
         return record
 
-    def list_images(self) -> list[ImageInfo]:
+    def list_images(self, filters: Sequence[str] = ()) -> list[ImageInfo]:
+        """The namespace's images, those matching containerd-style *filters* (OR-ed; commas
+        inside one filter AND-ed), by name."""
+        selected = ImageFilter.parse(filters)
         host = PlatformMatcher.host()
-        return [self.info(record, host) for record in self.meta.list_images(self.namespace)]
+        return [
+            self.info(record, host)
+            for record in self.meta.list_images(self.namespace)
+            if selected.matches(record)
+        ]
 
     def info(self, record: ImageRecord, matcher: PlatformMatcher) -> ImageInfo:
         """Size (of the manifest *matcher* prefers, as ctr counts it) and all platforms."""
@@ -210,6 +411,177 @@ class Store:
     def gc(self, dry_run: bool = False) -> GcResult:
         return collect(self.meta, self.blobs, self.leases, dry_run=dry_run)
 
+    def label(
+        self, ref: str, changes: Mapping[str, str], replace_all: bool = False
+    ) -> dict[str, str]:
+        """Set labels (an empty value removes the key); returns the image's labels after."""
+        for key, value in changes.items():
+            _check_label(key, value)
+        with self.meta.transaction() as db:
+            record = self.resolve(ref)
+            labels = {} if replace_all else dict(record.labels)
+            for key, value in changes.items():
+                if value:
+                    labels[key] = value
+                else:
+                    labels.pop(key, None)
+            self.meta.set_labels(db, self.namespace, record.name, labels)
+        return labels
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def inspect(self, ref: str, platforms: Sequence[str | Platform] = ()) -> ImageInspection:
+        """The image's whole graph, and a summary of the config of each (selected) manifest
+        that is present."""
+        record = self.resolve(ref)
+        root = tree(self.blobs, _target(record))
+        matcher = _matcher(platforms, False, default_all=True)
+        manifests = []
+        for node in root.walk():
+            if node.role != "manifest" or not node.present or node.problem:
+                continue
+            config = node.children[0] if node.children else None
+            summary = None
+            platform = node.descriptor.platform
+            if config is not None and config.present:
+                try:
+                    data = self.blobs.read_blob(config.descriptor.digest, DEFAULT_JSON_LIMIT)
+                    summary = ConfigSummary.parse(data, f"config {config.descriptor.digest}")
+                    platform = platform or summary.platform
+                except CargoholdError as exc:
+                    config.problem = str(exc)
+            if not matcher.matches(platform):
+                continue
+            manifests.append(ManifestInspection(node, platform, summary))
+        if platforms and not manifests:
+            raise NotFoundError(f"image {record.name} has no manifest for {matcher}")
+        return ImageInspection(record, root, manifests)
+
+    def raw_document(
+        self, ref: str, which: Literal["index", "manifest", "config"], platform: str | None = None
+    ) -> bytes:
+        """The stored bytes of the image's index, or of the manifest or config for *platform*
+        (default: the one this host would run), exactly as they are in the store."""
+        record = self.resolve(ref)
+        target = _target(record)
+        if which == "index":
+            if not is_index(record.media_type):
+                raise NotFoundError(f"image {record.name} is a single manifest, not an index")
+            return self.blobs.read_blob(record.digest, DEFAULT_JSON_LIMIT)
+        matcher = _matcher([platform] if platform else [], False)
+        graph = walk(self.blobs, target, matcher, record.name, read_configs=False)
+        chosen = graph.preferred(matcher)
+        if chosen is None:
+            raise NotFoundError(f"image {record.name} has no manifest for {matcher}")
+        digest = chosen.descriptor.digest if which == "manifest" else chosen.manifest.config.digest
+        return self.blobs.read_blob(digest, DEFAULT_JSON_LIMIT)
+
+    def check(
+        self,
+        refs: Sequence[str] = (),
+        *,
+        platforms: Sequence[str | Platform] = (),
+        all_platforms: bool = False,
+        verify: bool = False,
+    ) -> list[CheckResult]:
+        """Whether each image's content is all there (and, with *verify*, intact).
+
+        By default every manifest the store holds is checked, and manifests of an index that
+        were never imported are not counted against it (an import selects platforms); with
+        *platforms* or *all_platforms*, the selected manifests must be present.
+        """
+        records = [self.resolve(r) for r in refs] if refs else self.meta.list_images(self.namespace)
+        explicit = bool(platforms) or all_platforms
+        matcher = _matcher(platforms, all_platforms, default_all=True)
+        verified: dict[Digest, bool] = {}
+
+        def intact(digest: Digest) -> bool:
+            if digest not in verified:
+                verified[digest] = self.blobs.verify(digest)
+            return verified[digest]
+
+        results = []
+        for record in records:
+            root = tree(self.blobs, _target(record))
+            results.extend(
+                _check_image(
+                    record, root, matcher, explicit, intact if verify else None, self.blobs
+                )
+            )
+        return results
+
+    # -- content -------------------------------------------------------------------------
+
+    def content(self) -> list[ContentInfo]:
+        """Every blob of the store, with the images (of every namespace) that use it."""
+        users = self._users()
+        infos = []
+        for digest in sorted(self.blobs.iter_digests(), key=str):
+            try:
+                st = self.blobs.path(digest).stat()
+            except FileNotFoundError:
+                continue
+            infos.append(ContentInfo(digest, st.st_size, st.st_mtime, users.get(digest, [])))
+        return infos
+
+    def read_content(self, digest: str | Digest) -> BinaryIO:
+        """An open reader of a blob's bytes."""
+        return self.blobs.open(digest if isinstance(digest, Digest) else Digest.parse(digest))
+
+    def remove_content(self, digests: Sequence[str | Digest], force: bool = False) -> RemoveResult:
+        """Delete blobs. Content an image uses is refused unless *force*; content an import in
+        progress holds is always refused. Unknown digests are reported after the rest."""
+        wanted = [d if isinstance(d, Digest) else Digest.parse(d) for d in digests]
+        result = RemoveResult()
+        with self.meta.transaction():
+            live = [lease for lease in self.meta.lease_ids() if self.leases.is_alive(lease)]
+            leased = self.meta.leased_digests(live)
+            users = self._users()
+            for digest in wanted:
+                if self.blobs.blob_size(digest) is None:
+                    result.missing.append(str(digest))
+                elif str(digest) in leased:
+                    raise InUseError(f"blob {digest} is being written by an import in progress")
+                elif users.get(digest) and not force:
+                    names = ", ".join(u.qualified(self.namespace) for u in users[digest])
+                    raise InUseError(f"blob {digest} is used by {names} (use --force to remove it)")
+            for digest in wanted:
+                size = self.blobs.blob_size(digest)
+                if size is not None:
+                    self.blobs.delete(digest)
+                    result.removed.append(str(digest))
+        return result
+
+    def _users(self) -> dict[Digest, list[ImageUser]]:
+        users: dict[Digest, list[ImageUser]] = {}
+        for namespace, record in self.meta.all_images():
+            for node in tree(self.blobs, _target(record)).walk():
+                found = users.setdefault(node.descriptor.digest, [])
+                user = ImageUser(namespace, record.name)
+                if user not in found:
+                    found.append(user)
+        return users
+
+    # -- namespaces ----------------------------------------------------------------------
+
+    def namespaces(self) -> list[Namespace]:
+        return self.meta.namespaces()
+
+    def create_namespace(self, name: str) -> None:
+        _check_namespace(name)
+        with self.meta.transaction() as db:
+            if not self.meta.create_namespace(db, name):
+                raise AlreadyExistsError(f"namespace {name} already exists")
+
+    def remove_namespace(self, name: str) -> None:
+        """Remove an empty namespace; one that still has images is refused."""
+        with self.meta.transaction() as db:
+            count = self.meta.count_images(name)
+            if count:
+                raise InUseError(f"namespace {name} still has {count} image(s); remove them first")
+            if not self.meta.delete_namespace(db, name):
+                raise NotFoundError(f"namespace {name} not found")
+
     # -- import --------------------------------------------------------------------------
 
     def import_archive(
@@ -246,29 +618,19 @@ class Store:
                 return self.blobs.blob_size(digest) is not None
 
             contents = archive_import.scan(members, self.blobs, staging, already_stored, progress)
-            if contents.layout is not None or contents.manifest_json is None:
-                plan = archive_import.plan_oci(
-                    contents, matcher, base, tuple(tags), digests, index_name, skip_missing
-                )
-            else:
-                if index_name is not None:
-                    raise InvalidArchiveError("--index-name needs an OCI layout archive")
-                plan = archive_import.plan_docker(
-                    contents,
-                    matcher,
-                    base,
-                    lambda data: self.blobs.stage_bytes(data, staging, "manifest"),
-                    tuple(tags),
-                    digests,
-                    (lambda blob: self.blobs.stage_gzipped(blob, staging))
-                    if compress_blobs
-                    else None,
-                )
-                if compress_blobs:
-                    plan.warnings.append(
-                        "--compress-blobs: uncompressed layers were gzipped; the manifests'"
-                        " digests differ from what other tools compute for this archive"
-                    )
+            plan = _plan_archive(
+                contents,
+                matcher,
+                base,
+                lambda data: self.blobs.stage_bytes(data, staging, "manifest"),
+                tags=tuple(tags),
+                digests=digests,
+                index_name=index_name,
+                skip_missing=skip_missing,
+                compress=(lambda blob: self.blobs.stage_gzipped(blob, staging))
+                if compress_blobs
+                else None,
+            )
             result.warnings.extend(plan.warnings)
             if plan.index_blob is not None:
                 staged = self.blobs.stage_bytes(plan.index_blob, staging, "index.json")
@@ -398,7 +760,200 @@ class Store:
         return ExportResult([r.name for r in records], len(plan.blobs), written, len(plan.skipped))
 
 
+def _plan_archive(
+    contents: archive_import.ArchiveContents,
+    matcher: PlatformMatcher,
+    base: str,
+    stage: Callable[[bytes], StagedBlob],
+    *,
+    tags: tuple[str, ...] = (),
+    digests: bool = False,
+    index_name: str | None = None,
+    skip_missing: bool = False,
+    compress: Callable[[StagedBlob], StagedBlob] | None = None,
+) -> archive_import.ImportPlan:
+    """The images an import of the scanned archive yields: an OCI layout, or docker's."""
+    if contents.layout is not None or contents.manifest_json is None:
+        return archive_import.plan_oci(
+            contents, matcher, base, tags, digests, index_name, skip_missing
+        )
+    if index_name is not None:
+        raise InvalidArchiveError("--index-name needs an OCI layout archive")
+    plan = archive_import.plan_docker(contents, matcher, base, stage, tags, digests, compress)
+    if compress is not None:
+        plan.warnings.append(
+            "--compress-blobs: uncompressed layers were gzipped; the manifests'"
+            " digests differ from what other tools compute for this archive"
+        )
+    return plan
+
+
+def inspect_archive(
+    source: str | Path | BinaryIO,
+    root: str | Path | None = None,
+    *,
+    platforms: Sequence[str | Platform] = (),
+    all_platforms: bool = False,
+    progress: Progress | None = None,
+) -> ArchiveReport:
+    """What an archive holds, and what importing it into the store at *root* would add.
+
+    Every member is read and verified as an import would, but nothing is written: not to the
+    store (which is only looked at, and need not exist) and not to any temporary file.
+    """
+    store_root = Path(root) if root is not None else default_root()
+    blobs = BlobStore(store_root / "content")
+    progress = progress or Progress()
+    label = None if isinstance(source, str) and source == "-" else source
+    base = archive_import.default_base_name(str(label) if isinstance(label, (str, Path)) else None)
+    with _finishing(progress), _open_members(source, progress, "inspect") as members:
+        contents = archive_import.scan(members, blobs, None, lambda _: False, progress)
+    report = ArchiveReport(
+        "oci" if contents.layout is not None or contents.manifest_json is None else "docker",
+        blobs=len(contents.staged),
+        size=sum(b.size for b in contents.staged.values()),
+    )
+
+    def stage(data: bytes) -> StagedBlob:
+        return blobs.stage_bytes(data, None, "manifest")
+
+    try:
+        everything = _plan_archive(contents, PlatformMatcher.all(), base, stage, skip_missing=True)
+    except CargoholdError as exc:
+        report.problem = str(exc)
+        return report
+    report.warnings.extend(everything.warnings)
+    by_digest: dict[Digest, ArchiveImage] = {}
+    for planned in everything.images:
+        image = by_digest.get(planned.target.digest)
+        if image is None:
+            node = tree(contents, planned.target)
+            found = {n.descriptor.digest: n for n in node.walk() if n.present}
+            image = ArchiveImage(
+                [],
+                planned.target,
+                sorted(_node_platforms(contents, node), key=Platform.sort_key),
+                sum(n.descriptor.size for n in found.values()),
+                [str(n.descriptor.digest) for n in node.walk() if not n.present],
+            )
+            by_digest[planned.target.digest] = image
+            report.images.append(image)
+        image.names.append(planned.name)
+    matcher = _matcher(platforms, all_platforms)
+    try:
+        plan = _plan_archive(contents, matcher, base, stage)
+    except CargoholdError as exc:
+        report.problem = str(exc)
+        return report
+    report.importable = True
+    for digest, desc in plan.needed.items():
+        if blobs.blob_size(digest) is None:
+            report.new_blobs += 1
+            report.bytes_to_add += desc.size
+    return report
+
+
+def _node_platforms(source: ContentSource, root: TreeNode) -> set[Platform]:
+    found: set[Platform] = set()
+    for node in root.walk():
+        if node.role != "manifest":
+            continue
+        if node.descriptor.platform is not None:
+            found.add(node.descriptor.platform)
+        else:
+            platform = _node_platform(source, node)
+            if platform is not None:
+                found.add(platform)
+    return found
+
+
+def _node_platform(source: ContentSource, node: TreeNode) -> Platform | None:
+    """A manifest's platform from its config (single-manifest images carry it only there)."""
+    config = node.children[0] if node.children else None
+    if config is None or not config.present:
+        return None
+    try:
+        data = source.read_blob(config.descriptor.digest, DEFAULT_JSON_LIMIT)
+        return config_platform(data, f"config {config.descriptor.digest}")
+    except CargoholdError:
+        return None
+
+
+def _check_image(
+    record: ImageRecord,
+    root: TreeNode,
+    matcher: PlatformMatcher,
+    explicit: bool,
+    intact: Callable[[Digest], bool] | None,
+    source: ContentSource,
+) -> list[CheckResult]:
+    """One result per manifest of the image that the check covers."""
+    if not root.present:
+        return [CheckResult(record, None, "unavailable", [root])]
+    if root.problem is not None:
+        return [CheckResult(record, None, "invalid", [root], problem=root.problem)]
+    results = []
+    listed = found = 0
+    corrupt_indexes = [
+        str(n.descriptor.digest)
+        for n in root.walk()
+        if n.role == "index" and intact is not None and not intact(n.descriptor.digest)
+    ]
+    for node in root.walk():
+        if node.role != "manifest":
+            continue
+        listed += 1
+        platform = node.descriptor.platform
+        if node.present and platform is None:
+            platform = _node_platform(source, node)
+        if explicit and not matcher.matches(platform):
+            continue
+        if not node.present:
+            if explicit:
+                results.append(CheckResult(record, platform, "unavailable", [node]))
+            continue
+        found += 1
+        if node.problem is not None:
+            results.append(CheckResult(record, platform, "invalid", [node], problem=node.problem))
+            continue
+        nodes = [node, *node.children]
+        check = CheckResult(record, platform, "complete", nodes)
+        if intact is not None:
+            check.corrupt = corrupt_indexes + [
+                str(n.descriptor.digest)
+                for n in nodes
+                if n.present and not intact(n.descriptor.digest)
+            ]
+        if check.missing:
+            check.status = "incomplete"
+        elif check.corrupt:
+            check.status = "corrupt"
+        results.append(check)
+    if not found and not explicit:
+        results.append(CheckResult(record, None, "unavailable", [root]))
+    if record.partial and not explicit:
+        results.append(
+            CheckResult(
+                record,
+                None,
+                "partial",
+                [root],
+                problem=f"{found} of {listed} manifests imported (--skip-missing)",
+            )
+        )
+    return results
+
+
+def _check_label(key: str, value: str) -> None:
+    """containerd's label limits: a key is not empty, and key plus value fit in 4 KiB."""
+    if not key or "=" in key:
+        raise InvalidLabelError(f"invalid label key {key!r}")
+    if len(key.encode()) + len(value.encode()) > MAX_LABEL_BYTES:
+        raise InvalidLabelError(f"label {key!r}: key and value exceed {MAX_LABEL_BYTES} bytes")
+
+
 def _target(record: ImageRecord) -> Descriptor:
+
     return Descriptor(record.media_type, record.digest, record.size, record.annotations)
 
 
@@ -451,9 +1006,12 @@ def _open_members(
             raise NotFoundError(f"archive {source} not found") from None
         with f:
             seekable = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
-            progress.start(title, os.fstat(f.fileno()).st_size if seekable else None)
+            total = os.fstat(f.fileno()).st_size if seekable else None
+            progress.start(title, total)
             with _tar_members(cast(IO[bytes], _Counted(f, progress)), seekable) as members:
                 yield members
+            if total is not None:
+                progress.update(total)  # the tar's end padding is never read
         return
     stream = sys.stdin.buffer if isinstance(source, (str, Path)) else source
     seekable = False
@@ -465,6 +1023,8 @@ def _open_members(
     progress.start(title, total)
     with _tar_members(cast(IO[bytes], _Counted(stream, progress)), seekable) as members:
         yield members
+    if total is not None:
+        progress.update(total)
 
 
 class _Counted(io.RawIOBase):
