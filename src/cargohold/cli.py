@@ -6,21 +6,29 @@ exit status 1; usage errors exit 2; tracebacks appear only with ``--debug``.
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import Any, Literal, NoReturn, TypeVar, cast
 
 import click
+from click.shell_completion import CompletionItem, get_completion_class
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.tree import Tree
 
 from . import __version__
 from .compression import Compression
 from .errors import CargoholdError
-from .progress import make_progress
-from .store import DEFAULT_NAMESPACE, ImageInfo, Store
+from .images import TreeNode
+from .progress import human_size, make_progress
+from .store import DEFAULT_NAMESPACE, Store, default_root, inspect_archive
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -197,8 +205,8 @@ def import_(
                 f"{item.name:<{width}}  {item.digest.algorithm}:{item.digest.short}  {item.action}"
             )
         click.echo(
-            f"{result.blobs_written} blobs written, {_human(result.bytes_written)} written,"
-            f" {_human(result.bytes_deduplicated)} deduplicated"
+            f"{result.blobs_written} blobs written, {human_size(result.bytes_written)} written,"
+            f" {human_size(result.bytes_deduplicated)} deduplicated"
         )
 
 
@@ -227,6 +235,14 @@ def import_(
 )
 @_progress_option
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
+@click.option(
+    "--output-format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Report format (--format chooses the archive's): json prints what was written.",
+)
 @pass_context
 def export(
     ctx: Context,
@@ -240,6 +256,7 @@ def export(
     archive_format: str,
     progress_mode: str,
     quiet: bool,
+    output_format: str,
 ) -> None:
     """Write images to an archive (OUT, or - for stdout): an OCI image layout with docker's
     manifest.json, readable by ctr, skopeo, podman and docker. Byte-reproducible.
@@ -249,7 +266,7 @@ def export(
     if out == "-" and sys.stdout.isatty():
         raise CargoholdError("refusing to write an archive to a terminal; redirect stdout")
     with ctx.store() as store:
-        store.export(
+        result = store.export(
             out,
             refs,
             platforms=platforms,
@@ -260,56 +277,372 @@ def export(
             layout_dir=archive_format == "oci-dir",
             progress=make_progress(progress_mode, quiet=quiet),
         )
+    if output_format == "json":
+        # with the archive on stdout, the report goes to stderr
+        click.echo(json.dumps(result.to_json(), indent=2), err=out == "-")
+
+
+def _complete_images(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Image names of the store for shell completion; never creates a store."""
+    root_ctx = ctx.find_root()
+    root = root_ctx.params.get("root") or os.environ.get("CARGOHOLD_ROOT")
+    namespace = root_ctx.params.get("namespace") or DEFAULT_NAMESPACE
+    path = Path(root) if root else default_root()
+    if not (path / "metadata.db").is_file():
+        return []
+    try:
+        with Store(path, namespace) as store:
+            names = [info.name for info in store.meta.list_images(namespace)]
+    except CargoholdError:
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
 
 
 @image.command("ls")
+@click.argument("filters", metavar="[FILTER...]", nargs=-1)
 @click.option("-q", "--quiet", is_flag=True, help="Print only image names.")
 @_format_option
 @pass_context
-def ls(ctx: Context, quiet: bool, output_format: str) -> None:
-    """List images (alias: list)."""
+def ls(ctx: Context, filters: tuple[str, ...], quiet: bool, output_format: str) -> None:
+    """List images (alias: list), those matching any FILTER when given.
+
+    A filter is containerd's: name==REF, name~=REGEX, target.digest==DIGEST,
+    target.mediatype==TYPE, labels."KEY"==VALUE, annotations."KEY"!=VALUE, or a bare field
+    that must be present. Commas inside one FILTER require all; several FILTERs require any.
+
+    \b
+      cargohold image ls 'name~=^docker.io/library/' 'labels."env"==prod,name~=:v1'
+    """
     with ctx.store() as store:
-        infos = store.list_images()
+        infos = store.list_images(filters)
     if output_format == "json":
         _print_json([info.to_json() for info in infos])
     elif quiet:
         for info in infos:
             click.echo(info.record.name)
     else:
-        _print_table(infos)
+        _print_rows(
+            ("REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"),
+            [
+                (
+                    i.record.name,
+                    i.record.media_type,
+                    str(i.record.digest),
+                    human_size(i.size),
+                    ",".join(str(p) for p in i.platforms) or "-",
+                    _labels_text(i.record.labels),
+                )
+                for i in infos
+            ],
+        )
+
+
+@image.command("inspect")
+@click.argument("ref", metavar="REF", shell_complete=_complete_images)
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH[/VARIANT]",
+    help="Summarise only these platforms' configs (repeatable); with --raw, the one to show.",
+)
+@click.option(
+    "--raw",
+    type=click.Choice(["manifest", "config", "index"]),
+    help="Print the stored document, byte for byte (manifest and config: this host's"
+    " platform, or --platform).",
+)
+@_format_option
+@pass_context
+def inspect(
+    ctx: Context,
+    ref: str,
+    platforms: tuple[str, ...],
+    raw: str | None,
+    output_format: str,
+) -> None:
+    """Show an image: its tree (index, manifests and their platforms, configs, layers) and
+    a summary of each config (created, platform, entrypoint, cmd, env, labels, history)."""
+    with ctx.store() as store:
+        if raw is not None:
+            if len(platforms) > 1:
+                raise click.UsageError("--raw shows one document: give at most one --platform")
+            which = cast(Literal["index", "manifest", "config"], raw)
+            data = store.raw_document(ref, which, platforms[0] if platforms else None)
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return
+        result = store.inspect(ref, platforms)
+    if output_format == "json":
+        _print_json(result.to_json())
+        return
+    r = result.record
+    _print_fields(
+        [
+            ("Name", r.name),
+            ("Digest", str(r.digest)),
+            ("Media type", r.media_type),
+            ("Labels", _labels_text(r.labels)),
+            ("Imported", _iso(r.created_at)),
+            ("Updated", _iso(r.updated_at)),
+        ]
+        + ([("Partial", "yes: some manifests of its index were not imported")] if r.partial else [])
+    )
+    click.echo()
+    _print_tree(result.tree)
+    for manifest in result.manifests:
+        click.echo()
+        click.echo(
+            f"{manifest.platform or 'no platform'} (manifest {manifest.node.descriptor.digest})"
+        )
+        layers = manifest.node.children[1:]
+        layer_text = f"{len(layers)} ({human_size(sum(n.descriptor.size for n in layers))})"
+        config = manifest.config
+        if config is None:
+            _print_fields([("Config", "not in the store"), ("Layers", layer_text)], indent=2)
+            continue
+        _print_fields(
+            [
+                ("Created", config.created or "-"),
+                ("Platform", str(config.platform) if config.platform else "-"),
+                ("Entrypoint", _json_or_dash(config.entrypoint)),
+                ("Cmd", _json_or_dash(config.cmd)),
+                ("Env", "\n".join(config.env) or "-"),
+                ("Working dir", config.working_dir or "-"),
+                ("User", config.user or "-"),
+                ("Ports", ", ".join(config.exposed_ports) or "-"),
+                ("Volumes", ", ".join(config.volumes) or "-"),
+                ("Labels", "\n".join(f"{k}={v}" for k, v in sorted(config.labels.items())) or "-"),
+                ("Layers", layer_text),
+                (
+                    "History",
+                    "\n".join(
+                        f"{h['created'] or '-'}  {h['createdBy'] or h['comment'] or '-'}"
+                        + ("  (empty layer)" if h["emptyLayer"] else "")
+                        for h in config.history
+                    )
+                    or "-",
+                ),
+            ],
+            indent=2,
+        )
+
+
+@image.command("check")
+@click.argument("refs", metavar="[REF...]", nargs=-1, shell_complete=_complete_images)
+@_platform_options
+@click.option("--verify", is_flag=True, help="Also re-hash every blob and report corrupt ones.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the names of complete images.")
+@_format_option
+@pass_context
+def check(
+    ctx: Context,
+    refs: tuple[str, ...],
+    platforms: tuple[str, ...],
+    all_platforms: bool,
+    verify: bool,
+    quiet: bool,
+    output_format: str,
+) -> None:
+    """Check that images' content is all in the store (every image when no REF is given).
+
+    One line per manifest: complete (n/n), incomplete (n/m) when blobs are missing, corrupt
+    with --verify when a blob's bytes no longer match its digest, unavailable when the
+    manifest itself is absent, partial for an image imported with --skip-missing. By default
+    the manifests the store holds are checked; with --platform or --all-platforms the
+    selected ones must be there. Exits 1 when anything is missing or corrupt."""
+    with ctx.store() as store:
+        results = store.check(refs, platforms=platforms, all_platforms=all_platforms, verify=verify)
+    bad = [r for r in results if not r.ok]
+    if output_format == "json":
+        _print_json([r.to_json() for r in results])
+    elif quiet:
+        failed = {r.record.name for r in bad}
+        for name in dict.fromkeys(r.record.name for r in results):
+            if name not in failed:
+                click.echo(name)
+    else:
+        _print_rows(
+            ("REF", "TYPE", "DIGEST", "PLATFORM", "STATUS", "SIZE"),
+            [
+                (
+                    r.record.name,
+                    r.record.media_type,
+                    str(r.record.digest),
+                    str(r.platform) if r.platform else "-",
+                    r.summary(),
+                    f"{human_size(r.size)}/{human_size(r.total_size)}",
+                )
+                for r in results
+            ],
+        )
+        for r in bad:
+            where = f"{r.record.name} ({r.platform or 'no platform'})"
+            for digest in r.missing:
+                click.echo(f"{where}: missing {digest}")
+            for digest in r.corrupt:
+                click.echo(f"{where}: corrupt {digest}")
+            if r.problem:
+                click.echo(f"{where}: {r.problem}")
+    if bad:
+        images = len({r.record.name for r in bad})
+        raise CargoholdError(
+            f"{images} image(s) with missing, corrupt or unreadable content"
+            f" ({len(bad)} of {len(results)} checks failed)"
+        )
+
+
+@image.command("label")
+@click.argument("ref", metavar="REF", shell_complete=_complete_images)
+@click.argument("labels", metavar="KEY=VALUE...", nargs=-1)
+@click.option("-r", "--replace-all", is_flag=True, help="Replace all labels with the ones given.")
+@_format_option
+@pass_context
+def label(
+    ctx: Context, ref: str, labels: tuple[str, ...], replace_all: bool, output_format: str
+) -> None:
+    """Set labels on an image; KEY= (empty value) removes KEY. Prints the labels after."""
+    changes: dict[str, str] = {}
+    for item in labels:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="KEY=VALUE")
+        changes[key] = value
+    with ctx.store() as store:
+        result = store.label(ref, changes, replace_all=replace_all)
+        name = store.resolve(ref).name
+    if output_format == "json":
+        _print_json({"name": name, "labels": result})
+        return
+    for key, value in sorted(result.items()):
+        click.echo(f"{key}={value}")
 
 
 @image.command("tag")
-@click.argument("source", metavar="SRC")
+@click.argument("source", metavar="SRC", shell_complete=_complete_images)
 @click.argument("targets", metavar="DST...", nargs=-1, required=True)
 @click.option("--force", is_flag=True, help="Move names that point at another image.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing.")
+@_format_option
 @pass_context
-def tag(ctx: Context, source: str, targets: tuple[str, ...], force: bool) -> None:
+def tag(
+    ctx: Context,
+    source: str,
+    targets: tuple[str, ...],
+    force: bool,
+    quiet: bool,
+    output_format: str,
+) -> None:
     """Give an image more names."""
     with ctx.store() as store:
-        for name in store.tag(source, targets, force=force):
+        names = store.tag(source, targets, force=force)
+        digest = store.resolve(names[0]).digest
+    if output_format == "json":
+        _print_json({"source": source, "names": names, "digest": str(digest)})
+    elif not quiet:
+        for name in names:
             click.echo(name)
 
 
 @image.command("rm")
-@click.argument("refs", metavar="REF...", nargs=-1, required=True)
+@click.argument("refs", metavar="REF...", nargs=-1, required=True, shell_complete=_complete_images)
 @click.option("--no-gc", is_flag=True, help="Remove names only; leave content for a later gc.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@_format_option
 @pass_context
-def rm(ctx: Context, refs: tuple[str, ...], no_gc: bool) -> None:
+def rm(ctx: Context, refs: tuple[str, ...], no_gc: bool, quiet: bool, output_format: str) -> None:
     """Remove image names and free the content no image uses (aliases: remove, delete, del)."""
     with ctx.store() as store:
         result = store.remove(refs, collect_garbage=not no_gc)
-    for name in result.removed:
-        click.echo(name)
-    if result.gc is not None:
-        click.echo(f"{len(result.gc.removed)} blobs removed, {_human(result.gc.bytes_freed)} freed")
+    if output_format == "json":
+        _print_json(
+            {
+                "removed": result.removed,
+                "missing": result.missing,
+                "blobsRemoved": len(result.gc.removed) if result.gc else 0,
+                "bytesFreed": result.gc.bytes_freed if result.gc else 0,
+            }
+        )
+    elif not quiet:
+        for name in result.removed:
+            click.echo(name)
+        if result.gc is not None:
+            click.echo(
+                f"{len(result.gc.removed)} blobs removed, {human_size(result.gc.bytes_freed)} freed"
+            )
     if result.missing:
         raise CargoholdError(f"image not found: {', '.join(result.missing)}")
 
 
-@cli.group()
+@cli.group(cls=AliasedGroup, aliases={"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"})
 def content() -> None:
     """Work with the content (blobs) of the store."""
+
+
+@content.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Print only digests.")
+@_format_option
+@pass_context
+def content_ls(ctx: Context, quiet: bool, output_format: str) -> None:
+    """List every blob of the store: digest, size, age, and the images that use it (images
+    of other namespaces are shown as NAMESPACE/NAME)."""
+    with ctx.store() as store:
+        infos = store.content()
+    if output_format == "json":
+        _print_json([i.to_json() for i in infos])
+    elif quiet:
+        for info in infos:
+            click.echo(str(info.digest))
+    else:
+        now = time.time()
+        _print_rows(
+            ("DIGEST", "SIZE", "AGE", "USED BY"),
+            [
+                (
+                    str(i.digest),
+                    human_size(i.size),
+                    _age(now - i.created_at),
+                    ",".join(u.qualified(ctx.namespace) for u in i.users) or "-",
+                )
+                for i in infos
+            ],
+        )
+
+
+@content.command("get")
+@click.argument("digest", metavar="DIGEST")
+@pass_context
+def content_get(ctx: Context, digest: str) -> None:
+    """Write a blob's bytes to stdout."""
+    with ctx.store() as store, store.read_content(digest) as source:
+        out = sys.stdout.buffer
+        while chunk := source.read(1 << 20):
+            out.write(chunk)
+        out.flush()
+
+
+@content.command("rm")
+@click.argument("digests", metavar="DIGEST...", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Remove content even if images use it.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@_format_option
+@pass_context
+def content_rm(
+    ctx: Context, digests: tuple[str, ...], force: bool, quiet: bool, output_format: str
+) -> None:
+    """Remove blobs. Content an image uses is refused unless --force (the image then shows
+    as incomplete in image check); content an import in progress holds is always refused."""
+    with ctx.store() as store:
+        result = store.remove_content(digests, force=force)
+    if output_format == "json":
+        _print_json({"removed": result.removed, "missing": result.missing})
+    elif not quiet:
+        for digest in result.removed:
+            click.echo(digest)
+    if result.missing:
+        raise CargoholdError(f"content not found: {', '.join(result.missing)}")
 
 
 @content.command("gc")
@@ -330,32 +663,209 @@ def gc(ctx: Context, dry_run: bool, output_format: str) -> None:
         )
         return
     verb = "would be removed" if dry_run else "removed"
-    click.echo(f"{len(result.removed)} blobs {verb}, {_human(result.bytes_freed)}")
+    click.echo(f"{len(result.removed)} blobs {verb}, {human_size(result.bytes_freed)}")
+
+
+@cli.group(cls=AliasedGroup, aliases={"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"})
+def namespace() -> None:
+    """List, create and remove namespaces (aliases: namespaces, ns)."""
+
+
+cli.aliases.update({"namespaces": "namespace", "ns": "namespace"})
+
+
+@namespace.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Print only names.")
+@_format_option
+@pass_context
+def namespace_ls(ctx: Context, quiet: bool, output_format: str) -> None:
+    """List namespaces and how many images each holds."""
+    with ctx.store() as store:
+        found = store.namespaces()
+    if output_format == "json":
+        _print_json(
+            [{"name": n.name, "images": n.images, "createdAt": _iso(n.created_at)} for n in found]
+        )
+    elif quiet:
+        for n in found:
+            click.echo(n.name)
+    else:
+        _print_rows(("NAME", "IMAGES"), [(n.name, str(n.images)) for n in found])
+
+
+@namespace.command("create")
+@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@pass_context
+def namespace_create(ctx: Context, names: tuple[str, ...]) -> None:
+    """Create namespaces (importing into a new namespace also creates it)."""
+    with ctx.store() as store:
+        for name in names:
+            store.create_namespace(name)
+            click.echo(name)
+
+
+@namespace.command("rm")
+@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@pass_context
+def namespace_rm(ctx: Context, names: tuple[str, ...]) -> None:
+    """Remove namespaces; one that still has images is refused."""
+    with ctx.store() as store:
+        for name in names:
+            store.remove_namespace(name)
+            click.echo(name)
+
+
+@cli.group()
+def archive() -> None:
+    """Look into image archives without importing them."""
+
+
+@archive.command("inspect")
+@click.argument("source", metavar="FILE|-")
+@_platform_options
+@_format_option
+@_progress_option
+@pass_context
+def archive_inspect(
+    ctx: Context,
+    source: str,
+    platforms: tuple[str, ...],
+    all_platforms: bool,
+    output_format: str,
+    progress_mode: str,
+) -> None:
+    """What an archive holds (images, names, platforms, blobs, size) and how much an import
+    would add to this store, with every blob verified; nothing is written anywhere.
+
+    The import estimate uses the platforms an import would (this host's by default,
+    --platform, --all-platforms). Exits 1 when the import would fail."""
+    report = inspect_archive(
+        source,
+        ctx.root,
+        platforms=platforms,
+        all_platforms=all_platforms,
+        progress=make_progress(progress_mode),
+    )
+    for warning in report.warnings:
+        _warn(warning)
+    if output_format == "json":
+        _print_json(report.to_json())
+    else:
+        _print_fields(
+            [
+                ("Format", "OCI image layout" if report.format == "oci" else "docker archive"),
+                ("Blobs", f"{report.blobs}, {human_size(report.size)}"),
+            ]
+        )
+        click.echo()
+        _print_rows(
+            ("NAME", "DIGEST", "PLATFORMS", "SIZE", "MISSING"),
+            [
+                (
+                    name,
+                    str(image.target.digest),
+                    ",".join(str(p) for p in image.platforms) or "-",
+                    human_size(image.size),
+                    str(len(image.missing)),
+                )
+                for image in report.images
+                for name in image.names
+            ],
+        )
+        click.echo()
+        if report.importable:
+            click.echo(
+                f"Import would add {report.new_blobs} blobs, {human_size(report.bytes_to_add)}"
+            )
+    if report.problem is not None:
+        raise CargoholdError(f"import would fail: {report.problem}")
+
+
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script (image names complete from the store).
+
+    \b
+      bash: eval "$(cargohold completion bash)"       (in ~/.bashrc)
+      zsh:  eval "$(cargohold completion zsh)"        (in ~/.zshrc)
+      fish: cargohold completion fish > ~/.config/fish/completions/cargohold.fish
+    """
+    cls = get_completion_class(shell)
+    assert cls is not None
+    click.echo(cls(cli, {}, "cargohold", "_CARGOHOLD_COMPLETE").source())
 
 
 # -- output helpers -------------------------------------------------------------------------
 
 
-def _print_table(infos: Sequence[ImageInfo]) -> None:
-    table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 2, 0, 0))
-    for column in ("REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"):
-        table.add_column(column, no_wrap=True)
-    for info in infos:
-        r = info.record
-        labels = ",".join(f"{k}={v}" for k, v in sorted(r.labels.items())) or "-"
-        table.add_row(
-            r.name,
-            r.media_type,
-            str(r.digest),
-            _human(info.size),
-            ",".join(str(p) for p in info.platforms) or "-",
-            labels,
-        )
+def _render(renderable: object) -> None:
+    """Print a rich table or tree as plain text: no colour, no wrapping, no trailing blanks."""
     console = Console(width=100_000, highlight=False, color_system=None)
     with console.capture() as capture:
-        console.print(table, crop=False, soft_wrap=True)
+        console.print(renderable, crop=False, soft_wrap=True)
     for line in capture.get().splitlines():
         click.echo(line.rstrip())
+
+
+def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 2, 0, 0))
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    _render(table)
+
+
+def _print_fields(fields: Sequence[tuple[str, str]], indent: int = 0) -> None:
+    width = max(len(name) for name, _ in fields) + 2
+    for name, value in fields:
+        lines = value.splitlines() or [""]
+        click.echo(f"{' ' * indent}{name + ':':<{width}}{lines[0]}")
+        for line in lines[1:]:
+            click.echo(f"{' ' * (indent + width)}{line}")
+
+
+def _print_tree(root: TreeNode) -> None:
+    def label(node: TreeNode) -> str:
+        d = node.descriptor
+        parts = [node.role]
+        if d.platform is not None:
+            parts.append(str(d.platform))
+        parts += [str(d.digest), human_size(d.size), d.media_type]
+        if not node.present:
+            parts.append("(not in the store)")
+        if node.problem:
+            parts.append(f"(unreadable: {node.problem})")
+        return escape("  ".join(parts))
+
+    def add(branch: Tree, node: TreeNode) -> None:
+        for child in node.children:
+            add(branch.add(label(child)), child)
+
+    top = Tree(label(root))
+    add(top, root)
+    _render(top)
+
+
+def _labels_text(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
+
+
+def _json_or_dash(value: list[str] | None) -> str:
+    return json.dumps(value) if value else "-"
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _age(seconds: float) -> str:
+    """A short relative age, as docker and ctr print them."""
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{max(int(seconds), 0)} seconds"
 
 
 def _print_json(value: object) -> None:
@@ -364,15 +874,6 @@ def _print_json(value: object) -> None:
 
 def _warn(message: str) -> None:
     click.echo(f"cargohold: warning: {message}", err=True)
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _fail(message: str) -> NoReturn:

@@ -273,10 +273,17 @@ def tree(source: ContentSource, target: Descriptor) -> TreeNode:
 
 
 def _tree_node(source: ContentSource, desc: Descriptor, role: str, depth: int) -> TreeNode:
-    if not is_index(desc.media_type) and not is_manifest(desc.media_type) and role == "index":
-        role = "blob"
-    node = TreeNode(desc, role, source.blob_size(desc.digest) is not None)
-    if not node.present:
+    if role == "index":  # a child of an index: named by what it is
+        if is_manifest(desc.media_type):
+            role = "manifest"
+        elif not is_index(desc.media_type):
+            role = "blob"
+    size = source.blob_size(desc.digest)
+    node = TreeNode(desc, role, size is not None)
+    if size is None:
+        return node
+    if size != desc.size:
+        node.problem = f"{desc.digest} has {size} bytes, its descriptor says {desc.size}"
         return node
     try:
         if is_index(desc.media_type):

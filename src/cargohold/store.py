@@ -103,6 +103,14 @@ class ExportResult:
     bytes_written: int
     skipped_non_distributable: int
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "images": self.images,
+            "blobs": self.blobs,
+            "bytesWritten": self.bytes_written,
+            "skippedNonDistributable": self.skipped_non_distributable,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ImageInfo:
@@ -918,11 +926,12 @@ def _check_image(
             continue
         nodes = [node, *node.children]
         check = CheckResult(record, platform, "complete", nodes)
+        check.corrupt = [str(n.descriptor.digest) for n in node.children if n.problem]
         if intact is not None:
             check.corrupt = corrupt_indexes + [
                 str(n.descriptor.digest)
                 for n in nodes
-                if n.present and not intact(n.descriptor.digest)
+                if n.present and (n.problem or not intact(n.descriptor.digest))
             ]
         if check.missing:
             check.status = "incomplete"
