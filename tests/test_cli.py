@@ -4,81 +4,19 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cargohold import __version__
 from cargohold.store import Store
+from clisupport import ERROR_PREFIX, archive, assert_one_error_line, lines, run, seed, stored_names
 from imagefactory import OCI_MANIFEST, ArchiveBuilder
-
-ERROR_PREFIX = "cargohold: error: "
-
-
-def run(
-    root: Path | None,
-    *args: str,
-    stdin: bytes | None = None,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-) -> subprocess.CompletedProcess[bytes]:
-    """Run ``python -m cargohold`` with a clean environment (no CARGOHOLD_* variables)."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CARGOHOLD_")}
-    environment.update(env or {})
-    command = [sys.executable, "-m", "cargohold"]
-    if root is not None:
-        command += ["--root", str(root)]
-    return subprocess.run(
-        [*command, *args],
-        input=stdin,
-        capture_output=True,
-        env=environment,
-        cwd=cwd,
-        timeout=60,
-        check=False,
-    )
-
-
-def lines(data: bytes) -> list[str]:
-    return data.decode().splitlines()
-
-
-def assert_one_error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
-    """The process failed the cargohold way: exit 1, one ``cargohold: error:`` line, no trace."""
-    stderr = proc.stderr.decode()
-    assert proc.returncode == 1, stderr
-    assert "Traceback" not in stderr
-    [line] = stderr.splitlines()
-    assert line.startswith(ERROR_PREFIX), line
-    return line
-
-
-def archive(path: Path, *names: str, files: dict[str, bytes] | None = None) -> Path:
-    builder = ArchiveBuilder()
-    desc = builder.image(files=files)
-    for name in names:
-        builder.add(desc, name=name)
-    return builder.write(path)
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return tmp_path / "root"
-
-
-def stored_names(root: Path, namespace: str = "default") -> list[str]:
-    with Store(root, namespace) as store:
-        return [info.record.name for info in store.list_images()]
-
-
-def seed(root: Path, tmp_path: Path, *names: str) -> None:
-    """Put images under *names* into the store through the library (fast, in-process)."""
-    with Store(root) as store:
-        for i, name in enumerate(names):
-            store.import_archive(archive(tmp_path / f"seed{i}.tar", name, files={"n": bytes([i])}))
 
 
 # -- command names --------------------------------------------------------------------------
