@@ -9,35 +9,56 @@ from .errors import (
     AlreadyExistsError,
     CargoholdError,
     ContentError,
+    InUseError,
     InvalidArchiveError,
     InvalidDigestError,
     InvalidDocumentError,
+    InvalidFilterError,
+    InvalidLabelError,
     InvalidPlatformError,
     InvalidReferenceError,
     NotFoundError,
     StoreFormatError,
 )
 from .platforms import Platform
+from .progress import Progress
 from .references import Reference
-from .store import ExportResult, ImageInfo, ImportResult, Store
+from .store import (
+    ArchiveReport,
+    CheckResult,
+    ExportResult,
+    ImageInfo,
+    ImageInspection,
+    ImportResult,
+    Store,
+    inspect_archive,
+)
 
 __all__ = [
     "AlreadyExistsError",
+    "ArchiveReport",
     "CargoholdError",
+    "CheckResult",
     "ContentError",
     "Digest",
     "ExportResult",
     "ImageInfo",
+    "ImageInspection",
     "ImportResult",
+    "InUseError",
     "InvalidArchiveError",
     "InvalidDigestError",
     "InvalidDocumentError",
+    "InvalidFilterError",
+    "InvalidLabelError",
     "InvalidPlatformError",
     "InvalidReferenceError",
     "NotFoundError",
     "Platform",
+    "Progress",
     "Reference",
     "Store",
     "StoreFormatError",
     "__version__",
+    "inspect_archive",
 ]
