@@ -38,6 +38,7 @@ from .mediatypes import (
     DOCKER_LAYER,
     DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,
+    MAX_JSON_LIMIT,
     OCI_INDEX,
     OCI_LAYER_ZSTD,
     Descriptor,
@@ -56,6 +57,8 @@ from .references import Reference, is_tag, parse_repository
 MAX_MEMBERS: Final = 200_000
 #: Most bytes of documents kept in memory when an archive is only inspected.
 MAX_KEPT_BYTES: Final = 256 << 20
+#: Largest PAX or GNU long-name header we read.
+MAX_HEADER_BYTES: Final = 1 << 20
 #: Longest member name we accept.
 MAX_NAME_LENGTH: Final = 1024
 _BLOB_NAME: Final = re.compile(r"^blobs/([^/]+)/([^/]+)$")
@@ -89,6 +92,7 @@ class ArchiveContents:
     files: dict[str, StagedBlob] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)
     members: set[str] = field(default_factory=set)
+    document_limit: int = DEFAULT_JSON_LIMIT
 
     def blob_size(self, digest: Digest) -> int | None:
         staged = self.staged.get(digest)
@@ -129,6 +133,10 @@ def member_name(raw: str) -> str:
     """The normalised name of an archive member; refuses names that could escape or collide."""
     if "\x00" in raw or "\\" in raw:
         raise InvalidArchiveError(f"member {raw!r}: name contains NUL or backslash")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArchiveError(f"member {raw!r}: name is not valid UTF-8") from None
     if len(raw) > MAX_NAME_LENGTH:
         raise InvalidArchiveError(f"member {raw[:60]!r}…: name longer than {MAX_NAME_LENGTH}")
     if raw.startswith("/"):
@@ -205,6 +213,7 @@ def scan(
     staging: Path | None,
     already_stored: Callable[[Digest], bool],
     progress: Progress | None = None,
+    document_limit: int = DEFAULT_JSON_LIMIT,
 ) -> ArchiveContents:
     """Read every member once, staging blobs and keeping the small layout documents.
 
@@ -213,8 +222,8 @@ def scan(
     verified when it was written. With *staging* None nothing is written (``archive
     inspect``): blobs are hashed, and the ones that look like JSON documents kept in memory.
     """
-    contents = ArchiveContents(store)
-    reader = _Reader(staging, progress or Progress())
+    contents = ArchiveContents(store, document_limit=document_limit)
+    reader = _Reader(staging, progress or Progress(), document_limit)
     try:
         for count, member in enumerate(members, 1):
             if count > MAX_MEMBERS:
@@ -243,9 +252,10 @@ _SMALL_FILES: Final = {
 class _Reader:
     """Stages members (or only hashes them) and shows large ones on the progress display."""
 
-    def __init__(self, staging: Path | None, progress: Progress) -> None:
+    def __init__(self, staging: Path | None, progress: Progress, document_limit: int) -> None:
         self.staging = staging
         self.progress = progress
+        self.document_limit = document_limit
         self.kept = 0
 
     def stage(
@@ -263,7 +273,7 @@ class _Reader:
                     expected,
                     what=what,
                     on_chunk=self.progress.blob_advance if large else None,
-                    keep_limit=DEFAULT_JSON_LIMIT,
+                    keep_limit=self.document_limit,
                 )
         except ContentError as exc:
             raise InvalidArchiveError(str(exc)) from None
@@ -304,7 +314,7 @@ def _scan_member(
         raise InvalidArchiveError(f"member {name!r}: {member.kind} not allowed in an image archive")
     small = _SMALL_FILES.get(name)
     if small is not None:
-        setattr(contents, small, _read_small(member, name))
+        setattr(contents, small, _read_small(member, name, contents.document_limit))
         return
     what = f"member {name!r}"
     match = _BLOB_NAME.match(name)
@@ -340,10 +350,11 @@ def _resolve_link(name: str, target: str) -> str:
     return member_name("/".join(parts))
 
 
-def _read_small(member: Member, name: str) -> bytes:
-    if member.size > DEFAULT_JSON_LIMIT:
+def _read_small(member: Member, name: str, limit: int) -> bytes:
+    if member.size > limit:
         raise InvalidArchiveError(
-            f"member {name!r}: {member.size} bytes exceeds the JSON limit of {DEFAULT_JSON_LIMIT}"
+            f"member {name!r}: {member.size} bytes exceeds the document limit of {limit}"
+            " (raise it with --max-document-size)"
         )
     with member.open() as source:
         data = source.read(member.size)
@@ -352,12 +363,32 @@ def _read_small(member: Member, name: str) -> bytes:
     return data
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads PAX and GNU long-name headers whole into memory, however large the
+    header says they are; these refuse the absurd ones first (Go's limit is 1 MiB too)."""
+
+    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        _check_header_size(self)
+        return super()._proc_pax(tarfile)  # type: ignore[misc, no-any-return]
+
+    def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        _check_header_size(self)
+        return super()._proc_gnulong(tarfile)  # type: ignore[misc, no-any-return]
+
+
+def _check_header_size(info: tarfile.TarInfo) -> None:
+    if info.size > MAX_HEADER_BYTES:
+        raise tarfile.HeaderError(
+            f"extended header of {info.size} bytes exceeds {MAX_HEADER_BYTES}"
+        )
+
+
 def open_archive(source: IO[bytes], seekable: bool) -> tarfile.TarFile:
     """A tar reader over *source*: random access when it is a file, a stream otherwise."""
     try:
         if seekable:
-            return tarfile.open(fileobj=source, mode="r:", bufsize=1 << 20)
-        return tarfile.open(fileobj=source, mode="r|", bufsize=1 << 20)
+            return tarfile.open(fileobj=source, mode="r:", bufsize=1 << 20, tarinfo=_BoundedTarInfo)
+        return tarfile.open(fileobj=source, mode="r|", bufsize=1 << 20, tarinfo=_BoundedTarInfo)
     except tarfile.TarError as exc:
         raise InvalidArchiveError(f"not a valid tar archive ({exc})") from None
 
@@ -447,7 +478,7 @@ def plan_oci(
 def _check_layout(layout: bytes | None) -> None:
     if layout is None:
         raise InvalidArchiveError("not an OCI image layout: the archive has no oci-layout member")
-    doc = load_json(layout, "oci-layout")
+    doc = load_json(layout, "oci-layout", MAX_JSON_LIMIT)
     version = doc.get("imageLayoutVersion") if isinstance(doc, dict) else None
     if version != "1.0.0":
         raise InvalidArchiveError(f"oci-layout: unsupported image layout version {version!r}")
@@ -537,7 +568,7 @@ def plan_docker(
     """
     assert contents.manifest_json is not None
     # docker's own keys (Config, Layers) are case-variants of OCI's: read this file leniently
-    doc = load_json(contents.manifest_json, "manifest.json", strict_keys=False)
+    doc = load_json(contents.manifest_json, "manifest.json", MAX_JSON_LIMIT, strict_keys=False)
     if not isinstance(doc, list):
         raise InvalidArchiveError("manifest.json: must be a JSON array")
     repositories = _repositories(contents.repositories)
@@ -579,12 +610,15 @@ def _docker_manifest(
     if not isinstance(layer_paths, list) or not all(isinstance(p, str) for p in layer_paths):
         raise InvalidArchiveError(f"{what}: 'Layers' must be a list of paths")
     config = contents.file(config_path, f"{what} Config")
-    if config.size > DEFAULT_JSON_LIMIT:
+    if config.size > contents.document_limit:
         raise InvalidArchiveError(
-            f"{what}: config {config_path!r} exceeds {DEFAULT_JSON_LIMIT} bytes"
+            f"{what}: config {config_path!r} exceeds the document limit of"
+            f" {contents.document_limit} bytes (raise it with --max-document-size)"
         )
     config_bytes = config.read()
-    config_doc = load_json(config_bytes, f"{what} config {config_path!r}", strict_keys=False)
+    config_doc = load_json(
+        config_bytes, f"{what} config {config_path!r}", MAX_JSON_LIMIT, strict_keys=False
+    )
     rootfs = config_doc.get("rootfs") if isinstance(config_doc, dict) else None
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
     if not isinstance(diff_ids, list):
@@ -649,7 +683,7 @@ def _repositories(data: bytes | None) -> list[tuple[str, str]]:
     """Names from docker's legacy ``repositories`` file: ``{"repo": {"tag": "<layer id>"}}``."""
     if data is None:
         return []
-    doc = load_json(data, "repositories", strict_keys=False)
+    doc = load_json(data, "repositories", MAX_JSON_LIMIT, strict_keys=False)
     if not isinstance(doc, dict):
         raise InvalidArchiveError("repositories: must be a JSON object")
     names = []

@@ -23,6 +23,7 @@ from typing import IO, BinaryIO, Final
 
 from .digests import ALGORITHMS, Digest
 from .errors import ContentError, NotFoundError
+from .mediatypes import MAX_JSON_LIMIT
 
 #: Read and write in chunks this large: big enough that per-call overhead vanishes, small
 #: enough that memory stays flat whatever the blob's size.
@@ -64,6 +65,9 @@ _KEPT_HEAD: Final = 512
 
 class BlobStore:
     """Verified, immutable blobs on disk, shared by every namespace of a store."""
+
+    #: Documents in the store were verified on the way in, perhaps under a raised limit.
+    document_limit: int = MAX_JSON_LIMIT
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TypeVar, cast
+from typing import Any, Final, Literal, NoReturn, TypeVar, cast
 
 import click
 from click.shell_completion import CompletionItem, get_completion_class
@@ -27,6 +27,7 @@ from . import __version__
 from .compression import Compression
 from .errors import CargoholdError
 from .images import TreeNode
+from .limits import Limits
 from .progress import human_size, make_progress
 from .store import DEFAULT_NAMESPACE, Store, default_root, inspect_archive
 
@@ -88,6 +89,56 @@ def _progress_option(f: F) -> F:
         help="Progress on stderr: auto (animated when stdout and stderr are terminals),"
         " plain (log lines) or none.",
     )(f)
+
+
+class _ByteSize(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
+    """A size in bytes, with an optional binary suffix: 512, 8KiB, 16MiB, 2GiB, 1TiB."""
+
+    name = "size"
+    _UNITS: Final = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower().removesuffix("b").removesuffix("i")
+        number, unit = text.rstrip("kmgt"), text[len(text.rstrip("kmgt")) :]
+        if unit not in self._UNITS or not number.isdigit():
+            self.fail(f"{value!r} is not a size (examples: 4096, 8MiB, 2GiB)", param, ctx)
+        return int(number) * self._UNITS[unit]
+
+
+def _limit_options(f: F) -> F:
+    defaults = Limits()
+    f = click.option(
+        "--max-uncompressed-size",
+        type=_ByteSize(),
+        default=defaults.uncompressed_bytes,
+        metavar="SIZE",
+        help="Refuse a compressed archive that expands beyond SIZE. [default: 1TiB]",
+    )(f)
+    f = click.option(
+        "--max-expansion",
+        type=click.FloatRange(min=1),
+        default=defaults.expansion_ratio,
+        show_default=True,
+        metavar="RATIO",
+        help="Refuse a compressed archive that expands more than RATIO times its size"
+        " (decompression bombs).",
+    )(f)
+    return click.option(
+        "--max-document-size",
+        type=_ByteSize(),
+        default=defaults.document_bytes,
+        metavar="SIZE",
+        help="Largest JSON document (index, manifest, config) read. [default: 4MiB, at most 64MiB]",
+    )(f)
+
+
+def _limits(max_document_size: int, max_expansion: float, max_uncompressed_size: int) -> Limits:
+    try:
+        return Limits(max_document_size, max_expansion, max_uncompressed_size)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _format_option(f: F) -> F:
@@ -156,6 +207,7 @@ image.aliases.update({"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"}
     is_flag=True,
     help="Gzip uncompressed docker-archive layers on the way in (their digests change).",
 )
+@_limit_options
 @_format_option
 @_progress_option
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
@@ -172,6 +224,9 @@ def import_(
     force: bool,
     skip_missing: bool,
     compress_blobs: bool,
+    max_document_size: int,
+    max_expansion: float,
+    max_uncompressed_size: int,
     output_format: str,
     progress_mode: str,
     quiet: bool,
@@ -193,6 +248,7 @@ def import_(
             skip_missing=skip_missing,
             compress_blobs=compress_blobs,
             progress=make_progress(progress_mode, quiet=quiet),
+            limits=_limits(max_document_size, max_expansion, max_uncompressed_size),
         )
     for warning in result.warnings:
         _warn(warning)
@@ -723,6 +779,7 @@ def archive() -> None:
 @archive.command("inspect")
 @click.argument("source", metavar="FILE|-")
 @_platform_options
+@_limit_options
 @_format_option
 @_progress_option
 @pass_context
@@ -731,6 +788,9 @@ def archive_inspect(
     source: str,
     platforms: tuple[str, ...],
     all_platforms: bool,
+    max_document_size: int,
+    max_expansion: float,
+    max_uncompressed_size: int,
     output_format: str,
     progress_mode: str,
 ) -> None:
@@ -745,6 +805,7 @@ def archive_inspect(
         platforms=platforms,
         all_platforms=all_platforms,
         progress=make_progress(progress_mode),
+        limits=_limits(max_document_size, max_expansion, max_uncompressed_size),
     )
     for warning in report.warnings:
         _warn(warning)

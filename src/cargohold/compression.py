@@ -12,9 +12,11 @@ import bz2
 import gzip
 import io
 import lzma
-from typing import IO, Final, Literal
+from typing import IO, Final, Literal, cast
 
 import zstandard
+
+from .errors import InvalidArchiveError
 
 Compression = Literal["none", "gzip", "zstd", "xz", "bzip2"]
 
@@ -72,20 +74,100 @@ def peek(stream: IO[bytes], seekable: bool, size: int = 6) -> tuple[bytes, IO[by
     return head, io.BufferedReader(_Prefixed(head, stream), buffer_size=1 << 20)
 
 
-def decompressed(stream: IO[bytes], kind: Compression) -> IO[bytes]:
-    """A reader of the decompressed bytes of *stream*."""
+def decompressed(
+    stream: IO[bytes],
+    kind: Compression,
+    max_ratio: float | None = None,
+    max_bytes: int | None = None,
+    floor: int = 64 << 20,
+) -> IO[bytes]:
+    """A reader of the decompressed bytes of *stream*.
+
+    With *max_ratio* or *max_bytes* the output is bounded as it is produced: more than
+    *max_bytes*, or more than *floor* plus *max_ratio* times the compressed bytes consumed so
+    far, raises :class:`InvalidArchiveError` (a decompression bomb) before it is written out.
+    """
+    if kind == "none":
+        return stream
+    counted = _Counting(stream)
+    source = cast(IO[bytes], io.BufferedReader(counted, buffer_size=1 << 20))
+    reader: IO[bytes]
     if kind == "gzip":
-        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
-    if kind == "zstd":
-        reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
-            stream, read_size=1 << 20, read_across_frames=True
+        reader = cast(IO[bytes], gzip.GzipFile(fileobj=source, mode="rb"))
+    elif kind == "zstd":
+        zstd = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
+            source, read_size=1 << 20, read_across_frames=True
         )
-        return io.BufferedReader(reader, buffer_size=1 << 20)
-    if kind == "xz":
-        return lzma.LZMAFile(stream, mode="rb")
-    if kind == "bzip2":
-        return bz2.BZ2File(stream, mode="rb")
-    return stream
+        reader = cast(IO[bytes], io.BufferedReader(zstd, buffer_size=1 << 20))
+    elif kind == "xz":
+        reader = cast(IO[bytes], lzma.LZMAFile(source, mode="rb"))  # noqa: SIM115
+    elif kind == "bzip2":
+        reader = cast(IO[bytes], bz2.BZ2File(source, mode="rb"))
+    else:
+        raise ValueError(f"cannot read {kind} compression")
+    if max_ratio is None and max_bytes is None:
+        return reader
+    bounded = _Bounded(reader, counted, kind, max_ratio, max_bytes, floor)
+    return cast(IO[bytes], io.BufferedReader(bounded, buffer_size=1 << 20))
+
+
+class _Counting(io.RawIOBase):
+    """Counts the compressed bytes a decompressor consumes."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        n: int = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        self.count += n or 0
+        return n
+
+
+class _Bounded(io.RawIOBase):
+    """Decompressed output that stops, with an error, where a bomb would begin."""
+
+    def __init__(
+        self,
+        reader: IO[bytes],
+        counted: _Counting,
+        kind: Compression,
+        max_ratio: float | None,
+        max_bytes: int | None,
+        floor: int,
+    ) -> None:
+        self._reader = reader
+        self._counted = counted
+        self._kind = kind
+        self._max_ratio = max_ratio
+        self._max_bytes = max_bytes
+        self._floor = floor
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        n: int = self._reader.readinto(buffer)  # type: ignore[attr-defined]
+        self.count += n or 0
+        if self._max_bytes is not None and self.count > self._max_bytes:
+            raise InvalidArchiveError(
+                f"{self._kind} compressed archive expands beyond {self._max_bytes} bytes"
+                " (a decompression bomb? raise --max-uncompressed-size to allow it)"
+            )
+        if (
+            self._max_ratio is not None
+            and self.count > self._floor + self._max_ratio * self._counted.count
+        ):
+            raise InvalidArchiveError(
+                f"{self._kind} compressed archive expands more than {self._max_ratio:g} times"
+                f" ({self.count} bytes from {self._counted.count}; a decompression bomb?"
+                " raise --max-expansion to allow it)"
+            )
+        return n
 
 
 def compressor(kind: Compression, out: IO[bytes]) -> IO[bytes]:

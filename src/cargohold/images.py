@@ -14,7 +14,6 @@ from typing import Final, Protocol
 from .digests import Digest
 from .errors import ContentError, InvalidArchiveError, InvalidDocumentError, NotFoundError
 from .mediatypes import (
-    DEFAULT_JSON_LIMIT,
     Descriptor,
     Manifest,
     config_created,
@@ -33,6 +32,9 @@ MAX_INDEX_DEPTH: Final = 8
 
 class ContentSource(Protocol):
     """Where a walk reads content from."""
+
+    #: Largest document this source hands over (an archive's is the import's limit).
+    document_limit: int
 
     def blob_size(self, digest: Digest) -> int | None:
         """Size of the blob, or None when the source does not hold it."""
@@ -178,7 +180,7 @@ def _visit(
         if config_present:
             graph.blobs.setdefault(manifest.config.digest, manifest.config)
             if read_configs:
-                data = source.read_blob(manifest.config.digest, DEFAULT_JSON_LIMIT)
+                data = _read(source, manifest.config)
                 config_what = f"config {manifest.config.digest}"
                 created = config_created(data, config_what)
                 if platform is None:
@@ -206,11 +208,13 @@ def _present(
 
 
 def _read(source: ContentSource, desc: Descriptor) -> bytes:
-    if desc.size > DEFAULT_JSON_LIMIT:
+    limit = source.document_limit
+    if desc.size > limit:
         raise InvalidDocumentError(
-            f"document {desc.digest} of {desc.size} bytes exceeds the limit of {DEFAULT_JSON_LIMIT}"
+            f"document {desc.digest} of {desc.size} bytes exceeds the limit of {limit}"
+            " (raise it with --max-document-size)"
         )
-    return source.read_blob(desc.digest, DEFAULT_JSON_LIMIT)
+    return source.read_blob(desc.digest, limit)
 
 
 def _platform_list(descriptors: tuple[Descriptor, ...]) -> str:

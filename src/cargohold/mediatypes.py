@@ -45,8 +45,12 @@ CONFIG_TYPES: Final = frozenset({OCI_CONFIG, DOCKER_CONFIG})
 ANNOTATION_IMAGE_NAME: Final = "io.containerd.image.name"
 ANNOTATION_REF_NAME: Final = "org.opencontainers.image.ref.name"
 
-#: Largest JSON document (manifest, index, config, index.json) we read into memory.
+#: Largest JSON document (manifest, index, config, index.json) an import reads into memory,
+#: unless the user raises it (up to MAX_JSON_LIMIT).
 DEFAULT_JSON_LIMIT: Final = 4 * 1024 * 1024
+#: The ceiling of that limit, and the limit for documents already in the store (verified when
+#: they were imported, perhaps under a raised limit).
+MAX_JSON_LIMIT: Final = 64 * 1024 * 1024
 #: Deepest nesting of JSON containers we accept; real documents stay below 10.
 MAX_JSON_DEPTH: Final = 64
 #: Largest size a descriptor may declare (1 TiB); beyond that it is an attack, not an image.
@@ -268,8 +272,11 @@ class Manifest:
 
 
 def parse_index(data: bytes, what: str, expected_type: str | None = None) -> Index:
-    """Parse an index; *expected_type* is the media type of the descriptor pointing here."""
-    doc = load_json(data, what)
+    """Parse an index; *expected_type* is the media type of the descriptor pointing here.
+
+    Callers cap the size of *data* as they read it (the limit depends on where it comes from).
+    """
+    doc = load_json(data, what, MAX_JSON_LIMIT)
     if not isinstance(doc, dict):
         raise InvalidDocumentError(f"{what}: an image index must be a JSON object")
     _check_schema(doc, what)
@@ -298,7 +305,7 @@ def parse_index(data: bytes, what: str, expected_type: str | None = None) -> Ind
 
 def parse_manifest(data: bytes, what: str, expected_type: str | None = None) -> Manifest:
     """Parse a manifest; refuses schema1 and documents that could also be read as an index."""
-    doc = load_json(data, what)
+    doc = load_json(data, what, MAX_JSON_LIMIT)
     if not isinstance(doc, dict):
         raise InvalidDocumentError(f"{what}: a manifest must be a JSON object")
     _check_schema(doc, what)
@@ -368,7 +375,7 @@ def _document_type(
 
 def config_created(data: bytes, what: str) -> str | None:
     """The ``created`` timestamp of an image config, used to tell which of two images is newer."""
-    doc = load_json(data, what, strict_keys=False)
+    doc = load_json(data, what, MAX_JSON_LIMIT, strict_keys=False)
     if not isinstance(doc, dict):
         raise InvalidDocumentError(f"{what}: an image config must be a JSON object")
     created = doc.get("created")
@@ -377,7 +384,7 @@ def config_created(data: bytes, what: str) -> str | None:
 
 def config_platform(data: bytes, what: str) -> Platform | None:
     """The platform an image config declares, if it declares one we can read."""
-    doc = load_json(data, what, strict_keys=False)
+    doc = load_json(data, what, MAX_JSON_LIMIT, strict_keys=False)
     if not isinstance(doc, dict):
         raise InvalidDocumentError(f"{what}: an image config must be a JSON object")
     try:

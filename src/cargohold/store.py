@@ -44,7 +44,8 @@ from .errors import (
 from .filters import ImageFilter
 from .gc import GcResult, Leases, collect
 from .images import ConfigSummary, ContentSource, TreeNode, tree, walk
-from .mediatypes import DEFAULT_JSON_LIMIT, Descriptor, config_platform, is_index
+from .limits import EXPANSION_FLOOR, Limits
+from .mediatypes import MAX_JSON_LIMIT, Descriptor, config_platform, is_index
 from .metadata import ImageRecord, MetadataStore, Namespace
 from .platforms import Platform, PlatformMatcher
 from .progress import Progress
@@ -453,7 +454,7 @@ class Store:
             platform = node.descriptor.platform
             if config is not None and config.present:
                 try:
-                    data = self.blobs.read_blob(config.descriptor.digest, DEFAULT_JSON_LIMIT)
+                    data = self.blobs.read_blob(config.descriptor.digest, MAX_JSON_LIMIT)
                     summary = ConfigSummary.parse(data, f"config {config.descriptor.digest}")
                     platform = platform or summary.platform
                 except CargoholdError as exc:
@@ -475,14 +476,14 @@ class Store:
         if which == "index":
             if not is_index(record.media_type):
                 raise NotFoundError(f"image {record.name} is a single manifest, not an index")
-            return self.blobs.read_blob(record.digest, DEFAULT_JSON_LIMIT)
+            return self.blobs.read_blob(record.digest, MAX_JSON_LIMIT)
         matcher = _matcher([platform] if platform else [], False)
         graph = walk(self.blobs, target, matcher, record.name, read_configs=False)
         chosen = graph.preferred(matcher)
         if chosen is None:
             raise NotFoundError(f"image {record.name} has no manifest for {matcher}")
         digest = chosen.descriptor.digest if which == "manifest" else chosen.manifest.config.digest
-        return self.blobs.read_blob(digest, DEFAULT_JSON_LIMIT)
+        return self.blobs.read_blob(digest, MAX_JSON_LIMIT)
 
     def check(
         self,
@@ -606,6 +607,7 @@ class Store:
         skip_missing: bool = False,
         compress_blobs: bool = False,
         progress: Progress | None = None,
+        limits: Limits | None = None,
     ) -> ImportResult:
         """Import an archive (a path, ``"-"`` for stdin, or a binary stream), all or nothing."""
         matcher = _matcher(platforms, all_platforms)
@@ -617,7 +619,7 @@ class Store:
         with (
             _finishing(progress),
             self._lease() as lease_id,
-            _open_members(source, progress, "import") as members,
+            _open_members(source, progress, "import", limits) as members,
         ):
             staging = self.blobs.staging_dir(lease_id)
 
@@ -625,7 +627,14 @@ class Store:
                 self.meta.add_to_lease(lease_id, [digest])
                 return self.blobs.blob_size(digest) is not None
 
-            contents = archive_import.scan(members, self.blobs, staging, already_stored, progress)
+            contents = archive_import.scan(
+                members,
+                self.blobs,
+                staging,
+                already_stored,
+                progress,
+                (limits or Limits()).document_bytes,
+            )
             plan = _plan_archive(
                 contents,
                 matcher,
@@ -803,6 +812,7 @@ def inspect_archive(
     platforms: Sequence[str | Platform] = (),
     all_platforms: bool = False,
     progress: Progress | None = None,
+    limits: Limits | None = None,
 ) -> ArchiveReport:
     """What an archive holds, and what importing it into the store at *root* would add.
 
@@ -814,8 +824,11 @@ def inspect_archive(
     progress = progress or Progress()
     label = None if isinstance(source, str) and source == "-" else source
     base = archive_import.default_base_name(str(label) if isinstance(label, (str, Path)) else None)
-    with _finishing(progress), _open_members(source, progress, "inspect") as members:
-        contents = archive_import.scan(members, blobs, None, lambda _: False, progress)
+    limits = limits or Limits()
+    with _finishing(progress), _open_members(source, progress, "inspect", limits) as members:
+        contents = archive_import.scan(
+            members, blobs, None, lambda _: False, progress, limits.document_bytes
+        )
     report = ArchiveReport(
         "oci" if contents.layout is not None or contents.manifest_json is None else "docker",
         blobs=len(contents.staged),
@@ -881,7 +894,7 @@ def _node_platform(source: ContentSource, node: TreeNode) -> Platform | None:
     if config is None or not config.present:
         return None
     try:
-        data = source.read_blob(config.descriptor.digest, DEFAULT_JSON_LIMIT)
+        data = source.read_blob(config.descriptor.digest, MAX_JSON_LIMIT)
         return config_platform(data, f"config {config.descriptor.digest}")
     except CargoholdError:
         return None
@@ -1000,7 +1013,7 @@ def _finishing(progress: Progress) -> Iterator[None]:
 
 @contextmanager
 def _open_members(
-    source: str | Path | BinaryIO, progress: Progress, title: str
+    source: str | Path | BinaryIO, progress: Progress, title: str, limits: Limits | None
 ) -> Iterator[Iterator[archive_import.Member]]:
     """The members of an archive file (any compression), a layout directory, or a stream."""
     if isinstance(source, (str, Path)) and str(source) != "-":
@@ -1017,7 +1030,7 @@ def _open_members(
             seekable = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
             total = os.fstat(f.fileno()).st_size if seekable else None
             progress.start(title, total)
-            with _tar_members(cast(IO[bytes], _Counted(f, progress)), seekable) as members:
+            with _tar_members(cast(IO[bytes], _Counted(f, progress)), seekable, limits) as members:
                 yield members
             if total is not None:
                 progress.update(total)  # the tar's end padding is never read
@@ -1030,7 +1043,7 @@ def _open_members(
     if seekable:
         total = os.fstat(stream.fileno()).st_size - stream.tell()
     progress.start(title, total)
-    with _tar_members(cast(IO[bytes], _Counted(stream, progress)), seekable) as members:
+    with _tar_members(cast(IO[bytes], _Counted(stream, progress)), seekable, limits) as members:
         yield members
     if total is not None:
         progress.update(total)
@@ -1075,11 +1088,17 @@ def _seekable(stream: IO[bytes]) -> bool:
 
 
 @contextmanager
-def _tar_members(stream: IO[bytes], seekable: bool) -> Iterator[Iterator[archive_import.Member]]:
+def _tar_members(
+    stream: IO[bytes], seekable: bool, limits: Limits | None
+) -> Iterator[Iterator[archive_import.Member]]:
     head, stream = compression.peek(stream, seekable)
     kind = compression.detect(head)
     if kind != "none":
-        stream, seekable = compression.decompressed(stream, kind), False
+        limits = limits or Limits()
+        stream = compression.decompressed(
+            stream, kind, limits.expansion_ratio, limits.uncompressed_bytes, EXPANSION_FLOOR
+        )
+        seekable = False
     try:
         with archive_import.open_archive(stream, seekable) as tar:
             yield archive_import.tar_members(tar)
