@@ -267,8 +267,8 @@ class _HashingWriter:
 
 def _json_like(head: bytes | bytearray) -> bool:
     """Whether a blob's first bytes could start a JSON object (a document, not a layer)."""
-    stripped = bytes(head[:64]).lstrip(b" \t\r\n")
-    return stripped.startswith(b"{") or (not stripped and len(head) < 64)
+    stripped = bytes(head).lstrip(b" \t\r\n")
+    return not stripped or stripped.startswith(b"{")
 
 
 def _fsync_dir(path: Path) -> None:

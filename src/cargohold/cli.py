@@ -29,7 +29,7 @@ from .errors import CargoholdError
 from .images import TreeNode
 from .limits import Limits
 from .progress import human_size, make_progress
-from .store import DEFAULT_NAMESPACE, Store, default_root, inspect_archive
+from .store import DEFAULT_NAMESPACE, Store, default_root, inspect_archive, iso_time
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -740,7 +740,10 @@ def namespace_ls(ctx: Context, quiet: bool, output_format: str) -> None:
         found = store.namespaces()
     if output_format == "json":
         _print_json(
-            [{"name": n.name, "images": n.images, "createdAt": _iso(n.created_at)} for n in found]
+            [
+                {"name": n.name, "images": n.images, "createdAt": iso_time(n.created_at)}
+                for n in found
+            ]
         )
     elif quiet:
         for n in found:

@@ -344,11 +344,7 @@ class ConfigSummary:
             env=_strings(config.get("Env")) or [],
             working_dir=_text(config.get("WorkingDir")),
             user=_text(config.get("User")),
-            labels={
-                str(k): str(v)
-                for k, v in (config.get("Labels") or {}).items()
-                if isinstance(config.get("Labels"), dict)
-            },
+            labels=_string_dict(config.get("Labels")),
             exposed_ports=sorted(map(str, config.get("ExposedPorts") or {}))
             if isinstance(config.get("ExposedPorts"), dict)
             else [],
@@ -385,6 +381,10 @@ class ConfigSummary:
             "layers": self.layers,
             "history": self.history,
         }
+
+
+def _string_dict(value: object) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def _strings(value: object) -> list[str] | None:

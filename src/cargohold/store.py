@@ -129,8 +129,8 @@ class ImageInfo:
             "mediaType": r.media_type,
             "size": self.size,
             "platforms": [str(p) for p in self.platforms],
-            "createdAt": _iso(r.created_at),
-            "updatedAt": _iso(r.updated_at),
+            "createdAt": iso_time(r.created_at),
+            "updatedAt": iso_time(r.updated_at),
             "labels": r.labels,
         }
 
@@ -180,8 +180,8 @@ class ImageInspection:
             "size": r.size,
             "labels": r.labels,
             "annotations": r.annotations,
-            "createdAt": _iso(r.created_at),
-            "updatedAt": _iso(r.updated_at),
+            "createdAt": iso_time(r.created_at),
+            "updatedAt": iso_time(r.updated_at),
             "partial": r.partial,
             "tree": self.tree.to_json(),
             "manifests": [m.to_json() for m in self.manifests],
@@ -277,7 +277,7 @@ class ContentInfo:
         return {
             "digest": str(self.digest),
             "size": self.size,
-            "createdAt": _iso(self.created_at),
+            "createdAt": iso_time(self.created_at),
             "usedBy": [{"namespace": u.namespace, "name": u.name} for u in self.users],
         }
 
@@ -820,6 +820,8 @@ def inspect_archive(
     store (which is only looked at, and need not exist) and not to any temporary file.
     """
     store_root = Path(root) if root is not None else default_root()
+    if (store_root / VERSION_FILE).is_file():
+        _check_version(store_root)  # only reads: the file exists
     blobs = BlobStore(store_root / "content")
     progress = progress or Progress()
     label = None if isinstance(source, str) and source == "-" else source
@@ -838,14 +840,28 @@ def inspect_archive(
     def stage(data: bytes) -> StagedBlob:
         return blobs.stage_bytes(data, None, "manifest")
 
+    matcher = _matcher(platforms, all_platforms)
+    plan: archive_import.ImportPlan | None = None
     try:
-        everything = _plan_archive(contents, PlatformMatcher.all(), base, stage, skip_missing=True)
+        plan = _plan_archive(contents, matcher, base, stage)
     except CargoholdError as exc:
         report.problem = str(exc)
-        return report
-    report.warnings.extend(everything.warnings)
+    else:
+        report.importable = True
+        report.warnings.extend(plan.warnings)
+        for digest, desc in plan.needed.items():
+            if blobs.blob_size(digest) is None:
+                report.new_blobs += 1
+                report.bytes_to_add += desc.size
+    listing: archive_import.ImportPlan | None
+    try:
+        # every platform, for the listing; an archive that only imports with a platform
+        # selection is listed by that selection
+        listing = _plan_archive(contents, PlatformMatcher.all(), base, stage, skip_missing=True)
+    except CargoholdError:
+        listing = plan
     by_digest: dict[Digest, ArchiveImage] = {}
-    for planned in everything.images:
+    for planned in listing.images if listing else []:
         image = by_digest.get(planned.target.digest)
         if image is None:
             node = tree(contents, planned.target)
@@ -859,18 +875,8 @@ def inspect_archive(
             )
             by_digest[planned.target.digest] = image
             report.images.append(image)
-        image.names.append(planned.name)
-    matcher = _matcher(platforms, all_platforms)
-    try:
-        plan = _plan_archive(contents, matcher, base, stage)
-    except CargoholdError as exc:
-        report.problem = str(exc)
-        return report
-    report.importable = True
-    for digest, desc in plan.needed.items():
-        if blobs.blob_size(digest) is None:
-            report.new_blobs += 1
-            report.bytes_to_add += desc.size
+        if planned.name not in image.names:
+            image.names.append(planned.name)
     return report
 
 
@@ -1174,7 +1180,8 @@ def _check_version(root: Path) -> None:
         )
 
 
-def _iso(timestamp: float) -> str:
+def iso_time(timestamp: float) -> str:
+    """A stored timestamp as JSON output shows it: RFC 3339, UTC, microseconds."""
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime(
         "%Y-%m-%dT%H:%M:%S.%fZ"
     )

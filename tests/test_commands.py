@@ -1,0 +1,1060 @@
+"""Every command of the command line, run as a user runs it: ``python -m cargohold``.
+
+Stores are seeded in-process (fast) wherever the command under test is not the import; what
+is asserted is what a user or a script sees: exit status, stdout, JSON, the one error line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+
+from cargohold.cli import cli
+from cargohold.platforms import Platform
+from cargohold.store import Store
+from clisupport import assert_one_error_line, lines, run, stored_names
+from imagefactory import (
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    ArchiveBuilder,
+    digest_of,
+    dumps,
+    layer_tar,
+)
+
+HOST = str(Platform.host())
+OTHER = "linux/arm64" if HOST != "linux/arm64" else "linux/amd64"
+UNKNOWN_DIGEST = "sha256:" + "a" * 64
+
+
+# -- building and seeding -------------------------------------------------------------------
+
+
+@dataclass
+class Built:
+    """An image written to an archive, with every blob the test may look for."""
+
+    name: str
+    path: Path
+    builder: ArchiveBuilder
+    digest: str  # the image's target: a manifest or an index
+
+    def doc(self, digest: str) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.builder.blobs[digest])
+        return result
+
+    def manifest(self, platform: str | None = None) -> str:
+        """The manifest of *platform* (an index's child), or the target itself."""
+        doc = self.doc(self.digest)
+        if doc["mediaType"] == OCI_MANIFEST:
+            return self.digest
+        for entry in doc["manifests"]:
+            p = entry["platform"]
+            if "/".join(filter(None, (p["os"], p["architecture"], p.get("variant")))) == platform:
+                return str(entry["digest"])
+        raise AssertionError(f"no manifest for {platform}")
+
+    def config(self, platform: str | None = None) -> str:
+        return str(self.doc(self.manifest(platform))["config"]["digest"])
+
+    def layers(self, platform: str | None = None) -> list[str]:
+        return [layer["digest"] for layer in self.doc(self.manifest(platform))["layers"]]
+
+    def blobs_of(self, platform: str | None = None) -> list[str]:
+        """Manifest, config and layers of one platform."""
+        return [self.manifest(platform), self.config(platform), *self.layers(platform)]
+
+
+def archive_name(name: str) -> str:
+    """A file name of its own for each image name."""
+    return hashlib.sha256(name.encode()).hexdigest()[:12] + ".tar"
+
+
+def single(tmp_path: Path, name: str, files: dict[str, bytes] | None = None) -> Built:
+    builder = ArchiveBuilder()
+    desc = builder.image(files=files if files is not None else {"f": name.encode()})
+    builder.add(desc, name=name)
+    path = builder.write(tmp_path / archive_name(name))
+    return Built(name, path, builder, desc["digest"])
+
+
+def multi(
+    tmp_path: Path, name: str, omit_other: bool = False, created: str = "2024-01-01T00:00:00Z"
+) -> Built:
+    """A two-platform index (HOST and OTHER); with *omit_other* OTHER's manifest is left out."""
+    builder = ArchiveBuilder()
+    index = builder.multi_platform([HOST, OTHER], created=created)
+    builder.add(index, name=name)
+    built = Built(name, tmp_path / "unwritten", builder, index["digest"])
+    omit = frozenset({built.manifest(OTHER)}) if omit_other else frozenset()
+    built.path = builder.write(tmp_path / archive_name(name), omit=omit)
+    return built
+
+
+def configured(tmp_path: Path, name: str, config: dict[str, Any], **top: Any) -> Built:
+    """A one-layer image whose config carries *config* (the ``config`` object) and *top*."""
+    builder = ArchiveBuilder()
+    raw = layer_tar({"etc/motd": b"hello\n"})
+    layer = builder.blob(gzip.compress(raw, mtime=0), OCI_LAYER_GZIP)
+    doc = {
+        "created": "2024-02-03T04:05:06Z",
+        "architecture": "amd64",
+        "os": "linux",
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": [digest_of(raw)]},
+        **top,
+    }
+    config_desc = builder.blob(dumps(doc), OCI_CONFIG)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config_desc,
+        "layers": [layer],
+    }
+    desc = builder.blob(dumps(manifest), OCI_MANIFEST)
+    builder.add(desc, name=name)
+    path = builder.write(tmp_path / archive_name(name))
+    return Built(name, path, builder, desc["digest"])
+
+
+def load(root: Path, *images: Built, namespace: str = "default", **options: Any) -> None:
+    with Store(root, namespace) as store:
+        for image in images:
+            store.import_archive(image.path, **options)
+
+
+def blob_file(root: Path, digest: str) -> Path:
+    return root / "content" / "blobs" / "sha256" / digest.removeprefix("sha256:")
+
+
+def stored_digests(root: Path) -> set[str]:
+    return {f"sha256:{p.name}" for p in (root / "content" / "blobs" / "sha256").iterdir()}
+
+
+def ok(proc: subprocess.CompletedProcess[bytes]) -> str:
+    """stdout of a command that succeeded without a word on stderr."""
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr == b"", proc.stderr.decode()
+    return proc.stdout.decode()
+
+
+def line_with(text: str, needle: str) -> str:
+    [found] = [line for line in text.splitlines() if needle in line]
+    return found
+
+
+def rows(text: str) -> list[list[str]]:
+    """A table's rows (header first), split on runs of two or more spaces."""
+    return [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+# -- image inspect --------------------------------------------------------------------------
+
+RICH_CONFIG: dict[str, Any] = {
+    "Entrypoint": ["/usr/bin/tini", "--"],
+    "Cmd": ["serve", "--port=8080"],
+    "Env": ["PATH=/usr/bin:/bin", "MODE=prod"],
+    "WorkingDir": "/srv",
+    "User": "app",
+    "ExposedPorts": {"8080/tcp": {}},
+    "Labels": {"org.example.team": "core", "version": "1.2"},
+}
+RICH_HISTORY = [
+    {"created": "2024-02-03T04:05:06Z", "created_by": "COPY motd /etc/motd"},
+    {"created": "2024-02-03T04:05:07Z", "created_by": "ENV MODE=prod", "empty_layer": True},
+]
+
+
+@dataclass
+class InspectStore:
+    root: Path
+    partial: Built  # HOST imported, OTHER not
+    full: Built  # both platforms imported
+    alpine: Built  # one manifest
+    rich: Built  # a config with every field
+
+
+@pytest.fixture(scope="module")
+def inspected(tmp_path_factory: pytest.TempPathFactory) -> InspectStore:
+    """One store that the read-only inspect tests share."""
+    tmp = tmp_path_factory.mktemp("inspect")
+    store = InspectStore(
+        tmp / "root",
+        multi(tmp, "docker.io/library/multi:1"),
+        multi(tmp, "docker.io/library/full:1", created="2024-05-06T07:08:09Z"),
+        single(tmp, "docker.io/library/alpine:3"),
+        configured(tmp, "docker.io/library/rich:1", RICH_CONFIG, history=RICH_HISTORY),
+    )
+    load(store.root, store.partial, platforms=[HOST])
+    load(store.root, store.full, all_platforms=True)
+    load(store.root, store.alpine, store.rich)
+    return store
+
+
+def test_inspect_shows_the_tree_with_platforms_and_absent_manifests(
+    inspected: InspectStore,
+) -> None:
+    image = inspected.partial
+    out = ok(run(inspected.root, "image", "inspect", "multi:1"))
+    assert line_with(out, "Name:").split() == ["Name:", image.name]
+    assert line_with(out, "Digest:").split() == ["Digest:", image.digest]
+    assert line_with(out, "Media type:").split()[-1] == OCI_INDEX
+    assert "Partial:" not in out
+
+    index_line = line_with(out, f"index  {image.digest}")
+    assert OCI_INDEX in index_line
+    host = line_with(out, f"manifest  {HOST}  {image.manifest(HOST)}")
+    assert "(not in the store)" not in host
+    config = line_with(out, f"config  {image.config(HOST)}")
+    [layer_digest] = image.layers(HOST)
+    layer = line_with(out, f"layer  {layer_digest}")
+    assert OCI_LAYER_GZIP in layer
+    other = line_with(out, f"manifest  {OTHER}  {image.manifest(OTHER)}")
+    assert other.endswith("(not in the store)")
+    tree = out.splitlines()
+    assert tree.index(index_line) < tree.index(host) < tree.index(config) < tree.index(layer)
+    # the absent manifest's config and layers are unknown, so nothing hangs below it
+    assert image.config(OTHER) not in out
+    assert all(d not in out for d in image.layers(OTHER))
+
+    # one config summary, for the manifest that is there
+    assert f"{HOST} (manifest {image.manifest(HOST)})" in tree
+    assert f"(manifest {image.manifest(OTHER)})" not in out
+    assert line_with(out, "Cmd:").split() == ["Cmd:", '["/bin/sh"]']
+
+
+def test_inspect_summarises_the_config(inspected: InspectStore) -> None:
+    image = inspected.rich
+    out = ok(run(inspected.root, "image", "inspect", image.name))
+    tree = out.splitlines()
+    start = tree.index(f"linux/amd64 (manifest {image.digest})")
+    summary = [line.strip() for line in tree[start + 1 :]]
+    assert "Created:     2024-02-03T04:05:06Z" in summary
+    assert "Platform:    linux/amd64" in summary
+    assert 'Entrypoint:  ["/usr/bin/tini", "--"]' in summary
+    assert 'Cmd:         ["serve", "--port=8080"]' in summary
+    env = summary.index("Env:         PATH=/usr/bin:/bin")
+    assert summary[env + 1] == "MODE=prod"
+    assert "Working dir: /srv" in summary
+    assert "User:        app" in summary
+    assert "Ports:       8080/tcp" in summary
+    labels = summary.index("Labels:      org.example.team=core")
+    assert summary[labels + 1] == "version=1.2"
+    [layer] = image.layers()
+    size = len(image.builder.blobs[layer])
+    assert f"Layers:      1 ({size} B)" in summary
+    history = summary.index("History:     2024-02-03T04:05:06Z  COPY motd /etc/motd")
+    assert summary[history + 1] == "2024-02-03T04:05:07Z  ENV MODE=prod  (empty layer)"
+
+
+TREE_KEYS = {"role", "mediaType", "digest", "size", "present"}
+CONFIG_KEYS = {
+    "created",
+    "platform",
+    "entrypoint",
+    "cmd",
+    "env",
+    "workingDir",
+    "user",
+    "labels",
+    "exposedPorts",
+    "volumes",
+    "stopSignal",
+    "layers",
+    "history",
+}
+
+
+def test_inspect_json(inspected: InspectStore) -> None:
+    image = inspected.partial
+    doc = json.loads(ok(run(inspected.root, "image", "inspect", "--format", "json", "multi:1")))
+    assert set(doc) == {
+        "name",
+        "digest",
+        "mediaType",
+        "size",
+        "labels",
+        "annotations",
+        "createdAt",
+        "updatedAt",
+        "partial",
+        "tree",
+        "manifests",
+    }
+    assert doc["name"] == image.name
+    assert doc["digest"] == image.digest
+    assert doc["mediaType"] == OCI_INDEX
+    assert doc["size"] == len(image.builder.blobs[image.digest])
+    assert doc["labels"] == {}
+    assert doc["partial"] is False
+
+    tree = doc["tree"]
+    assert set(tree) == TREE_KEYS | {"children"}
+    assert (tree["role"], tree["digest"], tree["present"]) == ("index", image.digest, True)
+    host, other = tree["children"]
+    assert set(host) == TREE_KEYS | {"platform", "children"}
+    assert (host["role"], host["platform"], host["digest"], host["present"]) == (
+        "manifest",
+        HOST,
+        image.manifest(HOST),
+        True,
+    )
+    assert [(c["role"], c["digest"], c["present"]) for c in host["children"]] == [
+        ("config", image.config(HOST), True),
+        *[("layer", d, True) for d in image.layers(HOST)],
+    ]
+    assert set(other) == TREE_KEYS | {"platform"}  # absent: no children
+    assert (other["platform"], other["digest"], other["present"]) == (
+        OTHER,
+        image.manifest(OTHER),
+        False,
+    )
+
+    [manifest] = doc["manifests"]
+    assert set(manifest) == {
+        "digest",
+        "mediaType",
+        "size",
+        "platform",
+        "layers",
+        "layersSize",
+        "config",
+    }
+    assert manifest["digest"] == image.manifest(HOST)
+    assert manifest["platform"] == HOST
+    assert [layer["digest"] for layer in manifest["layers"]] == image.layers(HOST)
+    assert manifest["layersSize"] == sum(len(image.builder.blobs[d]) for d in image.layers(HOST))
+    assert set(manifest["config"]) == CONFIG_KEYS
+    assert manifest["config"]["cmd"] == ["/bin/sh"]
+
+
+def test_inspect_json_of_the_config(inspected: InspectStore) -> None:
+    image = inspected.rich
+    doc = json.loads(ok(run(inspected.root, "image", "inspect", "--format", "json", image.name)))
+    assert doc["tree"]["role"] == "manifest"
+    [manifest] = doc["manifests"]
+    config = manifest["config"]
+    assert set(config) == CONFIG_KEYS
+    assert config["entrypoint"] == RICH_CONFIG["Entrypoint"]
+    assert config["cmd"] == RICH_CONFIG["Cmd"]
+    assert config["env"] == RICH_CONFIG["Env"]
+    assert config["labels"] == RICH_CONFIG["Labels"]
+    assert config["workingDir"] == "/srv"
+    assert config["user"] == "app"
+    assert config["exposedPorts"] == ["8080/tcp"]
+    assert config["layers"] == 1
+    assert config["platform"] == "linux/amd64"
+    assert [h["createdBy"] for h in config["history"]] == [
+        "COPY motd /etc/motd",
+        "ENV MODE=prod",
+    ]
+    assert [h["emptyLayer"] for h in config["history"]] == [False, True]
+
+
+@pytest.mark.parametrize("which", ["index", "manifest", "config"])
+def test_inspect_raw_prints_the_stored_bytes(inspected: InspectStore, which: str) -> None:
+    image = inspected.full
+    expected = {
+        "index": image.digest,
+        "manifest": image.manifest(HOST),
+        "config": image.config(HOST),
+    }[which]
+    proc = run(inspected.root, "image", "inspect", "--raw", which, image.name)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == b""
+    assert "sha256:" + hashlib.sha256(proc.stdout).hexdigest() == expected
+    assert proc.stdout == blob_file(inspected.root, expected).read_bytes()
+
+
+@pytest.mark.parametrize("which", ["manifest", "config"])
+def test_inspect_raw_of_a_chosen_platform(inspected: InspectStore, which: str) -> None:
+    image = inspected.full
+    expected = image.manifest(OTHER) if which == "manifest" else image.config(OTHER)
+    proc = run(inspected.root, "image", "inspect", "--raw", which, "--platform", OTHER, image.name)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == image.builder.blobs[expected]
+
+
+def test_inspect_raw_is_what_content_get_prints(inspected: InspectStore) -> None:
+    image = inspected.alpine
+    raw = run(inspected.root, "image", "inspect", "--raw", "manifest", image.name)
+    got = run(inspected.root, "content", "get", image.digest)
+    assert raw.returncode == got.returncode == 0
+    assert raw.stdout == got.stdout == image.builder.blobs[image.digest]
+
+
+def test_inspect_raw_index_of_a_single_manifest_image_fails(inspected: InspectStore) -> None:
+    proc = run(inspected.root, "image", "inspect", "--raw", "index", "alpine:3")
+    line = assert_one_error_line(proc)
+    assert "docker.io/library/alpine:3" in line
+    assert proc.stdout == b""
+
+
+def test_inspect_raw_of_a_platform_not_imported_fails(inspected: InspectStore) -> None:
+    proc = run(
+        inspected.root, "image", "inspect", "--raw", "manifest", "--platform", OTHER, "multi:1"
+    )
+    line = assert_one_error_line(proc)
+    assert inspected.partial.manifest(OTHER) in line
+    assert proc.stdout == b""
+
+
+def test_inspect_raw_takes_one_platform(inspected: InspectStore) -> None:
+    proc = run(
+        inspected.root,
+        *("image", "inspect", "--raw", "manifest", "full:1"),
+        *("--platform", HOST, "--platform", OTHER),
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert b"Traceback" not in proc.stderr
+    assert proc.stdout == b""
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--format", "json"], ["--raw", "manifest"]],
+    ids=lambda o: " ".join(o) or "text",
+)
+def test_inspect_of_an_unknown_image_fails(inspected: InspectStore, options: list[str]) -> None:
+    proc = run(inspected.root, "image", "inspect", *options, "example.com/nosuch:1")
+    line = assert_one_error_line(proc)
+    assert "example.com/nosuch:1" in line
+    assert proc.stdout == b""
+
+
+def test_inspect_reads_a_config_with_odd_labels_leniently(root: Path, tmp_path: Path) -> None:
+    """Configs vary: inspect summarises them leniently (as it does ports and volumes), so a
+    ``Labels`` that is not an object is shown as no labels, not an internal error."""
+    image = configured(tmp_path, "example.com/odd:1", {"Labels": ["a=b"], "Cmd": ["/odd"]})
+    load(root, image)
+    proc = run(root, "image", "inspect", "--format", "json", image.name)
+    assert b"internal error" not in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    [manifest] = json.loads(proc.stdout)["manifests"]
+    assert manifest["config"]["labels"] == {}
+    assert manifest["config"]["cmd"] == ["/odd"]
+
+
+# -- image check ----------------------------------------------------------------------------
+
+CHECK_KEYS = {
+    "name",
+    "digest",
+    "mediaType",
+    "platform",
+    "manifest",
+    "status",
+    "available",
+    "required",
+    "size",
+    "totalSize",
+    "missing",
+    "corrupt",
+    "problem",
+}
+
+
+@pytest.fixture
+def alpine(root: Path, tmp_path: Path) -> Built:
+    image = single(tmp_path, "docker.io/library/alpine:3")
+    load(root, image)
+    return image
+
+
+def check_row(out: str, name: str) -> list[str]:
+    header, *body = rows(out)
+    assert header == ["REF", "TYPE", "DIGEST", "PLATFORM", "STATUS", "SIZE"]
+    [row] = [r for r in body if r[0] == name]
+    return row
+
+
+def test_check_of_a_complete_image(root: Path, alpine: Built) -> None:
+    out = ok(run(root, "image", "check"))
+    row = check_row(out, alpine.name)
+    size = sum(len(alpine.builder.blobs[d]) for d in alpine.blobs_of())
+    assert row == [
+        alpine.name,
+        OCI_MANIFEST,
+        alpine.digest,
+        "linux/amd64",
+        "complete (2/2)",
+        f"{size} B/{size} B",
+    ]
+
+
+def test_check_json(root: Path, alpine: Built) -> None:
+    [result] = json.loads(ok(run(root, "image", "check", "--format", "json", "alpine:3")))
+    assert set(result) == CHECK_KEYS
+    size = sum(len(alpine.builder.blobs[d]) for d in alpine.blobs_of())
+    assert result == {
+        "name": alpine.name,
+        "digest": alpine.digest,
+        "mediaType": OCI_MANIFEST,
+        "platform": "linux/amd64",
+        "manifest": alpine.digest,
+        "status": "complete",
+        "available": 2,
+        "required": 2,
+        "size": size,
+        "totalSize": size,
+        "missing": [],
+        "corrupt": [],
+        "problem": None,
+    }
+
+
+def test_check_all_platforms_of_a_one_platform_import(root: Path, tmp_path: Path) -> None:
+    image = multi(tmp_path, "docker.io/library/multi:1")
+    load(root, image, platforms=[HOST])
+    assert "complete (2/2)" in check_row(ok(run(root, "image", "check")), image.name)
+
+    proc = run(root, "image", "check", "--all-platforms")
+    assert_one_error_line(proc)
+    out = proc.stdout.decode()
+    by_platform = {row[3]: row[4] for row in rows(out)[1:] if len(row) == 6}
+    assert by_platform == {HOST: "complete (2/2)", OTHER: "unavailable (0/?)"}
+    assert f"{image.name} ({OTHER}): missing {image.manifest(OTHER)}" in out.splitlines()
+
+    proc = run(root, "image", "check", "--platform", OTHER, "--format", "json")
+    assert_one_error_line(proc)
+    [result] = json.loads(proc.stdout)
+    assert (result["status"], result["platform"], result["required"]) == (
+        "unavailable",
+        OTHER,
+        None,
+    )
+    assert result["missing"] == [image.manifest(OTHER)]
+
+
+def test_check_of_a_missing_layer(root: Path, alpine: Built) -> None:
+    [layer] = alpine.layers()
+    blob_file(root, layer).unlink()
+
+    proc = run(root, "image", "check")
+    assert_one_error_line(proc)
+    out = proc.stdout.decode()
+    assert check_row(out, alpine.name)[4] == "incomplete (1/2)"
+    assert f"{alpine.name} (linux/amd64): missing {layer}" in out.splitlines()
+
+    proc = run(root, "image", "check", "--format", "json")
+    assert_one_error_line(proc)
+    [result] = json.loads(proc.stdout)
+    assert (result["status"], result["available"], result["required"]) == ("incomplete", 1, 2)
+    assert result["missing"] == [layer]
+
+
+def overwrite(path: Path, data: bytes) -> None:
+    path.chmod(0o644)  # blobs are read-only
+    path.write_bytes(data)
+
+
+def test_check_verify_finds_a_blob_changed_in_place(root: Path, alpine: Built) -> None:
+    [layer] = alpine.layers()
+    path = blob_file(root, layer)
+    data = path.read_bytes()
+    overwrite(path, data[:-1] + bytes([data[-1] ^ 0xFF]))
+
+    out = ok(run(root, "image", "check"))  # same size: only re-hashing can tell
+    assert check_row(out, alpine.name)[4] == "complete (2/2)"
+
+    proc = run(root, "image", "check", "--verify")
+    assert_one_error_line(proc)
+    out = proc.stdout.decode()
+    assert check_row(out, alpine.name)[4] == "corrupt (2/2)"
+    assert f"{alpine.name} (linux/amd64): corrupt {layer}" in out.splitlines()
+
+    proc = run(root, "image", "check", "--verify", "--format", "json")
+    assert_one_error_line(proc)
+    [result] = json.loads(proc.stdout)
+    assert (result["status"], result["corrupt"], result["missing"]) == ("corrupt", [layer], [])
+
+
+def test_check_finds_a_blob_of_the_wrong_size_without_verify(root: Path, alpine: Built) -> None:
+    [layer] = alpine.layers()
+    path = blob_file(root, layer)
+    overwrite(path, path.read_bytes() + b"\0")
+
+    proc = run(root, "image", "check")
+    assert_one_error_line(proc)
+    out = proc.stdout.decode()
+    assert check_row(out, alpine.name)[4].startswith("corrupt")
+    assert f"{alpine.name} (linux/amd64): corrupt {layer}" in out.splitlines()
+
+
+def test_check_quiet_prints_the_complete_images(root: Path, tmp_path: Path) -> None:
+    good = single(tmp_path, "example.com/good:1")
+    bad = single(tmp_path, "example.com/bad:1")
+    load(root, good, bad)
+    assert ok(run(root, "image", "check", "-q")).splitlines() == [bad.name, good.name]
+
+    blob_file(root, bad.layers()[0]).unlink()
+    proc = run(root, "image", "check", "-q")
+    assert_one_error_line(proc)
+    assert lines(proc.stdout) == [good.name]
+
+
+def test_check_of_a_partial_import(root: Path, tmp_path: Path) -> None:
+    image = multi(tmp_path, "docker.io/library/part:1", omit_other=True)
+    load(root, image, all_platforms=True, skip_missing=True)
+
+    out = ok(run(root, "image", "check"))
+    statuses = [row[4] for row in rows(out)[1:]]
+    assert statuses == ["complete (2/2)", "partial (1 of 2 manifests imported (--skip-missing))"]
+
+    results = json.loads(ok(run(root, "image", "check", "--format", "json")))
+    assert [(r["status"], r["platform"]) for r in results] == [
+        ("complete", HOST),
+        ("partial", None),
+    ]
+    assert ok(run(root, "image", "check", "-q")).splitlines() == [image.name]
+
+    doc = json.loads(ok(run(root, "image", "inspect", "--format", "json", image.name)))
+    assert doc["partial"] is True
+
+
+def test_check_of_an_unknown_image_fails(root: Path, alpine: Built) -> None:
+    proc = run(root, "image", "check", alpine.name, "example.com/nosuch:1")
+    line = assert_one_error_line(proc)
+    assert "example.com/nosuch:1" in line
+    assert proc.stdout == b""
+
+
+# -- image label ----------------------------------------------------------------------------
+
+
+def image_labels(root: Path, name: str) -> dict[str, str]:
+    with Store(root) as store:
+        return store.resolve(name).labels
+
+
+def test_label_sets_and_removes(root: Path, alpine: Built) -> None:
+    out = ok(run(root, "image", "label", "alpine:3", "team=core", "org.example.tier=1"))
+    assert out.splitlines() == ["org.example.tier=1", "team=core"]
+    out = ok(run(root, "image", "label", "alpine:3", "team=", "env=prod"))
+    assert out.splitlines() == ["env=prod", "org.example.tier=1"]
+    assert image_labels(root, alpine.name) == {"env": "prod", "org.example.tier": "1"}
+
+    [row] = rows(ok(run(root, "image", "ls")))[1:]
+    assert row[0] == alpine.name
+    assert row[-1] == "env=prod,org.example.tier=1"
+
+
+def test_label_replace_all(root: Path, alpine: Built) -> None:
+    with Store(root) as store:
+        store.label(alpine.name, {"a": "1", "b": "2"})
+    assert ok(run(root, "image", "label", "-r", "alpine:3", "c=3")).splitlines() == ["c=3"]
+    assert image_labels(root, alpine.name) == {"c": "3"}
+
+
+def test_label_json(root: Path, alpine: Built) -> None:
+    doc = json.loads(ok(run(root, "image", "label", "--format", "json", "alpine:3", "k=v")))
+    assert doc == {"name": alpine.name, "labels": {"k": "v"}}
+
+
+def test_label_without_equals_is_a_usage_error(root: Path, alpine: Built) -> None:
+    proc = run(root, "image", "label", "alpine:3", "a=1", "nonsense")
+    assert proc.returncode == 2, proc.stderr
+    assert b"nonsense" in proc.stderr
+    assert b"Traceback" not in proc.stderr
+    assert image_labels(root, alpine.name) == {}
+
+
+@pytest.mark.parametrize(
+    ("ref", "label"),
+    [("alpine:3", "=empty-key"), ("alpine:3", "k=" + "v" * 4096), ("nosuch:1", "a=b")],
+    ids=["empty-key", "too-long", "unknown-image"],
+)
+def test_label_errors(root: Path, alpine: Built, ref: str, label: str) -> None:
+    assert_one_error_line(run(root, "image", "label", ref, label))
+    assert image_labels(root, alpine.name) == {}
+
+
+def test_labels_survive_a_reimport(root: Path, alpine: Built) -> None:
+    ok(run(root, "image", "label", alpine.name, "keep=me"))
+    doc = json.loads(ok(run(root, "image", "import", "--format", "json", str(alpine.path))))
+    assert doc["images"] == [{"name": alpine.name, "digest": alpine.digest, "action": "unchanged"}]
+    [entry] = json.loads(ok(run(root, "image", "ls", "--format", "json")))
+    assert entry["labels"] == {"keep": "me"}
+
+
+# -- image ls filters -----------------------------------------------------------------------
+
+
+@dataclass
+class FilterStore:
+    root: Path
+    digests: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def filtered(tmp_path_factory: pytest.TempPathFactory) -> FilterStore:
+    tmp = tmp_path_factory.mktemp("filters")
+    labels = {
+        "docker.io/library/alpine:3": {"org.example.team": "a", "env": "prod"},
+        "docker.io/library/alpine:edge": {"org.example.team": "b"},
+        "example.com/app:1": {"env": "prod"},
+        "example.com/app:2": {},
+    }
+    images = [single(tmp, name) for name in labels]
+    root = tmp / "root"
+    load(root, *images)
+    with Store(root) as store:
+        for name, wanted in labels.items():
+            store.label(name, wanted)
+    return FilterStore(root, {image.name: image.digest for image in images})
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (["name~=^example\\.com/"], ["example.com/app:1", "example.com/app:2"]),
+        (["name==docker.io/library/alpine:3"], ["docker.io/library/alpine:3"]),
+        (['labels."org.example.team"==a'], ["docker.io/library/alpine:3"]),
+        (["labels.env==prod"], ["docker.io/library/alpine:3", "example.com/app:1"]),
+        (["target.digest=={app1}"], ["example.com/app:1"]),
+        (
+            ["name==example.com/app:2", 'labels."org.example.team"==b'],
+            ["docker.io/library/alpine:edge", "example.com/app:2"],
+        ),
+        (["labels.env==prod,name~=alpine"], ["docker.io/library/alpine:3"]),
+        (
+            ['labels."org.example.team"!=a'],
+            ["docker.io/library/alpine:edge", "example.com/app:1", "example.com/app:2"],
+        ),
+    ],
+    ids=["regex", "name", "dotted-label", "label", "digest", "or", "and", "not-equal"],
+)
+def test_ls_filters(filtered: FilterStore, filters: list[str], expected: list[str]) -> None:
+    args = [f.replace("{app1}", filtered.digests["example.com/app:1"]) for f in filters]
+    assert ok(run(filtered.root, "image", "ls", "-q", *args)).splitlines() == expected
+
+
+@pytest.mark.parametrize(
+    "bad", ["bogus==1", "name~=[", 'labels."unterminated==x'], ids=["field", "regex", "quote"]
+)
+def test_ls_invalid_filter(filtered: FilterStore, bad: str) -> None:
+    proc = run(filtered.root, "image", "ls", "name~=app", bad)
+    line = assert_one_error_line(proc)
+    assert f"invalid filter '{bad}'" in line
+    assert proc.stdout == b""
+
+
+# -- content --------------------------------------------------------------------------------
+
+
+def test_content_ls(root: Path, tmp_path: Path) -> None:
+    shared = single(tmp_path, "docker.io/library/alpine:3")
+    load(root, shared)
+    load(root, shared, namespace="other")
+    out = ok(run(root, "content", "ls"))
+    header, *body = out.splitlines()
+    assert header.split() == ["DIGEST", "SIZE", "AGE", "USED", "BY"]
+    assert sorted(line.split()[0] for line in body) == sorted(shared.blobs_of())
+    for line in body:
+        digest, size, unit, *_, used_by = line.split()
+        assert f"{size} {unit}" == f"{len(shared.builder.blobs[digest])} B"
+        assert used_by == f"{shared.name},other/{shared.name}"
+
+    # seen from the other namespace, the default one's image is the qualified one
+    out = ok(run(root, "-n", "other", "content", "ls"))
+    assert line_with(out, shared.digest).split()[-1] == f"default/{shared.name},{shared.name}"
+
+
+def test_content_ls_quiet_and_json(root: Path, tmp_path: Path) -> None:
+    image = single(tmp_path, "docker.io/library/alpine:3")
+    other = single(tmp_path, "example.com/team/app:1")
+    load(root, image)
+    load(root, other, namespace="team")
+    digests = sorted(image.blobs_of() + other.blobs_of())
+    assert ok(run(root, "content", "ls", "-q")).splitlines() == digests
+
+    entries = json.loads(ok(run(root, "content", "ls", "--format", "json")))
+    assert [e["digest"] for e in entries] == digests
+    for entry in entries:
+        assert set(entry) == {"digest", "size", "createdAt", "usedBy"}
+        if entry["digest"] in image.blobs_of():
+            expected = [{"namespace": "default", "name": image.name}]
+            assert entry["size"] == len(image.builder.blobs[entry["digest"]])
+        else:
+            expected = [{"namespace": "team", "name": other.name}]
+        assert entry["usedBy"] == expected
+
+
+@pytest.mark.parametrize("role", ["manifest", "config", "layer"])
+def test_content_get(root: Path, alpine: Built, role: str) -> None:
+    digest = dict(zip(["manifest", "config", "layer"], alpine.blobs_of(), strict=True))[role]
+    proc = run(root, "content", "get", digest)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == alpine.builder.blobs[digest]
+
+
+@pytest.mark.parametrize(
+    "digest", [UNKNOWN_DIGEST, "sha256:xyz", "md5:" + "0" * 32], ids=["unknown", "bad-hex", "md5"]
+)
+def test_content_get_failures(root: Path, alpine: Built, digest: str) -> None:
+    proc = run(root, "content", "get", digest)
+    line = assert_one_error_line(proc)
+    assert digest in line
+    assert proc.stdout == b""
+
+
+def test_content_rm_refuses_used_content(root: Path, alpine: Built) -> None:
+    before = stored_digests(root)
+    [layer] = alpine.layers()
+    proc = run(root, "content", "rm", layer)
+    line = assert_one_error_line(proc)
+    assert layer in line and alpine.name in line and "--force" in line
+    assert proc.stdout == b""
+    assert stored_digests(root) == before
+
+
+def test_content_rm_force_leaves_the_image_incomplete(root: Path, alpine: Built) -> None:
+    [layer] = alpine.layers()
+    assert ok(run(root, "content", "rm", "--force", layer)).splitlines() == [layer]
+    assert not blob_file(root, layer).exists()
+    proc = run(root, "image", "check")
+    assert_one_error_line(proc)
+    assert check_row(proc.stdout.decode(), alpine.name)[4] == "incomplete (1/2)"
+
+
+def test_content_rm_of_unused_content(root: Path, tmp_path: Path) -> None:
+    kept = single(tmp_path, "example.com/kept:1")
+    dropped = single(tmp_path, "example.com/dropped:1")
+    load(root, kept, dropped)
+    with Store(root) as store:
+        store.remove([dropped.name], collect_garbage=False)
+    [layer] = dropped.layers()
+    assert ok(run(root, "content", "rm", layer)).splitlines() == [layer]
+    assert stored_digests(root) == set(kept.blobs_of() + dropped.blobs_of()) - {layer}
+
+
+def test_content_rm_of_an_unknown_digest_removes_the_others(root: Path, tmp_path: Path) -> None:
+    image = single(tmp_path, "example.com/dropped:1")
+    load(root, image)
+    with Store(root) as store:
+        store.remove([image.name], collect_garbage=False)
+    [layer] = image.layers()
+    proc = run(root, "content", "rm", "--format", "json", UNKNOWN_DIGEST, layer)
+    line = assert_one_error_line(proc)
+    assert UNKNOWN_DIGEST in line
+    assert json.loads(proc.stdout) == {"removed": [layer], "missing": [UNKNOWN_DIGEST]}
+    assert stored_digests(root) == {image.manifest(), image.config()}
+
+
+def test_content_rm_of_an_invalid_digest(root: Path, alpine: Built) -> None:
+    before = stored_digests(root)
+    line = assert_one_error_line(run(root, "content", "rm", "--force", "sha256:nothex"))
+    assert "sha256:nothex" in line
+    assert stored_digests(root) == before
+
+
+# -- namespaces -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("group", ["namespace", "namespaces", "ns"])
+def test_namespace_create_and_ls(root: Path, group: str) -> None:
+    assert ok(run(root, group, "create", "team")).splitlines() == ["team"]
+    header, *body = rows(ok(run(root, group, "ls")))
+    assert header == ["NAME", "IMAGES"]
+    assert body == [["team", "0"]]
+
+
+def test_namespace_create_twice_fails(root: Path) -> None:
+    with Store(root) as store:
+        store.create_namespace("team")
+    line = assert_one_error_line(run(root, "namespace", "create", "team"))
+    assert "team" in line
+
+
+def test_namespace_rm_of_a_namespace_with_images_is_refused(root: Path, tmp_path: Path) -> None:
+    image = single(tmp_path, "example.com/app:1")
+    load(root, image, namespace="team")
+    proc = run(root, "namespace", "rm", "team")
+    line = assert_one_error_line(proc)
+    assert "team" in line
+    assert proc.stdout == b""
+    assert stored_names(root, "team") == [image.name]
+    with Store(root) as store:
+        assert [(n.name, n.images) for n in store.namespaces()] == [("team", 1)]
+
+
+def test_namespace_rm_of_an_empty_namespace(root: Path) -> None:
+    with Store(root) as store:
+        store.create_namespace("team")
+        store.create_namespace("keep")
+    assert ok(run(root, "ns", "rm", "team")).splitlines() == ["team"]
+    with Store(root) as store:
+        assert [n.name for n in store.namespaces()] == ["keep"]
+
+
+def test_namespace_rm_of_an_unknown_namespace_fails(root: Path) -> None:
+    line = assert_one_error_line(run(root, "namespace", "rm", "nosuch"))
+    assert "nosuch" in line
+
+
+def test_import_into_a_new_namespace_creates_it(root: Path, tmp_path: Path) -> None:
+    image = single(tmp_path, "example.com/app:1")
+    load(root, image)
+    ok(run(root, "-n", "other", "image", "import", "-q", str(image.path)))
+    entries = json.loads(ok(run(root, "namespace", "ls", "--format", "json")))
+    for entry in entries:
+        assert set(entry) == {"name", "images", "createdAt"}
+    assert [(e["name"], e["images"]) for e in entries] == [("default", 1), ("other", 1)]
+    assert ok(run(root, "namespaces", "ls", "-q")).splitlines() == ["default", "other"]
+
+
+# -- tag, rm and export reports -------------------------------------------------------------
+
+
+def test_tag_json(root: Path, alpine: Built) -> None:
+    proc = run(root, "image", "tag", "--format", "json", "alpine:3", "example.com/a:1", "b:2")
+    doc = json.loads(ok(proc))
+    assert doc == {
+        "source": "alpine:3",
+        "names": ["example.com/a:1", "docker.io/library/b:2"],
+        "digest": alpine.digest,
+    }
+    assert stored_names(root) == [alpine.name, "docker.io/library/b:2", "example.com/a:1"]
+
+
+def test_tag_and_rm_quiet(root: Path, alpine: Built) -> None:
+    assert ok(run(root, "image", "tag", "-q", alpine.name, "example.com/copy:1")) == ""
+    assert stored_names(root) == [alpine.name, "example.com/copy:1"]
+    assert ok(run(root, "image", "rm", "-q", "example.com/copy:1")) == ""
+    assert stored_names(root) == [alpine.name]
+
+
+def test_rm_json(root: Path, tmp_path: Path) -> None:
+    gone = single(tmp_path, "example.com/gone:1")
+    kept = single(tmp_path, "example.com/kept:1")
+    load(root, gone, kept)
+    proc = run(root, "image", "rm", "--format", "json", gone.name, "example.com/nosuch:1")
+    line = assert_one_error_line(proc)
+    assert "example.com/nosuch:1" in line
+    assert json.loads(proc.stdout) == {
+        "removed": [gone.name],
+        "missing": ["example.com/nosuch:1"],
+        "blobsRemoved": 3,
+        "bytesFreed": sum(len(gone.builder.blobs[d]) for d in gone.blobs_of()),
+    }
+    assert stored_digests(root) == set(kept.blobs_of())
+
+
+def test_rm_no_gc_json(root: Path, alpine: Built) -> None:
+    doc = json.loads(ok(run(root, "image", "rm", "--no-gc", "--format", "json", "alpine:3")))
+    assert doc == {"removed": [alpine.name], "missing": [], "blobsRemoved": 0, "bytesFreed": 0}
+    assert stored_digests(root) == set(alpine.blobs_of())
+
+
+EXPORT_KEYS = {"images", "blobs", "bytesWritten", "skippedNonDistributable"}
+
+
+def test_export_json_report(root: Path, tmp_path: Path, alpine: Built) -> None:
+    out = tmp_path / "out.tar"
+    doc = json.loads(
+        ok(run(root, "image", "export", "--output-format", "json", str(out), "alpine:3"))
+    )
+    assert set(doc) == EXPORT_KEYS
+    assert doc["images"] == [alpine.name]
+    assert doc["blobs"] == 3
+    assert doc["bytesWritten"] == out.stat().st_size
+    assert doc["skippedNonDistributable"] == 0
+
+    # with the archive on stdout, the report is on stderr
+    proc = run(root, "image", "export", "--output-format", "json", "-", alpine.name)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == out.read_bytes()
+    assert json.loads(proc.stderr) == doc
+
+
+def test_export_quiet_text_prints_nothing(root: Path, tmp_path: Path, alpine: Built) -> None:
+    out = tmp_path / "out.tar"
+    assert ok(run(root, "image", "export", "-q", str(out), alpine.name)) == ""
+    assert out.stat().st_size > 0
+
+
+# -- shell completion -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_script(shell: str) -> None:
+    out = ok(run(None, "completion", shell))
+    assert "_CARGOHOLD_COMPLETE" in out
+
+
+def complete(root: Path, *words: str) -> list[str]:
+    """The values bash completion offers for the last of *words* (after ``cargohold --root
+    ROOT``); click prints them as ``TYPE,VALUE`` lines."""
+    all_words = ["cargohold", "--root", str(root), *words]
+    proc = run(
+        None,
+        env={
+            "_CARGOHOLD_COMPLETE": "bash_complete",
+            "COMP_WORDS": " ".join(shlex.quote(w) for w in all_words),
+            "COMP_CWORD": str(len(all_words) - 1),
+        },
+    )
+    offered = ok(proc).splitlines()
+    return [line.partition(",")[2] for line in offered if line]
+
+
+def test_completion_of_image_names(root: Path, tmp_path: Path) -> None:
+    load(
+        root,
+        single(tmp_path, "docker.io/library/alpine:3"),
+        single(tmp_path, "docker.io/library/busybox:1"),
+        single(tmp_path, "example.com/app:1"),
+    )
+    offered = complete(root, "image", "inspect", "docker.io/l")
+    assert "docker.io/library/alpine:3" in offered
+    assert "docker.io/library/busybox:1" in offered
+    assert "example.com/app:1" not in offered
+
+
+def test_completion_of_image_names_of_the_namespace(root: Path, tmp_path: Path) -> None:
+    load(root, single(tmp_path, "docker.io/library/alpine:3"), namespace="team")
+    assert complete(root, "-n", "team", "image", "rm", "docker.io/l") == [
+        "docker.io/library/alpine:3"
+    ]
+    assert complete(root, "image", "rm", "docker.io/l") == []
+
+
+def test_completion_without_a_store_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "no-store"
+    assert complete(missing, "image", "inspect", "docker.io/l") == []
+    assert not missing.exists()
+
+
+# -- help -----------------------------------------------------------------------------------
+
+
+def command_paths(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    yield path
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from command_paths(sub, (*path, name))
+
+
+@pytest.mark.parametrize("path", list(command_paths(cli)), ids=lambda p: " ".join(p) or "cargohold")
+def test_help(root: Path, path: tuple[str, ...]) -> None:
+    out = ok(run(root, *path, "--help"))
+    assert out.startswith(f"Usage: cargohold {' '.join(path)}".rstrip())
+    assert not root.exists()  # help never opens a store
