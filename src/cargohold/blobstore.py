@@ -10,6 +10,7 @@ accidental write fails instead of corrupting content that other images share.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import io
@@ -22,13 +23,15 @@ from pathlib import Path
 from typing import IO, BinaryIO, Final
 
 from .digests import ALGORITHMS, Digest
-from .errors import ContentError, NotFoundError
+from .errors import ContentError, NotFoundError, StorageFullError
 from .mediatypes import MAX_JSON_LIMIT
 
 #: Read and write in chunks this large: big enough that per-call overhead vanishes, small
 #: enough that memory stays flat whatever the blob's size.
 CHUNK_SIZE: Final = 1 << 20
 _BLOB_MODE: Final = 0o444
+#: Write errors that mean the store's disk (or the process's file size limit) is full.
+_OUT_OF_SPACE: Final = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +173,15 @@ class BlobStore:
                     on_chunk(n)
             if fd >= 0:
                 os.fsync(fd)
-        except BaseException:
+        except BaseException as exc:
             if fd >= 0:
                 os.close(fd)
             if path is not None:
                 path.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE:
+                raise StorageFullError(
+                    f"{what}: {exc.strerror} while writing it to the store ({self.ingest_dir})"
+                ) from None
             raise
         if fd >= 0:
             os.close(fd)
@@ -221,8 +228,11 @@ class BlobStore:
 
     def sync(self) -> None:
         """Make renames into the blob directories durable before metadata points at them."""
-        for algorithm in ALGORITHMS:
-            directory = self.blobs_dir / algorithm
+        for directory in [
+            *(self.blobs_dir / algorithm for algorithm in ALGORITHMS),
+            self.blobs_dir,  # a new algorithm directory is an entry here
+            self.root,  # and a new blobs directory one here
+        ]:
             if directory.is_dir():
                 _fsync_dir(directory)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import sqlite3
 import sys
 import time
 import traceback
@@ -970,6 +971,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         _fail(str(exc))
+    except sqlite3.Error as exc:
+        if debug:
+            traceback.print_exc()
+        if "locked" in str(exc):
+            _fail("the store is locked by another cargohold process; gave up waiting")
+        _fail(f"store metadata (metadata.db): {exc}")
     except OSError as exc:
         if debug:
             traceback.print_exc()

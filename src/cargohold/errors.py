@@ -58,3 +58,7 @@ class InUseError(CargoholdError):
 
 class InvalidLabelError(CargoholdError, ValueError):
     """A label key or value is empty where it must not be, or too long."""
+
+
+class StorageFullError(CargoholdError, OSError):
+    """The store's disk is full (or a file size limit was reached); nothing was stored."""

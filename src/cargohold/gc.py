@@ -9,8 +9,10 @@ result, so a blob can never vanish between an import's "already stored" check an
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from .errors import CargoholdError
 from .images import iter_children
 from .mediatypes import Descriptor
 from .metadata import MetadataStore
+
+_TMP_PREFIX = ".new-"
 
 
 @dataclass(slots=True)
@@ -45,11 +49,44 @@ class Leases:
         return self.directory / f"{lease_id}.lock"
 
     def hold(self, lease_id: str) -> int:
-        """Take the lock of a new lease; the returned descriptor keeps it alive."""
+        """Take the lock of a new lease; the returned descriptor keeps it alive.
+
+        The file is locked under a temporary name and then renamed into place, so a lock file
+        under its real name is always held from the moment it exists: gc can never mistake a
+        lease being created for a dead one.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path(lease_id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        tmp = self.directory / f"{_TMP_PREFIX}{lease_id}"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(tmp, self.path(lease_id))
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
         return fd
+
+    def orphans(self, known: set[str]) -> list[Path]:
+        """Lock files of leases that have no record and no living holder (their import died
+        between taking the lock and recording the lease, or after deleting the record), and
+        temporary lock files older than an hour."""
+        found = []
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        for name in names:
+            path = self.directory / name
+            if name.startswith(_TMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - path.stat().st_mtime > 3600:
+                        found.append(path)
+            elif name.endswith(".lock"):
+                lease_id = name.removesuffix(".lock")
+                if lease_id not in known and not self.is_alive(lease_id):
+                    found.append(path)
+        return found
 
     def release(self, lease_id: str, fd: int) -> None:
         self.path(lease_id).unlink(missing_ok=True)
@@ -89,6 +126,8 @@ def collect(
             for name in blobs.staging_names():
                 if name not in live:
                     blobs.remove_staging(name)
+            for path in leases.orphans(set(live)):
+                path.unlink(missing_ok=True)
         reachable: set[Digest] = {Digest.parse(d) for d in meta.leased_digests(live)}
         visited: set[Digest] = set()
         stack = [Descriptor(media_type, digest, 0) for media_type, digest in meta.all_targets()]

@@ -143,7 +143,10 @@ def _visit(
     if is_index(desc.media_type):
         if depth >= MAX_INDEX_DEPTH:
             raise InvalidDocumentError(f"{what}: indexes nested deeper than {MAX_INDEX_DEPTH}")
-        index = parse_index(_read(source, desc), f"index {desc.digest}", desc.media_type)
+        data = _read_present(source, graph, desc, what, missing_ok)
+        if data is None:
+            return
+        index = parse_index(data, f"index {desc.digest}", desc.media_type)
         for child in index.manifests:
             if child.platform is not None:
                 graph.platforms.add(child.platform)
@@ -170,7 +173,10 @@ def _visit(
                 child_what += f" ({child.platform})"
             _visit(source, graph, child, options, child_what, depth + 1, seen)
     elif is_manifest(desc.media_type):
-        manifest = parse_manifest(_read(source, desc), f"manifest {desc.digest}", desc.media_type)
+        data = _read_present(source, graph, desc, what, missing_ok)
+        if data is None:
+            return
+        manifest = parse_manifest(data, f"manifest {desc.digest}", desc.media_type)
         config_present = _present(source, graph, manifest.config, f"{what}: config", missing_ok)
         for i, layer in enumerate(manifest.layers):
             if _present(source, graph, layer, f"{what}: layer {i}", missing_ok):
@@ -179,12 +185,16 @@ def _visit(
         created = None
         if config_present:
             graph.blobs.setdefault(manifest.config.digest, manifest.config)
-            if read_configs:
-                data = _read(source, manifest.config)
+            config = (
+                _read_present(source, graph, manifest.config, f"{what}: config", missing_ok)
+                if read_configs
+                else None
+            )
+            if config is not None:
                 config_what = f"config {manifest.config.digest}"
-                created = config_created(data, config_what)
+                created = config_created(config, config_what)
                 if platform is None:
-                    platform = config_platform(data, config_what)
+                    platform = config_platform(config, config_what)
         if platform is not None:
             graph.platforms.add(platform)
         graph.manifests.append(ManifestEntry(desc, manifest, platform, created))
@@ -205,6 +215,21 @@ def _present(
             f"{what}: {desc.digest} has {size} bytes, its descriptor says {desc.size}"
         )
     return True
+
+
+def _read_present(
+    source: ContentSource, graph: ImageGraph, desc: Descriptor, what: str, missing_ok: bool
+) -> bytes | None:
+    """A document found present a moment ago; another process's gc may have removed it since,
+    which *missing_ok* walks (listing, inspection) record like any absent content."""
+    try:
+        return _read(source, desc)
+    except NotFoundError:
+        message = f"{what}: {desc.digest} ({desc.media_type}) is missing"
+        if missing_ok:
+            graph.missing.append(message)
+            return None
+        raise MissingContentError(message) from None
 
 
 def _read(source: ContentSource, desc: Descriptor) -> bytes:

@@ -227,6 +227,20 @@ class MetadataStore:
     def delete_lease(self, db: sqlite3.Connection, lease_id: str) -> None:
         db.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
 
+    def end_lease(self, lease_id: str) -> None:
+        """Delete a lease in its own transaction, also on a disk that has just run full.
+
+        When the write fails, the write-ahead log is checkpointed into the database and
+        truncated, which gives the deletion room to be written again, and it is retried once.
+        """
+        try:
+            with self.transaction() as db:
+                self.delete_lease(db, lease_id)
+        except sqlite3.OperationalError:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            with self.transaction() as db:
+                self.delete_lease(db, lease_id)
+
     def lease_ids(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT id FROM leases ORDER BY id")]
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
+import glob
 import io
 import os
 import re
 import shutil
+import sqlite3
 import stat
 import sys
 import tempfile
@@ -712,16 +715,21 @@ class Store:
         """Protects an import's blobs from collection until its names are committed."""
         lease_id = uuid.uuid4().hex
         fd = self.leases.hold(lease_id)
+        failed = True
         try:
             self.meta.create_lease(lease_id)
             yield lease_id
+            failed = False
         finally:
-            try:
-                with self.meta.transaction() as db:
-                    self.meta.delete_lease(db, lease_id)
-            finally:
-                self.blobs.remove_staging(lease_id)
-                self.leases.release(lease_id, fd)
+            # After a failure (a full disk, say) the cleanup may fail too; the first error is
+            # the one to report, and a lease record left behind is dead and collected by gc.
+            # Staging goes first: on a full disk, that frees the room the deletion needs.
+            self.blobs.remove_staging(lease_id)
+            with contextlib.suppress(*((sqlite3.Error, OSError) if failed else ())):
+                try:
+                    self.meta.end_lease(lease_id)
+                finally:
+                    self.leases.release(lease_id, fd)
 
     # -- export --------------------------------------------------------------------------
 
@@ -1116,7 +1124,9 @@ def _tar_members(
 
 def _write_atomically(path: Path, write: Callable[[BinaryIO], int]) -> int:
     directory = path.parent if str(path.parent) else Path(".")
+    _remove_dead_temporaries(directory, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # tells a later export this file is still being written
     try:
         with os.fdopen(fd, "wb") as f:
             written = write(f)
@@ -1128,6 +1138,23 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], int]) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     return written
+
+
+def _remove_dead_temporaries(directory: Path, name: str) -> None:
+    """Temporary files of exports to the same path that were killed; a live export holds a
+    lock on its temporary file, so only the dead ones can be locked here."""
+    for candidate in directory.glob(f".{glob.escape(name)}.*.tmp"):
+        try:
+            fd = os.open(candidate, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            candidate.unlink(missing_ok=True)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _write_directory_atomically(path: Path, write: Callable[[Path], int]) -> int:
