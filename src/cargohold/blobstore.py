@@ -18,6 +18,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, Final
@@ -29,6 +30,8 @@ from .mediatypes import MAX_JSON_LIMIT
 #: Read and write in chunks this large: big enough that per-call overhead vanishes, small
 #: enough that memory stays flat whatever the blob's size.
 CHUNK_SIZE: Final = 1 << 20
+#: Chunks of the staging pipeline: larger, so that handing them between threads costs little.
+_PIPELINE_CHUNK: Final = 4 << 20
 _BLOB_MODE: Final = 0o444
 #: Write errors that mean the store's disk (or the process's file size limit) is full.
 _OUT_OF_SPACE: Final = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
@@ -46,6 +49,9 @@ class StagedBlob:
     size: int
     path: Path | None
     kept: bytes = b""
+    #: Completes when the staged file is durable (its fsync runs in the background, so that
+    #: the next blob is read while this one is flushed); commit waits for it.
+    synced: Future[None] | None = None
 
     def read(self) -> bytes:
         """The whole blob (callers check the size first: this is for documents)."""
@@ -73,9 +79,16 @@ class BlobStore:
     document_limit: int = MAX_JSON_LIMIT
 
     def __init__(self, root: Path) -> None:
+        self._executor: ThreadPoolExecutor | None = None
         self.root = root
         self.blobs_dir = root / "blobs"
         self.ingest_dir = root / "ingest"
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """Threads for writes and fsyncs: they release the GIL, so they overlap hashing."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(2, thread_name_prefix="cargohold-io")
+        return self._executor
 
     def path(self, digest: Digest) -> Path:
         return self.blobs_dir / digest.algorithm / digest.hex
@@ -146,36 +159,38 @@ class BlobStore:
         """
         hasher = expected.hasher() if expected is not None else hashlib.new(algorithm)
         path = staging / uuid.uuid4().hex if staging is not None else None
-        fd = -1
-        if path is not None:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         kept = bytearray()
+        writer = _Writer(path, self._pool()) if path is not None else None
         try:
-            buffer = bytearray(min(CHUNK_SIZE, max(size, 1)))
-            view = memoryview(buffer)
-            remaining = size
+            # Three buffers in rotation: while the writer thread writes one chunk, this thread
+            # reads the next and hashes it (hashlib and os.write release the GIL), so reading,
+            # hashing and writing overlap instead of adding up.
+            chunk_size = min(_PIPELINE_CHUNK, max(size, 1))
+            buffers = [memoryview(bytearray(chunk_size)) for _ in range(3 if writer else 1)]
+            remaining, turn = size, 0
             while remaining:
-                n = source.readinto(view[: min(remaining, len(buffer))])  # type: ignore[attr-defined]
+                view = buffers[turn % len(buffers)]
+                if writer is not None:
+                    writer.wait_for(turn - len(buffers))  # this buffer's previous write
+                n = source.readinto(view[: min(remaining, chunk_size)])  # type: ignore[attr-defined]
                 if not n:
                     raise ContentError(
                         f"{what}: truncated, {size - remaining} of {size} bytes present"
                     )
                 chunk = view[:n]
-                hasher.update(chunk)
-                if fd >= 0:
-                    written = 0
-                    while written < n:
-                        written += os.write(fd, chunk[written:])
+                if writer is not None:
+                    writer.write(turn, chunk)
                 elif len(kept) < _KEPT_HEAD or (size <= keep_limit and _json_like(kept)):
                     kept += chunk
+                hasher.update(chunk)
                 remaining -= n
+                turn += 1
                 if on_chunk is not None:
                     on_chunk(n)
-            if fd >= 0:
-                os.fsync(fd)
+            synced = writer.finish() if writer is not None else None
         except BaseException as exc:
-            if fd >= 0:
-                os.close(fd)
+            if writer is not None:
+                writer.abandon()
             if path is not None:
                 path.unlink(missing_ok=True)
             if isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE:
@@ -183,8 +198,6 @@ class BlobStore:
                     f"{what}: {exc.strerror} while writing it to the store ({self.ingest_dir})"
                 ) from None
             raise
-        if fd >= 0:
-            os.close(fd)
         digest = Digest(hasher.name, hasher.hexdigest())
         if expected is not None and digest != expected:
             if path is not None:
@@ -192,7 +205,7 @@ class BlobStore:
             raise ContentError(f"{what}: content has digest {digest}, not {expected}")
         if path is None and not (size <= keep_limit and _json_like(kept)):
             kept = kept[:_KEPT_HEAD]
-        return StagedBlob(digest, size, path, bytes(kept))
+        return StagedBlob(digest, size, path, bytes(kept), synced)
 
     def stage_bytes(self, data: bytes, staging: Path | None, what: str = "blob") -> StagedBlob:
         return self.stage(io.BytesIO(data), len(data), staging, what=what, keep_limit=len(data))
@@ -217,6 +230,8 @@ class BlobStore:
         The caller fsyncs the blob directories once per batch with :meth:`sync`.
         """
         assert staged.path is not None, "a blob that was only hashed cannot be committed"
+        if staged.synced is not None:
+            staged.synced.result()  # never rename a file whose bytes may not be on disk yet
         target = self.path(staged.digest)
         if target.exists():
             staged.path.unlink(missing_ok=True)
@@ -273,6 +288,63 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.raw.flush()
+
+
+class _Writer:
+    """Writes a staged file's chunks in order on a background thread, then fsyncs it there.
+
+    Writes go to one single-threaded queue in submission order (the pool's first thread is
+    reserved by submitting each write only after the previous one), so the file is written
+    sequentially; :meth:`finish` returns a future of the fsync and close.
+    """
+
+    def __init__(self, path: Path, pool: ThreadPoolExecutor) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self.pool = pool
+        self.pending: dict[int, Future[None]] = {}
+        self.last: Future[None] | None = None
+
+    def write(self, turn: int, chunk: memoryview) -> None:
+        previous = self.last
+
+        def job() -> None:
+            if previous is not None:
+                previous.result()
+            view = chunk
+            while view:
+                view = view[os.write(self.fd, view) :]
+
+        self.last = self.pending[turn] = self.pool.submit(job)
+
+    def wait_for(self, turn: int) -> None:
+        future = self.pending.pop(turn, None)
+        if future is not None:
+            future.result()
+
+    def finish(self) -> Future[None]:
+        previous = self.last
+        fd = self.fd
+
+        def job() -> None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        if previous is not None:
+            previous.result()  # a write error belongs to this blob, reported now
+        self.pending.clear()
+        return self.pool.submit(job)
+
+    def abandon(self) -> None:
+        for future in self.pending.values():
+            with contextlib.suppress(BaseException):
+                future.result()
+        if self.last is not None:
+            with contextlib.suppress(BaseException):
+                self.last.result()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
 
 
 def _json_like(head: bytes | bytearray) -> bool:

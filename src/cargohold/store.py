@@ -1044,7 +1044,8 @@ def _open_members(
             seekable = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
             total = os.fstat(f.fileno()).st_size if seekable else None
             progress.start(title, total)
-            with _tar_members(cast(IO[bytes], _Counted(f, progress)), seekable, limits) as members:
+            counted = cast(IO[bytes], _Counted(f, progress))
+            with _tar_members(counted, seekable, limits, f.fileno()) as members:
                 yield members
             if total is not None:
                 progress.update(total)  # the tar's end padding is never read
@@ -1103,7 +1104,7 @@ def _seekable(stream: IO[bytes]) -> bool:
 
 @contextmanager
 def _tar_members(
-    stream: IO[bytes], seekable: bool, limits: Limits | None
+    stream: IO[bytes], seekable: bool, limits: Limits | None, raw_fd: int | None = None
 ) -> Iterator[Iterator[archive_import.Member]]:
     head, stream = compression.peek(stream, seekable)
     kind = compression.detect(head)
@@ -1115,7 +1116,9 @@ def _tar_members(
         seekable = False
     try:
         with archive_import.open_archive(stream, seekable) as tar:
-            yield archive_import.tar_members(tar)
+            # member data straight from the file, when it is an uncompressed one
+            direct = raw_fd if seekable and kind == "none" else None
+            yield archive_import.tar_members(tar, direct)
     except (OSError, EOFError, zstandard.ZstdError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
