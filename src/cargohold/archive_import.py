@@ -15,10 +15,11 @@ import os
 import re
 import stat
 import tarfile
+import tarfile as tarfile_module
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final, cast
+from typing import IO, Any, Final, cast
 
 from . import compression
 from .blobstore import BlobStore, StagedBlob
@@ -93,6 +94,7 @@ class ArchiveContents:
     files: dict[str, StagedBlob] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)
     members: set[str] = field(default_factory=set)
+    directories: set[str] = field(default_factory=set)
     document_limit: int = DEFAULT_JSON_LIMIT
 
     def blob_size(self, digest: Digest) -> int | None:
@@ -162,7 +164,11 @@ def tar_members(archive: tarfile.TarFile, raw_fd: int | None = None) -> Iterator
     }
     try:
         for info in archive:
-            if info.isreg():
+            if info.sparse is not None or info.type == tarfile.GNUTYPE_SPARSE:
+                kind = "sparse file"  # its holes would be expanded: a bomb without compression
+            elif info.size < 0:
+                raise InvalidArchiveError(f"member {info.name!r}: negative size {info.size}")
+            elif info.isreg():
                 kind = "file"
             elif info.isdir():
                 kind = "dir"
@@ -334,11 +340,20 @@ def _scan_member(
 ) -> None:
     name = member_name(member.name)
     if member.kind == "dir":
+        if name in contents.members:
+            raise InvalidArchiveError(
+                f"member {name!r}: appears twice in the archive, as a file and a directory"
+            )
+        contents.directories.add(name)
         return
     if not name:
         raise InvalidArchiveError(f"member {member.name!r}: empty name")
     if name in contents.members:
         raise InvalidArchiveError(f"member {name!r}: appears twice in the archive")
+    if name in contents.directories:
+        raise InvalidArchiveError(
+            f"member {name!r}: appears twice in the archive, as a file and a directory"
+        )
     contents.members.add(name)
     if member.kind == "symlink":
         # Only docker archives link (a duplicate layer to its first copy); the link is
@@ -357,9 +372,9 @@ def _scan_member(
     what = f"member {name!r}"
     match = _BLOB_NAME.match(name)
     if match is None:
-        staged = reader.stage(contents.store, member, what)
-        contents.files[name] = staged
-        contents.staged.setdefault(staged.digest, staged)
+        # Not a blob of an OCI layout (which only finds blobs by their path), but perhaps a
+        # layer or config of a docker archive: plan_docker adds these by content.
+        contents.files[name] = reader.stage(contents.store, member, what)
         return
     try:
         expected = Digest.parse(f"{match.group(1)}:{match.group(2)}")
@@ -401,17 +416,99 @@ def _read_small(member: Member, name: str, limit: int) -> bytes:
     return data
 
 
-class _BoundedTarInfo(tarfile.TarInfo):
-    """tarfile reads PAX and GNU long-name headers whole into memory, however large the
-    header says they are; these refuse the absurd ones first (Go's limit is 1 MiB too)."""
+class _StrictTarInfo(tarfile.TarInfo):
+    """Header reading as strict as Go's ``archive/tar``, which containerd uses.
+
+    - tarfile ends an archive quietly at a truncated or invalid header after the first
+      member; here that is an error, so a damaged archive is never taken for a shorter one;
+    - PAX and GNU long-name headers are read whole into memory, however large they claim to
+      be: the absurd ones are refused first (Go's limit is 1 MiB too);
+    - PAX records are checked in one linear pass before tarfile's regular expressions see
+      them (on older Pythons those backtrack for minutes on long digit runs, CVE-2024-6232).
+    """
+
+    @classmethod
+    def fromtarfile(cls, tarfile: tarfile.TarFile) -> _StrictTarInfo:
+        try:
+            return super().fromtarfile(tarfile)
+        except (_TRUNCATED_HEADER, _INVALID_HEADER) as exc:
+            if isinstance(exc, _EOF_HEADER):
+                raise  # the end-of-archive marker
+            offset = cast(Any, tarfile).offset
+            if isinstance(exc, _TRUNCATED_HEADER):
+                raise InvalidArchiveError(
+                    f"not a valid tar archive or truncated: partial header at offset {offset}"
+                ) from None
+            raise InvalidArchiveError(
+                f"not a valid tar archive: bad header at offset {offset} ({exc})"
+            ) from None
 
     def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
         _check_header_size(self)
-        return super()._proc_pax(tarfile)  # type: ignore[misc, no-any-return]
+        tar = cast(Any, tarfile)
+        fileobj = tar.fileobj
+        data = fileobj.read(cast(Any, self)._block(self.size))
+        _check_pax_records(data[: self.size], self.offset)
+        tar.fileobj = _Replay(data, fileobj)
+        try:
+            return super()._proc_pax(tarfile)  # type: ignore[misc, no-any-return]
+        finally:
+            tar.fileobj = fileobj
 
     def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
         _check_header_size(self)
         return super()._proc_gnulong(tarfile)  # type: ignore[misc, no-any-return]
+
+
+class _Replay:
+    """The archive stream with a block already read put back, for tarfile to read again."""
+
+    def __init__(self, data: bytes, stream: IO[bytes]) -> None:
+        self._data: bytes | None = data
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self._data is not None:
+            data, self._data = self._data, None
+            assert size == len(data)
+            return data
+        return self._stream.read(size)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+# tarfile's header errors are not part of its public interface, but are stable since 3.2
+_TRUNCATED_HEADER: Final[type[Exception]] = tarfile_module.TruncatedHeaderError  # type: ignore[attr-defined]
+_INVALID_HEADER: Final[type[Exception]] = tarfile_module.InvalidHeaderError  # type: ignore[attr-defined]
+_EOF_HEADER: Final[type[Exception]] = tarfile_module.EOFHeaderError  # type: ignore[attr-defined]
+
+#: Longest run of digits a PAX header may hold (a length, a time: never more than 30).
+_MAX_PAX_DIGITS: Final = 32
+
+
+def _check_pax_records(data: bytes, offset: int) -> None:
+    """PAX records are ``<length> <key>=<value>\\n``; anything else is refused here."""
+    if re.search(rb"\d{%d}" % (_MAX_PAX_DIGITS + 1), data):
+        raise InvalidArchiveError(
+            f"not a valid tar archive: PAX header at offset {offset} holds an absurdly long number"
+        )
+    position = 0
+    while position < len(data) and data[position] != 0:
+        space = data.find(b" ", position, position + _MAX_PAX_DIGITS + 1)
+        digits = data[position:space] if space > position else b""
+        length = int(digits) if digits.isdigit() else 0
+        end = position + length
+        if (
+            length < 5
+            or end > len(data)
+            or data[end - 1 : end] != b"\n"
+            or b"=" not in data[space:end]
+        ):
+            raise InvalidArchiveError(
+                f"not a valid tar archive: malformed PAX record at offset {offset}"
+            )
+        position = end
 
 
 def _check_header_size(info: tarfile.TarInfo) -> None:
@@ -425,8 +522,8 @@ def open_archive(source: IO[bytes], seekable: bool) -> tarfile.TarFile:
     """A tar reader over *source*: random access when it is a file, a stream otherwise."""
     try:
         if seekable:
-            return tarfile.open(fileobj=source, mode="r:", bufsize=1 << 20, tarinfo=_BoundedTarInfo)
-        return tarfile.open(fileobj=source, mode="r|", bufsize=1 << 20, tarinfo=_BoundedTarInfo)
+            return tarfile.open(fileobj=source, mode="r:", bufsize=1 << 20, tarinfo=_StrictTarInfo)
+        return tarfile.open(fileobj=source, mode="r|", bufsize=1 << 20, tarinfo=_StrictTarInfo)
     except tarfile.TarError as exc:
         raise InvalidArchiveError(f"not a valid tar archive ({exc})") from None
 
@@ -500,6 +597,13 @@ def plan_oci(
         graph = walk(contents, entry, matcher, what, skip_missing=skip_missing)
         graphs.append((entry, graph, _entry_names(entry, base, what)))
     if not graphs:
+        unsupported = [e.media_type for e in index.manifests if not _is_image(e.media_type)]
+        if unsupported and len(unsupported) == len(index.manifests):
+            schema1 = any("manifest.v1" in t for t in unsupported)
+            raise InvalidArchiveError(
+                f"index.json lists no image cargohold can import ({', '.join(unsupported)})"
+                + ("; Docker schema 1 manifests are not supported" if schema1 else "")
+            )
         if index.manifests:
             raise InvalidArchiveError(f"no image in the archive matches {matcher}")
         raise InvalidArchiveError("the archive's index.json lists no images")
@@ -511,6 +615,10 @@ def plan_oci(
         plan.needed[digest] = target
         plan.images.append(PlannedImage(str(Reference.parse(index_name)), target, None))
     return plan
+
+
+def _is_image(media_type: str) -> bool:
+    return is_index(media_type) or is_manifest(media_type)
 
 
 def _check_layout(layout: bytes | None) -> None:
@@ -582,12 +690,22 @@ def _assign_names(
             names.append(digest_name)
         target = Descriptor(entry.media_type, entry.digest, entry.size, _kept_annotations(entry))
         for name in names:
+            check_name_digest(name, entry.digest)
             if named.setdefault(name, entry.digest) != entry.digest:
                 raise InvalidArchiveError(
                     f"the archive gives the name {name} to two different images"
                 )
             if all(p.name != name for p in plan.images):
                 plan.images.append(PlannedImage(name, target, graph.created, tuple(graph.skipped)))
+
+
+def check_name_digest(name: str, digest: Digest) -> None:
+    """A name of the form ``repo@<digest>`` must name the image it is given to."""
+    claimed = Reference.parse(name).digest
+    if claimed is not None and claimed != digest:
+        raise InvalidArchiveError(
+            f"the name {name} claims digest {claimed}, but the image is {digest}"
+        )
 
 
 def plan_docker(
@@ -605,6 +723,8 @@ def plan_docker(
     store already holds; layers are kept byte for byte, labelled by what their bytes are.
     """
     assert contents.manifest_json is not None
+    for staged in contents.files.values():  # docker archives keep content under any path
+        contents.staged.setdefault(staged.digest, staged)
     # docker's own keys (Config, Layers) are case-variants of OCI's: read this file leniently
     doc = load_json(contents.manifest_json, "manifest.json", MAX_JSON_LIMIT, strict_keys=False)
     if not isinstance(doc, list):

@@ -902,6 +902,8 @@ def _print_tree(root: TreeNode) -> None:
             parts.append("(not in the store)")
         if node.problem:
             parts.append(f"(unreadable: {node.problem})")
+        if node.repeated:
+            parts.append("(listed above)")
         return escape("  ".join(parts))
 
     def add(branch: Tree, node: TreeNode) -> None:

@@ -89,7 +89,7 @@ def decompressed(
     """
     if kind == "none":
         return stream
-    counted = _Counting(stream)
+    counted = _Counting(stream, _ZstdFrames() if kind == "zstd" else None)
     source = cast(IO[bytes], io.BufferedReader(counted, buffer_size=1 << 20))
     reader: IO[bytes]
     if kind == "gzip":
@@ -112,10 +112,12 @@ def decompressed(
 
 
 class _Counting(io.RawIOBase):
-    """Counts the compressed bytes a decompressor consumes."""
+    """Counts the compressed bytes a decompressor consumes, and for zstd follows the frames,
+    so that input ending inside a frame is an error (the zstd reader takes it for the end)."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], frames: _ZstdFrames | None = None) -> None:
         self._raw = raw
+        self._frames = frames
         self.count = 0
 
     def readable(self) -> bool:
@@ -124,7 +126,81 @@ class _Counting(io.RawIOBase):
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         n: int = self._raw.readinto(buffer)  # type: ignore[attr-defined]
         self.count += n or 0
+        if self._frames is not None:
+            if n:
+                self._frames.feed(memoryview(buffer)[:n])
+            elif not self._frames.at_boundary():
+                raise InvalidArchiveError("zstd compressed archive is truncated (inside a frame)")
         return n
+
+
+class _ZstdFrames:
+    """Follows the frame and block structure of a zstd stream (RFC 8878) without decoding
+    it: enough to tell whether the input stopped between frames or in the middle of one."""
+
+    _MAGIC: Final = 0xFD2FB528
+
+    def __init__(self) -> None:
+        self._state = "magic"
+        self._need = 4
+        self._field = bytearray()
+        self._skip = 0
+        self._checksum = False
+
+    def at_boundary(self) -> bool:
+        return self._state == "magic" and not self._field and not self._skip
+
+    def feed(self, data: memoryview) -> None:
+        position = 0
+        while position < len(data):
+            if self._skip:
+                n = min(self._skip, len(data) - position)
+                self._skip -= n
+                position += n
+                continue
+            n = min(self._need - len(self._field), len(data) - position)
+            self._field += data[position : position + n]
+            position += n
+            if len(self._field) == self._need:
+                value = int.from_bytes(self._field, "little")
+                first = self._field[0]
+                self._field.clear()
+                self._advance(value, first)
+
+    def _expect(self, state: str, need: int, skip: int = 0) -> None:
+        self._state, self._need, self._skip = state, need, skip
+
+    def _advance(self, value: int, first: int) -> None:
+        if self._state == "magic":
+            if value == self._MAGIC:
+                self._expect("descriptor", 1)
+            elif value & 0xFFFFFFF0 == 0x184D2A50:
+                self._expect("skippable", 4)
+            else:
+                raise InvalidArchiveError("corrupt zstd compressed archive (bad frame magic)")
+        elif self._state == "skippable":
+            self._expect("magic", 4, skip=value)
+        elif self._state == "descriptor":
+            single = first >> 5 & 1
+            self._checksum = bool(first >> 2 & 1)
+            rest = (0 if single else 1) + (0, 1, 2, 4)[first & 3]
+            rest += ((1 if single else 0), 2, 4, 8)[first >> 6]
+            self._expect("header", rest) if rest else self._expect("block", 3)
+        elif self._state == "header":
+            self._expect("block", 3)
+        elif self._state == "block":
+            last, kind, size = value & 1, value >> 1 & 3, value >> 3
+            if kind == 3:
+                raise InvalidArchiveError("corrupt zstd compressed archive (reserved block type)")
+            skip = 1 if kind == 1 else size
+            if not last:
+                self._expect("block", 3, skip)
+            elif self._checksum:
+                self._expect("checksum", 4, skip)
+            else:
+                self._expect("magic", 4, skip)
+        elif self._state == "checksum":
+            self._expect("magic", 4)
 
 
 class _Bounded(io.RawIOBase):

@@ -9,6 +9,7 @@ keep their original bytes' digest; we never re-serialise content we store or for
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping
@@ -213,6 +214,8 @@ class Descriptor:
         urls = obj.get("urls") or []
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
             raise InvalidDocumentError(f"{what}: urls of {digest} must be a list of strings")
+        if "data" in obj:
+            _check_embedded_data(obj["data"], digest, size, what)
         artifact_type = obj.get("artifactType")
         if artifact_type is not None and not (
             isinstance(artifact_type, str) and _MEDIA_TYPE.fullmatch(artifact_type)
@@ -236,6 +239,19 @@ class Descriptor:
         if self.artifact_type:
             out["artifactType"] = self.artifact_type
         return out
+
+
+def _check_embedded_data(data: object, digest: Digest, size: int, what: str) -> None:
+    """A descriptor's ``data`` must be the content itself: strict base64 of exactly *size*
+    bytes with the descriptor's digest (it is not used, but a lie in it is refused)."""
+    try:
+        if not isinstance(data, str):
+            raise ValueError("not a string")
+        decoded = base64.b64decode(data, validate=True)
+    except ValueError:
+        raise InvalidDocumentError(f"{what}: data of {digest} is not valid base64") from None
+    if len(decoded) != size or Digest.of_bytes(decoded, digest.algorithm) != digest:
+        raise InvalidDocumentError(f"{what}: data of {digest} does not match the descriptor")
 
 
 def _string_map(value: object, what: str) -> dict[str, str]:

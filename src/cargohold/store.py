@@ -14,6 +14,7 @@ import datetime
 import fcntl
 import glob
 import io
+import lzma
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import stat
 import sys
 import tempfile
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ from .errors import (
     InUseError,
     InvalidArchiveError,
     InvalidLabelError,
+    InvalidReferenceError,
     NotFoundError,
     StoreFormatError,
 )
@@ -396,6 +399,10 @@ class Store:
         with self.meta.transaction() as db:
             record = self.resolve(source)
             for name in names:
+                try:
+                    archive_import.check_name_digest(name, record.digest)
+                except InvalidArchiveError as exc:
+                    raise InvalidReferenceError(str(exc)) from None
                 existing = self.meta.get_image(self.namespace, name)
                 if existing is not None and existing.digest != record.digest and not force:
                     raise AlreadyExistsError(
@@ -450,7 +457,7 @@ class Store:
         matcher = _matcher(platforms, False, default_all=True)
         manifests = []
         for node in root.walk():
-            if node.role != "manifest" or not node.present or node.problem:
+            if node.role != "manifest" or not node.present or node.problem or node.repeated:
                 continue
             config = node.children[0] if node.children else None
             summary = None
@@ -839,10 +846,11 @@ def inspect_archive(
         contents = archive_import.scan(
             members, blobs, None, lambda _: False, progress, limits.document_bytes
         )
+    distinct = {b.digest: b.size for b in [*contents.staged.values(), *contents.files.values()]}
     report = ArchiveReport(
         "oci" if contents.layout is not None or contents.manifest_json is None else "docker",
-        blobs=len(contents.staged),
-        size=sum(b.size for b in contents.staged.values()),
+        blobs=len(distinct),
+        size=sum(distinct.values()),
     )
 
     def stage(data: bytes) -> StagedBlob:
@@ -935,7 +943,7 @@ def _check_image(
         if n.role == "index" and intact is not None and not intact(n.descriptor.digest)
     ]
     for node in root.walk():
-        if node.role != "manifest":
+        if node.role != "manifest" or node.repeated:
             continue
         listed += 1
         platform = node.descriptor.platform
@@ -1119,7 +1127,12 @@ def _tar_members(
             # member data straight from the file, when it is an uncompressed one
             direct = raw_fd if seekable and kind == "none" else None
             yield archive_import.tar_members(tar, direct)
-    except (OSError, EOFError, zstandard.ZstdError) as exc:
+        if kind != "none":
+            # Read the compressed stream to its end: its trailer (gzip's CRC, the end of the
+            # last zstd frame) is what tells a complete archive from a truncated one.
+            while stream.read(1 << 20):
+                pass
+    except (OSError, EOFError, zstandard.ZstdError, lzma.LZMAError, zlib.error) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
         raise InvalidArchiveError(f"corrupt {kind} compressed archive ({exc})") from None
