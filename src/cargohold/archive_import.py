@@ -156,29 +156,12 @@ def tar_members(archive: tarfile.TarFile, raw_fd: int | None = None) -> Iterator
     With *raw_fd*, the descriptor of the uncompressed archive file itself, member data is read
     with ``pread`` straight into the caller's buffer instead of through tarfile's reader.
     """
-    kinds = {
-        tarfile.LNKTYPE: "hard link",
-        tarfile.CHRTYPE: "character device",
-        tarfile.BLKTYPE: "block device",
-        tarfile.FIFOTYPE: "FIFO",
-    }
     try:
         for info in archive:
-            if info.sparse is not None or info.type == tarfile.GNUTYPE_SPARSE:
-                kind = "sparse file"  # its holes would be expanded: a bomb without compression
-            elif info.size < 0:
-                raise InvalidArchiveError(f"member {info.name!r}: negative size {info.size}")
-            elif info.isreg():
-                kind = "file"
-            elif info.isdir():
-                kind = "dir"
-            elif info.issym():
-                kind = "symlink"
-            else:
-                kind = kinds.get(info.type, f"member of type {info.type!r}")
+            kind = _kind(info)
             opener = (
                 _pread_opener(raw_fd, info.offset_data, info.size)
-                if raw_fd is not None and kind == "file" and not info.sparse
+                if raw_fd is not None and kind == "file"
                 else _opener(archive, info)
             )
             yield Member(info.name, kind, info.size, opener, info.linkname)
@@ -186,6 +169,144 @@ def tar_members(archive: tarfile.TarFile, raw_fd: int | None = None) -> Iterator
         raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
     except EOFError:
         raise InvalidArchiveError("archive is truncated") from None
+
+
+def stream_members(stream: IO[bytes]) -> Iterator[Member]:
+    """The members of a tar read from a stream (a pipe, a decompressor), in one pass.
+
+    Headers are parsed by tarfile's own header code (with the strict checks above); member
+    data is read straight from *stream* into the caller's buffer. tarfile's stream mode copies
+    every byte three more times on its way, which costs more than hashing it.
+    """
+    source = _HeaderSource(stream)
+    try:
+        while True:
+            try:
+                info = _StrictTarInfo.fromtarfile(cast(tarfile.TarFile, source))
+            except _EOF_HEADER:
+                return  # the end-of-archive marker
+            except _EMPTY_HEADER:
+                if source.position == 0:
+                    raise InvalidArchiveError("not a valid tar archive (empty file)") from None
+                return  # ended at a member boundary without a marker, as Go's reader allows
+            kind = _kind(info)
+            window = _Window(source, info.size if kind == "file" else 0)
+            yield Member(info.name, kind, info.size, window.open, info.linkname)
+            end = info.offset_data + (cast(Any, info)._block(info.size) if kind == "file" else 0)
+            source.skip_to(end)
+    except tarfile.TarError as exc:
+        raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
+
+
+def _kind(info: tarfile.TarInfo) -> str:
+    if info.sparse is not None or info.type == tarfile.GNUTYPE_SPARSE:
+        return "sparse file"  # its holes would be expanded: a bomb without compression
+    if info.size < 0:
+        raise InvalidArchiveError(f"member {info.name!r}: negative size {info.size}")
+    if info.isreg():
+        return "file"
+    if info.isdir():
+        return "dir"
+    if info.issym():
+        return "symlink"
+    return _REFUSED_KINDS.get(info.type, f"member of type {info.type!r}")
+
+
+_REFUSED_KINDS: Final = {
+    tarfile.LNKTYPE: "hard link",
+    tarfile.CHRTYPE: "character device",
+    tarfile.BLKTYPE: "block device",
+    tarfile.FIFOTYPE: "FIFO",
+}
+
+
+class _HeaderSource:
+    """What ``TarInfo.fromtarfile`` needs of a TarFile, over a stream read once."""
+
+    encoding = "utf-8"
+    errors = "surrogateescape"
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.fileobj = self
+        self.pax_headers: dict[str, str] = {}
+        self.offset = 0
+        self.position = 0
+
+    def read(self, size: int) -> bytes:
+        data = _read_fully(self.stream, size)
+        self.position += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto_upto(self, view: memoryview) -> int:
+        n = _readinto_fully(self.stream, view)
+        self.position += n
+        return n
+
+    def skip_to(self, offset: int) -> None:
+        """Discard the rest of a member's data and its padding."""
+        while self.position < offset:
+            chunk = self.stream.read(min(offset - self.position, 1 << 20))
+            if not chunk:
+                raise InvalidArchiveError("archive is truncated (inside a member's data)")
+            self.position += len(chunk)
+        self.offset = offset
+
+
+class _Window(io.RawIOBase):
+    """One member's data, read from the stream in place; it may be read only once."""
+
+    def __init__(self, source: _HeaderSource, size: int) -> None:
+        self._source = source
+        self._end = source.position + size
+        self._opened = False
+
+    def open(self) -> IO[bytes]:
+        if self._opened:
+            raise InvalidArchiveError("member data read twice")  # a bug, not an archive
+        self._opened = True
+        return cast(IO[bytes], self)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        wanted = min(len(buffer), self._end - self._source.position)
+        if wanted <= 0:
+            return 0
+        return self._source.readinto_upto(memoryview(buffer)[:wanted])
+
+    def close(self) -> None:  # the stream goes on to the next member
+        super().close()
+
+
+def _read_fully(stream: IO[bytes], size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        more = stream.read(size - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _readinto_fully(stream: IO[bytes], view: memoryview) -> int:
+    """Fill *view* unless the stream ends: a pipe hands over 64 KiB per read."""
+    got = 0
+    while got < len(view):
+        n = stream.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    return got
 
 
 def _opener(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Callable[[], IO[bytes]]:
@@ -482,6 +603,7 @@ class _Replay:
 _TRUNCATED_HEADER: Final[type[Exception]] = tarfile_module.TruncatedHeaderError  # type: ignore[attr-defined]
 _INVALID_HEADER: Final[type[Exception]] = tarfile_module.InvalidHeaderError  # type: ignore[attr-defined]
 _EOF_HEADER: Final[type[Exception]] = tarfile_module.EOFHeaderError  # type: ignore[attr-defined]
+_EMPTY_HEADER: Final[type[Exception]] = tarfile_module.EmptyHeaderError  # type: ignore[attr-defined]
 
 #: Longest run of digits a PAX header may hold (a length, a time: never more than 30).
 _MAX_PAX_DIGITS: Final = 32
