@@ -26,6 +26,7 @@ import shutil
 import signal
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -64,19 +65,25 @@ class Crasher:
         self.out = out
         self.count = 0
         self.ops: list[str] = []
+        # cargohold writes and fsyncs staged blobs on background threads
+        self.lock = threading.Lock()
 
     def around(self, what: str, call: Callable[[], Any]) -> Any:
-        self.count += 1
-        here = self.count
+        with self.lock:
+            self.count += 1
+            here = self.count
         if self.target == 0:
             self.ops.append(what)
             return call()
         if here == self.target and not self.after:
             self.die(what)
-        result = call()
-        if here == self.target:
-            self.die(what)
-        return result
+        try:
+            return call()
+        finally:
+            # also when the call failed (an unlink of a file already gone, say): with
+            # background threads, the N-th call is not always the same one
+            if here == self.target:
+                self.die(what)
 
     def die(self, what: str) -> None:
         if self.out:
