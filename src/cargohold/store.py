@@ -376,11 +376,21 @@ class Store:
         inside one filter AND-ed), by name."""
         selected = ImageFilter.parse(filters)
         host = PlatformMatcher.host()
-        return [
-            self.info(record, host)
-            for record in self.meta.list_images(self.namespace)
-            if selected.matches(record)
-        ]
+        known: dict[Digest, ImageInfo] = {}  # many names often share one image
+        infos = []
+        for record in self.meta.list_images(self.namespace):
+            if not selected.matches(record):
+                continue
+            shared = known.get(record.digest)
+            if shared is None or shared.record.size != record.size:
+                shared = known[record.digest] = self.info(record, host)
+            infos.append(ImageInfo(record, shared.size, shared.platforms))
+        return infos
+
+    def list_names(self, filters: Sequence[str] = ()) -> list[str]:
+        """Just the names (``image ls -q``): no content is read."""
+        selected = ImageFilter.parse(filters)
+        return [r.name for r in self.meta.list_images(self.namespace) if selected.matches(r)]
 
     def info(self, record: ImageRecord, matcher: PlatformMatcher) -> ImageInfo:
         """Size (of the manifest *matcher* prefers, as ctr counts it) and all platforms."""
