@@ -119,17 +119,25 @@ class BlobStore:
 
     def iter_digests(self) -> Iterator[Digest]:
         """Every committed blob; files whose names are not valid digests are skipped."""
+        for digest, _, _ in self.iter_blobs():
+            yield digest
+
+    def iter_blobs(self) -> Iterator[tuple[Digest, int, float]]:
+        """Every committed blob with its size and modification time, from one directory scan
+        (a store holds tens of thousands of blobs: no per-blob path objects or lookups)."""
         for algorithm in ALGORITHMS:
-            directory = self.blobs_dir / algorithm
             try:
-                names = os.listdir(directory)
+                entries = os.scandir(self.blobs_dir / algorithm)
             except FileNotFoundError:
                 continue
-            for name in names:
-                try:
-                    yield Digest.parse(f"{algorithm}:{name}")
-                except ValueError:
-                    continue
+            with entries:
+                for entry in entries:
+                    try:
+                        digest = Digest.parse(f"{algorithm}:{entry.name}")
+                        st = entry.stat(follow_symlinks=False)
+                    except (ValueError, FileNotFoundError):
+                        continue
+                    yield digest, st.st_size, st.st_mtime
 
     # -- writing -------------------------------------------------------------------------
 

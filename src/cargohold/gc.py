@@ -146,11 +146,8 @@ def collect(
                     f"garbage collection stopped, nothing was removed:"
                     f" cannot read {desc.digest} ({exc})"
                 ) from None
-        for digest in list(blobs.iter_digests()):
+        for digest, size, _ in list(blobs.iter_blobs()):
             if digest in reachable:
-                continue
-            size = blobs.blob_size(digest)
-            if size is None:
                 continue
             result.removed.append((digest, size))
             if not dry_run:

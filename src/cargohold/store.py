@@ -547,12 +547,8 @@ class Store:
         """Every blob of the store, with the images (of every namespace) that use it."""
         users = self._users()
         infos = []
-        for digest in sorted(self.blobs.iter_digests(), key=str):
-            try:
-                st = self.blobs.path(digest).stat()
-            except FileNotFoundError:
-                continue
-            infos.append(ContentInfo(digest, st.st_size, st.st_mtime, users.get(digest, [])))
+        for digest, size, mtime in sorted(self.blobs.iter_blobs(), key=lambda b: str(b[0])):
+            infos.append(ContentInfo(digest, size, mtime, users.get(digest, [])))
         return infos
 
     def read_content(self, digest: str | Digest) -> BinaryIO:
