@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, Final
 
 from . import compression
-from .blobstore import CHUNK_SIZE, BlobStore, start_writeback
+from .blobstore import CHUNK_SIZE, BlobStore
 from .compression import Compression
 from .digests import Digest
 from .errors import CargoholdError, ContentError
@@ -289,7 +289,6 @@ class _FdSink:
                 return offset + _copy_chunks(source, size - offset, self.write, advance)
             if sent == 0:
                 raise ContentError("blob shrank while it was exported")
-            start_writeback(self.fd, sent)
             offset += advance(sent)
         return size
 

@@ -19,9 +19,6 @@ from typing import Any, Final, Literal, NoReturn, TypeVar, cast
 
 import click
 from click.shell_completion import CompletionItem, get_completion_class
-from rich.console import Console
-from rich.markup import escape
-from rich.tree import Tree
 
 from . import __version__
 from .compression import Compression
@@ -289,6 +286,12 @@ def import_(
     show_default=True,
     help="A tar archive, or an OCI image layout directory at OUT.",
 )
+@click.option(
+    "--sync",
+    is_flag=True,
+    help="Flush the archive to disk before it appears under its name (survives a power"
+    " loss; slower).",
+)
 @_progress_option
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
 @click.option(
@@ -310,6 +313,7 @@ def export(
     skip_non_distributable: bool,
     compress: Compression,
     archive_format: str,
+    sync: bool,
     progress_mode: str,
     quiet: bool,
     output_format: str,
@@ -332,6 +336,7 @@ def export(
             compress=compress,
             layout_dir=archive_format == "oci-dir",
             progress=make_progress(progress_mode, quiet=quiet),
+            sync=sync,
         )
     if output_format == "json":
         # with the archive on stdout, the report goes to stderr
@@ -865,7 +870,9 @@ def completion(shell: str) -> None:
 
 
 def _render(renderable: object) -> None:
-    """Print a rich table or tree as plain text: no colour, no wrapping, no trailing blanks."""
+    """Print a rich renderable as plain text: no colour, no wrapping, no trailing blanks."""
+    from rich.console import Console  # rich is slow to import: only when a tree is shown
+
     console = Console(width=100_000, highlight=False, color_system=None)
     with console.capture() as capture:
         console.print(renderable, crop=False, soft_wrap=True)
@@ -891,6 +898,9 @@ def _print_fields(fields: Sequence[tuple[str, str]], indent: int = 0) -> None:
 
 
 def _print_tree(root: TreeNode) -> None:
+    from rich.markup import escape
+    from rich.tree import Tree
+
     def label(node: TreeNode) -> str:
         d = node.descriptor
         parts = [node.role]
@@ -905,7 +915,7 @@ def _print_tree(root: TreeNode) -> None:
             parts.append("(listed above)")
         return escape("  ".join(parts))
 
-    def add(branch: Tree, node: TreeNode) -> None:
+    def add(branch: Any, node: TreeNode) -> None:
         for child in node.children:
             add(branch.add(label(child)), child)
 

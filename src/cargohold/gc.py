@@ -9,10 +9,9 @@ result, so a blob can never vanish between an import's "already stored" check an
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,19 +52,26 @@ class Leases:
 
         The file is locked under a temporary name and then renamed into place, so a lock file
         under its real name is always held from the moment it exists: gc can never mistake a
-        lease being created for a dead one.
+        lease being created for a dead one. gc removes temporary files it can lock (a killed
+        process's); if it takes one in the instant before its creator locked it, the rename
+        finds it gone and the creator starts again.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / f"{_TMP_PREFIX}{lease_id}"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.rename(tmp, self.path(lease_id))
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        return fd
+        for _ in range(10):
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.rename(tmp, self.path(lease_id))
+            except FileNotFoundError:
+                os.close(fd)
+                continue
+            except BaseException:
+                os.close(fd)
+                tmp.unlink(missing_ok=True)
+                raise
+            return fd
+        raise CargoholdError(f"could not create the lock file of lease {lease_id}")
 
     def orphans(self, known: set[str]) -> list[Path]:
         """Lock files of leases that have no record and no living holder (their import died
@@ -79,9 +85,8 @@ class Leases:
         for name in names:
             path = self.directory / name
             if name.startswith(_TMP_PREFIX):
-                with contextlib.suppress(FileNotFoundError):
-                    if time.time() - path.stat().st_mtime > 3600:
-                        found.append(path)
+                if not _locked(path):
+                    found.append(path)
             elif name.endswith(".lock"):
                 lease_id = name.removesuffix(".lock")
                 if lease_id not in known and not self.is_alive(lease_id):
@@ -93,17 +98,22 @@ class Leases:
         os.close(fd)
 
     def is_alive(self, lease_id: str) -> bool:
-        try:
-            fd = os.open(self.path(lease_id), os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
+        return _locked(self.path(lease_id))
+
+
+def _locked(path: Path) -> bool:
+    """Whether a living process holds the lock on *path* (a missing file is not locked)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
         return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def collect(
@@ -147,9 +157,10 @@ def collect(
                     f" cannot read {desc.digest} ({exc})"
                 ) from None
         for digest, size, _ in list(blobs.iter_blobs()):
-            if digest in reachable:
-                continue
-            result.removed.append((digest, size))
-            if not dry_run:
-                blobs.delete(digest)
+            if digest not in reachable:
+                result.removed.append((digest, size))
+        if not dry_run and result.removed:
+            # unlink waits on the filesystem journal (and on discard): several at once
+            with ThreadPoolExecutor(4, thread_name_prefix="cargohold-gc") as pool:
+                list(pool.map(blobs.delete, (digest for digest, _ in result.removed)))
     return result

@@ -10,11 +10,10 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import IO, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
-import rich.progress
-from rich.console import Console, RenderableType
-from rich.text import Text
+if TYPE_CHECKING:
+    pass
 
 
 class Progress:
@@ -83,149 +82,6 @@ def _eta(seconds: float | None) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"eta {hours}:{minutes:02d}:{secs:02d}" if hours else f"eta {minutes}:{secs:02d}"
-
-
-# -- rich ------------------------------------------------------------------------------------
-#
-# Rich's columns are shared by every task of a display, so the columns below look at the
-# task's "kind" field (overall or blob) and at whether the total is known, and leave out what
-# does not apply instead of drawing a pulsing bar or a "-:--:--" that means nothing.
-
-_OVERALL = "overall"
-_BLOB = "blob"
-
-
-def _is_final(task: rich.progress.Task) -> bool:
-    return bool(task.fields.get("final"))
-
-
-def _average_speed(task: rich.progress.Task) -> float | None:
-    elapsed = task.finished_time if task.finished else task.elapsed
-    if not elapsed:
-        return None
-    return task.completed / elapsed
-
-
-class _BarColumn(rich.progress.ProgressColumn):
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self._bar = rich.progress.BarColumn(bar_width=width)
-
-    def render(self, task: rich.progress.Task) -> RenderableType:
-        if task.total is None:
-            return Text("")
-        return self._bar.render(task)
-
-
-class _PercentColumn(rich.progress.ProgressColumn):
-    def render(self, task: rich.progress.Task) -> RenderableType:
-        if task.total is None:
-            return Text("")
-        return Text(f"{task.percentage:>3.0f}%", style="progress.percentage")
-
-
-class _SizeColumn(rich.progress.ProgressColumn):
-    def render(self, task: rich.progress.Task) -> RenderableType:
-        done = human_size(task.completed)
-        if task.total is None:
-            return Text(done, style="progress.download")
-        return Text(f"{done} of {human_size(task.total)}", style="progress.download")
-
-
-class _SpeedColumn(rich.progress.ProgressColumn):
-    def render(self, task: rich.progress.Task) -> RenderableType:
-        if task.fields.get("kind") != _OVERALL:
-            return Text("")
-        # Once done, the average over the whole run is the figure worth keeping on screen;
-        # while running, Rich's recent-window estimate follows the current throughput.
-        speed = _average_speed(task) if task.finished or _is_final(task) else task.speed
-        if speed is None:
-            return Text("")
-        return Text(f"{human_size(speed)}/s", style="progress.data.speed")
-
-
-class _TimeColumn(rich.progress.ProgressColumn):
-    def render(self, task: rich.progress.Task) -> RenderableType:
-        if task.fields.get("kind") != _OVERALL or task.total is None:
-            return Text("")
-        if task.finished:
-            return Text(f"in {_duration(task.finished_time or 0.0)}", style="progress.elapsed")
-        if _is_final(task):
-            return Text(f"in {_duration(task.elapsed or 0.0)}", style="progress.elapsed")
-        return Text(_eta(task.time_remaining), style="progress.remaining")
-
-
-class RichProgress(Progress):
-    """An animated display for a person at a terminal.
-
-    The overall line stays on screen when the operation ends, as a record of what happened;
-    the per-blob lines are scaffolding and disappear as each blob finishes.
-    """
-
-    def __init__(self, console: Console) -> None:
-        self._console = console
-        self._display: rich.progress.Progress | None = None
-        self._task: rich.progress.TaskID | None = None
-        self._blob: rich.progress.TaskID | None = None
-
-    def start(self, title: str, total: int | None) -> None:
-        if self._display is not None:
-            self.finish()
-        display = rich.progress.Progress(
-            rich.progress.TextColumn("{task.description}"),
-            _BarColumn(30),
-            _PercentColumn(),
-            _SizeColumn(),
-            _SpeedColumn(),
-            _TimeColumn(),
-            console=self._console,
-            transient=False,
-            refresh_per_second=8,
-        )
-        self._task = display.add_task(title, total=total, kind=_OVERALL)
-        self._display = display
-        display.start()
-
-    def update(self, done: int) -> None:
-        if self._display is not None and self._task is not None:
-            self._display.update(self._task, completed=done)
-
-    def blob_start(self, name: str, size: int) -> None:
-        if self._display is None:
-            return
-        if self._blob is not None:
-            self.blob_finish()
-        self._blob = self._display.add_task(f"  {short_name(name)}", total=size, kind=_BLOB)
-        # Draw the new line now rather than at the next tick, so even a blob that is quickly
-        # done is seen to have passed.
-        self._display.refresh()
-
-    def blob_advance(self, n: int) -> None:
-        if self._display is not None and self._blob is not None:
-            self._display.advance(self._blob, n)
-
-    def blob_finish(self) -> None:
-        if self._display is not None and self._blob is not None:
-            self._display.remove_task(self._blob)
-        self._blob = None
-
-    def finish(self) -> None:
-        display, self._display = self._display, None
-        if display is None:
-            return
-        try:
-            if self._blob is not None:
-                display.remove_task(self._blob)
-            if self._task is not None:
-                display.stop_task(self._task)
-                display.update(self._task, final=True)
-        finally:
-            self._blob = None
-            self._task = None
-            display.stop()
-
-
-# -- plain -----------------------------------------------------------------------------------
 
 
 class PlainProgress(Progress):
@@ -344,5 +200,18 @@ def make_progress(
     if stderr_isatty is None:
         stderr_isatty = _isatty(err)
     if stdout_isatty and stderr_isatty and os.environ.get("TERM") != "dumb":
+        from rich.console import Console
+
+        from .terminal import RichProgress
+
         return RichProgress(Console(file=err))
     return Progress()
+
+
+def __getattr__(name: str) -> Any:
+    """``RichProgress`` lives in :mod:`cargohold.terminal`, imported on first use."""
+    if name == "RichProgress":
+        from .terminal import RichProgress
+
+        return RichProgress
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -760,11 +760,15 @@ class Store:
         compress: Compression = "none",
         layout_dir: bool = False,
         progress: Progress | None = None,
+        sync: bool = False,
     ) -> ExportResult:
         """Write the images *refs* to *out* (a path, ``"-"`` for stdout, or a binary stream).
 
         A path is written through a temporary file beside it and renamed at the end, so a
-        failed export never leaves a partial archive under the requested name.
+        failed or killed export never leaves a partial archive under the requested name. With
+        *sync* the file is also flushed to disk before the rename, so that not even a power
+        loss can leave a partial one there; like ``cp``, ctr and skopeo, the default does not
+        wait for the disk (the archive is usually copied on, not kept).
         """
         if not refs:
             raise NotFoundError("no image to export")
@@ -793,6 +797,7 @@ class Store:
                 written = _write_atomically(
                     Path(out),
                     lambda f: archive_export.write_archive(plan, self.blobs, f, compress, progress),
+                    sync,
                 )
             else:
                 stream = sys.stdout.buffer if isinstance(out, (str, Path)) else out
@@ -1156,7 +1161,7 @@ def _tar_members(
         raise InvalidArchiveError(f"corrupt {kind} compressed archive ({exc})") from None
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], int]) -> int:
+def _write_atomically(path: Path, write: Callable[[BinaryIO], int], sync: bool = True) -> int:
     directory = path.parent if str(path.parent) else Path(".")
     _remove_dead_temporaries(directory, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
@@ -1165,7 +1170,8 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], int]) -> int:
         with os.fdopen(fd, "wb") as f:
             written = write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
