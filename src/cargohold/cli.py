@@ -178,7 +178,7 @@ def cli(ctx: click.Context, root: str | None, namespace: str, debug: bool) -> No
 
 @cli.group(cls=AliasedGroup, aliases={"images": "image", "i": "image"})
 def image() -> None:
-    """Import, export, tag, list and remove images (aliases: images, i)."""
+    """Import, export, pull, push, tag, list and remove images (aliases: images, i)."""
 
 
 cli.aliases.update({"images": "image", "i": "image"})
@@ -359,6 +359,163 @@ def _complete_images(
     except CargoholdError:
         return []
     return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+def _registry_options(f: F) -> F:
+    f = click.option(
+        "--tls-verify",
+        type=click.BOOL,
+        default=True,
+        show_default=True,
+        metavar="BOOLEAN",
+        help="Verify the registry's TLS certificate (--tls-verify=false to skip).",
+    )(f)
+    f = click.option(
+        "--ca-cert",
+        metavar="FILE",
+        type=click.Path(dir_okay=False),
+        help="Trust this CA certificate (PEM) besides the system's.",
+    )(f)
+    f = click.option(
+        "--password-stdin", is_flag=True, help="Read the password of --user from stdin."
+    )(f)
+    f = click.option(
+        "--user",
+        metavar="USER[:PASS]",
+        help="Registry credentials (default: those of `docker login`, else anonymous).",
+    )(f)
+    return click.option(
+        "--plain-http",
+        is_flag=True,
+        help="HTTP without TLS, for a registry on this machine (localhost, 127.0.0.1, [::1]).",
+    )(f)
+
+
+def _client_factory(
+    plain_http: bool, user: str | None, password_stdin: bool, ca_cert: str | None, tls_verify: bool
+) -> Callable[[str], Any]:
+    """Makes the registry client the options describe (the HTTP stack loads only here)."""
+    from .registry import Credentials, RegistryClient
+    from .transfer import check_plain_http
+
+    if password_stdin and user is None:
+        raise click.UsageError("--password-stdin needs --user")
+    credentials = None
+    if user is not None:
+        password = sys.stdin.readline() if password_stdin else None
+        credentials = Credentials.from_user_option(user, password)
+    verify: bool | str = ca_cert if ca_cert is not None and tls_verify else tls_verify
+
+    def factory(host: str) -> RegistryClient:
+        if plain_http:
+            check_plain_http(host)
+        return RegistryClient(host, credentials=credentials, plain_http=plain_http, verify=verify)
+
+    return factory
+
+
+@image.command("pull")
+@click.argument("ref", metavar="REF")
+@_platform_options
+@_registry_options
+@_format_option
+@_progress_option
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
+@pass_context
+def pull(
+    ctx: Context,
+    ref: str,
+    platforms: tuple[str, ...],
+    all_platforms: bool,
+    plain_http: bool,
+    user: str | None,
+    password_stdin: bool,
+    ca_cert: str | None,
+    tls_verify: bool,
+    output_format: str,
+    progress_mode: str,
+    quiet: bool,
+) -> None:
+    """Pull the image REF from its registry into the store, under REF's full name.
+
+    Every manifest and blob is verified against its digest; blobs the store has are not
+    downloaded; nothing is stored unless the whole image arrived. --format json prints
+    {name, digest, mediaType, action, platforms, manifestsDownloaded, blobsDownloaded,
+    bytesDownloaded, blobsPresent}.
+    """
+    factory = _client_factory(plain_http, user, password_stdin, ca_cert, tls_verify)
+    with ctx.store() as store:
+        result = store.pull(
+            ref,
+            platforms=platforms,
+            all_platforms=all_platforms,
+            client_factory=factory,
+            progress=make_progress(progress_mode, quiet=quiet),
+        )
+    if output_format == "json":
+        _print_json(result.to_json())
+    elif not quiet:
+        click.echo(
+            f"{result.name}  {result.digest.algorithm}:{result.digest.short}  {result.action}"
+        )
+        click.echo(
+            f"{result.blobs_downloaded} blobs downloaded ({human_size(result.bytes_downloaded)}),"
+            f" {result.blobs_present} already present"
+        )
+
+
+@image.command("push")
+@click.argument("ref", metavar="REF", shell_complete=_complete_images)
+@click.argument("destination", metavar="[DEST]", required=False)
+@_platform_options
+@_registry_options
+@_format_option
+@_progress_option
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
+@pass_context
+def push(
+    ctx: Context,
+    ref: str,
+    destination: str | None,
+    platforms: tuple[str, ...],
+    all_platforms: bool,
+    plain_http: bool,
+    user: str | None,
+    password_stdin: bool,
+    ca_cert: str | None,
+    tls_verify: bool,
+    output_format: str,
+    progress_mode: str,
+    quiet: bool,
+) -> None:
+    """Push the stored image REF to a registry, as DEST (default: REF's own name).
+
+    Default: every platform the store holds. A stored index whose manifests are all pushed
+    goes byte for byte; otherwise an index of the pushed manifests is made (with a warning).
+    Blobs the registry has are skipped, blobs of REF's repository on the same registry are
+    mounted. --format json prints {name, destination, digest, mediaType, platforms,
+    manifests, blobsUploaded, bytesUploaded, blobsMounted, blobsPresent}.
+    """
+    factory = _client_factory(plain_http, user, password_stdin, ca_cert, tls_verify)
+    with ctx.store() as store:
+        result = store.push(
+            ref,
+            destination,
+            platforms=platforms,
+            all_platforms=all_platforms,
+            client_factory=factory,
+            progress=make_progress(progress_mode, quiet=quiet),
+        )
+    for warning in result.warnings:
+        _warn(warning)
+    if output_format == "json":
+        _print_json(result.to_json())
+    elif not quiet:
+        click.echo(f"{result.destination}  {result.digest.algorithm}:{result.digest.short}  pushed")
+        click.echo(
+            f"{result.blobs_uploaded} blobs uploaded ({human_size(result.bytes_uploaded)}),"
+            f" {result.blobs_mounted} mounted, {result.blobs_present} already there"
+        )
 
 
 @image.command("ls")

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, Final, Literal, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, Final, Literal, cast
 
 import platformdirs
 import zstandard
@@ -56,6 +56,9 @@ from .metadata import ImageRecord, MetadataStore, Namespace
 from .platforms import Platform, PlatformMatcher
 from .progress import Progress
 from .references import Reference
+
+if TYPE_CHECKING:
+    from .transfer import ClientFactory, PullResult, PushResult
 
 #: The on-disk format this version writes; a store with a higher number is refused.
 STORE_FORMAT: Final = 1
@@ -803,6 +806,55 @@ class Store:
                 stream = sys.stdout.buffer if isinstance(out, (str, Path)) else out
                 written = archive_export.write_archive(plan, self.blobs, stream, compress, progress)
         return ExportResult([r.name for r in records], len(plan.blobs), written, len(plan.skipped))
+
+    # -- registries ----------------------------------------------------------------------
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        platforms: Sequence[str | Platform] = (),
+        all_platforms: bool = False,
+        client_factory: ClientFactory | None = None,
+        progress: Progress | None = None,
+    ) -> PullResult:
+        """Pull *ref* from its registry under its normalised name, all or nothing (see
+        :func:`cargohold.transfer.pull`). *client_factory* makes the
+        :class:`~cargohold.registry.RegistryClient` for a host (default: TLS, docker config)."""
+        from . import transfer  # the HTTP stack loads only for commands that need it
+
+        return transfer.pull(
+            self,
+            ref,
+            client_factory or transfer.default_client_factory,
+            platforms=platforms,
+            all_platforms=all_platforms,
+            progress=progress,
+        )
+
+    def push(
+        self,
+        ref: str,
+        destination: str | None = None,
+        *,
+        platforms: Sequence[str | Platform] = (),
+        all_platforms: bool = False,
+        client_factory: ClientFactory | None = None,
+        progress: Progress | None = None,
+    ) -> PushResult:
+        """Push the stored image *ref* to *destination* (default: its own name); see
+        :func:`cargohold.transfer.push`."""
+        from . import transfer
+
+        return transfer.push(
+            self,
+            ref,
+            destination,
+            client_factory or transfer.default_client_factory,
+            platforms=platforms,
+            all_platforms=all_platforms,
+            progress=progress,
+        )
 
 
 def _plan_archive(

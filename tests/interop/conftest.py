@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -32,6 +33,9 @@ PEER_PACKAGES: Final = {
     "ctr": "containerd",
     "skopeo": "skopeo",
     "umoci": "umoci",
+    "docker-registry": "docker-registry",
+    "htpasswd": "apache2-utils",
+    "openssl": "openssl",
 }
 
 #: How long one peer-tool command may take before the test gives up on it.
@@ -60,6 +64,10 @@ DISABLED_PLUGINS: Final = (
 )
 
 _INTEROP_DIR: Final = Path(__file__).parent
+
+# The main suite's helpers (clisupport, imagefactory, fakeregistry) for interop tests run alone.
+if str(_INTEROP_DIR.parent) not in sys.path:
+    sys.path.append(str(_INTEROP_DIR.parent))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
