@@ -384,6 +384,12 @@ def _registry_options(f: F) -> F:
         metavar="USER[:PASS]",
         help="Registry credentials (default: those of `docker login`, else anonymous).",
     )(f)
+    f = click.option(
+        "--trust-token-host",
+        is_flag=True,
+        help="Also send the credentials to a token service on another host than the"
+        " registry's, when the registry names one (never done without this).",
+    )(f)
     return click.option(
         "--plain-http",
         is_flag=True,
@@ -392,7 +398,12 @@ def _registry_options(f: F) -> F:
 
 
 def _client_factory(
-    plain_http: bool, user: str | None, password_stdin: bool, ca_cert: str | None, tls_verify: bool
+    plain_http: bool,
+    user: str | None,
+    password_stdin: bool,
+    ca_cert: str | None,
+    tls_verify: bool,
+    trust_token_host: bool,
 ) -> Callable[[str], Any]:
     """Makes the registry client the options describe (the HTTP stack loads only here)."""
     from .registry import Credentials, RegistryClient
@@ -409,7 +420,13 @@ def _client_factory(
     def factory(host: str) -> RegistryClient:
         if plain_http:
             check_plain_http(host)
-        return RegistryClient(host, credentials=credentials, plain_http=plain_http, verify=verify)
+        return RegistryClient(
+            host,
+            credentials=credentials,
+            plain_http=plain_http,
+            verify=verify,
+            allow_foreign_realm=trust_token_host,
+        )
 
     return factory
 
@@ -428,6 +445,7 @@ def pull(
     platforms: tuple[str, ...],
     all_platforms: bool,
     plain_http: bool,
+    trust_token_host: bool,
     user: str | None,
     password_stdin: bool,
     ca_cert: str | None,
@@ -443,7 +461,9 @@ def pull(
     {name, digest, mediaType, action, platforms, manifestsDownloaded, blobsDownloaded,
     bytesDownloaded, blobsPresent}.
     """
-    factory = _client_factory(plain_http, user, password_stdin, ca_cert, tls_verify)
+    factory = _client_factory(
+        plain_http, user, password_stdin, ca_cert, tls_verify, trust_token_host
+    )
     with ctx.store() as store:
         result = store.pull(
             ref,
@@ -480,6 +500,7 @@ def push(
     platforms: tuple[str, ...],
     all_platforms: bool,
     plain_http: bool,
+    trust_token_host: bool,
     user: str | None,
     password_stdin: bool,
     ca_cert: str | None,
@@ -496,7 +517,9 @@ def push(
     mounted. --format json prints {name, destination, digest, mediaType, platforms,
     manifests, blobsUploaded, bytesUploaded, blobsMounted, blobsPresent}.
     """
-    factory = _client_factory(plain_http, user, password_stdin, ca_cert, tls_verify)
+    factory = _client_factory(
+        plain_http, user, password_stdin, ca_cert, tls_verify, trust_token_host
+    )
     with ctx.store() as store:
         result = store.push(
             ref,
