@@ -7,6 +7,7 @@ exit status 1; usage errors exit 2; tracebacks appear only with ``--debug``.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import sqlite3
@@ -361,7 +362,26 @@ def _complete_images(
     return [CompletionItem(n) for n in names if n.startswith(incomplete)]
 
 
-def _registry_options(f: F) -> F:
+def _registry_options(body: F) -> F:
+    """The registry options of pull and push, handed to the command as one client factory."""
+
+    @functools.wraps(body)
+    def command(
+        *args: Any,
+        plain_http: bool,
+        trust_token_host: bool,
+        user: str | None,
+        password_stdin: bool,
+        ca_cert: str | None,
+        tls_verify: bool,
+        **kwargs: Any,
+    ) -> Any:
+        factory = _client_factory(
+            plain_http, user, password_stdin, ca_cert, tls_verify, trust_token_host
+        )
+        return body(*args, client_factory=factory, **kwargs)
+
+    f = cast(F, command)
     f = click.option(
         "--tls-verify",
         type=click.BOOL,
@@ -444,12 +464,7 @@ def pull(
     ref: str,
     platforms: tuple[str, ...],
     all_platforms: bool,
-    plain_http: bool,
-    trust_token_host: bool,
-    user: str | None,
-    password_stdin: bool,
-    ca_cert: str | None,
-    tls_verify: bool,
+    client_factory: Callable[[str], Any],
     output_format: str,
     progress_mode: str,
     quiet: bool,
@@ -461,15 +476,12 @@ def pull(
     {name, digest, mediaType, action, platforms, manifestsDownloaded, blobsDownloaded,
     bytesDownloaded, blobsPresent}.
     """
-    factory = _client_factory(
-        plain_http, user, password_stdin, ca_cert, tls_verify, trust_token_host
-    )
     with ctx.store() as store:
         result = store.pull(
             ref,
             platforms=platforms,
             all_platforms=all_platforms,
-            client_factory=factory,
+            client_factory=client_factory,
             progress=make_progress(progress_mode, quiet=quiet),
         )
     if output_format == "json":
@@ -499,12 +511,7 @@ def push(
     destination: str | None,
     platforms: tuple[str, ...],
     all_platforms: bool,
-    plain_http: bool,
-    trust_token_host: bool,
-    user: str | None,
-    password_stdin: bool,
-    ca_cert: str | None,
-    tls_verify: bool,
+    client_factory: Callable[[str], Any],
     output_format: str,
     progress_mode: str,
     quiet: bool,
@@ -517,16 +524,13 @@ def push(
     mounted. --format json prints {name, destination, digest, mediaType, platforms,
     manifests, blobsUploaded, bytesUploaded, blobsMounted, blobsPresent}.
     """
-    factory = _client_factory(
-        plain_http, user, password_stdin, ca_cert, tls_verify, trust_token_host
-    )
     with ctx.store() as store:
         result = store.push(
             ref,
             destination,
             platforms=platforms,
             all_platforms=all_platforms,
-            client_factory=factory,
+            client_factory=client_factory,
             progress=make_progress(progress_mode, quiet=quiet),
         )
     for warning in result.warnings:
