@@ -29,6 +29,7 @@ from cargohold.mediatypes import (
     Descriptor,
     config_created,
     load_json,
+    parse_config,
     parse_index,
     parse_manifest,
 )
@@ -477,5 +478,5 @@ def test_documents_must_be_objects(data: bytes) -> None:
 
 def test_config_created_reads_docker_style_configs() -> None:
     data = b'{"created":"2024-05-01T00:00:00Z","Config":{},"config":{"Cmd":["sh"]}}'
-    assert config_created(data, "c") == "2024-05-01T00:00:00Z"
-    assert config_created(b'{"created":5}', "c") is None
+    assert config_created(parse_config(data, "c")) == "2024-05-01T00:00:00Z"
+    assert config_created(parse_config(b'{"created":5}', "c")) is None

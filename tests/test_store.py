@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from cargohold.errors import (
     AlreadyExistsError,
     CargoholdError,
     InvalidArchiveError,
+    InvalidReferenceError,
     NotFoundError,
     StoreFormatError,
 )
@@ -805,6 +807,25 @@ def test_export_to_a_stream(store: Store, tmp_path: Path) -> None:
     assert result.bytes_written == len(expected)
 
 
+@pytest.mark.parametrize("sync", [False, True])
+def test_export_flushes_the_archive_to_disk_only_with_sync(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sync: bool
+) -> None:
+    store.import_archive(single(tmp_path / "a.tar", "example.com/app:1"))
+    out = tmp_path / "out.tar"
+    synced: list[int] = []  # the import's fsyncs are over: any now is the export's
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store.export(out, ["example.com/app:1"], sync=sync)
+    assert out.is_file()
+    assert bool(synced) == sync
+
+
 # -- tag ------------------------------------------------------------------------------------
 
 
@@ -831,6 +852,15 @@ def test_tag_moves_an_existing_name_only_with_force(store: Store, tmp_path: Path
     assert names(store) == before  # all or nothing: the new name was not added either
     store.tag("example.com/a:1", ["example.com/b:1"], force=True)
     assert names(store)["example.com/b:1"] == before["example.com/a:1"]
+
+
+def test_tag_refuses_a_digest_name_of_other_content(store: Store, tmp_path: Path) -> None:
+    store.import_archive(single(tmp_path / "a.tar", "example.com/app:1"))
+    digest = names(store)["example.com/app:1"]
+    other = "sha256:" + "0" * 64
+    with pytest.raises(InvalidReferenceError, match="claims digest"):
+        store.tag("example.com/app:1", [f"example.com/app@{other}"])
+    assert store.tag("example.com/app:1", [f"example.com/app@{digest}"])
 
 
 def test_tag_of_an_unknown_image(store: Store) -> None:

@@ -49,11 +49,12 @@ from .mediatypes import (
     is_index,
     is_manifest,
     load_json,
+    parse_config,
     parse_index,
 )
 from .platforms import PlatformMatcher
 from .progress import BLOB_PROGRESS_THRESHOLD, Progress
-from .references import Reference, is_tag, parse_repository
+from .references import Reference, check_name_digest, is_tag, parse_repository
 
 #: Most members an archive may have; an image with more is an attack on our memory.
 MAX_MEMBERS: Final = 200_000
@@ -812,22 +813,16 @@ def _assign_names(
             names.append(digest_name)
         target = Descriptor(entry.media_type, entry.digest, entry.size, _kept_annotations(entry))
         for name in names:
-            check_name_digest(name, entry.digest)
+            try:
+                check_name_digest(name, entry.digest)
+            except InvalidReferenceError as exc:
+                raise InvalidArchiveError(str(exc)) from None
             if named.setdefault(name, entry.digest) != entry.digest:
                 raise InvalidArchiveError(
                     f"the archive gives the name {name} to two different images"
                 )
             if all(p.name != name for p in plan.images):
                 plan.images.append(PlannedImage(name, target, graph.created, tuple(graph.skipped)))
-
-
-def check_name_digest(name: str, digest: Digest) -> None:
-    """A name of the form ``repo@<digest>`` must name the image it is given to."""
-    claimed = Reference.parse(name).digest
-    if claimed is not None and claimed != digest:
-        raise InvalidArchiveError(
-            f"the name {name} claims digest {claimed}, but the image is {digest}"
-        )
 
 
 def plan_docker(
@@ -896,10 +891,8 @@ def _docker_manifest(
             f" {contents.document_limit} bytes (raise it with --max-document-size)"
         )
     config_bytes = config.read()
-    config_doc = load_json(
-        config_bytes, f"{what} config {config_path!r}", MAX_JSON_LIMIT, strict_keys=False
-    )
-    rootfs = config_doc.get("rootfs") if isinstance(config_doc, dict) else None
+    config_doc = parse_config(config_bytes, f"{what} config {config_path!r}")
+    rootfs = config_doc.get("rootfs")
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
     if not isinstance(diff_ids, list):
         raise InvalidArchiveError(f"{what}: config {config_path!r} has no rootfs.diff_ids")
@@ -930,7 +923,7 @@ def _docker_manifest(
     )
     staged = stage(manifest)
     contents.staged.setdefault(staged.digest, staged)
-    platform = config_platform(config_bytes, f"{what} config")
+    platform = config_platform(config_doc)
     last = layer_paths[-1] if layer_paths else ""
     return Descriptor(DOCKER_MANIFEST, staged.digest, staged.size, platform=platform), last
 

@@ -20,7 +20,7 @@ from .mediatypes import (
     config_platform,
     is_index,
     is_manifest,
-    load_json,
+    parse_config,
     parse_index,
     parse_manifest,
 )
@@ -191,10 +191,10 @@ def _visit(
                 else None
             )
             if config is not None:
-                config_what = f"config {manifest.config.digest}"
-                created = config_created(config, config_what)
+                doc = parse_config(config, f"config {manifest.config.digest}")
+                created = config_created(doc)
                 if platform is None:
-                    platform = config_platform(config, config_what)
+                    platform = config_platform(doc)
         if platform is not None:
             graph.platforms.add(platform)
         graph.manifests.append(ManifestEntry(desc, manifest, platform, created))
@@ -375,17 +375,15 @@ class ConfigSummary:
 
     @classmethod
     def parse(cls, data: bytes, what: str) -> ConfigSummary:
-        doc = load_json(data, what, strict_keys=False)
-        if not isinstance(doc, dict):
-            raise InvalidDocumentError(f"{what}: must be a JSON object")
+        doc = parse_config(data, what)
         config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
         assert isinstance(config, dict)
         rootfs = doc.get("rootfs")
         diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
         history = doc.get("history")
         return cls(
-            created=config_created(data, what),
-            platform=config_platform(data, what),
+            created=config_created(doc),
+            platform=config_platform(doc),
             entrypoint=_strings(config.get("Entrypoint")),
             cmd=_strings(config.get("Cmd")),
             env=_strings(config.get("Env")) or [],

@@ -389,26 +389,30 @@ def _document_type(
     return own or default
 
 
-def config_created(data: bytes, what: str) -> str | None:
-    """The ``created`` timestamp of an image config, used to tell which of two images is newer."""
+def parse_config(data: bytes, what: str) -> dict[str, Any]:
+    """An image config, read once for everything wanted from it. Configs are free-form
+    (docker writes its own capitalised keys), so case-variant keys are allowed here."""
     doc = load_json(data, what, MAX_JSON_LIMIT, strict_keys=False)
     if not isinstance(doc, dict):
         raise InvalidDocumentError(f"{what}: an image config must be a JSON object")
-    created = doc.get("created")
+    return doc
+
+
+def config_created(config: Mapping[str, Any]) -> str | None:
+    """The ``created`` timestamp of a parsed config, used to tell which of two images is
+    newer."""
+    created = config.get("created")
     return created if isinstance(created, str) else None
 
 
-def config_platform(data: bytes, what: str) -> Platform | None:
-    """The platform an image config declares, if it declares one we can read."""
-    doc = load_json(data, what, MAX_JSON_LIMIT, strict_keys=False)
-    if not isinstance(doc, dict):
-        raise InvalidDocumentError(f"{what}: an image config must be a JSON object")
+def config_platform(config: Mapping[str, Any]) -> Platform | None:
+    """The platform a parsed config declares, if it declares one we can read."""
     try:
         return Platform.from_json(
             {
-                k: doc[k]
+                k: config[k]
                 for k in ("architecture", "os", "variant", "os.version", "os.features")
-                if k in doc
+                if k in config
             }
         )
     except InvalidPlatformError:

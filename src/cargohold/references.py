@@ -262,3 +262,12 @@ def parse_repository(value: str) -> str:
         raise _error(value, "a repository name cannot have a tag")
     domain, path = _split_domain(value, name)
     return f"{domain}/{path}"
+
+
+def check_name_digest(name: str, digest: Digest) -> None:
+    """A name of the form ``repo@<digest>`` may only name the content with that digest."""
+    claimed = Reference.parse(name).digest
+    if claimed is not None and claimed != digest:
+        raise InvalidReferenceError(
+            f"the name {name} claims digest {claimed}, but the image is {digest}"
+        )

@@ -43,7 +43,6 @@ from .errors import (
     InUseError,
     InvalidArchiveError,
     InvalidLabelError,
-    InvalidReferenceError,
     NotFoundError,
     StoreFormatError,
 )
@@ -51,11 +50,11 @@ from .filters import ImageFilter
 from .gc import GcResult, Leases, collect
 from .images import ConfigSummary, ContentSource, TreeNode, tree, walk
 from .limits import EXPANSION_FLOOR, Limits
-from .mediatypes import MAX_JSON_LIMIT, Descriptor, config_platform, is_index
+from .mediatypes import MAX_JSON_LIMIT, Descriptor, config_platform, is_index, parse_config
 from .metadata import ImageRecord, MetadataStore, Namespace
 from .platforms import Platform, PlatformMatcher
 from .progress import Progress
-from .references import Reference
+from .references import Reference, check_name_digest
 
 if TYPE_CHECKING:
     from .transfer import ClientFactory, PullResult, PushResult
@@ -133,16 +132,10 @@ class ImageInfo:
     platforms: list[Platform]
 
     def to_json(self) -> dict[str, object]:
-        r = self.record
         return {
-            "name": r.name,
-            "digest": str(r.digest),
-            "mediaType": r.media_type,
+            **_record_json(self.record),
             "size": self.size,
             "platforms": [str(p) for p in self.platforms],
-            "createdAt": iso_time(r.created_at),
-            "updatedAt": iso_time(r.updated_at),
-            "labels": r.labels,
         }
 
 
@@ -185,14 +178,9 @@ class ImageInspection:
     def to_json(self) -> dict[str, object]:
         r = self.record
         return {
-            "name": r.name,
-            "digest": str(r.digest),
-            "mediaType": r.media_type,
+            **_record_json(r),
             "size": r.size,
-            "labels": r.labels,
             "annotations": r.annotations,
-            "createdAt": iso_time(r.created_at),
-            "updatedAt": iso_time(r.updated_at),
             "partial": r.partial,
             "tree": self.tree.to_json(),
             "manifests": [m.to_json() for m in self.manifests],
@@ -414,10 +402,7 @@ class Store:
         with self.meta.transaction() as db:
             record = self.resolve(source)
             for name in names:
-                try:
-                    archive_import.check_name_digest(name, record.digest)
-                except InvalidArchiveError as exc:
-                    raise InvalidReferenceError(str(exc)) from None
+                check_name_digest(name, record.digest)
                 existing = self.meta.get_image(self.namespace, name)
                 if existing is not None and existing.digest != record.digest and not force:
                     raise AlreadyExistsError(
@@ -982,7 +967,7 @@ def _node_platform(source: ContentSource, node: TreeNode) -> Platform | None:
         return None
     try:
         data = source.read_blob(config.descriptor.digest, MAX_JSON_LIMIT)
-        return config_platform(data, f"config {config.descriptor.digest}")
+        return config_platform(parse_config(data, f"config {config.descriptor.digest}"))
     except CargoholdError:
         return None
 
@@ -1059,6 +1044,18 @@ def _check_label(key: str, value: str) -> None:
         raise InvalidLabelError(f"invalid label key {key!r}")
     if len(key.encode()) + len(value.encode()) > MAX_LABEL_BYTES:
         raise InvalidLabelError(f"label {key!r}: key and value exceed {MAX_LABEL_BYTES} bytes")
+
+
+def _record_json(record: ImageRecord) -> dict[str, object]:
+    """The keys every JSON view of an image shares."""
+    return {
+        "name": record.name,
+        "digest": str(record.digest),
+        "mediaType": record.media_type,
+        "createdAt": iso_time(record.created_at),
+        "updatedAt": iso_time(record.updated_at),
+        "labels": record.labels,
+    }
 
 
 def _target(record: ImageRecord) -> Descriptor:
