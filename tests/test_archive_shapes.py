@@ -17,12 +17,10 @@ import json
 import lzma
 import os
 import tarfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 import zstandard
@@ -40,6 +38,7 @@ from imagefactory import (
     layer_tar,
     platform_json,
 )
+from streams import pipe_reader
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -318,33 +317,6 @@ def import_entries(
     store: Store, tmp_path: Path, entries: Sequence[Entry], name: str = "archive.tar", **kw: Any
 ) -> ImportResult:
     return store.import_archive(write_archive(tmp_path / name, entries), **kw)
-
-
-@contextmanager
-def pipe_reader(data: bytes) -> Iterator[BinaryIO]:
-    """A non-seekable stream of *data*: the read end of a pipe a thread writes into."""
-    read_fd, write_fd = os.pipe()
-
-    def feed() -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(write_fd, view) :]
-        except BrokenPipeError:
-            pass  # the reader gave up early (a rejected archive): nothing left to do
-        finally:
-            os.close(write_fd)
-
-    thread = threading.Thread(target=feed, daemon=True)
-    thread.start()
-    reader = os.fdopen(read_fd, "rb")
-    try:
-        assert not reader.seekable()
-        yield reader
-    finally:
-        reader.close()
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "the pipe writer never finished"
 
 
 # --- classic docker save -------------------------------------------------------------------

@@ -17,14 +17,11 @@ import gzip
 import hashlib
 import json
 import shutil
-import signal
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final
 
 import pytest
@@ -36,6 +33,7 @@ from clisupport import seed
 from hostile import DIR, Content, Entry, Link, Special, tar
 from imagefactory import ArchiveBuilder
 from test_archive_shapes import HOST, classic_save, demo_image
+from test_hostile import time_limit
 from test_store import snapshot
 
 # -- seeds ------------------------------------------------------------------------------------
@@ -70,24 +68,6 @@ def pack(entries: list[Entry], packing: str) -> bytes:
 
 
 # -- the property -----------------------------------------------------------------------------
-
-
-class Hung(BaseException):
-    pass
-
-
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def expire(signum: int, frame: FrameType | None) -> None:
-        raise Hung(f"import still running after {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module")

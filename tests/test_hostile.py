@@ -29,7 +29,7 @@ from cargohold.mediatypes import Descriptor
 from cargohold.store import inspect_archive
 from clisupport import assert_one_error_line, run, seed
 from hostile import CASES, CONTROLS, Case, by_name
-from test_archive_shapes import pipe_reader
+from streams import pipe_reader
 from test_store import snapshot
 
 #: The corpus must not shrink unnoticed.

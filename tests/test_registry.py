@@ -80,17 +80,6 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
-@pytest.fixture
-def registry() -> FakeRegistry:
-    return FakeRegistry()
-
-
-@pytest.fixture
-def server(registry: FakeRegistry) -> Iterator[FakeServer]:
-    with serve(registry) as server:
-        yield server
-
-
 def client_for(
     server: FakeServer, sleeps: Sleeps | None = None, **kwargs: object
 ) -> RegistryClient:

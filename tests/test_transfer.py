@@ -7,7 +7,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,17 +79,6 @@ def publish(
         else:
             registry.add_blob(repo, data)
     return registry.add_manifest(repo, tag, builder.blobs[top["digest"]], top["mediaType"])
-
-
-@pytest.fixture
-def registry() -> FakeRegistry:
-    return FakeRegistry()
-
-
-@pytest.fixture
-def server(registry: FakeRegistry) -> Iterator[FakeServer]:
-    with serve(registry) as server:
-        yield server
 
 
 @pytest.fixture

@@ -13,17 +13,13 @@ tested here; archives of several images are covered by tests/test_archive_shapes
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
-import os
 import subprocess
 import tarfile
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import zstandard
@@ -31,6 +27,8 @@ import zstandard
 from cargohold import Store
 from cargohold.digests import Digest
 from cargohold.platforms import Platform
+from imagefactory import digest_of
+from streams import pipe_reader
 
 if TYPE_CHECKING:
     from conftest import Containerd, OciLayout, Skopeo
@@ -44,10 +42,6 @@ DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def stored(store: Store, digest: str | Digest) -> bytes:
@@ -68,32 +62,6 @@ def ctr_import(containerd: Containerd, namespace: str, archive: Path) -> dict[st
 def umoci_config(layout: OciLayout) -> dict[str, Any]:
     config: dict[str, Any] = json.loads(layout.blob(layout.manifest()["config"]["digest"]))
     return config
-
-
-@contextmanager
-def pipe_reader(data: bytes) -> Iterator[BinaryIO]:
-    """A non-seekable stream of *data*: the read end of a pipe a thread writes into."""
-    read_fd, write_fd = os.pipe()
-
-    def feed() -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(write_fd, view) :]
-        except BrokenPipeError:
-            pass
-        finally:
-            os.close(write_fd)
-
-    thread = threading.Thread(target=feed, daemon=True)
-    thread.start()
-    reader = os.fdopen(read_fd, "rb")
-    try:
-        yield reader
-    finally:
-        reader.close()
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "the pipe writer never finished"
 
 
 @pytest.fixture
@@ -265,13 +233,13 @@ def _docker_archive(path: Path, compress: Callable[[bytes], bytes], suffix: str)
             "os": host.os,
             "config": {"Cmd": ["/bin/sh"]},
             "created": "2024-01-01T00:00:00Z",
-            "rootfs": {"type": "layers", "diff_ids": [sha256(layer) for layer in layers]},
+            "rootfs": {"type": "layers", "diff_ids": [digest_of(layer) for layer in layers]},
         }
     ).encode()
-    members = [(sha256(config).removeprefix("sha256:") + ".json", config)]
+    members = [(digest_of(config).removeprefix("sha256:") + ".json", config)]
     for layer in layers:
         blob = compress(layer)
-        members.append((sha256(blob).removeprefix("sha256:") + suffix, blob))
+        members.append((digest_of(blob).removeprefix("sha256:") + suffix, blob))
     item = {"Config": members[0][0], "RepoTags": ["foo:1"], "Layers": [n for n, _ in members[1:]]}
     members.append(("manifest.json", json.dumps([item]).encode()))
     with tarfile.open(path, "w") as tar:

@@ -6,7 +6,6 @@ it, is what every tool must report at every hop.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -16,6 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from imagefactory import digest_of
+from streams import tar_members
 
 if TYPE_CHECKING:
     from conftest import Containerd, OciLayout, Skopeo, Umoci
@@ -72,22 +74,6 @@ def list_json(root: Path) -> dict[str, dict[str, Any]]:
 def export(root: Path, out: Path, *refs: str) -> Path:
     ok(cargohold("image", "export", str(out), *refs, root=root))
     return out
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def tar_members(path: Path) -> dict[str, bytes]:
-    """The regular files of the tar at *path*, by name without a leading ``./``."""
-    files: dict[str, bytes] = {}
-    with tarfile.open(path) as archive:
-        for member in archive.getmembers():
-            if member.isfile():
-                extracted = archive.extractfile(member)
-                assert extracted is not None
-                files[member.name.removeprefix("./")] = extracted.read()
-    return files
 
 
 def layout_tar(layout: OciLayout, out: Path) -> Path:
@@ -291,7 +277,7 @@ def test_skopeo_reads_export(
 ) -> None:
     source = f"oci-archive:{demo_export}"
     assert skopeo.inspect(source)["Digest"] == umoci_image.manifest_digest
-    assert sha256(skopeo.raw_manifest(source)) == umoci_image.manifest_digest
+    assert digest_of(skopeo.raw_manifest(source)) == umoci_image.manifest_digest
 
     copied = tmp_path / "copied"
     skopeo.copy(source, f"oci:{copied}:x")

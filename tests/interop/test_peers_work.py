@@ -5,13 +5,14 @@ If these fail, the machine or the harness is broken, not cargohold.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from imagefactory import digest_of
+from streams import tar_members
 
 if TYPE_CHECKING:
     from conftest import Containerd, OciLayout, Skopeo
@@ -21,22 +22,6 @@ pytestmark = pytest.mark.interop
 DEMO_REF = "example.com/umoci/demo:1.0"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def tar_members(path: Path) -> dict[str, bytes]:
-    """The regular files of the tar at *path*, by name without a leading ``./``."""
-    files: dict[str, bytes] = {}
-    with tarfile.open(path) as archive:
-        for member in archive.getmembers():
-            if member.isfile():
-                extracted = archive.extractfile(member)
-                assert extracted is not None
-                files[member.name.removeprefix("./")] = extracted.read()
-    return files
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def image_platform(layout: OciLayout) -> str:
@@ -75,7 +60,7 @@ def test_skopeo_oci_archive_keeps_the_manifest(
     assert descriptor["annotations"]["org.opencontainers.image.ref.name"] == DEMO_REF
 
     raw = skopeo.raw_manifest(f"oci-archive:{oci_archive}")
-    assert sha256(raw) == umoci_image.manifest_digest
+    assert digest_of(raw) == umoci_image.manifest_digest
     assert skopeo.inspect(f"oci-archive:{oci_archive}")["Digest"] == umoci_image.manifest_digest
 
 
@@ -116,7 +101,7 @@ def test_ctr_export_is_an_oci_layout_that_skopeo_and_ctr_read(
 
     inspected = skopeo.inspect(f"oci-archive:{exported}")
     assert inspected["Digest"] == umoci_image.manifest_digest
-    assert sha256(skopeo.raw_manifest(f"oci-archive:{exported}")) == umoci_image.manifest_digest
+    assert digest_of(skopeo.raw_manifest(f"oci-archive:{exported}")) == umoci_image.manifest_digest
 
     # ctr reads its own export back by index.json, not by the Docker manifest.json beside it.
     again = f"{ctr_namespace}-again"
