@@ -437,6 +437,25 @@ def test_cli_pull_with_user_from_stdin(tmp_path: Path) -> None:
         assert "authentication failed" in line and "nope" not in line
 
 
+def test_cli_sends_credentials_to_a_token_host_only_with_trust_token_host(tmp_path: Path) -> None:
+    tokens = TokenService(USERS, anonymous=False)
+    registry = FakeRegistry(auth="bearer", tokens=tokens)
+    builder = ArchiveBuilder()
+    top = multi_platform(builder)
+    publish(registry, builder, top, REPO, "v1")
+    with serve(registry, "127.0.0.1") as reg, serve(tokens, "localhost") as auth:
+        registry.realm = f"{auth.url}/token"
+        ref = f"{reg.netloc}/{REPO}:v1"
+        root = tmp_path / "root"
+        pull = ["image", "pull", "--plain-http", "--user", f"alice:{PASSWORD}", ref]
+        refused = run(root, *pull)
+        assert PASSWORD not in assert_one_error_line(refused)
+        assert all("authorization" not in r.headers for r in auth.requests)
+        trusted = run(root, *pull[:2], "--trust-token-host", *pull[2:])
+        assert trusted.returncode == 0, trusted.stderr
+        assert any("authorization" in r.headers for r in auth.requests)
+
+
 def test_cli_failures_are_one_line(server: FakeServer, tmp_path: Path) -> None:
     root = tmp_path / "root"
     proc = run(root, "image", "pull", "--plain-http", f"{server.netloc}/{REPO}:absent")
