@@ -80,6 +80,19 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
+@pytest.fixture
+def registry() -> FakeRegistry:
+    """A fake registry's state: repositories, blobs, and what requests it saw."""
+    return FakeRegistry()
+
+
+@pytest.fixture
+def server(registry: FakeRegistry) -> Iterator[FakeServer]:
+    """The fake registry served on 127.0.0.1 for the length of a test."""
+    with serve(registry) as server:
+        yield server
+
+
 def client_for(
     server: FakeServer, sleeps: Sleeps | None = None, **kwargs: object
 ) -> RegistryClient:

@@ -7,7 +7,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,19 @@ def publish(
         else:
             registry.add_blob(repo, data)
     return registry.add_manifest(repo, tag, builder.blobs[top["digest"]], top["mediaType"])
+
+
+@pytest.fixture
+def registry() -> FakeRegistry:
+    """A fake registry's state: repositories, blobs, and what requests it saw."""
+    return FakeRegistry()
+
+
+@pytest.fixture
+def server(registry: FakeRegistry) -> Iterator[FakeServer]:
+    """The fake registry served on 127.0.0.1 for the length of a test."""
+    with serve(registry) as server:
+        yield server
 
 
 @pytest.fixture
