@@ -14,6 +14,7 @@ See bench/README.md for what it needs, how long it takes and what each number me
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import hashlib
 import importlib.util
@@ -560,9 +561,13 @@ class Bench:
 
 
 def snapshot_source(package: Path, copy: Path) -> str:
-    """Copy the cargohold package to *copy*; returns a digest of its Python files."""
+    """Copy the cargohold package to *copy*, byte-compiled as ``pip install`` leaves it (so
+    that no timed command compiles its source, even with PYTHONDONTWRITEBYTECODE set);
+    returns a digest of its Python files."""
     remove(copy)
     shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    if not compileall.compile_dir(copy, quiet=1):
+        raise BenchError(f"cannot byte-compile the copy of cargohold in {copy}")
     hasher = hashlib.sha256()
     for path in sorted(copy.rglob("*.py")):
         hasher.update(path.relative_to(copy).as_posix().encode() + b"\0" + path.read_bytes())
