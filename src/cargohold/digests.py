@@ -48,6 +48,14 @@ class Digest:
         return cls(algorithm, encoded)
 
     @classmethod
+    def from_hex(cls, algorithm: str, encoded: str) -> Digest:
+        """A digest from a known algorithm and its hex (a blob's file name): the same checks
+        as :meth:`parse` on what can vary, done once per blob when a store is scanned."""
+        if len(encoded) != ALGORITHMS[algorithm] or not _HEX.fullmatch(encoded):
+            raise InvalidDigestError(f"invalid {algorithm} digest {encoded[:80]!r}")
+        return cls(algorithm, encoded)
+
+    @classmethod
     def of_bytes(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +137,9 @@ def collect(
                     blobs.remove_staging(name)
             for path in leases.orphans(set(live)):
                 path.unlink(missing_ok=True)
+        # One directory scan first: the walk then asks it, not the disk, whether a blob is
+        # there. A blob committed after the scan is never in the sweep, so it cannot be lost.
+        present = {digest: size for digest, size, _ in blobs.iter_blobs()}
         reachable: set[Digest] = {Digest.parse(d) for d in meta.leased_digests(live)}
         visited: set[Digest] = set()
         stack = [Descriptor(media_type, digest, 0) for media_type, digest in meta.all_targets()]
@@ -147,7 +149,7 @@ def collect(
                 continue
             visited.add(desc.digest)
             reachable.add(desc.digest)
-            if blobs.blob_size(desc.digest) is None:
+            if desc.digest not in present:
                 continue
             try:
                 stack.extend(iter_children(blobs, desc))
@@ -156,11 +158,7 @@ def collect(
                     f"garbage collection stopped, nothing was removed:"
                     f" cannot read {desc.digest} ({exc})"
                 ) from None
-        for digest, size, _ in list(blobs.iter_blobs()):
-            if digest not in reachable:
-                result.removed.append((digest, size))
+        result.removed = [(d, size) for d, size in present.items() if d not in reachable]
         if not dry_run and result.removed:
-            # unlink waits on the filesystem journal (and on discard): several at once
-            with ThreadPoolExecutor(4, thread_name_prefix="cargohold-gc") as pool:
-                list(pool.map(blobs.delete, (digest for digest, _ in result.removed)))
+            blobs.delete_many([digest for digest, _ in result.removed])
     return result
