@@ -88,6 +88,7 @@ OPS: Final = (
     Op("ch_ls_1000_json", "cargohold image ls, 1,000 images (--format json)"),
     Op("ch_gc_20000", "cargohold content gc, 20,050 blobs, 10,000 removed"),
     Op("ch_gc_noop", "cargohold content gc, 10,050 blobs, none removed"),
+    Op("rm_gc_10000", "xargs -P 32 rm of the same 10,000 blob files (the floor)"),
 )
 OP_BY_KEY: Final = {op.key: op for op in OPS}
 
@@ -150,6 +151,9 @@ CHECKS: Final = (
           "the floor, 2 threads vs 1, docker", "floor2/floor"),
     Check("ls_1000_seconds", "seconds", "ch_ls_1000", name="median s"),
     Check("gc_20000_seconds", "seconds", "ch_gc_20000", name="median s"),
+    Check("gc_noop_seconds", "seconds", "ch_gc_noop", name="median s"),
+    Check("gc_vs_rm", "ratio", "ch_gc_20000", "rm_gc_10000",
+          "content gc removing 10,000 vs rm of them", "cargohold/rm"),
     *(
         Check(f"rss_{op.key.removeprefix('ch_')}", "rss", op.key, name="peak RSS MiB")
         for op in OPS
@@ -169,6 +173,7 @@ TARGETS: Final[dict[str, float | None]] = {
     "oci_stdin_vs_floor": 1.0,
     "docker_stdin_vs_floor": 1.0,
     "oci_warm_vs_cold": 0.3,
+    "docker_warm_vs_cold": 0.3,
     "export_vs_ctr": 0.1,
     "export_vs_cp": 2.0,
     "ls_1000_seconds": 0.5,
@@ -441,6 +446,25 @@ class Bench:
             removed = len(self.read_output(out)["removed"])
             if removed != expected:
                 raise BenchError(f"{key}: removed {removed} blobs, expected {expected}")
+        remove(store)
+        # The floor: deleting the same files, as many at once as gc does, with rm.
+        shutil.copytree(self.gc_template, store, symlinks=True)
+        argv = self.ch("--root", store, "content", "gc", "--dry-run", "--format", "json")
+        doomed = json.loads(run_checked(argv, env=self.env))["removed"]
+        listing = self.scratch / "gc-doomed"
+        blobs = store / "content" / "blobs"
+        listing.write_bytes(
+            b"".join(f"{blobs}/{'/'.join(item['digest'].split(':'))}\0".encode() for item in doomed)
+        )
+        os.sync()
+        self.timed(
+            "rm_gc_10000",
+            ["xargs", "-0", "-P", "32", "-n", "16", "rm", "-f", "--"],
+            pipe_from=listing,
+        )
+        if any((blobs / "/".join(item["digest"].split(":"))).exists() for item in doomed):
+            raise BenchError("rm_gc_10000: files are left")
+        remove(listing)
         remove(store)
 
     # -- preparing and running -------------------------------------------------------------
