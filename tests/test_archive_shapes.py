@@ -1060,6 +1060,58 @@ def test_reimport_into_the_same_store_is_unchanged(store: Store, tmp_path: Path)
     assert second.blobs_written == 0
 
 
+def _zeroed_layers(entries: list[Entry]) -> list[Entry]:
+    """The same archive with every layer's bytes replaced by as many zero bytes."""
+    return [
+        (name, bytes(len(data)) if name.endswith("layer.tar") and isinstance(data, bytes) else data)
+        for name, data in entries
+    ]
+
+
+def test_docker_layers_the_store_holds_are_not_read(store: Store, tmp_path: Path) -> None:
+    image = demo_image()
+    first = import_entries(store, tmp_path, classic_save([image]))
+    # Layers whose bytes no longer match their diff_id: an archive file's layer that the store
+    # holds under its config's diff_id is never read, so the damage cannot be seen...
+    damaged = _zeroed_layers(classic_save([image]))
+
+    second = import_entries(store, tmp_path, damaged, name="damaged.tar")
+
+    assert names_and_digests(second) == names_and_digests(first)
+    assert second.blobs_written == 0
+    for data in image.layers:
+        assert stored(store, digest_of(data)) == data
+    # ...while an import that must read them refuses them.
+    with Store(tmp_path / "fresh") as fresh, pytest.raises(InvalidArchiveError, match="diff_id"):
+        fresh.import_archive(tmp_path / "damaged.tar")
+
+
+def test_docker_layers_are_read_from_a_pipe_even_when_stored(store: Store, tmp_path: Path) -> None:
+    image = demo_image()
+    import_entries(store, tmp_path, classic_save([image]))
+
+    with (
+        pipe_reader(tar_bytes(_zeroed_layers(classic_save([image])))) as reader,
+        pytest.raises(InvalidArchiveError, match="diff_id"),
+    ):
+        store.import_archive(reader)
+
+
+def test_compressed_docker_layer_is_read_although_its_diff_id_is_stored(tmp_path: Path) -> None:
+    image = demo_image()
+    gzipped = crane_save(image, lambda data: gzip.compress(data, mtime=0), ".tar.gz")
+    with Store(tmp_path / "fresh") as fresh:
+        [expected] = fresh.import_archive(write_archive(tmp_path / "gz.tar", gzipped)).images
+
+    with Store(tmp_path / "busy") as busy:
+        import_entries(busy, tmp_path, classic_save([image]))  # the uncompressed layers
+        [imported] = busy.import_archive(tmp_path / "gz.tar").images
+        manifest = json.loads(stored(busy, imported.digest))
+
+    assert imported.digest == expected.digest
+    assert [layer["mediaType"] for layer in manifest["layers"]] == [DOCKER_LAYER_GZIP] * 2
+
+
 def test_manifest_json_describes_the_host_platform_first(store: Store, tmp_path: Path) -> None:
     builder = ArchiveBuilder()
     builder.add(builder.multi_platform([str(OTHER), str(HOST)]), name="example.com/multi:1")

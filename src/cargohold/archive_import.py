@@ -25,6 +25,7 @@ from . import compression
 from .blobstore import BlobStore, StagedBlob
 from .digests import Digest
 from .errors import (
+    CargoholdError,
     ContentError,
     InvalidArchiveError,
     InvalidDigestError,
@@ -77,6 +78,9 @@ class Member:
     size: int
     open: Callable[[], IO[bytes]]
     linkname: str = ""
+    #: Its data can be read at any time, in any order (a member of an uncompressed archive
+    #: file, a file of a layout directory), not only before the next member is reached.
+    random_access: bool = False
 
 
 @dataclass(slots=True)
@@ -93,6 +97,8 @@ class ArchiveContents:
     present: set[Digest] = field(default_factory=set)
     #: Regular files outside ``blobs/`` (docker archives keep layers and configs there).
     files: dict[str, StagedBlob] = field(default_factory=dict)
+    #: Such files left unread because their config names them by a digest the store has.
+    present_files: dict[str, Digest] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)
     members: set[str] = field(default_factory=set)
     directories: set[str] = field(default_factory=set)
@@ -115,22 +121,32 @@ class ArchiveContents:
     def file(self, path: str, what: str) -> StagedBlob:
         """A regular member by the path a docker ``manifest.json`` gives, following one
         symlink hop inside the archive (older docker and skopeo link duplicate layers)."""
-        name = member_name(path)
-        if name in self.symlinks:
-            name = self.symlinks[name]
+        name = self.link_target(path)
         staged = self.files.get(name)
+        if staged is None and name in self.present_files:
+            return self._stored(self.present_files[name], path, what)
         if staged is None:
             blob = _BLOB_NAME.match(name)
             if blob is not None:
                 digest = Digest.parse(f"{blob.group(1)}:{blob.group(2)}")
                 staged = self.staged.get(digest)
                 if staged is None and digest in self.present:
-                    size = self.store.blob_size(digest)
-                    if size is not None:
-                        return StagedBlob(digest, size, self.store.path(digest))
+                    return self._stored(digest, path, what)
         if staged is None:
             raise InvalidArchiveError(f"{what}: {path!r} is not a file in the archive")
         return staged
+
+    def link_target(self, path: str) -> str:
+        """The member a path names, after one symlink hop inside the archive."""
+        name = member_name(path)
+        return self.symlinks.get(name, name)
+
+    def _stored(self, digest: Digest, path: str, what: str) -> StagedBlob:
+        """The store's copy of a member that was not read (the import's lease protects it)."""
+        size = self.store.blob_size(digest)
+        if size is None:
+            raise InvalidArchiveError(f"{what}: {path!r} is not a file in the archive")
+        return StagedBlob(digest, size, self.store.path(digest))
 
 
 def member_name(raw: str) -> str:
@@ -151,21 +167,25 @@ def member_name(raw: str) -> str:
     return "/".join(parts)
 
 
-def tar_members(archive: tarfile.TarFile, raw_fd: int | None = None) -> Iterator[Member]:
+def tar_members(
+    archive: tarfile.TarFile,
+    raw_fd: int | None = None,
+    on_read: Callable[[int], None] | None = None,
+) -> Iterator[Member]:
     """The members of a tar, read in order (the data of each only before the next).
 
     With *raw_fd*, the descriptor of the uncompressed archive file itself, member data is read
-    with ``pread`` straight into the caller's buffer instead of through tarfile's reader.
+    with ``pread`` straight into the caller's buffer instead of through tarfile's reader, at
+    any time (*on_read* hears how many bytes each read got).
     """
     try:
         for info in archive:
             kind = _kind(info)
-            opener = (
-                _pread_opener(raw_fd, info.offset_data, info.size)
-                if raw_fd is not None and kind == "file"
-                else _opener(archive, info)
-            )
-            yield Member(info.name, kind, info.size, opener, info.linkname)
+            if raw_fd is not None and kind == "file":
+                opener = _pread_opener(raw_fd, info.offset_data, info.size, on_read)
+                yield Member(info.name, kind, info.size, opener, random_access=True)
+            else:
+                yield Member(info.name, kind, info.size, _opener(archive, info), info.linkname)
     except tarfile.TarError as exc:
         raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
     except EOFError:
@@ -319,17 +339,22 @@ def _opener(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Callable[[], IO[
     return open_member
 
 
-def _pread_opener(fd: int, offset: int, size: int) -> Callable[[], IO[bytes]]:
-    return lambda: cast(IO[bytes], _PreadReader(fd, offset, size))
+def _pread_opener(
+    fd: int, offset: int, size: int, on_read: Callable[[int], None] | None
+) -> Callable[[], IO[bytes]]:
+    return lambda: cast(IO[bytes], _PreadReader(fd, offset, size, on_read))
 
 
 class _PreadReader(io.RawIOBase):
     """A member's bytes read by offset from the archive file: one copy, no shared position."""
 
-    def __init__(self, fd: int, offset: int, size: int) -> None:
+    def __init__(
+        self, fd: int, offset: int, size: int, on_read: Callable[[int], None] | None
+    ) -> None:
         self._fd = fd
         self._position = offset
         self._end = offset + size
+        self._on_read = on_read
 
     def readable(self) -> bool:
         return True
@@ -341,6 +366,8 @@ class _PreadReader(io.RawIOBase):
         view = memoryview(buffer)[:wanted]
         n = os.preadv(self._fd, [view], self._position)
         self._position += n
+        if self._on_read is not None:
+            self._on_read(n)
         return n
 
     def close(self) -> None:  # the descriptor belongs to the archive
@@ -358,7 +385,7 @@ def directory_members(root: Path) -> Iterator[Member]:
             relative = path.relative_to(root).as_posix()
             st = path.lstat()
             if stat.S_ISREG(st.st_mode):
-                yield Member(relative, "file", st.st_size, _file_opener(path))
+                yield Member(relative, "file", st.st_size, _file_opener(path), random_access=True)
             elif stat.S_ISLNK(st.st_mode):
                 yield Member(relative, "symlink", 0, _no_data, os.readlink(path))
             else:
@@ -390,22 +417,33 @@ def scan(
     """
     contents = ArchiveContents(store, document_limit=document_limit)
     reader = _Reader(staging, progress or Progress(), document_limit)
+    deferred: dict[str, Member] = {}
     try:
         for count, member in enumerate(members, 1):
             if count > MAX_MEMBERS:
                 raise InvalidArchiveError(f"archive has more than {MAX_MEMBERS} members")
-            _scan_member(member, contents, reader, already_stored)
+            _scan_member(member, contents, reader, already_stored, deferred)
+        if deferred:
+            stored = _stored_docker_layers(contents, deferred, reader, already_stored)
+            for name, member in deferred.items():
+                if name in stored:
+                    contents.present_files[name] = stored[name]
+                elif name not in contents.files:
+                    contents.files[name] = reader.stage(contents.store, member, f"member {name!r}")
     except tarfile.TarError as exc:
         # A member's data is read here, after the tar reader has handed the member over, so
         # an archive truncated inside a member fails here rather than in tar_members.
         raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
     for link, target in list(contents.symlinks.items()):
-        if target not in contents.files:
+        if target not in contents.files and target not in contents.present_files:
             raise InvalidArchiveError(
                 f"member {link!r}: symbolic link to {target!r}, which is not a regular file"
             )
     return contents
 
+
+#: Bytes enough to tell a compressed layer from a plain tar.
+_SNIFF_BYTES: Final = 6
 
 _SMALL_FILES: Final = {
     "oci-layout": "layout",
@@ -459,6 +497,7 @@ def _scan_member(
     contents: ArchiveContents,
     reader: _Reader,
     already_stored: Callable[[Digest], bool],
+    deferred: dict[str, Member],
 ) -> None:
     name = member_name(member.name)
     if member.kind == "dir":
@@ -495,8 +534,13 @@ def _scan_member(
     match = _BLOB_NAME.match(name)
     if match is None:
         # Not a blob of an OCI layout (which only finds blobs by their path), but perhaps a
-        # layer or config of a docker archive: plan_docker adds these by content.
-        contents.files[name] = reader.stage(contents.store, member, what)
+        # layer or config of a docker archive: plan_docker adds these by content. Read them
+        # after the last member when that is possible: docker's manifest.json comes last, and
+        # it says which of them are layers the store may already have.
+        if member.random_access:
+            deferred[name] = member
+        else:
+            contents.files[name] = reader.stage(contents.store, member, what)
         return
     try:
         expected = Digest.parse(f"{match.group(1)}:{match.group(2)}")
@@ -506,6 +550,78 @@ def _scan_member(
         contents.present.add(expected)
         return
     contents.staged[expected] = reader.stage(contents.store, member, what, expected)
+
+
+def _stored_docker_layers(
+    contents: ArchiveContents,
+    deferred: dict[str, Member],
+    reader: _Reader,
+    already_stored: Callable[[Digest], bool],
+) -> dict[str, Digest]:
+    """Layers of a docker archive that need not be read: the store has their content.
+
+    A docker archive names layers by path, not digest; the config's ``diff_ids`` give the
+    digest of each uncompressed layer, and an uncompressed layer's digest is its diff_id (the
+    plan checks that of every layer it reads). So when a layer member starts as a plain tar
+    and the store holds its diff_id, the store's verified copy stands for it, as it does for
+    an OCI blob the store holds. Configs are read here (they are small). Anything malformed
+    is left alone: the layer is then read, and the plan reports the problem.
+    """
+    if contents.manifest_json is None or contents.index_json is not None:
+        return {}
+    try:
+        doc = load_json(contents.manifest_json, "manifest.json", MAX_JSON_LIMIT, strict_keys=False)
+    except CargoholdError:
+        return {}
+    stored: dict[str, Digest] = {}
+    for entry in doc if isinstance(doc, list) else []:
+        layers = _docker_layer_claims(contents, entry, deferred, reader)
+        for name, digest in layers:
+            member = deferred.get(name)
+            if member is None or name in stored or name in contents.files:
+                continue
+            with member.open() as source:
+                head = source.read(_SNIFF_BYTES)
+            if compression.detect(head) == "none" and already_stored(digest):
+                stored[name] = digest
+    return stored
+
+
+def _docker_layer_claims(
+    contents: ArchiveContents, entry: object, deferred: dict[str, Member], reader: _Reader
+) -> list[tuple[str, Digest]]:
+    """(member, diff_id) of each layer of one manifest.json entry, staging its config; empty
+    when anything about the entry is malformed (the plan reports it)."""
+    if not isinstance(entry, dict):
+        return []
+    config_path, layer_paths = entry.get("Config"), entry.get("Layers")
+    if not isinstance(config_path, str) or not isinstance(layer_paths, list):
+        return []
+    if not all(isinstance(path, str) for path in layer_paths):
+        return []
+    try:
+        config_name = contents.link_target(config_path)
+    except InvalidArchiveError:
+        return []
+    member = deferred.get(config_name)
+    if member is None or member.size > contents.document_limit:
+        return []
+    if config_name not in contents.files:
+        contents.files[config_name] = reader.stage(
+            contents.store, member, f"member {config_name!r}"
+        )
+    try:
+        config = parse_config(contents.files[config_name].read(), config_name)
+        rootfs = config.get("rootfs")
+        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+        if not isinstance(diff_ids, list) or len(diff_ids) != len(layer_paths):
+            return []
+        return [
+            (contents.link_target(path), Digest.parse(diff_id))
+            for path, diff_id in zip(layer_paths, diff_ids, strict=True)
+        ]
+    except CargoholdError:
+        return []
 
 
 def _resolve_link(name: str, target: str) -> str:

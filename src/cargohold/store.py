@@ -1114,8 +1114,9 @@ def _open_members(
             seekable = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
             total = os.fstat(f.fileno()).st_size if seekable else None
             progress.start(title, total)
-            counted = cast(IO[bytes], _Counted(f, progress))
-            with _tar_members(counted, seekable, limits, f.fileno()) as members:
+            counted = _Counted(f, progress)
+            reader = cast(IO[bytes], counted)
+            with _tar_members(reader, seekable, limits, f.fileno(), counted.advance) as members:
                 yield members
             if total is not None:
                 progress.update(total)  # the tar's end padding is never read
@@ -1138,13 +1139,17 @@ def _open_members(
 
 
 class _Counted(io.RawIOBase):
-    """A reader that tells the progress display how far into the archive it has got."""
+    """A reader that tells the progress display how many of the archive's bytes were read.
+
+    Bytes read: not the position, because member data may be read after every header has
+    been (docker layers, see archive_import.scan) and through :meth:`advance` rather than
+    through this reader. Members skipped (their blobs are stored) count when the read ends.
+    """
 
     def __init__(self, raw: IO[bytes], progress: Progress) -> None:
         self._raw = raw
         self._progress = progress
-        self._start = raw.tell() if _seekable(raw) else 0
-        self._position = self._start
+        self._done = 0
 
     def readable(self) -> bool:
         return True
@@ -1154,18 +1159,21 @@ class _Counted(io.RawIOBase):
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         n: int = self._raw.readinto(buffer)  # type: ignore[attr-defined]
-        if n:
-            self._position += n
-            self._progress.update(self._position - self._start)
+        self.advance(n)
         return n
 
+    def advance(self, n: int) -> None:
+        if n:
+            self._done += n
+            self._progress.update(self._done)
+
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        self._position = self._raw.seek(offset, whence)
-        self._progress.update(self._position - self._start)
-        return self._position
+        position: int = self._raw.seek(offset, whence)
+        return position
 
     def tell(self) -> int:
-        return self._position
+        position: int = self._raw.tell()
+        return position
 
 
 def _seekable(stream: IO[bytes]) -> bool:
@@ -1177,7 +1185,11 @@ def _seekable(stream: IO[bytes]) -> bool:
 
 @contextmanager
 def _tar_members(
-    stream: IO[bytes], seekable: bool, limits: Limits | None, raw_fd: int | None = None
+    stream: IO[bytes],
+    seekable: bool,
+    limits: Limits | None,
+    raw_fd: int | None = None,
+    on_read: Callable[[int], None] | None = None,
 ) -> Iterator[Iterator[archive_import.Member]]:
     head, stream = compression.peek(stream, seekable)
     kind = compression.detect(head)
@@ -1191,7 +1203,10 @@ def _tar_members(
         if seekable:
             with archive_import.open_archive(stream, seekable) as tar:
                 # member data straight from the file, when it is an uncompressed one
-                yield archive_import.tar_members(tar, raw_fd if kind == "none" else None)
+                if kind == "none" and raw_fd is not None:
+                    yield archive_import.tar_members(tar, raw_fd, on_read)
+                else:
+                    yield archive_import.tar_members(tar)
         else:
             yield archive_import.stream_members(stream)
             # Read the stream to its end: a compressed stream's trailer (gzip's CRC, the end
