@@ -784,7 +784,9 @@ class Store:
             elif isinstance(out, (str, Path)) and str(out) != "-":
                 written = _write_atomically(
                     Path(out),
-                    lambda f: archive_export.write_archive(plan, self.blobs, f, compress, progress),
+                    lambda f: archive_export.write_archive(
+                        plan, self.blobs, f, compress, progress, preallocate=True
+                    ),
                     sync,
                 )
             else:
