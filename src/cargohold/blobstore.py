@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import hashlib
 import io
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Final
+from typing import IO, TYPE_CHECKING, BinaryIO, Final
 
 from .digests import ALGORITHMS, Digest
 from .errors import ContentError, NotFoundError, StorageFullError
 from .mediatypes import MAX_JSON_LIMIT
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 #: Read and write in chunks this large: big enough that per-call overhead vanishes, small
 #: enough that memory stays flat whatever the blob's size.
@@ -89,6 +89,8 @@ class BlobStore:
     def _pool(self) -> ThreadPoolExecutor:
         """Threads for writes and fsyncs: they release the GIL, so they overlap hashing."""
         if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor  # not every command writes
+
             self._executor = ThreadPoolExecutor(2, thread_name_prefix="cargohold-io")
         return self._executor
 
@@ -168,7 +170,7 @@ class BlobStore:
         *keep_limit* bytes and looks like JSON (it may be a manifest or config).
         """
         hasher = expected.hasher() if expected is not None else hashlib.new(algorithm)
-        path = staging / uuid.uuid4().hex if staging is not None else None
+        path = staging / os.urandom(16).hex() if staging is not None else None
         kept = bytearray()
         writer = _Writer(path, self._pool()) if path is not None else None
         try:
@@ -223,7 +225,9 @@ class BlobStore:
     def stage_gzipped(self, source: StagedBlob, staging: Path) -> StagedBlob:
         """A gzip-compressed copy of a staged blob, hashed as it is written (one pass)."""
         assert source.path is not None, "only a written blob can be compressed"
-        path = staging / uuid.uuid4().hex
+        import gzip
+
+        path = staging / os.urandom(16).hex()
         with path.open("xb") as raw, source.path.open("rb") as data:
             counter = _HashingWriter(raw, hashlib.new(source.digest.algorithm))
             with gzip.GzipFile(fileobj=counter, mode="wb", mtime=0, compresslevel=6) as out:
@@ -282,6 +286,8 @@ class BlobStore:
             for path in paths:
                 unlink(path)
             return
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(_DELETE_THREADS, thread_name_prefix="cargohold-rm") as pool:
             for _ in pool.map(unlink, paths, chunksize=16):
                 pass

@@ -13,7 +13,6 @@ import os
 import sqlite3
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn, TypeVar, cast
@@ -1116,6 +1115,12 @@ def _json_or_dash(value: list[str] | None) -> str:
     return json.dumps(value) if value else "-"
 
 
+def _print_traceback() -> None:
+    import traceback  # only for --debug
+
+    traceback.print_exc()
+
+
 def _iso(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -1164,19 +1169,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(1)
     except CargoholdError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _fail(str(exc))
     except sqlite3.Error as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         if "locked" in str(exc):
             _fail("the store is locked by another cargohold process; gave up waiting")
         _fail(f"store metadata (metadata.db): {exc}")
     except OSError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _fail(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
     except Exception as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")

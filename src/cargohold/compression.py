@@ -8,13 +8,8 @@ archive ever lands on disk.
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
-import lzma
 from typing import IO, Final, Literal, cast
-
-import zstandard
 
 from .errors import InvalidArchiveError
 
@@ -92,16 +87,25 @@ def decompressed(
     counted = _Counting(stream, _ZstdFrames() if kind == "zstd" else None)
     source = cast(IO[bytes], io.BufferedReader(counted, buffer_size=1 << 20))
     reader: IO[bytes]
+    # Each codec is imported when an archive uses it, not by every command.
     if kind == "gzip":
+        import gzip
+
         reader = cast(IO[bytes], gzip.GzipFile(fileobj=source, mode="rb"))
     elif kind == "zstd":
+        import zstandard
+
         zstd = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
             source, read_size=1 << 20, read_across_frames=True
         )
         reader = cast(IO[bytes], io.BufferedReader(zstd, buffer_size=1 << 20))
     elif kind == "xz":
+        import lzma
+
         reader = cast(IO[bytes], lzma.LZMAFile(source, mode="rb"))  # noqa: SIM115
     elif kind == "bzip2":
+        import bz2
+
         reader = cast(IO[bytes], bz2.BZ2File(source, mode="rb"))
     else:
         raise ValueError(f"cannot read {kind} compression")
@@ -249,8 +253,12 @@ class _Bounded(io.RawIOBase):
 def compressor(kind: Compression, out: IO[bytes]) -> IO[bytes]:
     """A writer that compresses into *out* (closing it does not close *out*)."""
     if kind == "gzip":
+        import gzip
+
         return gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6)  # type: ignore[return-value]
     if kind == "zstd":
+        import zstandard
+
         writer = zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(
             out, closefd=False, write_return_read=True
         )

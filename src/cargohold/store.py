@@ -12,28 +12,20 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
-import glob
 import io
-import lzma
 import os
 import re
 import shutil
 import sqlite3
 import stat
 import sys
-import tempfile
-import uuid
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, Final, Literal, cast
 
-import platformdirs
-import zstandard
-
-from . import archive_export, archive_import, compression
+from . import archive_export
 from .blobstore import BlobStore, StagedBlob
 from .compression import Compression
 from .digests import Digest
@@ -46,7 +38,6 @@ from .errors import (
     NotFoundError,
     StoreFormatError,
 )
-from .filters import ImageFilter
 from .gc import GcResult, Leases, collect
 from .images import ConfigSummary, ContentSource, TreeNode, tree, walk
 from .limits import EXPANSION_FLOOR, Limits
@@ -57,7 +48,11 @@ from .progress import Progress
 from .references import Reference, check_name_digest
 
 if TYPE_CHECKING:
+    from . import archive_import
     from .transfer import ClientFactory, PullResult, PushResult
+
+# Modules only some commands need (reading archives, filters, temporary files) are imported
+# where they are used: every command pays for what is imported here, before it starts.
 
 #: The on-disk format this version writes; a store with a higher number is refused.
 STORE_FORMAT: Final = 1
@@ -78,6 +73,8 @@ def default_root() -> Path:
         return Path(env)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return Path("/var/lib/cargohold")
+    import platformdirs
+
     return Path(platformdirs.user_data_dir("cargohold", appauthor=False))
 
 
@@ -365,6 +362,8 @@ class Store:
     def list_images(self, filters: Sequence[str] = ()) -> list[ImageInfo]:
         """The namespace's images, those matching containerd-style *filters* (OR-ed; commas
         inside one filter AND-ed), by name."""
+        from .filters import ImageFilter
+
         selected = ImageFilter.parse(filters)
         host = PlatformMatcher.host()
         known: dict[Digest, ImageInfo] = {}  # many names often share one image
@@ -380,6 +379,8 @@ class Store:
 
     def list_names(self, filters: Sequence[str] = ()) -> list[str]:
         """Just the names (``image ls -q``): no content is read."""
+        from .filters import ImageFilter
+
         selected = ImageFilter.parse(filters)
         return [r.name for r in self.meta.list_images(self.namespace) if selected.matches(r)]
 
@@ -616,6 +617,8 @@ class Store:
         limits: Limits | None = None,
     ) -> ImportResult:
         """Import an archive (a path, ``"-"`` for stdin, or a binary stream), all or nothing."""
+        from . import archive_import
+
         matcher = _matcher(platforms, all_platforms)
         path = None if isinstance(source, str) and source == "-" else source
         label = str(path) if isinstance(path, (str, Path)) else None
@@ -716,7 +719,7 @@ class Store:
     @contextmanager
     def _lease(self) -> Iterator[str]:
         """Protects an import's blobs from collection until its names are committed."""
-        lease_id = uuid.uuid4().hex
+        lease_id = os.urandom(16).hex()
         fd = self.leases.hold(lease_id)
         failed = True
         try:
@@ -857,6 +860,8 @@ def _plan_archive(
     compress: Callable[[StagedBlob], StagedBlob] | None = None,
 ) -> archive_import.ImportPlan:
     """The images an import of the scanned archive yields: an OCI layout, or docker's."""
+    from . import archive_import
+
     if contents.layout is not None or contents.manifest_json is None:
         return archive_import.plan_oci(
             contents, matcher, base, tags, digests, index_name, skip_missing
@@ -886,6 +891,8 @@ def inspect_archive(
     Every member is read and verified as an import would, but nothing is written: not to the
     store (which is only looked at, and need not exist) and not to any temporary file.
     """
+    from . import archive_import
+
     store_root = Path(root) if root is not None else default_root()
     if (store_root / VERSION_FILE).is_file():
         _check_version(store_root)  # only reads: the file exists
@@ -1102,6 +1109,8 @@ def _open_members(
     source: str | Path | BinaryIO, progress: Progress, title: str, limits: Limits | None
 ) -> Iterator[Iterator[archive_import.Member]]:
     """The members of an archive file (any compression), a layout directory, or a stream."""
+    from . import archive_import
+
     if isinstance(source, (str, Path)) and str(source) != "-":
         path = Path(source)
         if path.is_dir():
@@ -1193,6 +1202,13 @@ def _tar_members(
     raw_fd: int | None = None,
     on_read: Callable[[int], None] | None = None,
 ) -> Iterator[Iterator[archive_import.Member]]:
+    import lzma
+    import zlib
+
+    import zstandard
+
+    from . import archive_import, compression
+
     head, stream = compression.peek(stream, seekable)
     kind = compression.detect(head)
     if kind != "none":
@@ -1230,6 +1246,8 @@ def _tar_members(
 def _write_atomically(path: Path, write: Callable[[BinaryIO], int], sync: bool = True) -> int:
     directory = path.parent if str(path.parent) else Path(".")
     _remove_dead_temporaries(directory, path.name)
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     fcntl.flock(fd, fcntl.LOCK_EX)  # tells a later export this file is still being written
     try:
@@ -1249,6 +1267,8 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], int], sync: bool =
 def _remove_dead_temporaries(directory: Path, name: str) -> None:
     """Temporary files of exports to the same path that were killed; a live export holds a
     lock on its temporary file, so only the dead ones can be locked here."""
+    import glob
+
     for candidate in directory.glob(f".{glob.escape(name)}.*.tmp"):
         try:
             fd = os.open(candidate, os.O_RDONLY | os.O_CLOEXEC)
@@ -1268,6 +1288,8 @@ def _write_directory_atomically(path: Path, write: Callable[[Path], int]) -> int
     if path.exists():
         raise AlreadyExistsError(f"{path} already exists")
     parent = path.parent if str(path.parent) else Path(".")
+    import tempfile
+
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
     try:
         written = write(staging / "layout")
@@ -1298,7 +1320,7 @@ def _check_version(root: Path) -> None:
             and not (root / "metadata.db").exists()
         ):
             raise StoreFormatError(f"{root} is not empty and is not a cargohold store") from None
-        tmp = root / f".{VERSION_FILE}.{uuid.uuid4().hex}"
+        tmp = root / f".{VERSION_FILE}.{os.urandom(16).hex()}"
         tmp.write_text(f"{STORE_FORMAT}\n")
         os.replace(tmp, version_file)
         return
