@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import stat
+import tarfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
+from cargohold import archive_import
 from cargohold.blobstore import BlobStore
 from cargohold.digests import Digest
 from cargohold.errors import ContentError, NotFoundError
@@ -165,3 +171,92 @@ def test_delete_and_staging_removal(store: BlobStore) -> None:
     assert sorted(store.staging_names()) == ["gone", "keep"]
     store.remove_staging("gone")
     assert store.staging_names() == ["keep"]
+
+
+# -- staging a member of an archive file: copied by the kernel, hashed where it landed ------
+
+BIG = bytes(range(256)) * (9 * 4096 + 17)  # over two pipeline chunks, not a multiple of one
+
+
+@pytest.fixture
+def member(tmp_path: Path) -> Iterator[Callable[[bytes], IO[bytes]]]:
+    """Opens a reader of *data* as the one member of a tar file, as a file import reads it."""
+    files: list[IO[bytes]] = []
+
+    def open_member(data: bytes, declared: int | None = None) -> IO[bytes]:
+        path = tmp_path / f"archive-{len(files)}.tar"
+        info = tarfile.TarInfo("blob")
+        info.size = len(data)
+        path.write_bytes(info.tobuf() + data + bytes(-len(data) % 512) + bytes(1024))
+        if declared is not None:  # the file ends before the member does
+            with path.open("r+b") as f:
+                f.truncate(512 + declared)
+        f = path.open("rb")
+        files.append(f)
+        tar = tarfile.open(fileobj=f)  # noqa: SIM115 (closed with the file, after the test)
+        entry = next(archive_import.tar_members(tar, f.fileno()))
+        assert entry.random_access
+        return entry.open()
+
+    yield open_member
+    for f in files:
+        f.close()
+
+
+def test_member_of_a_file_is_copied_by_the_kernel(
+    store: BlobStore, member: Callable[..., IO[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copies: list[int] = []
+    real = os.copy_file_range
+    monkeypatch.setattr(os, "copy_file_range", lambda *a: copies.append(a[2]) or real(*a))
+    source = member(BIG)
+    seen: list[int] = []
+
+    staged = store.stage(
+        source, len(BIG), store.staging_dir("l"), digest_of(BIG), on_chunk=seen.append
+    )
+
+    assert staged.path is not None and staged.path.read_bytes() == BIG
+    assert sum(copies) == sum(seen) == len(BIG) and len(copies) > 2
+    assert source.tell() == len(BIG)
+    assert store.commit(staged)
+    assert store.verify(digest_of(BIG))
+
+
+def test_member_copied_with_a_wrong_digest_leaves_nothing(
+    store: BlobStore, member: Callable[..., IO[bytes]]
+) -> None:
+    staging = store.staging_dir("l")
+    wrong = digest_of(b"other")
+    with pytest.raises(ContentError, match=str(wrong)):
+        store.stage(member(BIG), len(BIG), staging, wrong)
+    assert files_in(staging) == []
+
+
+def test_member_cut_short_by_the_end_of_the_file_is_truncated(
+    store: BlobStore, member: Callable[..., IO[bytes]]
+) -> None:
+    staging = store.staging_dir("l")
+    with pytest.raises(ContentError, match="truncated"):
+        store.stage(member(BIG, declared=len(BIG) - 5000), len(BIG), staging, digest_of(BIG))
+    assert files_in(staging) == []
+
+
+def test_member_is_read_when_the_kernel_cannot_copy(
+    store: BlobStore, member: Callable[..., IO[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def cross_device(*args: object) -> int:
+        calls.append(1)
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", cross_device)
+    staging = store.staging_dir("l")
+    first = store.stage(member(BIG), len(BIG), staging, digest_of(BIG))
+    second = store.stage(member(DATA), len(DATA), staging, digest_of(DATA))
+
+    assert first.path is not None and first.path.read_bytes() == BIG
+    assert second.path is not None and second.path.read_bytes() == DATA
+    assert calls == [1]  # tried once, then the store reads and writes
+    assert sorted(files_in(staging)) == sorted([first.path, second.path])

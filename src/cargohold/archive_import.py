@@ -352,7 +352,7 @@ class _PreadReader(io.RawIOBase):
         self, fd: int, offset: int, size: int, on_read: Callable[[int], None] | None
     ) -> None:
         self._fd = fd
-        self._position = offset
+        self._start = self._position = offset
         self._end = offset + size
         self._on_read = on_read
 
@@ -365,10 +365,25 @@ class _PreadReader(io.RawIOBase):
             return 0
         view = memoryview(buffer)[:wanted]
         n = os.preadv(self._fd, [view], self._position)
+        self.consumed(n)
+        return n
+
+    def copy_range(self, fd: int, start: int, length: int) -> int:
+        """The kernel's copy of member bytes [start, start + length) into *fd* at *start*
+        (see blobstore.FileRange); safe from several threads, it moves no position."""
+        begin = self._start + start
+        length = min(length, self._end - begin)
+        if length <= 0:
+            return 0
+        return os.copy_file_range(self._fd, fd, length, begin, start)
+
+    def tell(self) -> int:
+        return self._position - self._start
+
+    def consumed(self, n: int) -> None:
         self._position += n
         if self._on_read is not None:
             self._on_read(n)
-        return n
 
     def close(self) -> None:  # the descriptor belongs to the archive
         super().close()

@@ -13,12 +13,13 @@ import contextlib
 import errno
 import hashlib
 import io
+import mmap
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, Final
+from typing import IO, TYPE_CHECKING, BinaryIO, Final, Protocol, cast
 
 from .digests import ALGORITHMS, Digest
 from .errors import ContentError, NotFoundError, StorageFullError
@@ -33,6 +34,10 @@ CHUNK_SIZE: Final = 1 << 20
 #: Chunks of the staging pipeline: larger, so that handing them between threads costs little.
 _PIPELINE_CHUNK: Final = 4 << 20
 _BLOB_MODE: Final = 0o444
+#: Errors of ``copy_file_range`` that mean the kernel cannot copy between these two files.
+_NO_KERNEL_COPY: Final = frozenset(
+    {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
+)
 #: Unlinks in flight at once when many blobs are deleted (see BlobStore.delete_many).
 _DELETE_THREADS: Final = 32
 #: Write errors that mean the store's disk (or the process's file size limit) is full.
@@ -70,6 +75,25 @@ class StagedBlob:
             return f.read(n)
 
 
+class FileRange(Protocol):
+    """A source whose bytes are a range of a regular file (a member of an archive file).
+
+    Its bytes can be copied by the kernel into the staged file, and hashed there: they then
+    never pass through a user-space buffer, and what is hashed is exactly what is stored,
+    whatever happens to the source file meanwhile.
+    """
+
+    def tell(self) -> int:
+        """How many of the source's bytes were consumed (staging by copy starts at 0)."""
+
+    def copy_range(self, fd: int, start: int, length: int) -> int:
+        """Copy bytes [start, start + length) of the source to *fd* at offset *start*, with
+        ``copy_file_range``; returns how many were copied (fewer at the end of the file)."""
+
+    def consumed(self, n: int) -> None:
+        """*n* more bytes of the source were staged (the source's position and progress)."""
+
+
 #: A blob only hashed keeps this many leading bytes (enough to sniff its compression).
 _KEPT_HEAD: Final = 512
 
@@ -82,16 +106,18 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self._executor: ThreadPoolExecutor | None = None
+        self._kernel_copy = True
         self.root = root
         self.blobs_dir = root / "blobs"
         self.ingest_dir = root / "ingest"
 
     def _pool(self) -> ThreadPoolExecutor:
-        """Threads for writes and fsyncs: they release the GIL, so they overlap hashing."""
+        """Threads for copies, writes and fsyncs: they release the GIL, so they overlap
+        hashing (one more than a blob's copy and write need, for the previous blob's fsync)."""
         if self._executor is None:
             from concurrent.futures import ThreadPoolExecutor  # not every command writes
 
-            self._executor = ThreadPoolExecutor(2, thread_name_prefix="cargohold-io")
+            self._executor = ThreadPoolExecutor(3, thread_name_prefix="cargohold-io")
         return self._executor
 
     def path(self, digest: Digest) -> Path:
@@ -172,6 +198,15 @@ class BlobStore:
         hasher = expected.hasher() if expected is not None else hashlib.new(algorithm)
         path = staging / os.urandom(16).hex() if staging is not None else None
         kept = bytearray()
+        synced: Future[None] | None = None
+        copier = getattr(source, "copy_range", None) and cast(FileRange, source)
+        if path is not None and size and copier and copier.tell() == 0 and self._kernel_copy:
+            try:
+                synced = self._stage_copied(copier, size, path, hasher, what, on_chunk)
+            except _KernelCopyUnavailable:
+                self._kernel_copy = False  # not between these filesystems: read and write
+            else:
+                return self._verified(hasher, expected, path, size, what, kept, synced)
         writer = _Writer(path, self._pool()) if path is not None else None
         try:
             # Three buffers in rotation: while the writer thread writes one chunk, this thread
@@ -210,14 +245,104 @@ class BlobStore:
                     f"{what}: {exc.strerror} while writing it to the store ({self.ingest_dir})"
                 ) from None
             raise
+        if path is None and not (size <= keep_limit and _json_like(kept)):
+            kept = kept[:_KEPT_HEAD]
+        return self._verified(hasher, expected, path, size, what, kept, synced)
+
+    def _verified(
+        self,
+        hasher: hashlib._Hash,
+        expected: Digest | None,
+        path: Path | None,
+        size: int,
+        what: str,
+        kept: bytearray,
+        synced: Future[None] | None,
+    ) -> StagedBlob:
         digest = Digest(hasher.name, hasher.hexdigest())
         if expected is not None and digest != expected:
+            if synced is not None:
+                with contextlib.suppress(BaseException):
+                    synced.result()  # the staged file is closed before it is removed
             if path is not None:
                 path.unlink(missing_ok=True)
             raise ContentError(f"{what}: content has digest {digest}, not {expected}")
-        if path is None and not (size <= keep_limit and _json_like(kept)):
-            kept = kept[:_KEPT_HEAD]
         return StagedBlob(digest, size, path, bytes(kept), synced)
+
+    def _stage_copied(
+        self,
+        source: FileRange,
+        size: int,
+        path: Path,
+        hasher: hashlib._Hash,
+        what: str,
+        on_chunk: Callable[[int], None] | None,
+    ) -> Future[None]:
+        """Stage by kernel copy: a pool thread copies chunk k + 1 into the staged file while
+        this thread hashes chunk k where it landed (mapped, not read: no copy at all here).
+
+        Returns the future of the staged file's fsync. Raises :class:`_KernelCopyUnavailable`
+        (having removed the file) when the very first copy finds the kernel cannot do it.
+        """
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        pool = self._pool()
+        pending: list[tuple[int, int, Future[int]]] = []
+        planned = 0
+
+        def copy(start: int, length: int) -> int:
+            done = 0
+            while done < length:
+                got = source.copy_range(fd, start + done, length - done)
+                if not got:
+                    break
+                done += got
+            return done
+
+        def plan_next() -> None:
+            nonlocal planned
+            length = min(_PIPELINE_CHUNK, size - planned)
+            pending.append((planned, length, pool.submit(copy, planned, length)))
+            planned += length
+
+        try:
+            plan_next()
+            while pending:
+                start, length, future = pending.pop(0)
+                try:
+                    got = future.result()
+                except OSError as exc:
+                    if start == 0 and exc.errno in _NO_KERNEL_COPY:
+                        raise _KernelCopyUnavailable from None
+                    raise
+                if got < length:
+                    raise ContentError(f"{what}: truncated, {start + got} of {size} bytes present")
+                if planned < size:
+                    plan_next()
+                with mmap.mmap(fd, length, offset=start, prot=mmap.PROT_READ) as mapped:
+                    hasher.update(mapped)
+                start_writeback(fd, length, start + length)
+                source.consumed(length)
+                if on_chunk is not None:
+                    on_chunk(length)
+        except BaseException as exc:
+            for _, _, future in pending:
+                with contextlib.suppress(BaseException):
+                    future.result()
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE:
+                raise StorageFullError(
+                    f"{what}: {exc.strerror} while writing it to the store ({self.ingest_dir})"
+                ) from None
+            raise
+
+        def sync() -> None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        return pool.submit(sync)
 
     def stage_bytes(self, data: bytes, staging: Path | None, what: str = "blob") -> StagedBlob:
         return self.stage(io.BytesIO(data), len(data), staging, what=what, keep_limit=len(data))
@@ -310,6 +435,11 @@ class BlobStore:
         return hasher.hexdigest() == digest.hex
 
 
+class _KernelCopyUnavailable(Exception):
+    """copy_file_range cannot copy from this source to the store (another filesystem, on an
+    older kernel): the blob is read and written instead."""
+
+
 class _HashingWriter:
     """A file wrapper that hashes and counts what passes through it."""
 
@@ -385,8 +515,9 @@ class _Writer:
             os.close(self.fd)
 
 
-def start_writeback(fd: int, length: int) -> None:
-    """Start writing the last *length* bytes written to *fd* to disk now, not at the fsync.
+def start_writeback(fd: int, length: int, end: int | None = None) -> None:
+    """Start writing the last *length* bytes written to *fd* (before *end*, by default its
+    position) to disk now, not at the fsync.
 
     On Linux, ``POSIX_FADV_DONTNEED`` starts writeback of a range's dirty pages without
     waiting for it, so the disk works while the next bytes are produced and the final fsync
@@ -394,7 +525,8 @@ def start_writeback(fd: int, length: int) -> None:
     every descriptor supports it (pipes do not): then it is simply skipped.
     """
     with contextlib.suppress(OSError, AttributeError):
-        end = os.lseek(fd, 0, os.SEEK_CUR)
+        if end is None:
+            end = os.lseek(fd, 0, os.SEEK_CUR)
         os.posix_fadvise(fd, end - length, length, os.POSIX_FADV_DONTNEED)
 
 
