@@ -8,7 +8,6 @@ the same images twice gives the same bytes: backups can be compared and deduplic
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import stat
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, Final
 
 from . import compression
-from .blobstore import CHUNK_SIZE, BlobStore
+from .blobstore import CHUNK_SIZE, BlobStore, reserve
 from .compression import Compression
 from .digests import Digest
 from .errors import CargoholdError, ContentError, StorageFullError
@@ -176,7 +175,7 @@ def write_archive(
 
 
 def _preallocate(fd: int, size: int) -> None:
-    """Reserve the archive's blocks before writing it, when *fd* is a file that ends here.
+    """Reserve the archive's blocks before writing it, when *fd* is a new, empty file.
 
     Tar puts member data at 512-byte offsets, so the kernel's copies land off page
     boundaries; into blocks allocated up front they run about a quarter faster (ext4), and a
@@ -187,14 +186,12 @@ def _preallocate(fd: int, size: int) -> None:
         position = os.lseek(fd, 0, os.SEEK_CUR)
     except OSError:
         return
-    if not stat.S_ISREG(st.st_mode) or st.st_size != position or size == 0:
+    if not stat.S_ISREG(st.st_mode) or st.st_size != 0 or position != 0:
         return
     try:
-        os.posix_fallocate(fd, position, size)
+        reserve(fd, size)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            raise StorageFullError(f"no room for the {size}-byte archive: {exc.strerror}") from None
-        # not supported here (or not for this file): write it without
+        raise StorageFullError(f"no room for the {size}-byte archive: {exc.strerror}") from None
 
 
 def archive_size(plan: ExportPlan) -> int:
