@@ -242,10 +242,7 @@ class BlobStore:
                 writer.abandon()
             if path is not None:
                 path.unlink(missing_ok=True)
-            if isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE:
-                raise StorageFullError(
-                    f"{what}: {exc.strerror} while writing it to the store ({self.ingest_dir})"
-                ) from None
+            raise_if_full(exc, what, f"the store ({self.ingest_dir})")
             raise
         if path is None and not (size <= keep_limit and _json_like(kept)):
             kept = kept[:_KEPT_HEAD]
@@ -333,10 +330,7 @@ class BlobStore:
                     future.result()
             os.close(fd)
             path.unlink(missing_ok=True)
-            if isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE:
-                raise StorageFullError(
-                    f"{what}: {exc.strerror} while writing it to the store ({self.ingest_dir})"
-                ) from None
+            raise_if_full(exc, what, f"the store ({self.ingest_dir})")
             raise
 
         def sync() -> None:
@@ -516,6 +510,12 @@ class _Writer:
                 self.last.result()
         with contextlib.suppress(OSError):
             os.close(self.fd)
+
+
+def raise_if_full(exc: BaseException, what: str, where: str) -> None:
+    """Turn an out-of-space write error into one line that names *what* was being written."""
+    if isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE:
+        raise StorageFullError(f"{what}: {exc.strerror} while writing it to {where}") from None
 
 
 def reserve(fd: int, size: int) -> None:

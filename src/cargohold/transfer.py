@@ -16,7 +16,6 @@ so that the caller chooses credentials and TLS settings, and tests a fake regist
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
 import uuid
@@ -25,7 +24,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeVar
 
-from .blobstore import StagedBlob
+from .blobstore import StagedBlob, raise_if_full
 from .digests import Digest
 from .errors import (
     CargoholdError,
@@ -33,7 +32,6 @@ from .errors import (
     InvalidDocumentError,
     InvalidReferenceError,
     NotFoundError,
-    StorageFullError,
 )
 from .images import MAX_INDEX_DEPTH, MissingContentError, NoMatchingPlatformError, walk
 from .mediatypes import (
@@ -67,7 +65,6 @@ __all__ = [
 ClientFactory = Callable[[str], RegistryClient]
 #: Blobs transferred at once: enough to fill a link, few enough to be polite to a registry.
 PARALLEL_TRANSFERS: Final = 4
-_OUT_OF_SPACE: Final = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 PullAction = Literal["created", "updated", "unchanged"]
 _T = TypeVar("_T")
@@ -359,10 +356,7 @@ class _Puller:
                 os.fsync(f.fileno())
         except BaseException as exc:
             path.unlink(missing_ok=True)
-            if isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE:
-                raise StorageFullError(
-                    f"{self.name}: {desc.digest}: {exc.strerror} while writing it to the store"
-                ) from None
+            raise_if_full(exc, f"{self.name}: {desc.digest}", "the store")
             raise
         return StagedBlob(desc.digest, desc.size, path)
 
