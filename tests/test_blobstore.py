@@ -260,3 +260,13 @@ def test_member_is_read_when_the_kernel_cannot_copy(
     assert second.path is not None and second.path.read_bytes() == DATA
     assert calls == [1]  # tried once, then the store reads and writes
     assert sorted(files_in(staging)) == sorted([first.path, second.path])
+
+
+def test_member_is_staged_where_the_kernel_has_no_copy_or_fallocate(
+    tmp_path: Path, member: Callable[..., IO[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(os, "copy_file_range")
+    monkeypatch.delattr(os, "posix_fallocate")
+    store = BlobStore(tmp_path / "elsewhere")
+    staged = store.stage(member(BIG), len(BIG), store.staging_dir("l"), digest_of(BIG))
+    assert staged.path is not None and staged.path.read_bytes() == BIG

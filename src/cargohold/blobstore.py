@@ -106,7 +106,7 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self._executor: ThreadPoolExecutor | None = None
-        self._kernel_copy = True
+        self._kernel_copy = hasattr(os, "copy_file_range")  # Linux only
         self.root = root
         self.blobs_dir = root / "blobs"
         self.ingest_dir = root / "ingest"
@@ -526,7 +526,7 @@ def reserve(fd: int, size: int) -> None:
     Out-of-space errors are raised (as OSError); a filesystem without ``fallocate`` is
     simply written.
     """
-    if size <= 0:
+    if size <= 0 or not hasattr(os, "posix_fallocate"):  # Linux and the BSDs have it
         return
     try:
         os.posix_fallocate(fd, 0, size)
