@@ -172,11 +172,11 @@ def tar_members(
     raw_fd: int | None = None,
     on_read: Callable[[int], None] | None = None,
 ) -> Iterator[Member]:
-    """The members of a tar, read in order (the data of each only before the next).
+    """The members of a tar, in order; the data of each only before the next is reached.
 
     With *raw_fd*, the descriptor of the uncompressed archive file itself, member data is read
-    with ``pread`` straight into the caller's buffer instead of through tarfile's reader, at
-    any time (*on_read* hears how many bytes each read got).
+    with ``pread`` straight into the caller's buffer (or copied by the kernel) instead of
+    through tarfile's reader, and at any time (*on_read* hears how many bytes were taken).
     """
     try:
         for info in archive:
