@@ -42,13 +42,11 @@ from imagefactory import (
     dumps,
     layer_tar,
 )
+from streams import BLOCK, DIR, END, Content, Entry, Link, Special, tar_body, tar_bytes
 from test_archive_shapes import (
-    DIR,
     DOCKER_MANIFEST,
     OCI_LAYER,
-    Directory,
     DockerImage,
-    Link,
     classic_save,
     crane_save,
     demo_image,
@@ -116,51 +114,6 @@ def by_name(name: str) -> Case:
 
 
 # --- writing tarballs ------------------------------------------------------------------------
-
-BLOCK: Final = 512
-END: Final = b"\0" * (2 * BLOCK)
-
-
-@dataclass(frozen=True, slots=True)
-class Special:
-    """A member that is neither a file, a directory nor a symbolic link."""
-
-    type: bytes
-    linkname: str = ""
-
-
-Content = bytes | Link | Directory | Special
-Entry = tuple[str, Content]
-
-
-def tar_body(entries: Sequence[Entry]) -> bytes:
-    """The members of a PAX tar, without the end-of-archive blocks (to append raw ones)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
-        for name, content in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime = 0
-            if isinstance(content, bytes):
-                info.size = len(content)
-                info.mode = 0o644
-                out.addfile(info, io.BytesIO(content))
-                continue
-            if isinstance(content, Link):
-                info.type = tarfile.SYMTYPE
-                info.linkname = content.target
-            elif isinstance(content, Directory):
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-            else:
-                info.type = content.type
-                info.linkname = content.linkname
-            out.addfile(info)
-        end = out.offset  # before close() appends the end-of-archive blocks
-    return buf.getvalue()[:end]
-
-
-def tar(entries: Sequence[Entry], tail: bytes = END) -> bytes:
-    return tar_body(entries) + tail
 
 
 def _octal(value: int, width: int) -> bytes:
@@ -317,7 +270,7 @@ def oci(
 
 
 def oci_tar(**kw: Any) -> bytes:
-    return tar(oci(**kw))
+    return tar_bytes(oci(**kw))
 
 
 def with_manifest(doc: bytes | dict[str, Any], **kw: Any) -> Callable[[], bytes]:
@@ -396,7 +349,7 @@ NAME_CASES: list[tuple[str, str, list[Entry]]] = [
     ("name-overlong-pax", "longer than", oci(extra=[("a/" * 1200 + "x", b"x")])),
 ]
 for _name, _expect, _entries in NAME_CASES:
-    add(_name, _expect, functools.partial(tar, _entries))
+    add(_name, _expect, functools.partial(tar_bytes, _entries))
 
 _BODY: Final = tar_body(oci())
 
@@ -430,18 +383,18 @@ _LAYER_NAME: Final = blob(LAYER)[0]
 
 
 def _swap(entries: list[Entry], name: str, content: Content, extra: Sequence[Entry] = ()) -> bytes:
-    return tar([(n, content if n == name else c) for n, c in entries] + list(extra))
+    return tar_bytes([(n, content if n == name else c) for n, c in entries] + list(extra))
 
 
 add(
     "hardlink",
     "hard link",
-    lambda: tar(oci(extra=[("evil", Special(tarfile.LNKTYPE, "oci-layout"))])),
+    lambda: tar_bytes(oci(extra=[("evil", Special(tarfile.LNKTYPE, "oci-layout"))])),
 )
 add(
     "hardlink-outside",
     "hard link",
-    lambda: tar(oci(extra=[("evil", Special(tarfile.LNKTYPE, "/etc/passwd"))])),
+    lambda: tar_bytes(oci(extra=[("evil", Special(tarfile.LNKTYPE, "/etc/passwd"))])),
 )
 add(
     "hardlink-as-layer-blob",
@@ -453,7 +406,7 @@ add(
 add(
     "hardlink-first-then-file",
     "hard link",
-    lambda: tar([("layer.bin", Special(tarfile.LNKTYPE, _LAYER_NAME)), *oci()]),
+    lambda: tar_bytes([("layer.bin", Special(tarfile.LNKTYPE, _LAYER_NAME)), *oci()]),
 )
 add(
     "symlink-as-layer-blob",
@@ -465,21 +418,25 @@ add(
     "index.json|link",
     lambda: _swap(oci(), "index.json", Link("real-index.json"), [("real-index.json", b"{}")]),
 )
-add("symlink-absolute", "symbolic link", lambda: tar(oci(extra=[("evil", Link("/etc/passwd"))])))
+add(
+    "symlink-absolute",
+    "symbolic link",
+    lambda: tar_bytes(oci(extra=[("evil", Link("/etc/passwd"))])),
+)
 add(
     "symlink-escaping",
     "leaves the archive",
-    lambda: tar(oci(extra=[("blobs/evil", Link("../../../etc/passwd"))])),
+    lambda: tar_bytes(oci(extra=[("blobs/evil", Link("../../../etc/passwd"))])),
 )
 add(
     "symlink-escaping-deep",
     "leaves the archive",
-    lambda: tar(oci(extra=[("a/b/evil", Link("../x/../../../etc/shadow"))])),
+    lambda: tar_bytes(oci(extra=[("a/b/evil", Link("../x/../../../etc/shadow"))])),
 )
 add(
     "symlink-to-nothing",
     "not a regular file",
-    lambda: tar(oci(extra=[("evil", Link("no-such-member"))])),
+    lambda: tar_bytes(oci(extra=[("evil", Link("no-such-member"))])),
 )
 for _kind, _type in [
     ("chardev", tarfile.CHRTYPE),
@@ -490,7 +447,7 @@ for _kind, _type in [
     add(
         f"{_kind}-member",
         "device|FIFO|type|not allowed",
-        functools.partial(tar, oci(extra=[("evil", Special(_type))])),
+        functools.partial(tar_bytes, oci(extra=[("evil", Special(_type))])),
     )
     add(
         f"{_kind}-as-layer-blob",
@@ -607,7 +564,9 @@ for _label, _blob_name in [
     ("empty-alg", "blobs/:/" + hex_of(b"x")),
 ]:
     add(
-        f"blob-name-{_label}", DIGEST_ERROR, functools.partial(tar, oci(extra=[(_blob_name, b"x")]))
+        f"blob-name-{_label}",
+        DIGEST_ERROR,
+        functools.partial(tar_bytes, oci(extra=[(_blob_name, b"x")])),
     )
 
 CONTENT_ERROR: Final = r"content has digest"
@@ -615,12 +574,12 @@ add("blob-bytes-mismatch", CONTENT_ERROR, lambda: _swap(oci(), _LAYER_NAME, OTHE
 add(
     "blob-bytes-mismatch-unreferenced",
     CONTENT_ERROR,
-    lambda: tar(oci(extra=[(blob(b"one")[0], b"two")])),
+    lambda: tar_bytes(oci(extra=[(blob(b"one")[0], b"two")])),
 )
 add(
     "blob-bytes-mismatch-sha512",
     CONTENT_ERROR,
-    lambda: tar(oci(extra=[("blobs/sha512/" + hashlib.sha512(b"one").hexdigest(), b"two")])),
+    lambda: tar_bytes(oci(extra=[("blobs/sha512/" + hashlib.sha512(b"one").hexdigest(), b"two")])),
 )
 add(
     "blob-bytes-mismatch-config",
@@ -1163,11 +1122,11 @@ for _label, _layout in [
 add(
     "no-index-json",
     r"missing index.json",
-    lambda: tar([m for m in oci() if m[0] != "index.json"]),
+    lambda: tar_bytes([m for m in oci() if m[0] != "index.json"]),
 )
 add("empty-index", r"lists no images", with_index(index_doc()))
 add("index-without-manifests", r"lists no images", with_index({"schemaVersion": 2}))
-add("only-blobs", r"no oci-layout", lambda: tar(oci()[2:]))
+add("only-blobs", r"no oci-layout", lambda: tar_bytes(oci()[2:]))
 
 # --- truncated and garbled archives -----------------------------------------------------------
 
@@ -1220,7 +1179,9 @@ for _offset in _cut_offsets(VALID_OCI_INDEX_LAST):
         {"boundary": TRUNCATED_AT_BOUNDARY, "header": TRUNCATED_IN_HEADER}.get(_where, TRUNCATED),
         functools.partial(_cut, VALID_OCI_INDEX_LAST, _offset),
     )
-_DOCKER_VALID: Final = tar(classic_save([demo_image(["example.com/hostile/docker:1"], seed="t")]))
+_DOCKER_VALID: Final = tar_bytes(
+    classic_save([demo_image(["example.com/hostile/docker:1"], seed="t")])
+)
 for _fraction in (0.3, 0.6, 0.95):
     _at = int(len(_DOCKER_VALID.rstrip(b"\0")) * _fraction)
     add(
@@ -1426,7 +1387,7 @@ add("xz-corrupt-inside-member", COMPRESSED_ERROR, _xz_corrupt_inside_member, mar
 add(
     "oci-blob-only-under-another-name",
     MISSING,
-    lambda: tar([(n, c) for n, c in oci() if n != _LAYER_NAME] + [("layer.bin", LAYER)]),
+    lambda: tar_bytes([(n, c) for n, c in oci() if n != _LAYER_NAME] + [("layer.bin", LAYER)]),
 )
 
 HEADER_LIMIT: Final = r"extended header of \d+ bytes exceeds"
@@ -1582,7 +1543,7 @@ def docker(
         if name == config_name and config is not None:
             content = config
         entries.append((name, content))
-    return tar([*entries, *extra])
+    return tar_bytes([*entries, *extra])
 
 
 def _set(key: str, value: object) -> Callable[[list[Any]], object]:
@@ -1724,12 +1685,12 @@ for _label, _repos in [
 add(
     "docker-two-images-one-name",
     r"two different images",
-    lambda: tar(classic_save([DOCKER, demo_image([DOCKER_NAME], seed="other")])),
+    lambda: tar_bytes(classic_save([DOCKER, demo_image([DOCKER_NAME], seed="other")])),
 )
 add(
     "docker-xz-layer",
     r"xz",
-    lambda: tar(crane_save(DOCKER, lzma.compress, ".tar.xz")),
+    lambda: tar_bytes(crane_save(DOCKER, lzma.compress, ".tar.xz")),
 )
 add("docker-index-name", r"index-name|OCI layout", lambda: docker(), index_name="example.com/i:1")
 
@@ -1742,7 +1703,7 @@ def _skopeo(links: Mapping[str, Content], extra: Sequence[Entry] = ()) -> bytes:
         if isinstance(content, Link):
             content = next(replacements, content)
         entries.append((name, content))
-    return tar([*entries, *extra])
+    return tar_bytes([*entries, *extra])
 
 
 _FIRST_LINK: Final = next(n for n, c in skopeo_save(DOCKER) if isinstance(c, Link))
@@ -1815,14 +1776,14 @@ CONTROLS: Final[dict[str, Callable[[], bytes]]] = {
     "oci-fanout-10000": with_index(index_doc(entry(), *[entry(name=None)] * 9_999)),
     "oci-raw-members-appended": lambda: _BODY + member(b"extra", b"x") + END,
     "oci-small-pax-header": lambda: _BODY + pax([(b"comment", b"hi")]) + member(b"x") + END,
-    "oci-sha512-blob": lambda: tar(
+    "oci-sha512-blob": lambda: tar_bytes(
         oci(extra=[("blobs/sha512/" + hashlib.sha512(b"x").hexdigest(), b"x")])
     ),
-    "oci-dot-slash-names": lambda: tar([(f"./{n}", c) for n, c in oci()]),
+    "oci-dot-slash-names": lambda: tar_bytes([(f"./{n}", c) for n, c in oci()]),
     "docker-classic": docker,
     "docker-names-from-repositories": functools.partial(docker, DockerImage(DOCKER.layers, None)),
     "docker-skopeo-links": functools.partial(_skopeo, {}),
-    "docker-crane-gzip": lambda: tar(
+    "docker-crane-gzip": lambda: tar_bytes(
         crane_save(DOCKER, lambda d: gzip.compress(d, mtime=0), ".tar.gz")
     ),
     "zstd-rle-frames": _zstd_rle_valid,
@@ -1836,7 +1797,7 @@ CONTROLS: Final[dict[str, Callable[[], bytes]]] = {
 
 def gzip_layer_with_wrong_diff_ids() -> bytes:
     """A crane-style docker archive whose gzip layers do not match the config's diff_ids."""
-    return tar(
+    return tar_bytes(
         crane_save(
             DockerImage(
                 DOCKER.layers,

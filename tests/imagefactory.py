@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streams import tar_bytes
+
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -139,6 +141,14 @@ class ArchiveBuilder:
         write_tar(path, members + (extra or []))
         return path
 
+    def write_layout(self, directory: Path) -> Path:
+        """The same members as an OCI image layout directory."""
+        for name, data in self.members():
+            path = directory / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return directory
+
 
 def platform_json(platform: str) -> dict[str, str]:
     os_name, arch, *variant = platform.split("/")
@@ -149,10 +159,5 @@ def platform_json(platform: str) -> dict[str, str]:
 
 
 def write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(tar_bytes(members))
     return path

@@ -1,14 +1,17 @@
-"""Streams and tars as the tests feed and read them: a pipe, and an archive's files."""
+"""Streams and tars as the tests feed and read them: a pipe, tars written member by member,
+and an archive's files."""
 
 from __future__ import annotations
 
+import io
 import os
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 
 @contextmanager
@@ -48,3 +51,67 @@ def tar_members(path: Path) -> dict[str, bytes]:
                 assert extracted is not None
                 files[member.name.removeprefix("./")] = extracted.read()
     return files
+
+
+# --- writing tarballs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A symbolic link member."""
+
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    """A directory member."""
+
+
+DIR = Directory()
+
+
+@dataclass(frozen=True, slots=True)
+class Special:
+    """A member that is neither a file, a directory nor a symbolic link."""
+
+    type: bytes
+    linkname: str = ""
+
+
+Content = bytes | Link | Directory | Special
+Entry = tuple[str, Content]
+
+BLOCK: Final = 512
+END: Final = b"\0" * (2 * BLOCK)
+
+
+def tar_body(entries: Sequence[Entry]) -> bytes:
+    """The members of a PAX tar, without the end-of-archive blocks (to append raw ones)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
+        for name, content in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            if isinstance(content, bytes):
+                info.size = len(content)
+                info.mode = 0o644
+                out.addfile(info, io.BytesIO(content))
+                continue
+            if isinstance(content, Link):
+                info.type = tarfile.SYMTYPE
+                info.linkname = content.target
+            elif isinstance(content, Directory):
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+            else:
+                info.type = content.type
+                info.linkname = content.linkname
+            out.addfile(info)
+        end = out.offset  # before close() appends the end-of-archive blocks
+    return buf.getvalue()[:end]
+
+
+def tar_bytes(entries: Sequence[Entry], tail: bytes = END) -> bytes:
+    """A PAX tar of *entries* (mtime 0), ending in *tail*: the end-of-archive blocks."""
+    return tar_body(entries) + tail

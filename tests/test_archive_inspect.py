@@ -233,10 +233,7 @@ def layout_directory(tmp: Path) -> Case:
     index = builder.multi_platform([str(HOST), str(OTHER)])
     builder.add(index, ref_name="1.0")
     source = tmp / "my-layout"
-    for name, data in builder.members():
-        path = source / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    builder.write_layout(source)
     return Case(
         source,
         "oci",

@@ -38,7 +38,7 @@ from imagefactory import (
     layer_tar,
     platform_json,
 )
-from streams import pipe_reader
+from streams import DIR, Entry, Link, pipe_reader, tar_bytes
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -57,43 +57,6 @@ CREATED = "2024-01-01T00:00:00Z"
 
 
 # --- writing tarballs ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """A symbolic link member."""
-
-    target: str
-
-
-@dataclass(frozen=True, slots=True)
-class Directory:
-    """A directory member."""
-
-
-DIR = Directory()
-Entry = tuple[str, "bytes | Link | Directory"]
-
-
-def tar_bytes(entries: Sequence[Entry]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, content in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime = 0
-            if isinstance(content, Link):
-                info.type = tarfile.SYMTYPE
-                info.linkname = content.target
-                tar.addfile(info)
-            elif isinstance(content, Directory):
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-                tar.addfile(info)
-            else:
-                info.size = len(content)
-                info.mode = 0o644
-                tar.addfile(info, io.BytesIO(content))
-    return buf.getvalue()
 
 
 def write_archive(path: Path, entries: Sequence[Entry]) -> Path:
@@ -940,10 +903,7 @@ def test_oci_layout_directory_imports_like_its_tarball(tmp_path: Path) -> None:
     desc = builder.multi_platform([str(HOST), str(OTHER)])
     builder.add(desc, ref_name="1.0")
     layout = tmp_path / "my-layout"
-    for name, data in builder.members():
-        path = layout / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    builder.write_layout(layout)
 
     with Store(tmp_path / "from-dir") as from_dir, Store(tmp_path / "from-tar") as from_tar:
         dir_result = from_dir.import_archive(layout, all_platforms=True)
@@ -963,10 +923,7 @@ def test_layout_directory_with_a_symlinked_blob_is_refused(tmp_path: Path, store
     desc = builder.image(str(HOST))
     builder.add(desc, name="example.com/linked:1")
     layout = tmp_path / "layout"
-    for name, data in builder.members():
-        path = layout / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    builder.write_layout(layout)
     victim = layout / "blobs" / desc["digest"].replace(":", "/")
     outside = tmp_path / "outside"
     outside.write_bytes(victim.read_bytes())

@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 
 from cargohold import CargoholdError, Store
 from clisupport import seed
-from hostile import DIR, Content, Entry, Link, Special, tar
 from imagefactory import ArchiveBuilder
+from streams import DIR, Content, Entry, Link, Special, tar_bytes
 from test_archive_shapes import HOST, classic_save, demo_image
 from test_hostile import time_limit
 from test_store import snapshot
@@ -63,7 +63,7 @@ FUZZ: Final = settings(
 
 
 def pack(entries: list[Entry], packing: str) -> bytes:
-    data = tar(entries)
+    data = tar_bytes(entries)
     return gzip.compress(data, mtime=0) if packing == "gzip" else data
 
 
@@ -150,7 +150,7 @@ def test_byte_mutations(
 ) -> None:
     """Bytes spoiled in the file as it is, or (*inside*) in the tar before it is gzipped."""
     if packing == "gzip" and inside:
-        data = gzip.compress(mutate_bytes(tar(SEEDS[seed_name]), ops), mtime=0)
+        data = gzip.compress(mutate_bytes(tar_bytes(SEEDS[seed_name]), ops), mtime=0)
     else:
         data = mutate_bytes(pack(SEEDS[seed_name], packing), ops)
     import_soundly_or_cleanly(seeded, data)
@@ -460,4 +460,4 @@ def test_json_mutations(
             text = "{" + raw + text[1:]
     data = text.encode()
     assume(data != content)
-    import_soundly_or_cleanly(seeded, tar(rehash(members, {name: data})))
+    import_soundly_or_cleanly(seeded, tar_bytes(rehash(members, {name: data})))
