@@ -23,6 +23,7 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Final
 
@@ -38,29 +39,34 @@ def _write_all(fd: int, data: memoryview) -> None:
         written += os.write(fd, data[written:])
 
 
+def _regular_members(source: IO[bytes]) -> Iterator[IO[bytes]]:
+    """The data of each regular member, in one pass (tarfile stream mode)."""
+    with tarfile.open(fileobj=source, mode="r|", bufsize=CHUNK) as tar:
+        for member in tar:
+            if member.isreg():
+                data = tar.extractfile(member)
+                assert data is not None
+                yield data
+
+
 def floor_single(source: IO[bytes], outdir: Path) -> tuple[int, int]:
     """Read, hash, write and fsync every member in one thread; returns (members, bytes)."""
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     members = total = 0
-    with tarfile.open(fileobj=source, mode="r|", bufsize=CHUNK) as tar:
-        for member in tar:
-            if not member.isreg():
-                continue
-            data = tar.extractfile(member)
-            assert data is not None
-            hasher = hashlib.sha256()
-            fd = os.open(outdir / f"{members:06d}", _FLAGS, 0o600)
-            try:
-                while n := data.readinto(view):
-                    chunk = view[:n]
-                    hasher.update(chunk)
-                    _write_all(fd, chunk)
-                    total += n
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            members += 1
+    for data in _regular_members(source):
+        hasher = hashlib.sha256()
+        fd = os.open(outdir / f"{members:06d}", _FLAGS, 0o600)
+        try:
+            while n := data.readinto(view):
+                chunk = view[:n]
+                hasher.update(chunk)
+                _write_all(fd, chunk)
+                total += n
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        members += 1
     return members, total
 
 
@@ -100,27 +106,22 @@ def floor_threaded(source: IO[bytes], outdir: Path) -> tuple[int, int]:
     writer.start()
     members = total = 0
     try:
-        with tarfile.open(fileobj=source, mode="r|", bufsize=CHUNK) as tar:
-            for member in tar:
-                if not member.isreg():
-                    continue
-                data = tar.extractfile(member)
-                assert data is not None
-                hasher = hashlib.sha256()
-                fd = os.open(outdir / f"{members:06d}", _FLAGS, 0o600)
-                while True:
-                    buffer = writer.free.get()
-                    n = data.readinto(buffer)
-                    if not n:
-                        writer.free.put(buffer)
-                        break
-                    hasher.update(memoryview(buffer)[:n])
-                    writer.work.put((fd, buffer, n))
-                    total += n
-                writer.work.put((fd, None, 0))
-                members += 1
-                if writer.error is not None:
+        for data in _regular_members(source):
+            hasher = hashlib.sha256()
+            fd = os.open(outdir / f"{members:06d}", _FLAGS, 0o600)
+            while True:
+                buffer = writer.free.get()
+                n = data.readinto(buffer)
+                if not n:
+                    writer.free.put(buffer)
                     break
+                hasher.update(memoryview(buffer)[:n])
+                writer.work.put((fd, buffer, n))
+                total += n
+            writer.work.put((fd, None, 0))
+            members += 1
+            if writer.error is not None:
+                break
     finally:
         writer.work.put(None)
         writer.join()
