@@ -88,6 +88,12 @@ def _progress_option(f: F) -> F:
     )(f)
 
 
+#: -q for commands that show progress: it also turns the progress display off.
+_quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings."
+)
+
+
 class _ByteSize(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
     """A size in bytes, with an optional binary suffix: 512, 8KiB, 16MiB, 2GiB, 1TiB."""
 
@@ -207,7 +213,7 @@ image.aliases.update({"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"}
 @_limit_options
 @_format_option
 @_progress_option
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
+@_quiet_option
 @pass_context
 def import_(
     ctx: Context,
@@ -293,7 +299,7 @@ def import_(
     " loss; slower).",
 )
 @_progress_option
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
+@_quiet_option
 @click.option(
     "--output-format",
     "output_format",
@@ -456,7 +462,7 @@ def _client_factory(
 @_registry_options
 @_format_option
 @_progress_option
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
+@_quiet_option
 @pass_context
 def pull(
     ctx: Context,
@@ -502,7 +508,7 @@ def pull(
 @_registry_options
 @_format_option
 @_progress_option
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors and warnings.")
+@_quiet_option
 @pass_context
 def push(
     ctx: Context,
