@@ -173,6 +173,19 @@ def test_delete_and_staging_removal(store: BlobStore) -> None:
     assert store.staging_names() == ["keep"]
 
 
+@pytest.mark.parametrize("count", [3, 40])  # one at a time, and in parallel
+def test_delete_many_removes_exactly_those_blobs(store: BlobStore, count: int) -> None:
+    staging = store.staging_dir("l")
+    staged = [store.stage_bytes(b"blob %d" % i, staging) for i in range(count + 1)]
+    for blob in staged:
+        store.commit(blob)
+    kept, doomed = staged[0].digest, [blob.digest for blob in staged[1:]]
+
+    store.delete_many([*doomed, digest_of(b"never stored")])  # a missing blob is no error
+
+    assert list(store.iter_digests()) == [kept]
+
+
 # -- staging a member of an archive file: copied by the kernel, hashed where it landed ------
 
 BIG = bytes(range(256)) * (9 * 4096 + 17)  # over two pipeline chunks, not a multiple of one

@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, Final, Protocol, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, Final, Protocol, runtime_checkable
 
 from .digests import ALGORITHMS, Digest
 from .errors import ContentError, NotFoundError, StorageFullError
@@ -75,6 +75,7 @@ class StagedBlob:
             return f.read(n)
 
 
+@runtime_checkable
 class FileRange(Protocol):
     """A source whose bytes are a range of a regular file (a member of an archive file).
 
@@ -199,10 +200,15 @@ class BlobStore:
         path = staging / os.urandom(16).hex() if staging is not None else None
         kept = bytearray()
         synced: Future[None] | None = None
-        copier = getattr(source, "copy_range", None) and cast(FileRange, source)
-        if path is not None and size and copier and copier.tell() == 0 and self._kernel_copy:
+        if (
+            path is not None
+            and size
+            and self._kernel_copy
+            and isinstance(source, FileRange)
+            and source.tell() == 0
+        ):
             try:
-                synced = self._stage_copied(copier, size, path, hasher, what, on_chunk)
+                synced = self._stage_copied(source, size, path, hasher, what, on_chunk)
             except _KernelCopyUnavailable:
                 self._kernel_copy = False  # not between these filesystems: read and write
             else:
