@@ -31,6 +31,7 @@ from .errors import (
     InvalidDigestError,
     InvalidDocumentError,
     InvalidReferenceError,
+    NotFoundError,
 )
 from .images import ImageGraph, walk
 from .mediatypes import (
@@ -93,7 +94,8 @@ class ArchiveContents:
     manifest_json: bytes | None = None
     repositories: bytes | None = None
     staged: dict[Digest, StagedBlob] = field(default_factory=dict)
-    #: Blobs named in the archive that the store already had; their bytes were not needed.
+    #: Blobs the archive contains whose bytes were not read: the importing namespace holds
+    #: them, and the store's copy stands for the archive's.
     present: set[Digest] = field(default_factory=set)
     #: Regular files outside ``blobs/`` (docker archives keep layers and configs there).
     files: dict[str, StagedBlob] = field(default_factory=dict)
@@ -103,16 +105,30 @@ class ArchiveContents:
     members: set[str] = field(default_factory=set)
     directories: set[str] = field(default_factory=set)
     document_limit: int = DEFAULT_JSON_LIMIT
+    #: Whether the store's copy of a blob (of this size) may stand for the archive's: the
+    #: importing namespace holds it (see ``scan``'s *already_stored*).
+    held: Callable[[Digest, int], bool] = field(default=lambda _digest, _size: False)
 
     def blob_size(self, digest: Digest) -> int | None:
+        """The size of a blob the import has: read from the archive, or one the importing
+        namespace holds (the archive's member was skipped, or the archive omits it, as a delta
+        export does). Whatever else the store has is absent: an archive cannot claim content
+        by naming a digest."""
         staged = self.staged.get(digest)
         if staged is not None:
             return staged.size
+        if digest not in self.present:
+            size = self.store.blob_size(digest)
+            if size is None or not self.held(digest, size):
+                return None
+            self.present.add(digest)
         return self.store.blob_size(digest)
 
     def read_blob(self, digest: Digest, limit: int) -> bytes:
         staged = self.staged.get(digest)
         if staged is None:
+            if digest not in self.present:
+                raise NotFoundError(f"blob {digest} is not in the archive")
             return self.store.read_blob(digest, limit)
         if staged.size > limit:
             raise InvalidDocumentError(f"document {digest} of {staged.size} bytes exceeds {limit}")
@@ -419,18 +435,21 @@ def scan(
     members: Iterable[Member],
     store: BlobStore,
     staging: Path | None,
-    already_stored: Callable[[Digest], bool],
+    already_stored: Callable[[Digest, int], bool],
     progress: Progress | None = None,
     document_limit: int = DEFAULT_JSON_LIMIT,
+    held: Callable[[Digest, int], bool] | None = None,
 ) -> ArchiveContents:
     """Read every member once, staging blobs and keeping the small layout documents.
 
-    *already_stored* is asked before a blob's bytes are read: when it says the store has the
-    blob (and has protected it for this import), the member is skipped; the store's copy was
-    verified when it was written. With *staging* None nothing is written (``archive
-    inspect``): blobs are hashed, and the ones that look like JSON documents kept in memory.
+    *already_stored* is asked, with the member's size, before a blob's bytes are read: when
+    it says the store's copy may stand for the member (the importing namespace holds the blob,
+    the copy looks intact, and the import's lease now protects it), the member is skipped.
+    With *staging* None nothing is written (``archive inspect``): blobs are hashed, and the
+    ones that look like JSON documents kept in memory. *held* (default: *already_stored*)
+    says the same of a blob the archive does not contain at all, when the walk needs it.
     """
-    contents = ArchiveContents(store, document_limit=document_limit)
+    contents = ArchiveContents(store, document_limit=document_limit, held=held or already_stored)
     reader = _Reader(staging, progress or Progress(), document_limit)
     deferred: dict[str, Member] = {}
     try:
@@ -511,7 +530,7 @@ def _scan_member(
     member: Member,
     contents: ArchiveContents,
     reader: _Reader,
-    already_stored: Callable[[Digest], bool],
+    already_stored: Callable[[Digest, int], bool],
     deferred: dict[str, Member],
 ) -> None:
     name = member_name(member.name)
@@ -561,7 +580,7 @@ def _scan_member(
         expected = Digest.parse(f"{match.group(1)}:{match.group(2)}")
     except InvalidDigestError as exc:
         raise InvalidArchiveError(f"{what}: {exc}") from None
-    if already_stored(expected):
+    if already_stored(expected, member.size):
         contents.present.add(expected)
         return
     contents.staged[expected] = reader.stage(contents.store, member, what, expected)
@@ -571,7 +590,7 @@ def _stored_docker_layers(
     contents: ArchiveContents,
     deferred: dict[str, Member],
     reader: _Reader,
-    already_stored: Callable[[Digest], bool],
+    already_stored: Callable[[Digest, int], bool],
 ) -> dict[str, Digest]:
     """Layers of a docker archive that need not be read: the store has their content.
 
@@ -597,8 +616,9 @@ def _stored_docker_layers(
                 continue
             with member.open() as source:
                 head = source.read(_SNIFF_BYTES)
-            if compression.detect(head) == "none" and already_stored(digest):
+            if compression.detect(head) == "none" and already_stored(digest, member.size):
                 stored[name] = digest
+                contents.present.add(digest)
     return stored
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, Final, Protocol, runtime_checkable
 
 from .digests import ALGORITHMS, Digest
-from .errors import ContentError, NotFoundError, StorageFullError
+from .errors import ContentError, DamagedContentError, NotFoundError, StorageFullError
 from .mediatypes import MAX_JSON_LIMIT
 
 if TYPE_CHECKING:
@@ -146,6 +146,10 @@ class BlobStore:
             data = f.read(limit + 1)
         if len(data) > limit:
             raise ContentError(f"blob {digest} is larger than {limit} bytes")
+        # Documents are small and decide what else is read, kept or deleted: a damaged one is
+        # reported as the store's fault (with the repair), never parsed as if it were valid.
+        if Digest.of_bytes(data, digest.algorithm) != digest:
+            raise DamagedContentError(digest, "its bytes do not match its digest")
         return data
 
     def iter_digests(self) -> Iterator[Digest]:
@@ -367,7 +371,12 @@ class BlobStore:
         )
 
     def commit(self, staged: StagedBlob) -> bool:
-        """Move a staged blob into place; False when the store already had it (dedup).
+        """Move a staged blob into place; False when the store already had a copy.
+
+        A staged blob was verified as it was written, so it replaces whatever copy is there:
+        an import reads a blob the store holds only when that copy cannot be trusted for it
+        (another namespace's, or damaged), and then the verified copy must win. The rename is
+        atomic, and readers that opened the old copy keep reading it.
 
         The caller fsyncs the blob directories once per batch with :meth:`sync`.
         """
@@ -375,13 +384,12 @@ class BlobStore:
         if staged.synced is not None:
             staged.synced.result()  # never rename a file whose bytes may not be on disk yet
         target = self.path(staged.digest)
-        if target.exists():
-            staged.path.unlink(missing_ok=True)
-            return False
-        target.parent.mkdir(parents=True, exist_ok=True)
+        existed = os.path.lexists(target)
+        if not existed:
+            target.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(staged.path, _BLOB_MODE)
         os.rename(staged.path, target)
-        return True
+        return not existed
 
     def sync(self) -> None:
         """Make renames into the blob directories durable before metadata points at them."""

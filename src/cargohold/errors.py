@@ -36,6 +36,27 @@ class ContentError(CargoholdError):
     """Content failed verification: wrong digest, wrong size, or truncated."""
 
 
+class DamagedContentError(ContentError):
+    """The store's own copy of a blob does not match its digest or size: the store was damaged
+    (a disk fault, an edit by hand). The message names the blob and the way to repair it."""
+
+    def __init__(self, digest: object, problem: str) -> None:
+        super().__init__(
+            f"the store's copy of {digest} is damaged ({problem}); find damaged content with"
+            " 'cargohold image check --verify', then re-import the image (with --force) or"
+            " remove the blob with 'cargohold content rm --force'"
+        )
+        self.digest = digest
+
+
+class UnreadableContentError(ContentError):
+    """A stored index or manifest that a reachability walk must follow cannot be read."""
+
+    def __init__(self, digest: object, problem: CargoholdError) -> None:
+        super().__init__(f"cannot read {digest} ({problem})")
+        self.digest = digest
+
+
 class NotFoundError(CargoholdError, LookupError):
     """A named image, namespace or blob does not exist."""
 

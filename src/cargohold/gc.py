@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .blobstore import BlobStore
 from .digests import Digest
-from .errors import CargoholdError
-from .images import iter_children
+from .errors import CargoholdError, UnreadableContentError
+from .images import Reachability
 from .mediatypes import Descriptor
 from .metadata import MetadataStore
 
@@ -118,7 +119,11 @@ def _locked(path: Path) -> bool:
 def collect(
     meta: MetadataStore, blobs: BlobStore, leases: Leases, dry_run: bool = False
 ) -> GcResult:
-    """Mark from every image of every namespace and every live lease, then sweep."""
+    """Mark from every image of every namespace and every live lease, then sweep.
+
+    What each namespace holds is recomputed on the way (the blobs its images reach): content a
+    namespace received but no longer names is released, as containerd's collection does.
+    """
     result = GcResult()
     with meta.transaction() as db:
         live: list[str] = []
@@ -141,24 +146,34 @@ def collect(
         # there. A blob committed after the scan is never in the sweep, so it cannot be lost.
         present = {digest: size for digest, size, _ in blobs.iter_blobs()}
         reachable: set[Digest] = {Digest.parse(d) for d in meta.leased_digests(live)}
-        visited: set[Digest] = set()
-        stack = [Descriptor(media_type, digest, 0) for media_type, digest in meta.all_targets()]
-        while stack:
-            desc = stack.pop()
-            if desc.digest in visited:
-                continue
-            visited.add(desc.digest)
-            reachable.add(desc.digest)
-            if desc.digest not in present:
-                continue
-            try:
-                stack.extend(iter_children(blobs, desc))
-            except CargoholdError as exc:
-                raise CargoholdError(
-                    f"garbage collection stopped, nothing was removed:"
-                    f" cannot read {desc.digest} ({exc})"
-                ) from None
+        try:
+            held = held_content(meta, blobs, present.keys())
+        except UnreadableContentError as exc:
+            raise CargoholdError(
+                f"garbage collection stopped, nothing was removed: {exc}"
+            ) from None
+        for namespace, digests in held.items():
+            reachable |= digests
+            if not dry_run:
+                meta.set_holdings(db, namespace, digests)
         result.removed = [(d, size) for d, size in present.items() if d not in reachable]
         if not dry_run and result.removed:
             blobs.delete_many([digest for digest, _ in result.removed])
     return result
+
+
+def held_content(
+    meta: MetadataStore,
+    blobs: BlobStore,
+    present: Collection[Digest],
+    *,
+    skip_unreadable: bool = False,
+) -> dict[str, set[Digest]]:
+    """What each namespace holds: the *present* blobs its images reach (one graph walk, whose
+    documents are read once however many namespaces share them)."""
+    reach = Reachability(blobs, present.__contains__, skip_unreadable=skip_unreadable)
+    held: dict[str, set[Digest]] = {}
+    for namespace in meta.holding_namespaces():
+        roots = [Descriptor(t, d, 0) for t, d in meta.namespace_targets(namespace)]
+        held[namespace] = {d for d in reach.closure(roots) if d in present}
+    return held

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +39,11 @@ CREATE TABLE IF NOT EXISTS images (
     PRIMARY KEY (namespace, name)
 );
 CREATE INDEX IF NOT EXISTS images_digest ON images (digest);
+CREATE TABLE IF NOT EXISTS namespace_content (
+    namespace TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (namespace, digest)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (
     id TEXT PRIMARY KEY,
     created_at REAL NOT NULL
@@ -200,6 +205,10 @@ class MetadataStore:
         cursor = db.execute("DELETE FROM namespaces WHERE name = ?", (name,))
         return cursor.rowcount > 0
 
+    def release_namespace(self, db: sqlite3.Connection, name: str) -> None:
+        """Forget the content a namespace holds (it is being removed)."""
+        db.execute("DELETE FROM namespace_content WHERE namespace = ?", (name,))
+
     def count_images(self, namespace: str) -> int:
         row = self._db.execute(
             "SELECT COUNT(*) FROM images WHERE namespace = ?", (namespace,)
@@ -209,6 +218,63 @@ class MetadataStore:
     def all_targets(self) -> list[tuple[str, Digest]]:
         """(media type, digest) of every image in every namespace: the roots of collection."""
         rows = self._db.execute("SELECT DISTINCT media_type, digest FROM images").fetchall()
+        return [(media_type, Digest.parse(digest)) for media_type, digest in rows]
+
+    # -- content each namespace holds ----------------------------------------------------
+
+    def holds(self, namespace: str, digest: Digest) -> bool:
+        """Whether *namespace* holds *digest*: it received the blob's bytes (an import or pull
+        into it verified them) and has not released it since."""
+        row = self._db.execute(
+            "SELECT 1 FROM namespace_content WHERE namespace = ? AND digest = ?",
+            (namespace, str(digest)),
+        ).fetchone()
+        return row is not None
+
+    def hold(self, db: sqlite3.Connection, namespace: str, digests: Iterable[Digest]) -> None:
+        """Record, inside the caller's transaction, that *namespace* holds *digests*."""
+        db.executemany(
+            "INSERT OR IGNORE INTO namespace_content (namespace, digest) VALUES (?, ?)",
+            [(namespace, str(d)) for d in digests],
+        )
+
+    def set_holdings(self, db: sqlite3.Connection, namespace: str, digests: set[Digest]) -> None:
+        """Make *digests* exactly what *namespace* holds (what gc found its images reach)."""
+        held = self.holdings(namespace)
+        wanted = {str(d) for d in digests}
+        db.executemany(
+            "DELETE FROM namespace_content WHERE namespace = ? AND digest = ?",
+            [(namespace, d) for d in held - wanted],
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO namespace_content (namespace, digest) VALUES (?, ?)",
+            [(namespace, d) for d in wanted - held],
+        )
+
+    def holdings(self, namespace: str) -> set[str]:
+        rows = self._db.execute(
+            "SELECT digest FROM namespace_content WHERE namespace = ?", (namespace,)
+        )
+        return {row[0] for row in rows}
+
+    def holding_namespaces(self) -> list[str]:
+        """Every namespace that holds content or has images (those with neither hold nothing)."""
+        rows = self._db.execute(
+            "SELECT namespace FROM namespace_content UNION SELECT namespace FROM images ORDER BY 1"
+        )
+        return [row[0] for row in rows]
+
+    def release_content(self, db: sqlite3.Connection, digests: Iterable[Digest]) -> None:
+        """Forget blobs in every namespace (they were deleted from the disk)."""
+        db.executemany(
+            "DELETE FROM namespace_content WHERE digest = ?", [(str(d),) for d in digests]
+        )
+
+    def namespace_targets(self, namespace: str) -> list[tuple[str, Digest]]:
+        """(media type, digest) of every image of *namespace*: the roots of what it holds."""
+        rows = self._db.execute(
+            "SELECT DISTINCT media_type, digest FROM images WHERE namespace = ?", (namespace,)
+        ).fetchall()
         return [(media_type, Digest.parse(digest)) for media_type, digest in rows]
 
     # -- leases --------------------------------------------------------------------------

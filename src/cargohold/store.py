@@ -38,7 +38,7 @@ from .errors import (
     NotFoundError,
     StoreFormatError,
 )
-from .gc import GcResult, Leases, collect
+from .gc import GcResult, Leases, collect, held_content
 from .images import ConfigSummary, ContentSource, TreeNode, tree, walk
 from .limits import EXPANSION_FLOOR, Limits
 from .mediatypes import MAX_JSON_LIMIT, Descriptor, config_platform, is_index, parse_config
@@ -55,11 +55,14 @@ if TYPE_CHECKING:
 # where they are used: every command pays for what is imported here, before it starts.
 
 #: The on-disk format this version writes; a store with a higher number is refused.
-STORE_FORMAT: Final = 1
+STORE_FORMAT: Final = 2
 VERSION_FILE: Final = "VERSION"
 DEFAULT_NAMESPACE: Final = "default"
 #: Most data accepted after a tar's end-of-archive marker (writers pad to a record size).
 MAX_TRAILING_BYTES: Final = 64 << 20
+#: Stored blobs up to this size are re-hashed before an import lets them stand for its own
+#: (documents are this small, and a damaged document would decide what else is read).
+VERIFY_REUSED_BELOW: Final = 1 << 20
 #: containerd's limit on a label's key and value together.
 MAX_LABEL_BYTES: Final = 4096
 
@@ -335,10 +338,28 @@ class Store:
         self.namespace = namespace
         _check_namespace(namespace)
         self.root.mkdir(parents=True, exist_ok=True)
-        _check_version(self.root)
+        found = _check_version(self.root)
         self.blobs = BlobStore(self.root / "content")
         self.meta = MetadataStore(self.root / "metadata.db")
         self.leases = Leases(self.root / "leases")
+        if found < STORE_FORMAT:
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring a store of format 1 to format 2: record what each namespace holds (format 1
+        did not keep it) as the blobs its images reach, then write the new format number.
+
+        A damaged document is passed over (what is below it is not held, so the next import
+        reads it again); a crash before the number is written repeats the work, which sets
+        the same rows.
+        """
+        present = {digest for digest, _, _ in self.blobs.iter_blobs()}
+        with self.meta.transaction() as db:
+            for namespace, digests in held_content(
+                self.meta, self.blobs, present, skip_unreadable=True
+            ).items():
+                self.meta.set_holdings(db, namespace, digests)
+        _write_version(self.root)
 
     def close(self) -> None:
         self.meta.close()
@@ -549,7 +570,7 @@ class Store:
         progress holds is always refused. Unknown digests are reported after the rest."""
         wanted = [d if isinstance(d, Digest) else Digest.parse(d) for d in digests]
         result = RemoveResult()
-        with self.meta.transaction():
+        with self.meta.transaction() as db:
             live = [lease for lease in self.meta.lease_ids() if self.leases.is_alive(lease)]
             leased = self.meta.leased_digests(live)
             users = self._users()
@@ -566,6 +587,7 @@ class Store:
                 if size is not None:
                     self.blobs.delete(digest)
                     result.removed.append(str(digest))
+            self.meta.release_content(db, wanted)
         return result
 
     def _users(self) -> dict[Digest, list[ImageUser]]:
@@ -597,6 +619,7 @@ class Store:
                 raise InUseError(f"namespace {name} still has {count} image(s); remove them first")
             if not self.meta.delete_namespace(db, name):
                 raise NotFoundError(f"namespace {name} not found")
+            self.meta.release_namespace(db, name)
 
     # -- import --------------------------------------------------------------------------
 
@@ -632,9 +655,8 @@ class Store:
         ):
             staging = self.blobs.staging_dir(lease_id)
 
-            def already_stored(digest: Digest) -> bool:
-                self.meta.add_to_lease(lease_id, [digest])
-                return self.blobs.blob_size(digest) is not None
+            def already_stored(digest: Digest, size: int) -> bool:
+                return not force and self.reusable(lease_id, digest, size)
 
             contents = archive_import.scan(
                 members,
@@ -643,6 +665,7 @@ class Store:
                 already_stored,
                 progress,
                 (limits or Limits()).document_bytes,
+                held=lambda digest, size: self.reusable(lease_id, digest, size),
             )
             plan = _plan_archive(
                 contents,
@@ -671,6 +694,7 @@ class Store:
                     result.bytes_deduplicated += desc.size
             self.blobs.sync()
             with self.meta.transaction() as db:
+                self.meta.hold(db, self.namespace, plan.needed)
                 for image in plan.images:
                     action = self._action(image, force)
                     if action in ("created", "updated"):
@@ -696,6 +720,23 @@ class Store:
                             " of its index were not in the archive"
                         )
         return result
+
+    def reusable(self, lease_id: str, digest: Digest, size: int) -> bool:
+        """Whether an import or pull into this namespace may let the store's copy of *digest*
+        stand for the *size* bytes it was offered, instead of reading them.
+
+        Only when this namespace holds the blob (it received and verified those bytes before:
+        content is stored once, but a namespace cannot claim what it never had) and the copy
+        looks intact: its size matches, and a small blob (documents among them) re-hashes to
+        its digest. Otherwise the offered bytes are read, verified and replace the store's copy.
+        From this call on, the import's lease protects the blob from collection.
+        """
+        self.meta.add_to_lease(lease_id, [digest])
+        if not self.meta.holds(self.namespace, digest):
+            return False
+        if self.blobs.blob_size(digest) != size:
+            return False
+        return size > VERIFY_REUSED_BELOW or self.blobs.verify(digest)
 
     def _labels(self, name: str) -> dict[str, str]:
         existing = self.meta.get_image(self.namespace, name)
@@ -903,7 +944,7 @@ def inspect_archive(
     limits = limits or Limits()
     with _finishing(progress), _open_members(source, progress, "inspect", limits) as members:
         contents = archive_import.scan(
-            members, blobs, None, lambda _: False, progress, limits.document_bytes
+            members, blobs, None, lambda _d, _s: False, progress, limits.document_bytes
         )
     distinct = {b.digest: b.size for b in [*contents.staged.values(), *contents.files.values()]}
     report = ArchiveReport(
@@ -1310,7 +1351,8 @@ def _check_namespace(namespace: str) -> None:
         raise NotFoundError(f"invalid namespace {namespace!r}")
 
 
-def _check_version(root: Path) -> None:
+def _check_version(root: Path) -> int:
+    """The store's format number (a new store gets this version's)."""
     version_file = root / VERSION_FILE
     try:
         text = version_file.read_text().strip()
@@ -1320,10 +1362,8 @@ def _check_version(root: Path) -> None:
             and not (root / "metadata.db").exists()
         ):
             raise StoreFormatError(f"{root} is not empty and is not a cargohold store") from None
-        tmp = root / f".{VERSION_FILE}.{os.urandom(16).hex()}"
-        tmp.write_text(f"{STORE_FORMAT}\n")
-        os.replace(tmp, version_file)
-        return
+        _write_version(root)
+        return STORE_FORMAT
     try:
         found = int(text)
     except ValueError:
@@ -1333,6 +1373,14 @@ def _check_version(root: Path) -> None:
             f"{root} was written by a newer cargohold (store format {found}, this version"
             f" reads up to {STORE_FORMAT}); upgrade cargohold to use it"
         )
+    return found
+
+
+def _write_version(root: Path) -> None:
+    """Write the format number this version writes, atomically."""
+    tmp = root / f".{VERSION_FILE}.{os.urandom(16).hex()}"
+    tmp.write_text(f"{STORE_FORMAT}\n")
+    os.replace(tmp, root / VERSION_FILE)
 
 
 def iso_time(timestamp: float) -> str:

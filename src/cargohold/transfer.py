@@ -178,6 +178,7 @@ def pull(
             store.blobs.commit(staged)
         store.blobs.sync()
         with store.meta.transaction() as db:
+            store.meta.hold(db, store.namespace, graph.blobs)
             existing = store.meta.get_image(store.namespace, name)
             action: PullAction = "created"
             if existing is not None:
@@ -229,6 +230,8 @@ class _Puller:
         self.matcher = matcher
         self.name = name
         self.staged: dict[Digest, StagedBlob] = {}
+        #: Blobs the store's copy stands for (see Store.reusable).
+        self.reused: set[Digest] = set()
         self.blobs: dict[Digest, Descriptor] = {}
         self.seen: set[Digest] = set()
         self.blobs_downloaded = 0
@@ -237,11 +240,13 @@ class _Puller:
         self.manifests_downloaded = 0
         self._lock = threading.Lock()
 
-    def _stored_size(self, digest: Digest) -> int | None:
-        """Whether the store has a blob, asked only after the lease holds it (as import does:
-        a gc between the question and the commit cannot take it away)."""
-        self.store.meta.add_to_lease(self.lease_id, [digest])
-        return self.store.blobs.blob_size(digest)
+    def _reuse(self, digest: Digest, size: int) -> bool:
+        """Whether the store's copy stands for the registry's, by the import's rule (the
+        namespace holds it, intact); the lease protects it from here on."""
+        if self.store.reusable(self.lease_id, digest, size):
+            self.reused.add(digest)
+            return True
+        return False
 
     def document(
         self, desc: Descriptor, data: bytes, what: str, *, depth: int, fetched: bool
@@ -250,7 +255,7 @@ class _Puller:
         if desc.digest in self.seen:
             return
         self.seen.add(desc.digest)
-        if fetched and self._stored_size(desc.digest) is None:
+        if fetched and not self._reuse(desc.digest, len(data)):
             self.staged[desc.digest] = self.store.blobs.stage_bytes(data, self.staging, what)
         if is_index(desc.media_type):
             if depth >= MAX_INDEX_DEPTH:
@@ -285,13 +290,7 @@ class _Puller:
             raise InvalidDocumentError(
                 f"{what}: document of {desc.size} bytes exceeds the limit of {DEFAULT_JSON_LIMIT}"
             )
-        size = self._stored_size(desc.digest)
-        if size is not None:
-            if size != desc.size:
-                raise ContentError(
-                    f"{what}: stored {desc.digest} has {size} bytes, its descriptor says"
-                    f" {desc.size}"
-                )
+        if self._reuse(desc.digest, desc.size):
             return self.store.blobs.read_blob(desc.digest, MAX_JSON_LIMIT), False
         response = self.client.get_manifest(self.repository, desc.digest, limit=DEFAULT_JSON_LIMIT)
         if len(response.data) != desc.size:
@@ -304,19 +303,12 @@ class _Puller:
 
     def fetch_blobs(self, progress: Progress) -> None:
         """Download the configs and layers the store lacks, a few at a time, into staging."""
-        self.store.meta.add_to_lease(self.lease_id, list(self.blobs))
         wanted: list[Descriptor] = []
         for desc in self.blobs.values():
-            size = self.store.blobs.blob_size(desc.digest)
-            if size is None:
-                wanted.append(desc)
-            elif size != desc.size:
-                raise ContentError(
-                    f"{self.name}: stored {desc.digest} has {size} bytes, its descriptor says"
-                    f" {desc.size}"
-                )
-            else:
+            if desc.digest in self.staged or self._reuse(desc.digest, desc.size):
                 self.blobs_present += 1
+            else:
+                wanted.append(desc)
         progress.start("pull", sum(d.size for d in wanted))
         done = 0
         cancelled = threading.Event()
@@ -361,7 +353,7 @@ class _Puller:
         return StagedBlob(desc.digest, desc.size, path)
 
     def source(self) -> _PulledContent:
-        return _PulledContent(self.store, self.staged)
+        return _PulledContent(self.store, self.staged, self.reused)
 
 
 class _PulledContent:
@@ -369,19 +361,24 @@ class _PulledContent:
 
     document_limit: int = MAX_JSON_LIMIT
 
-    def __init__(self, store: Store, staged: dict[Digest, StagedBlob]) -> None:
+    def __init__(self, store: Store, staged: dict[Digest, StagedBlob], reused: set[Digest]) -> None:
         self._store = store
         self._staged = staged
+        self._reused = reused
 
     def blob_size(self, digest: Digest) -> int | None:
         staged = self._staged.get(digest)
         if staged is not None:
             return staged.size
-        return self._store.blobs.blob_size(digest)
+        if digest in self._reused:
+            return self._store.blobs.blob_size(digest)
+        return None
 
     def read_blob(self, digest: Digest, limit: int) -> bytes:
         staged = self._staged.get(digest)
         if staged is None:
+            if digest not in self._reused:
+                raise NotFoundError(f"blob {digest} was not pulled")
             return self._store.blobs.read_blob(digest, limit)
         if staged.size > limit:
             raise ContentError(f"blob {digest} is larger than {limit} bytes")
