@@ -757,6 +757,25 @@ def test_ls_invalid_filter(filtered: FilterStore, bad: str) -> None:
     assert proc.stdout == b""
 
 
+def test_ls_regex_is_linear_on_a_hostile_name(root: Path, tmp_path: Path) -> None:
+    """A backtracking engine would take ages on (a+)+$ against a long run of a's; RE2 does not
+    (run() gives up after 60 s, which fails the test)."""
+    name = f"example.com/{'a' * 60}:latest"
+    load(root, single(tmp_path, name))
+    assert ok(run(root, "image", "ls", "-q", "name~=(a+)+$")) == ""
+    assert ok(run(root, "image", "ls", "-q", "name~=/(a+)+:latest$/")).splitlines() == [name]
+
+
+@pytest.mark.parametrize(
+    "bad", ["name~=(a)\\1", "name~=a(?=b)", "labels.x~=(?<!a)b"], ids=["backref", "ahead", "behind"]
+)
+def test_ls_non_re2_pattern_is_one_line_error(filtered: FilterStore, bad: str) -> None:
+    proc = run(filtered.root, "image", "ls", bad)
+    line = assert_one_error_line(proc)
+    assert f"invalid filter '{bad}'" in line and "invalid regular expression" in line
+    assert proc.stdout == b""
+
+
 # -- content --------------------------------------------------------------------------------
 
 
