@@ -48,6 +48,20 @@ class AliasedGroup(click.Group):
         return (command.name if command else None), command, rest
 
 
+class _Interrupted(Exception):
+    """Ctrl-C, carried past click (which would print a blank line and exit 1) to :func:`main`."""
+
+
+class RootGroup(AliasedGroup):
+    """The top-level group: a Ctrl-C in any command ends it with status 130, as a shell's."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
+
+
 class Context:
     """What every command needs: where the store is and how to report."""
 
@@ -156,7 +170,7 @@ def _format_option(f: F) -> F:
 
 
 @click.group(
-    cls=AliasedGroup,
+    cls=RootGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option(
@@ -238,6 +252,7 @@ def import_(
 
     Every blob is verified; nothing is stored unless the whole archive is sound.
     """
+    _refuse_terminal_stdin(archive)
     with ctx.store() as store:
         result = store.import_archive(
             archive,
@@ -347,6 +362,15 @@ def export(
     if output_format == "json":
         # with the archive on stdout, the report goes to stderr
         click.echo(json.dumps(result.to_json(), indent=2), err=out == "-")
+
+
+def _refuse_terminal_stdin(source: str) -> None:
+    """An archive read from a terminal is a forgotten redirection, not something to wait for
+    (docker load and podman load refuse it too)."""
+    if source == "-" and sys.stdin.isatty():
+        raise CargoholdError(
+            "refusing to read an archive from a terminal; redirect stdin from a file or a pipe"
+        )
 
 
 def _complete_images(
@@ -997,6 +1021,7 @@ def archive_inspect(
 
     The import estimate uses the platforms an import would (this host's by default,
     --platform, --all-platforms). Exits 1 when the import would fail."""
+    _refuse_terminal_stdin(source)
     report = inspect_archive(
         source,
         ctx.root,
@@ -1168,7 +1193,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.Abort:
         _fail("aborted")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Interrupted):
         click.echo("cargohold: interrupted", err=True)
         sys.exit(130)
     except BrokenPipeError:
