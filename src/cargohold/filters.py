@@ -22,7 +22,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from string import ascii_letters, digits
-from typing import Final, Protocol, cast
+from typing import Any, Final
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 
@@ -38,24 +38,28 @@ _SIMPLE_ESCAPES: Final = {
 _NUMERIC_ESCAPES: Final = {"x": (2, 16), "u": (4, 16), "U": (8, 16)}
 
 
-class _Pattern(Protocol):
-    """The part of a compiled RE2 pattern used here (google-re2 has no type information)."""
+class _Regex:
+    """A pattern compiled by RE2, which matches in time linear in the text whatever the pattern."""
 
-    def search(self, text: str) -> object | None: ...
+    __slots__ = ("_compiled",)
 
+    def __init__(self, pattern: str) -> None:
+        """``ValueError`` with RE2's reason when *pattern* is not an RE2 pattern
+        (backreferences, lookaround, bad syntax)."""
+        options = re2.Options()
+        options.log_errors = False  # RE2 would otherwise log every bad pattern to stderr
+        try:
+            self._compiled: Any = re2.compile(pattern, options)
+        except re2.error as err:
+            reason = err.args[0] if err.args else "not a valid pattern"
+            if isinstance(reason, bytes):
+                reason = reason.decode("utf-8", "replace")
+            raise ValueError(str(reason)) from None
 
-def _compile(pattern: str) -> _Pattern:
-    """*pattern* compiled by RE2, which matches in linear time; ``ValueError`` with RE2's
-    reason when it is not an RE2 pattern (backreferences, lookaround, bad syntax)."""
-    options = re2.Options()
-    options.log_errors = False  # RE2 would otherwise log every bad pattern to stderr
-    try:
-        return cast(_Pattern, re2.compile(pattern, options))
-    except re2.error as err:
-        reason = err.args[0] if err.args else "not a valid pattern"
-        if isinstance(reason, bytes):
-            reason = reason.decode("utf-8", "replace")
-        raise ValueError(str(reason)) from None
+    def search(self, text: str) -> bool:
+        # Searched as UTF-8 bytes: an annotation may hold a lone surrogate (a JSON "\udcff"),
+        # which strict UTF-8 cannot encode; RE2 reads such bytes as no character.
+        return self._compiled.search(text.encode("utf-8", "surrogatepass")) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,7 @@ class _Selector:
     path: tuple[str, ...]
     operator: str  # "" tests presence
     value: str
-    pattern: _Pattern | None
+    pattern: _Regex | None
 
     def matches(self, record: ImageRecord) -> bool:
         value, present = _lookup(record, self.path)
@@ -72,7 +76,7 @@ class _Selector:
         if self.operator == "!=":
             return value != self.value
         if self.pattern is not None:
-            return self.pattern.search(value) is not None
+            return self.pattern.search(value)
         return present
 
 
@@ -152,7 +156,7 @@ class _Parser:
         pattern = None
         if operator == "~=":
             try:
-                pattern = _compile(value)
+                pattern = _Regex(value)
             except ValueError as err:
                 raise self.error(
                     f"invalid regular expression {value!r}: {err}", value_pos
