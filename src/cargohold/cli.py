@@ -581,7 +581,7 @@ def push(
 def ls(ctx: Context, filters: tuple[str, ...], quiet: bool, output_format: str) -> None:
     """List images (alias: list), those matching any FILTER when given.
 
-    A filter is containerd's: name==REF, name~=REGEX, target.digest==DIGEST,
+    A filter is containerd's: name==REF, name~=REGEX (RE2 syntax, as Go's), target.digest==DIGEST,
     target.mediatype==TYPE, labels."KEY"==VALUE, annotations."KEY"!=VALUE, or a bare field
     that must be present. Commas inside one FILTER require all; several FILTERs require any.
 
