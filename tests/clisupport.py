@@ -13,6 +13,19 @@ from imagefactory import ArchiveBuilder
 ERROR_PREFIX = "cargohold: error: "
 
 
+def clean_environment() -> dict[str, str]:
+    """This process's environment without CARGOHOLD_* variables."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("CARGOHOLD_")}
+
+
+def command(root: Path | None, *args: str) -> list[str]:
+    """The argument list of ``python -m cargohold [--root ROOT] ARGS...``."""
+    base = [sys.executable, "-m", "cargohold"]
+    if root is not None:
+        base += ["--root", str(root)]
+    return [*base, *args]
+
+
 def run(
     root: Path | None,
     *args: str,
@@ -21,13 +34,10 @@ def run(
     cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``python -m cargohold`` with a clean environment (no CARGOHOLD_* variables)."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CARGOHOLD_")}
+    environment = clean_environment()
     environment.update(env or {})
-    command = [sys.executable, "-m", "cargohold"]
-    if root is not None:
-        command += ["--root", str(root)]
     return subprocess.run(
-        [*command, *args],
+        command(root, *args),
         input=stdin,
         capture_output=True,
         env=environment,

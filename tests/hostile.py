@@ -1469,6 +1469,8 @@ BAD_NAMES: Final[list[tuple[str, str]]] = [
     ("traversal", "../../etc/passwd"),
     ("newline", "example.com/x:1\nexample.com/y:2"),
     ("overlong", "a" * 300 + ":1"),
+    ("terminal-escape", "example.com/x:1\x1b]0;owned\x07"),
+    ("bidi-override", "example.com/x\u202e:1"),
 ]
 REFERENCE: Final = r"invalid reference|RepoTags|name"
 # A name whose digest is not the image's: `image ls` would show a digest the content lacks.
@@ -1477,6 +1479,7 @@ SPOOF: Final = r"digest"
 for _label, _name in [*BAD_NAMES, ("digest-of-other-content", SPOOFED)]:
     _expect = SPOOF if _name == SPOOFED else REFERENCE
     add(f"tag-option-{_label}", _expect, lambda: VALID_OCI, tags=[_name])
+    add(f"index-name-option-{_label}", _expect, lambda: VALID_OCI, index_name=_name)
     if not _name:
         continue  # an empty name annotation is no name at all
     add(

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from cargohold import __version__
 from cargohold.store import Store
-from clisupport import ERROR_PREFIX, archive, assert_one_error_line, lines, run, seed, stored_names
+from clisupport import (
+    ERROR_PREFIX,
+    archive,
+    assert_one_error_line,
+    clean_environment,
+    command,
+    lines,
+    run,
+    seed,
+    stored_names,
+)
 from imagefactory import OCI_MANIFEST, ArchiveBuilder
+from streams import tar_bytes
 
 
 @pytest.fixture
@@ -196,3 +216,87 @@ def test_root_from_the_environment(root: Path, tmp_path: Path) -> None:
     proc = run(None, "image", "ls", "-q", env={"CARGOHOLD_ROOT": str(root)})
     assert proc.returncode == 0, proc.stderr
     assert lines(proc.stdout) == ["example.com/app:1"]
+
+
+# -- interruption and terminals -------------------------------------------------------------
+
+
+def wait_until(condition: Callable[[], bool], what: str, limit: float = 30.0) -> None:
+    """Poll a condition another process brings about, failing after *limit* seconds."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+def staged_files(root: Path) -> list[Path]:
+    ingest = root / "content" / "ingest"
+    return [p for p in ingest.glob("*/*") if p.is_file()] if ingest.is_dir() else []
+
+
+@pytest.mark.parametrize("subcommand", [["image", "import"], ["archive", "inspect"]], ids=" ".join)
+def test_ctrl_c_exits_130_and_stores_nothing(
+    root: Path, tmp_path: Path, subcommand: list[str]
+) -> None:
+    """SIGINT while the import is blocked on a pipe in the middle of a blob: exit 130, one
+    line, and the store as if the import had never started."""
+    builder = ArchiveBuilder()
+    builder.add(builder.image(files={"big": os.urandom(4 << 20)}), name="example.com/app:1")
+    data = tar_bytes(builder.members())  # the 4 MiB layer is the first blob
+    seed(root, tmp_path, "example.com/seed:1")
+    proc = subprocess.Popen(
+        command(root, *subcommand, "-"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_environment(),
+    )
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(data[: 2 << 20])
+        proc.stdin.flush()
+        if subcommand[0] == "image":
+            wait_until(lambda: bool(staged_files(root)), "the layer's staging file")
+        else:  # inspect writes nothing: wait until it has read what was written
+            stdin = proc.stdin.fileno()
+            wait_until(lambda: _unread(stdin) == 0, "the first 2 MiB to be read")
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, stderr
+    assert stderr.decode().splitlines() == ["cargohold: interrupted"]
+    assert stdout == b""
+    assert stored_names(root) == ["example.com/seed:1"]
+    assert staged_files(root) == []
+    check = run(root, "image", "check", "--verify", "-q")
+    assert check.returncode == 0, check.stderr
+
+
+def _unread(pipe: int) -> int:
+    """How many bytes written to *pipe* its reader has yet to read (Linux: either end)."""
+    waiting = fcntl.ioctl(pipe, termios.FIONREAD, bytes(4))
+    return int.from_bytes(waiting, sys.byteorder)
+
+
+@pytest.mark.parametrize("subcommand", [["image", "import"], ["archive", "inspect"]], ids=" ".join)
+def test_reading_an_archive_from_a_terminal_is_refused_at_once(
+    root: Path, subcommand: list[str]
+) -> None:
+    """Like docker load: a terminal on stdin means the user forgot the redirection."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(
+            command(root, *subcommand, "-"),
+            stdin=slave,
+            capture_output=True,
+            env=clean_environment(),
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    line = assert_one_error_line(proc)
+    assert "terminal" in line and "stdin" in line

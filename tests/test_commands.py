@@ -453,6 +453,78 @@ def test_inspect_reads_a_config_with_odd_labels_leniently(root: Path, tmp_path: 
     assert manifest["config"]["cmd"] == ["/odd"]
 
 
+# -- text from archives on the terminal -----------------------------------------------------
+
+#: What an archive may put in any string: an OSC 8 hyperlink, a screen clear, a forged line, a
+#: C1 CSI, a bidi override, and rich markup.
+HOSTILE = (
+    "\x1b]8;;http://evil.example/\x07click\x1b]8;;\x07 \x1b[2J\rback\nforged line"
+    " \x9b31m \u202eevil [bold red]loud[/] [link=http://evil.example/]here[/link]"
+)
+#: How HOSTILE reads once escaped.
+HOSTILE_SHOWN = (
+    "\\x1b]8;;http://evil.example/\\x07click\\x1b]8;;\\x07 \\x1b[2J\\rback\\nforged line"
+    " \\x9b31m \\u202eevil [bold red]loud[/] [link=http://evil.example/]here[/link]"
+)
+
+
+def assert_terminal_safe(output: bytes) -> str:
+    """Nothing in *output* a terminal would act on: only printable characters and newlines."""
+    text = output.decode()
+    unsafe = {char for char in text if not char.isprintable() and char != "\n"}
+    assert not unsafe, f"unescaped {sorted(unsafe)!r} in {text!r}"
+    assert not any(line.startswith("forged") for line in text.splitlines())
+    return text
+
+
+def test_inspect_escapes_what_the_config_says(root: Path, tmp_path: Path) -> None:
+    config = {
+        "Env": [f"A={HOSTILE}", "B=plain"],
+        "User": HOSTILE,
+        "WorkingDir": HOSTILE,
+        "Labels": {HOSTILE: HOSTILE, "plain": "yes"},
+        "ExposedPorts": {HOSTILE: {}},
+        "Volumes": {HOSTILE: {}},
+        "Entrypoint": [HOSTILE],
+    }
+    history = [{"created": HOSTILE, "created_by": HOSTILE}, {"comment": HOSTILE}]
+    image = configured(tmp_path, "example.com/hostile:1", config, history=history)
+    load(root, image)
+    out = assert_terminal_safe(ok(run(root, "image", "inspect", image.name)).encode())
+    summary = [line.strip() for line in out.splitlines()]
+    assert f"User:        {HOSTILE_SHOWN}" in summary
+    assert f"Working dir: {HOSTILE_SHOWN}" in summary
+    env = summary.index(f"Env:         A={HOSTILE_SHOWN}")
+    assert summary[env + 1] == "B=plain"
+    assert f"Labels:      {HOSTILE_SHOWN}={HOSTILE_SHOWN}" in summary
+    assert f"Ports:       {HOSTILE_SHOWN}" in summary
+    assert f"Volumes:     {HOSTILE_SHOWN}" in summary
+    assert f"History:     {HOSTILE_SHOWN}  {HOSTILE_SHOWN}" in summary
+    # JSON stays exact
+    doc = json.loads(ok(run(root, "image", "inspect", "--format", "json", image.name)))
+    [manifest] = doc["manifests"]
+    assert manifest["config"]["user"] == HOSTILE
+    assert manifest["config"]["env"][0] == f"A={HOSTILE}"
+
+
+def test_labels_are_escaped_in_ls_label_and_inspect(root: Path, tmp_path: Path) -> None:
+    image = single(tmp_path, "example.com/app:1")
+    load(root, image)
+    out = assert_terminal_safe(ok(run(root, "image", "label", image.name, f"k={HOSTILE}")).encode())
+    assert out == f"k={HOSTILE_SHOWN}\n"
+    for args in (["image", "ls"], ["image", "inspect", image.name]):
+        assert HOSTILE_SHOWN in assert_terminal_safe(ok(run(root, *args)).encode())
+    [listed] = json.loads(ok(run(root, "image", "ls", "--format", "json")))
+    assert listed["labels"] == {"k": HOSTILE}
+
+
+def test_error_messages_are_escaped(root: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no\x1b]0;owned\x07such.tar"
+    line = assert_one_error_line(run(root, "image", "import", str(missing)))
+    assert_terminal_safe(line.encode())
+    assert "no\\x1b]0;owned\\x07such.tar" in line
+
+
 # -- image check ----------------------------------------------------------------------------
 
 CHECK_KEYS = {
@@ -754,6 +826,25 @@ def test_ls_invalid_filter(filtered: FilterStore, bad: str) -> None:
     proc = run(filtered.root, "image", "ls", "name~=app", bad)
     line = assert_one_error_line(proc)
     assert f"invalid filter '{bad}'" in line
+    assert proc.stdout == b""
+
+
+def test_ls_regex_is_linear_on_a_hostile_name(root: Path, tmp_path: Path) -> None:
+    """A backtracking engine would take ages on (a+)+$ against a long run of a's; RE2 does not
+    (run() gives up after 60 s, which fails the test)."""
+    name = f"example.com/{'a' * 60}:latest"
+    load(root, single(tmp_path, name))
+    assert ok(run(root, "image", "ls", "-q", "name~=(a+)+$")) == ""
+    assert ok(run(root, "image", "ls", "-q", "name~=/(a+)+:latest$/")).splitlines() == [name]
+
+
+@pytest.mark.parametrize(
+    "bad", ["name~=(a)\\1", "name~=a(?=b)", "labels.x~=(?<!a)b"], ids=["backref", "ahead", "behind"]
+)
+def test_ls_non_re2_pattern_is_one_line_error(filtered: FilterStore, bad: str) -> None:
+    proc = run(filtered.root, "image", "ls", bad)
+    line = assert_one_error_line(proc)
+    assert f"invalid filter '{bad}'" in line and "invalid regular expression" in line
     assert proc.stdout == b""
 
 

@@ -149,6 +149,19 @@ def test_regex_is_an_unanchored_search(expression: str, expected: list[str]) -> 
     assert matching(expression) == expected
 
 
+def test_regex_on_a_value_with_a_lone_surrogate() -> None:
+    """An annotation from an archive's JSON may be "\\udcff": searching it is no crash."""
+    record = ImageRecord(
+        name="example.com/odd:1",
+        media_type=INDEX,
+        digest=Digest("sha256", "d" * 64),
+        size=1,
+        annotations={"note": "a\udcffb"},
+    )
+    assert ImageFilter.parse(["annotations.note~=b$"]).matches(record)
+    assert not ImageFilter.parse(["annotations.note~=c"]).matches(record)
+
+
 def test_no_arguments_match_everything() -> None:
     image_filter = ImageFilter.parse([])
     assert all(image_filter.matches(record) for record in RECORDS)
@@ -194,7 +207,9 @@ def test_a_single_string_is_refused() -> None:
         ("labels.==x", "expected a field name, found '=' at position 7"),
         ("   ", "expected a field name at position 3"),
         ("name==a b", "unexpected 'b' at position 8 (selectors are separated by ',')"),
-        ("name~=(", "invalid regular expression '(': missing ), unterminated subpattern"),
+        ("name~=(", "invalid regular expression '(': missing ): ( at position 6"),
+        ("name~=(a)\\1", "invalid escape sequence: \\1 at position 6"),
+        ("name~=a(?=b)", "invalid regular expression 'a(?=b)': invalid perl operator: (?="),
         ("name==a,labels.x~=[z-a]", "invalid regular expression '[z-a]'"),
         ('labels."a\\q"', "invalid escape sequence '\\q' at position 9"),
         ('labels."\\xZZ"', "invalid numeric escape '\\xZZ' at position 8"),

@@ -195,6 +195,27 @@ def test_rich_blob_line_while_running() -> None:
     progress.finish()
 
 
+def test_rich_shows_a_member_name_literally() -> None:
+    """A docker archive's member names reach the blob line: rich markup and terminal controls
+    in them are shown, not obeyed."""
+    console, buf = rich_console()
+    progress = RichProgress(console)
+    progress.start("import", 100 * MiB)
+    progress.blob_start("[b]x[/]\x1b]0;t\x07", MiB)
+    progress.finish()
+    raw = buf.getvalue()
+    assert "\x1b]0;t" not in raw  # no window title
+    assert "[b]x[/]\\x1b]0;t\\x07" in strip_ansi(raw)
+
+
+def test_plain_escapes_controls() -> None:
+    progress, stream, clock = plain()
+    progress.start("import \x1b[2J", None)
+    clock.now += 1
+    progress.finish()
+    assert stream.getvalue() == "import \\x1b[2J: 0 B in 1.0 s, 0 B/s\n"
+
+
 def test_rich_unknown_total_shows_bytes_only() -> None:
     console, buf = rich_console()
     progress = RichProgress(console)

@@ -153,6 +153,29 @@ def test_invalid_references(value: str, message: str) -> None:
     assert isinstance(info.value, ValueError)
 
 
+#: Characters a terminal acts on or that change how text reads: C0, DEL, C1, bidi, zero-width.
+TERMINAL_CONTROLS = ["\x1b", "\r", "\n", "\x07", "\x7f", "\x9b", "\u202e", "\u2066", "\u200d"]
+
+
+@pytest.mark.parametrize("char", TERMINAL_CONTROLS, ids=ascii)
+@pytest.mark.parametrize(
+    "template",
+    ["example.com{}/app:1", "example.com/ap{}p:1", "example.com/app:1{}", "app@{}" + DIGEST],
+    ids=["domain", "path", "tag", "digest"],
+)
+def test_no_name_holds_a_terminal_control(char: str, template: str) -> None:
+    """Every name entering the store is parsed here (import annotations, RepoTags, --tag,
+    --index-name, tag, pull), so none can carry what a terminal would obey."""
+    value = template.format(char)
+    with pytest.raises(InvalidReferenceError) as caught:
+        Reference.parse(value)
+    assert str(caught.value).isprintable()
+    repository = value.partition(":1")[0].partition("@")[0]
+    if char in repository:
+        with pytest.raises(InvalidReferenceError):
+            parse_repository(repository)
+
+
 def test_name_length_limit_is_on_the_normalised_name() -> None:
     # 255 characters exactly is allowed, one more is not.
     fits = "ghcr.io/" + "a" * (255 - len("ghcr.io/"))

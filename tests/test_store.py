@@ -306,6 +306,32 @@ def test_index_name_keeps_the_index(store: Store, tmp_path: Path) -> None:
     )
 
 
+def test_index_name_claiming_a_digest_must_be_the_index(store: Store, tmp_path: Path) -> None:
+    """As for `image tag`: otherwise the export of the image would be refused by an import."""
+    builder = ArchiveBuilder()
+    builder.add(builder.image(), name="example.com/app:1")
+    path = builder.write(tmp_path / "a.tar")
+    index_digest = digest_of(builder.index_json())
+    other = f"sha256:{'0' * 64}"
+    with pytest.raises(InvalidReferenceError, match=rf"--index-name: .* claims digest {other}"):
+        store.import_archive(path, index_name=f"example.com/bundle@{other}")
+    assert names(store) == {}
+    store.import_archive(path, index_name=f"example.com/bundle@{index_digest}")
+    store.export(tmp_path / "out.tar", [f"example.com/bundle@{index_digest}"])
+    store.remove([f"example.com/bundle@{index_digest}", "example.com/app:1"])
+    store.import_archive(tmp_path / "out.tar")
+    assert f"example.com/bundle@{index_digest}" in names(store)
+
+
+def test_index_name_cannot_take_an_image_name_of_the_archive(store: Store, tmp_path: Path) -> None:
+    builder = ArchiveBuilder()
+    builder.add(builder.image(), name="example.com/app:1")
+    path = builder.write(tmp_path / "a.tar")
+    with pytest.raises(InvalidArchiveError, match=r"--index-name example\.com/app:1 is also"):
+        store.import_archive(path, index_name="example.com/app:1")
+    assert names(store) == {}
+
+
 def test_unnamed_image_gets_a_digest_name_and_a_warning(store: Store, tmp_path: Path) -> None:
     builder = ArchiveBuilder()
     desc = builder.image()

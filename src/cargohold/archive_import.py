@@ -887,8 +887,23 @@ def plan_oci(
         target = Descriptor(OCI_INDEX, digest, len(contents.index_json))
         plan.index_blob = contents.index_json
         plan.needed[digest] = target
-        plan.images.append(PlannedImage(str(Reference.parse(index_name)), target, None))
+        plan.images.append(PlannedImage(_index_image_name(index_name, digest, plan), target, None))
     return plan
+
+
+def _index_image_name(index_name: str, digest: Digest, plan: ImportPlan) -> str:
+    """``--index-name`` checked as every other name is: a name claiming a digest must name
+    that digest, and no name may point at two images."""
+    name = str(Reference.parse(index_name))
+    try:
+        check_name_digest(name, digest)
+    except InvalidReferenceError as exc:
+        raise InvalidReferenceError(f"--index-name: {exc}") from None
+    if any(p.name == name for p in plan.images):
+        raise InvalidArchiveError(
+            f"--index-name {name} is also the name of an image of the archive"
+        )
+    return name
 
 
 def _is_image(media_type: str) -> bool:

@@ -27,6 +27,7 @@ from .images import TreeNode
 from .limits import Limits
 from .progress import human_size, make_progress
 from .store import DEFAULT_NAMESPACE, Store, default_root, inspect_archive, iso_time
+from .text import terminal_safe
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,6 +47,20 @@ class AliasedGroup(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         _, command, rest = super().resolve_command(ctx, args)
         return (command.name if command else None), command, rest
+
+
+class _Interrupted(Exception):
+    """Ctrl-C, carried past click (which would print a blank line and exit 1) to :func:`main`."""
+
+
+class RootGroup(AliasedGroup):
+    """The top-level group: a Ctrl-C in any command ends it with status 130, as a shell's."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
 
 
 class Context:
@@ -156,7 +171,7 @@ def _format_option(f: F) -> F:
 
 
 @click.group(
-    cls=AliasedGroup,
+    cls=RootGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.option(
@@ -238,6 +253,7 @@ def import_(
 
     Every blob is verified; nothing is stored unless the whole archive is sound.
     """
+    _refuse_terminal_stdin(archive)
     with ctx.store() as store:
         result = store.import_archive(
             archive,
@@ -260,10 +276,10 @@ def import_(
     elif not quiet:
         width = max(len(i.name) for i in result.images)
         for item in result.images:
-            click.echo(
+            _echo(
                 f"{item.name:<{width}}  {item.digest.algorithm}:{item.digest.short}  {item.action}"
             )
-        click.echo(
+        _echo(
             f"{result.blobs_written} blobs written, {human_size(result.bytes_written)} written,"
             f" {human_size(result.bytes_deduplicated)} deduplicated"
         )
@@ -347,6 +363,15 @@ def export(
     if output_format == "json":
         # with the archive on stdout, the report goes to stderr
         click.echo(json.dumps(result.to_json(), indent=2), err=out == "-")
+
+
+def _refuse_terminal_stdin(source: str) -> None:
+    """An archive read from a terminal is a forgotten redirection, not something to wait for
+    (docker load and podman load refuse it too)."""
+    if source == "-" and sys.stdin.isatty():
+        raise CargoholdError(
+            "refusing to read an archive from a terminal; redirect stdin from a file or a pipe"
+        )
 
 
 def _complete_images(
@@ -492,10 +517,8 @@ def pull(
     if output_format == "json":
         _print_json(result.to_json())
     elif not quiet:
-        click.echo(
-            f"{result.name}  {result.digest.algorithm}:{result.digest.short}  {result.action}"
-        )
-        click.echo(
+        _echo(f"{result.name}  {result.digest.algorithm}:{result.digest.short}  {result.action}")
+        _echo(
             f"{result.blobs_downloaded} blobs downloaded ({human_size(result.bytes_downloaded)}),"
             f" {result.blobs_present} already present"
         )
@@ -543,8 +566,8 @@ def push(
     if output_format == "json":
         _print_json(result.to_json())
     elif not quiet:
-        click.echo(f"{result.destination}  {result.digest.algorithm}:{result.digest.short}  pushed")
-        click.echo(
+        _echo(f"{result.destination}  {result.digest.algorithm}:{result.digest.short}  pushed")
+        _echo(
             f"{result.blobs_uploaded} blobs uploaded ({human_size(result.bytes_uploaded)}),"
             f" {result.blobs_mounted} mounted, {result.blobs_present} already there"
         )
@@ -558,7 +581,7 @@ def push(
 def ls(ctx: Context, filters: tuple[str, ...], quiet: bool, output_format: str) -> None:
     """List images (alias: list), those matching any FILTER when given.
 
-    A filter is containerd's: name==REF, name~=REGEX, target.digest==DIGEST,
+    A filter is containerd's: name==REF, name~=REGEX (RE2 syntax, as Go's), target.digest==DIGEST,
     target.mediatype==TYPE, labels."KEY"==VALUE, annotations."KEY"!=VALUE, or a bare field
     that must be present. Commas inside one FILTER require all; several FILTERs require any.
 
@@ -568,7 +591,7 @@ def ls(ctx: Context, filters: tuple[str, ...], quiet: bool, output_format: str) 
     with ctx.store() as store:
         if quiet and output_format != "json":
             for name in store.list_names(filters):
-                click.echo(name)
+                _echo(name)
             return
         infos = store.list_images(filters)
     if output_format == "json":
@@ -641,13 +664,11 @@ def inspect(
         ]
         + ([("Partial", "yes: some manifests of its index were not imported")] if r.partial else [])
     )
-    click.echo()
+    _echo()
     _print_tree(result.tree)
     for manifest in result.manifests:
-        click.echo()
-        click.echo(
-            f"{manifest.platform or 'no platform'} (manifest {manifest.node.descriptor.digest})"
-        )
+        _echo()
+        _echo(f"{manifest.platform or 'no platform'} (manifest {manifest.node.descriptor.digest})")
         layers = manifest.node.children[1:]
         layer_text = f"{len(layers)} ({human_size(sum(n.descriptor.size for n in layers))})"
         config = manifest.config
@@ -660,21 +681,20 @@ def inspect(
                 ("Platform", str(config.platform) if config.platform else "-"),
                 ("Entrypoint", _json_or_dash(config.entrypoint)),
                 ("Cmd", _json_or_dash(config.cmd)),
-                ("Env", "\n".join(config.env) or "-"),
+                ("Env", config.env),
                 ("Working dir", config.working_dir or "-"),
                 ("User", config.user or "-"),
                 ("Ports", ", ".join(config.exposed_ports) or "-"),
                 ("Volumes", ", ".join(config.volumes) or "-"),
-                ("Labels", "\n".join(f"{k}={v}" for k, v in sorted(config.labels.items())) or "-"),
+                ("Labels", [f"{k}={v}" for k, v in sorted(config.labels.items())]),
                 ("Layers", layer_text),
                 (
                     "History",
-                    "\n".join(
+                    [
                         f"{h['created'] or '-'}  {h['createdBy'] or h['comment'] or '-'}"
                         + ("  (empty layer)" if h["emptyLayer"] else "")
                         for h in config.history
-                    )
-                    or "-",
+                    ],
                 ),
             ],
             indent=2,
@@ -713,7 +733,7 @@ def check(
         failed = {r.record.name for r in bad}
         for name in dict.fromkeys(r.record.name for r in results):
             if name not in failed:
-                click.echo(name)
+                _echo(name)
     else:
         _print_rows(
             ("REF", "TYPE", "DIGEST", "PLATFORM", "STATUS", "SIZE"),
@@ -732,11 +752,11 @@ def check(
         for r in bad:
             where = f"{r.record.name} ({r.platform or 'no platform'})"
             for digest in r.missing:
-                click.echo(f"{where}: missing {digest}")
+                _echo(f"{where}: missing {digest}")
             for digest in r.corrupt:
-                click.echo(f"{where}: corrupt {digest}")
+                _echo(f"{where}: corrupt {digest}")
             if r.problem:
-                click.echo(f"{where}: {r.problem}")
+                _echo(f"{where}: {r.problem}")
     if bad:
         images = len({r.record.name for r in bad})
         raise CargoholdError(
@@ -768,7 +788,7 @@ def label(
         _print_json({"name": name, "labels": result})
         return
     for key, value in sorted(result.items()):
-        click.echo(f"{key}={value}")
+        _echo(f"{key}={value}")
 
 
 @image.command("tag")
@@ -794,7 +814,7 @@ def tag(
         _print_json({"source": source, "names": names, "digest": str(digest)})
     elif not quiet:
         for name in names:
-            click.echo(name)
+            _echo(name)
 
 
 @image.command("rm")
@@ -818,9 +838,9 @@ def rm(ctx: Context, refs: tuple[str, ...], no_gc: bool, quiet: bool, output_for
         )
     elif not quiet:
         for name in result.removed:
-            click.echo(name)
+            _echo(name)
         if result.gc is not None:
-            click.echo(
+            _echo(
                 f"{len(result.gc.removed)} blobs removed, {human_size(result.gc.bytes_freed)} freed"
             )
     if result.missing:
@@ -845,7 +865,7 @@ def content_ls(ctx: Context, quiet: bool, output_format: str) -> None:
         _print_json([i.to_json() for i in infos])
     elif quiet:
         for info in infos:
-            click.echo(str(info.digest))
+            _echo(str(info.digest))
     else:
         now = time.time()
         _print_rows(
@@ -891,7 +911,7 @@ def content_rm(
         _print_json({"removed": result.removed, "missing": result.missing})
     elif not quiet:
         for digest in result.removed:
-            click.echo(digest)
+            _echo(digest)
     if result.missing:
         raise CargoholdError(f"content not found: {', '.join(result.missing)}")
 
@@ -914,7 +934,7 @@ def gc(ctx: Context, dry_run: bool, output_format: str) -> None:
         )
         return
     verb = "would be removed" if dry_run else "removed"
-    click.echo(f"{len(result.removed)} blobs {verb}, {human_size(result.bytes_freed)}")
+    _echo(f"{len(result.removed)} blobs {verb}, {human_size(result.bytes_freed)}")
 
 
 @cli.group(cls=AliasedGroup, aliases={"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"})
@@ -942,7 +962,7 @@ def namespace_ls(ctx: Context, quiet: bool, output_format: str) -> None:
         )
     elif quiet:
         for n in found:
-            click.echo(n.name)
+            _echo(n.name)
     else:
         _print_rows(("NAME", "IMAGES"), [(n.name, str(n.images)) for n in found])
 
@@ -955,7 +975,7 @@ def namespace_create(ctx: Context, names: tuple[str, ...]) -> None:
     with ctx.store() as store:
         for name in names:
             store.create_namespace(name)
-            click.echo(name)
+            _echo(name)
 
 
 @namespace.command("rm")
@@ -966,7 +986,7 @@ def namespace_rm(ctx: Context, names: tuple[str, ...]) -> None:
     with ctx.store() as store:
         for name in names:
             store.remove_namespace(name)
-            click.echo(name)
+            _echo(name)
 
 
 @cli.group()
@@ -997,6 +1017,7 @@ def archive_inspect(
 
     The import estimate uses the platforms an import would (this host's by default,
     --platform, --all-platforms). Exits 1 when the import would fail."""
+    _refuse_terminal_stdin(source)
     report = inspect_archive(
         source,
         ctx.root,
@@ -1016,7 +1037,7 @@ def archive_inspect(
                 ("Blobs", f"{report.blobs}, {human_size(report.size)}"),
             ]
         )
-        click.echo()
+        _echo()
         _print_rows(
             ("NAME", "DIGEST", "PLATFORMS", "SIZE", "MISSING"),
             [
@@ -1031,11 +1052,9 @@ def archive_inspect(
                 for name in image.names
             ],
         )
-        click.echo()
+        _echo()
         if report.importable:
-            click.echo(
-                f"Import would add {report.new_blobs} blobs, {human_size(report.bytes_to_add)}"
-            )
+            _echo(f"Import would add {report.new_blobs} blobs, {human_size(report.bytes_to_add)}")
     if report.problem is not None:
         raise CargoholdError(f"import would fail: {report.problem}")
 
@@ -1066,24 +1085,27 @@ def _render(renderable: object) -> None:
     with console.capture() as capture:
         console.print(renderable, crop=False, soft_wrap=True)
     for line in capture.get().splitlines():
-        click.echo(line.rstrip())
+        _echo(line.rstrip())
 
 
 def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Columns two spaces apart, as ctr prints them (plain text: rich's table layout costs
-    half a second for a thousand rows)."""
-    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
-    for row in [columns, *rows]:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    half a second for a thousand rows). Cells are escaped before they are measured."""
+    table = [[terminal_safe(cell) for cell in row] for row in [columns, *rows]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    for row in table:
+        _echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _print_fields(fields: Sequence[tuple[str, str]], indent: int = 0) -> None:
+def _print_fields(fields: Sequence[tuple[str, str | Sequence[str]]], indent: int = 0) -> None:
+    """``Name:  value`` lines; a list value is shown one item a line. Each item is escaped on
+    its own, so a newline inside an item (an Env entry, a history line) cannot forge a line."""
     width = max(len(name) for name, _ in fields) + 2
     for name, value in fields:
-        lines = value.splitlines() or [""]
-        click.echo(f"{' ' * indent}{name + ':':<{width}}{lines[0]}")
+        lines = [value] if isinstance(value, str) else list(value) or ["-"]
+        _echo(f"{' ' * indent}{name + ':':<{width}}{terminal_safe(lines[0])}")
         for line in lines[1:]:
-            click.echo(f"{' ' * (indent + width)}{line}")
+            _echo(f"{' ' * (indent + width)}{terminal_safe(line)}")
 
 
 def _print_tree(root: TreeNode) -> None:
@@ -1102,7 +1124,8 @@ def _print_tree(root: TreeNode) -> None:
             parts.append(f"(unreadable: {node.problem})")
         if node.repeated:
             parts.append("(listed above)")
-        return escape("  ".join(parts))
+        # Escaped twice: control characters for the terminal, then rich's markup ("[bold]").
+        return escape(terminal_safe("  ".join(parts)))
 
     def add(branch: Any, node: TreeNode) -> None:
         for child in node.children:
@@ -1139,16 +1162,21 @@ def _age(seconds: float) -> str:
     return f"{max(int(seconds), 0)} seconds"
 
 
+def _echo(line: str = "", err: bool = False) -> None:
+    """One line of human-readable output, its control and format characters escaped."""
+    click.echo(terminal_safe(line), err=err)
+
+
 def _print_json(value: object) -> None:
     click.echo(json.dumps(value, indent=2))
 
 
 def _warn(message: str) -> None:
-    click.echo(f"cargohold: warning: {message}", err=True)
+    _echo(f"cargohold: warning: {message}", err=True)
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"cargohold: error: {message}", err=True)
+    _echo(f"cargohold: error: {message}", err=True)
     sys.exit(1)
 
 
@@ -1168,8 +1196,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.Abort:
         _fail("aborted")
-    except KeyboardInterrupt:
-        click.echo("cargohold: interrupted", err=True)
+    except (KeyboardInterrupt, _Interrupted):
+        _echo("cargohold: interrupted", err=True)
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)

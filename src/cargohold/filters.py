@@ -9,17 +9,22 @@ and ``/regex/`` or ``|regex|`` quote a regular expression with the same escapes 
 Deliberate differences: containerd lets a selector on an unknown field silently match nothing,
 and compiles a regular expression only when matching (a bad one then matches nothing). Both
 turn a typo into an empty listing that looks like "no such images", so both are errors here,
-raised before any record is looked at. Regular expressions are Python's, not RE2's.
+raised before any record is looked at.
+
+Regular expressions are RE2's, as containerd's (Go's ``regexp``) are: matching takes time linear
+in the name's length whatever the pattern, so ``name~=(a+)+$`` cannot hang on a long name that an
+archive chose. RE2 has no backreferences or lookaround; such a pattern is a filter error.
 """
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from string import ascii_letters, digits
-from typing import Final
+from typing import Any, Final
+
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 
 from .errors import InvalidFilterError
 from .metadata import ImageRecord
@@ -33,12 +38,36 @@ _SIMPLE_ESCAPES: Final = {
 _NUMERIC_ESCAPES: Final = {"x": (2, 16), "u": (4, 16), "U": (8, 16)}
 
 
+class _Regex:
+    """A pattern compiled by RE2, which matches in time linear in the text whatever the pattern."""
+
+    __slots__ = ("_compiled",)
+
+    def __init__(self, pattern: str) -> None:
+        """``ValueError`` with RE2's reason when *pattern* is not an RE2 pattern
+        (backreferences, lookaround, bad syntax)."""
+        options = re2.Options()
+        options.log_errors = False  # RE2 would otherwise log every bad pattern to stderr
+        try:
+            self._compiled: Any = re2.compile(pattern, options)
+        except re2.error as err:
+            reason = err.args[0] if err.args else "not a valid pattern"
+            if isinstance(reason, bytes):
+                reason = reason.decode("utf-8", "replace")
+            raise ValueError(str(reason)) from None
+
+    def search(self, text: str) -> bool:
+        # Searched as UTF-8 bytes: an annotation may hold a lone surrogate (a JSON "\udcff"),
+        # which strict UTF-8 cannot encode; RE2 reads such bytes as no character.
+        return self._compiled.search(text.encode("utf-8", "surrogatepass")) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class _Selector:
     path: tuple[str, ...]
     operator: str  # "" tests presence
     value: str
-    pattern: re.Pattern[str] | None
+    pattern: _Regex | None
 
     def matches(self, record: ImageRecord) -> bool:
         value, present = _lookup(record, self.path)
@@ -47,7 +76,7 @@ class _Selector:
         if self.operator == "!=":
             return value != self.value
         if self.pattern is not None:
-            return self.pattern.search(value) is not None
+            return self.pattern.search(value)
         return present
 
 
@@ -127,10 +156,10 @@ class _Parser:
         pattern = None
         if operator == "~=":
             try:
-                pattern = re.compile(value)
-            except re.error as err:
+                pattern = _Regex(value)
+            except ValueError as err:
                 raise self.error(
-                    f"invalid regular expression {value!r}: {err.msg}", value_pos
+                    f"invalid regular expression {value!r}: {err}", value_pos
                 ) from None
         return _Selector(tuple(path), operator, value, pattern)
 

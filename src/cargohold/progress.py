@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
+from .text import terminal_safe
+
 if TYPE_CHECKING:
     pass
 
@@ -156,7 +158,7 @@ class PlainProgress(Progress):
         self._write(f"{self._title}: {amount}, {human_size(speed)}/s")
 
     def _write(self, line: str) -> None:
-        self._stream.write(line + "\n")
+        self._stream.write(terminal_safe(line) + "\n")
         self._stream.flush()
 
 

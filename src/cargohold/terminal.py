@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import rich.progress
 from rich.console import Console, RenderableType
+from rich.markup import escape
 from rich.text import Text
 
 from .progress import Progress, _duration, _eta, human_size, short_name
+from .text import terminal_safe
 
 # -- rich ------------------------------------------------------------------------------------
 #
@@ -78,6 +80,12 @@ class _TimeColumn(rich.progress.ProgressColumn):
         return Text(_eta(task.time_remaining), style="progress.remaining")
 
 
+def _description(text: str) -> str:
+    """A task description: the text column reads it as rich markup, and a blob's name may be
+    a member name the archive chose."""
+    return escape(terminal_safe(text))
+
+
 class RichProgress(Progress):
     """An animated display for a person at a terminal.
 
@@ -105,7 +113,7 @@ class RichProgress(Progress):
             transient=False,
             refresh_per_second=8,
         )
-        self._task = display.add_task(title, total=total, kind=_OVERALL)
+        self._task = display.add_task(_description(title), total=total, kind=_OVERALL)
         self._display = display
         display.start()
 
@@ -118,7 +126,9 @@ class RichProgress(Progress):
             return
         if self._blob is not None:
             self.blob_finish()
-        self._blob = self._display.add_task(f"  {short_name(name)}", total=size, kind=_BLOB)
+        self._blob = self._display.add_task(
+            _description(f"  {short_name(name)}"), total=size, kind=_BLOB
+        )
         # Draw the new line now rather than at the next tick, so even a blob that is quickly
         # done is seen to have passed.
         self._display.refresh()
