@@ -599,6 +599,71 @@ def test_check_finds_a_blob_of_the_wrong_size_without_verify(root: Path, alpine:
     assert f"{alpine.name} (linux/amd64): corrupt {layer}" in out.splitlines()
 
 
+def garble(path: Path) -> None:
+    """Replace a document with bytes of the same size that are not JSON: only parsing (or
+    re-hashing) can tell."""
+    overwrite(path, b"\x00" * path.stat().st_size)
+
+
+def test_check_without_verify_reads_every_config(root: Path, alpine: Built) -> None:
+    config = alpine.config()
+    garble(blob_file(root, config))
+
+    proc = run(root, "image", "check")
+    assert_one_error_line(proc)
+    out = proc.stdout.decode()
+    assert check_row(out, alpine.name)[4] == "invalid (2/2)"
+    problem = line_with(out, f"{alpine.name} (no platform): ")
+    assert f"config {config}" in problem and "JSON" in problem
+
+    proc = run(root, "image", "check", "--format", "json")
+    assert_one_error_line(proc)
+    [result] = json.loads(proc.stdout)
+    assert (result["status"], result["required"], result["corrupt"]) == ("invalid", 2, [])
+    assert f"config {config}" in result["problem"]
+    assert run(root, "image", "check", "-q").stdout == b""
+
+    proc = run(root, "image", "check", "--verify", "--format", "json")
+    assert_one_error_line(proc)
+    [result] = json.loads(proc.stdout)
+    assert (result["status"], result["corrupt"]) == ("corrupt", [config])
+
+
+def test_check_of_an_index_whose_manifest_is_not_json(root: Path, tmp_path: Path) -> None:
+    image = multi(tmp_path, "docker.io/library/multi:1")
+    load(root, image, all_platforms=True)
+    manifest = image.manifest(OTHER)
+    garble(blob_file(root, manifest))
+
+    proc = run(root, "image", "check", "--format", "json")
+    assert_one_error_line(proc)
+    by_manifest = {r["manifest"]: r for r in json.loads(proc.stdout)}
+    assert by_manifest[image.manifest(HOST)]["status"] == "complete"
+    assert by_manifest[manifest]["status"] == "invalid"
+    assert f"manifest {manifest}" in by_manifest[manifest]["problem"]
+
+    proc = run(root, "image", "check", "--verify", "--format", "json")
+    assert_one_error_line(proc)
+    by_manifest = {r["manifest"]: r for r in json.loads(proc.stdout)}
+    assert (by_manifest[manifest]["status"], by_manifest[manifest]["corrupt"]) == (
+        "corrupt",
+        [manifest],
+    )
+
+
+def test_check_of_an_index_that_is_not_json(root: Path, tmp_path: Path) -> None:
+    image = multi(tmp_path, "docker.io/library/multi:1")
+    load(root, image, all_platforms=True)
+    garble(blob_file(root, image.digest))
+
+    for options, status in (([], "invalid"), (["--verify"], "corrupt")):
+        proc = run(root, "image", "check", "--format", "json", *options)
+        assert_one_error_line(proc)
+        [result] = json.loads(proc.stdout)
+        assert result["status"] == status
+        assert f"index {image.digest}" in result["problem"]
+
+
 def test_check_quiet_prints_the_complete_images(root: Path, tmp_path: Path) -> None:
     good = single(tmp_path, "example.com/good:1")
     bad = single(tmp_path, "example.com/bad:1")

@@ -700,10 +700,12 @@ def check(
     """Check that images' content is all in the store (every image when no REF is given).
 
     One line per manifest: complete (n/n), incomplete (n/m) when blobs are missing, corrupt
-    with --verify when a blob's bytes no longer match its digest, unavailable when the
-    manifest itself is absent, partial for an image imported with --skip-missing. By default
-    the manifests the store holds are checked; with --platform or --all-platforms the
-    selected ones must be there. Exits 1 when anything is missing or corrupt."""
+    when a blob has the wrong size or (with --verify) its bytes no longer match its digest,
+    invalid when an index, manifest or config cannot be read as one (every document is
+    parsed, with or without --verify), unavailable when the manifest itself is absent,
+    partial for an image imported with --skip-missing. By default the manifests the store
+    holds are checked; with --platform or --all-platforms the selected ones must be there.
+    Exits 1 when anything is missing, corrupt or invalid."""
     with ctx.store() as store:
         results = store.check(refs, platforms=platforms, all_platforms=all_platforms, verify=verify)
     bad = [r for r in results if not r.ok]

@@ -203,7 +203,7 @@ class CheckResult:
     @property
     def required(self) -> int | None:
         """Blobs the manifest needs (config and layers); None when it cannot be read."""
-        return len(self.nodes) - 1 if self.status in ("complete", "incomplete", "corrupt") else None
+        return len(self.nodes) - 1 if len(self.nodes) > 1 else None
 
     @property
     def available(self) -> int:
@@ -981,6 +981,26 @@ def _node_platform(source: ContentSource, node: TreeNode) -> Platform | None:
         return None
 
 
+def _config_problem(source: ContentSource, manifest: TreeNode) -> str | None:
+    """Why the config of a readable manifest cannot be read as one; None when it can, and
+    when it is absent or of the wrong size (the check reports those as missing or corrupt).
+
+    Configs are small, so a check without --verify still reads and parses every one: a
+    config that is not a JSON object makes the image unusable, whatever its bytes hash to.
+    """
+    config = manifest.children[0] if manifest.children else None
+    if config is None or not config.present or config.problem is not None:
+        return None
+    try:
+        data = source.read_blob(config.descriptor.digest, source.document_limit)
+        parse_config(data, f"config {config.descriptor.digest}")
+    except NotFoundError:
+        return None  # removed since the tree was read; the next check reports it missing
+    except CargoholdError as exc:
+        return str(exc)
+    return None
+
+
 def _check_image(
     record: ImageRecord,
     root: TreeNode,
@@ -993,7 +1013,10 @@ def _check_image(
     if not root.present:
         return [CheckResult(record, None, "unavailable", [root])]
     if root.problem is not None:
-        return [CheckResult(record, None, "invalid", [root], problem=root.problem)]
+        check = CheckResult(record, None, "invalid", [root], problem=root.problem)
+        if intact is not None and not intact(root.descriptor.digest):
+            check.status, check.corrupt = "corrupt", [str(root.descriptor.digest)]
+        return [check]
     results = []
     listed = found = 0
     corrupt_indexes = [
@@ -1016,7 +1039,10 @@ def _check_image(
             continue
         found += 1
         if node.problem is not None:
-            results.append(CheckResult(record, platform, "invalid", [node], problem=node.problem))
+            check = CheckResult(record, platform, "invalid", [node], problem=node.problem)
+            if intact is not None and not intact(node.descriptor.digest):
+                check.status, check.corrupt = "corrupt", [str(node.descriptor.digest)]
+            results.append(check)
             continue
         nodes = [node, *node.children]
         check = CheckResult(record, platform, "complete", nodes)
@@ -1027,10 +1053,13 @@ def _check_image(
                 for n in nodes
                 if n.present and (n.problem or not intact(n.descriptor.digest))
             ]
+        check.problem = _config_problem(source, node)
         if check.missing:
             check.status = "incomplete"
         elif check.corrupt:
             check.status = "corrupt"
+        elif check.problem is not None:
+            check.status = "invalid"
         results.append(check)
     if not found and not explicit:
         results.append(CheckResult(record, None, "unavailable", [root]))
