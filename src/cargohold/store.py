@@ -35,14 +35,16 @@ from .errors import (
     InUseError,
     InvalidArchiveError,
     InvalidLabelError,
+    NoStoreError,
     NotFoundError,
+    ReadOnlyStoreError,
     StoreFormatError,
 )
 from .gc import GcResult, Leases, collect
 from .images import ConfigSummary, ContentSource, TreeNode, tree, walk
 from .limits import EXPANSION_FLOOR, Limits
 from .mediatypes import MAX_JSON_LIMIT, Descriptor, config_platform, is_index, parse_config
-from .metadata import ImageRecord, MetadataStore, Namespace
+from .metadata import ImageRecord, MetadataStore, Namespace, StoreMode
 from .platforms import Platform, PlatformMatcher
 from .progress import Progress
 from .references import Reference, check_name_digest
@@ -328,16 +330,31 @@ class ArchiveReport:
 
 
 class Store:
-    """A cargohold store at *root*, seen through *namespace*."""
+    """A cargohold store at *root*, seen through *namespace*.
 
-    def __init__(self, root: str | Path | None = None, namespace: str = DEFAULT_NAMESPACE) -> None:
+    With *mode* ``"write"`` (the default) the store is created if it does not exist, and this
+    user must be able to write it. With ``"read"`` nothing is created or changed, a user who
+    may only read the store can use it, and the operations that write are refused.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        mode: StoreMode = "write",
+    ) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.namespace = namespace
+        self.mode: StoreMode = mode
         _check_namespace(namespace)
-        self.root.mkdir(parents=True, exist_ok=True)
-        _check_version(self.root)
+        if mode == "write":
+            _check_writable(self.root)
+            self.root.mkdir(parents=True, exist_ok=True)
+        elif not (self.root / "metadata.db").is_file():
+            raise NoStoreError(f"no cargohold store at {self.root}")
+        _check_version(self.root, mode)
         self.blobs = BlobStore(self.root / "content")
-        self.meta = MetadataStore(self.root / "metadata.db")
+        self.meta = MetadataStore(self.root / "metadata.db", mode)
         self.leases = Leases(self.root / "leases")
 
     def close(self) -> None:
@@ -895,7 +912,7 @@ def inspect_archive(
 
     store_root = Path(root) if root is not None else default_root()
     if (store_root / VERSION_FILE).is_file():
-        _check_version(store_root)  # only reads: the file exists
+        _check_version(store_root, "read")
     blobs = BlobStore(store_root / "content")
     progress = progress or Progress()
     label = None if isinstance(source, str) and source == "-" else source
@@ -1339,11 +1356,23 @@ def _check_namespace(namespace: str) -> None:
         raise NotFoundError(f"invalid namespace {namespace!r}")
 
 
-def _check_version(root: Path) -> None:
+def _check_writable(root: Path) -> None:
+    """A command that writes fails at once, in one line, when this user cannot write the
+    store (another user's store, a read-only mount), before it has done any work."""
+    for path in (root, root / "metadata.db", root / "content", root / "leases"):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ReadOnlyStoreError(f"store {root} is read-only for this user")
+
+
+def _check_version(root: Path, mode: StoreMode = "write") -> None:
+    """Refuse a store of a newer format, or whose VERSION is not a format number; a writer
+    marks a new store with this version's format (a reader leaves a store as it is)."""
     version_file = root / VERSION_FILE
     try:
         text = version_file.read_text().strip()
     except FileNotFoundError:
+        if mode == "read":
+            raise StoreFormatError(f"{version_file} is missing") from None
         if (
             any(not p.name.startswith(".") for p in root.iterdir())
             and not (root / "metadata.db").exists()
@@ -1353,10 +1382,9 @@ def _check_version(root: Path) -> None:
         tmp.write_text(f"{STORE_FORMAT}\n")
         os.replace(tmp, version_file)
         return
-    try:
-        found = int(text)
-    except ValueError:
-        raise StoreFormatError(f"{version_file}: unreadable store format {text[:20]!r}") from None
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", text):
+        raise StoreFormatError(f"{version_file}: unreadable store format {text[:20]!r}")
+    found = int(text)
     if found > STORE_FORMAT:
         raise StoreFormatError(
             f"{root} was written by a newer cargohold (store format {found}, this version"
