@@ -1321,13 +1321,15 @@ def test_gc_refuses_to_run_past_an_unreadable_digest(root: Path, damaged: list[B
 
 
 def test_unreadable_namespace_labels_are_reported(root: Path) -> None:
-    ok(run(root, "namespace", "create", "team", "other"))
+    ok(run(root, "namespace", "create", "team", "other", "third"))
     damage(root, "UPDATE namespaces SET labels = '[]' WHERE name = 'team'")
-    proc = run(root, "namespace", "ls", "-q")
+    damage(root, "UPDATE namespaces SET created_at = 'today' WHERE name = 'third'")
+    proc = run(root, "namespace", "ls", "--format", "json")
     assert proc.returncode == 1
-    assert lines(proc.stdout) == ["other"]
-    warning, _ = lines(proc.stderr)
-    assert warning.startswith("cargohold: warning: metadata.db: namespace 'team': labels")
+    assert [n["name"] for n in json.loads(proc.stdout)] == ["other"]
+    labels, created, _ = lines(proc.stderr)
+    assert labels.startswith("cargohold: warning: metadata.db: namespace 'team': labels")
+    assert created.startswith("cargohold: warning: metadata.db: namespace 'third': invalid")
 
 
 # -- shell completion -----------------------------------------------------------------------

@@ -210,15 +210,11 @@ class MetadataStore:
         ).fetchall()
         found = []
         for name, created, labels, count in rows:
+            what = f"metadata.db: namespace {name!r}"
             try:
-                found.append(
-                    Namespace(
-                        name,
-                        created,
-                        _labels(labels, f"metadata.db: namespace {name!r}: labels"),
-                        count,
-                    )
-                )
+                if not isinstance(created, (int, float)):
+                    raise CorruptMetadataError(f"{what}: invalid creation time {created!r}")
+                found.append(Namespace(name, created, _labels(labels, f"{what}: labels"), count))
             except CorruptMetadataError as exc:
                 self.unreadable.append(str(exc))
         return found
