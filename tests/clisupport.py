@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -26,14 +27,38 @@ def command(root: Path | None, *args: str) -> list[str]:
     return [*base, *args]
 
 
+#: Linux capabilities that let root ignore file permissions: DAC_OVERRIDE, DAC_READ_SEARCH
+#: and FOWNER (see capabilities(7)).
+_PERMISSION_OVERRIDES = (1, 2, 3)
+_PR_CAPBSET_DROP = 24
+
+
+def _bound_by_permissions() -> None:
+    """In a child about to exec: give up, for good, what lets root ignore permission bits.
+
+    Dropped from the bounding set, the capabilities are not granted again at exec, so the
+    command runs as a user that a read-only file or directory stops. (Running it as another
+    uid is not enough where the interpreter lives in root's home.) Nothing to do when the
+    tests do not run as root: permission bits stop an ordinary user already.
+    """
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in _PERMISSION_OVERRIDES:
+        if libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
 def run(
     root: Path | None,
     *args: str,
     stdin: bytes | None = None,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    bound_by_permissions: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``python -m cargohold`` with a clean environment (no CARGOHOLD_* variables)."""
+    """Run ``python -m cargohold`` with a clean environment (no CARGOHOLD_* variables);
+    with *bound_by_permissions*, as a user whom file permissions stop (also under root)."""
     environment = clean_environment()
     environment.update(env or {})
     return subprocess.run(
@@ -44,6 +69,7 @@ def run(
         cwd=cwd,
         timeout=60,
         check=False,
+        preexec_fn=_bound_by_permissions if bound_by_permissions else None,
     )
 
 

@@ -150,6 +150,7 @@ def test_bad_archive_is_one_error_line(root: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_image_is_one_error_line(root: Path, tmp_path: Path) -> None:
+    Store(root).close()  # an empty store
     out = tmp_path / "out.tar"
     proc = run(root, "image", "export", str(out), "example.com/nosuch:1")
     line = assert_one_error_line(proc)
@@ -158,6 +159,7 @@ def test_unknown_image_is_one_error_line(root: Path, tmp_path: Path) -> None:
 
 
 def test_debug_shows_the_traceback(root: Path, tmp_path: Path) -> None:
+    Store(root).close()
     proc = run(root, "--debug", "image", "export", str(tmp_path / "o.tar"), "nosuch:1")
     stderr = proc.stderr.decode()
     assert proc.returncode == 1

@@ -6,11 +6,13 @@ is asserted is what a user or a script sees: exit status, stdout, JSON, the one 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
 import re
 import shlex
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -671,6 +673,72 @@ def test_check_finds_a_blob_of_the_wrong_size_without_verify(root: Path, alpine:
     assert f"{alpine.name} (linux/amd64): corrupt {layer}" in out.splitlines()
 
 
+def garble(path: Path) -> None:
+    """Replace a document with bytes of the same size that are not JSON: only parsing (or
+    re-hashing) can tell."""
+    overwrite(path, b"\x00" * path.stat().st_size)
+
+
+def test_check_without_verify_reads_every_config(root: Path, alpine: Built) -> None:
+    config = alpine.config()
+    garble(blob_file(root, config))
+
+    proc = run(root, "image", "check")
+    assert_one_error_line(proc)
+    out = proc.stdout.decode()
+    assert check_row(out, alpine.name)[4] == "invalid (2/2)"
+    problem = line_with(out, f"{alpine.name} (no platform): ")
+    # documents are re-hashed when read: the problem says the store's copy is damaged
+    assert f"store's copy of {config} is damaged" in problem
+
+    proc = run(root, "image", "check", "--format", "json")
+    assert_one_error_line(proc)
+    [result] = json.loads(proc.stdout)
+    assert (result["status"], result["required"], result["corrupt"]) == ("invalid", 2, [])
+    assert config in result["problem"]
+    assert run(root, "image", "check", "-q").stdout == b""
+
+    proc = run(root, "image", "check", "--verify", "--format", "json")
+    assert_one_error_line(proc)
+    [result] = json.loads(proc.stdout)
+    assert (result["status"], result["corrupt"]) == ("corrupt", [config])
+
+
+def test_check_of_an_index_whose_manifest_is_not_json(root: Path, tmp_path: Path) -> None:
+    image = multi(tmp_path, "docker.io/library/multi:1")
+    load(root, image, all_platforms=True)
+    manifest = image.manifest(OTHER)
+    garble(blob_file(root, manifest))
+
+    proc = run(root, "image", "check", "--format", "json")
+    assert_one_error_line(proc)
+    by_manifest = {r["manifest"]: r for r in json.loads(proc.stdout)}
+    assert by_manifest[image.manifest(HOST)]["status"] == "complete"
+    assert by_manifest[manifest]["status"] == "invalid"
+    assert f"store's copy of {manifest} is damaged" in by_manifest[manifest]["problem"]
+
+    proc = run(root, "image", "check", "--verify", "--format", "json")
+    assert_one_error_line(proc)
+    by_manifest = {r["manifest"]: r for r in json.loads(proc.stdout)}
+    assert (by_manifest[manifest]["status"], by_manifest[manifest]["corrupt"]) == (
+        "corrupt",
+        [manifest],
+    )
+
+
+def test_check_of_an_index_that_is_not_json(root: Path, tmp_path: Path) -> None:
+    image = multi(tmp_path, "docker.io/library/multi:1")
+    load(root, image, all_platforms=True)
+    garble(blob_file(root, image.digest))
+
+    for options, status in (([], "invalid"), (["--verify"], "corrupt")):
+        proc = run(root, "image", "check", "--format", "json", *options)
+        assert_one_error_line(proc)
+        [result] = json.loads(proc.stdout)
+        assert result["status"] == status
+        assert f"store's copy of {image.digest} is damaged" in result["problem"]
+
+
 def test_check_quiet_prints_the_complete_images(root: Path, tmp_path: Path) -> None:
     good = single(tmp_path, "example.com/good:1")
     bad = single(tmp_path, "example.com/bad:1")
@@ -1080,6 +1148,280 @@ def test_export_quiet_text_prints_nothing(root: Path, tmp_path: Path, alpine: Bu
     out = tmp_path / "out.tar"
     assert ok(run(root, "image", "export", "-q", str(out), alpine.name)) == ""
     assert out.stat().st_size > 0
+
+
+# -- stores that do not exist, that this user may only read, or that are damaged ----------
+
+#: Commands that only read the store; IMAGE, LAYER and OUT are filled in by :func:`filled`.
+READERS = [
+    ("image", "ls"),
+    ("image", "ls", "-q"),
+    ("image", "inspect", "--format", "json", "IMAGE"),
+    ("image", "inspect", "--raw", "manifest", "IMAGE"),
+    ("image", "check"),
+    ("image", "check", "--verify", "IMAGE"),
+    ("image", "export", "OUT", "IMAGE"),
+    ("content", "ls", "-q"),
+    ("content", "get", "LAYER"),
+    ("namespace", "ls"),
+]
+#: Commands that write it (``image pull`` too, which needs a registry).
+WRITERS = [
+    ("image", "import", "ARCHIVE"),
+    ("image", "tag", "IMAGE", "example.com/other:1"),
+    ("image", "label", "IMAGE", "a=b"),
+    ("image", "rm", "IMAGE"),
+    ("content", "rm", "--force", "LAYER"),
+    ("content", "gc", "--dry-run"),
+    ("namespace", "create", "team"),
+    ("namespace", "rm", "default"),
+]
+
+
+def filled(command: tuple[str, ...], image: Built, out: Path) -> list[str]:
+    values = {"IMAGE": image.name, "LAYER": image.layers()[0], "OUT": str(out)}
+    values["ARCHIVE"] = str(image.path)
+    return [values.get(word, word) for word in command]
+
+
+def ids(command: tuple[str, ...]) -> str:
+    return " ".join(command)
+
+
+@pytest.mark.parametrize("command", [*READERS, ("image", "push", "IMAGE")], ids=ids)
+def test_a_command_that_only_reads_creates_no_store(
+    tmp_path: Path, alpine: Built, command: tuple[str, ...]
+) -> None:
+    typo = tmp_path / "typo"
+    for exists in (False, True):
+        proc = run(typo, *filled(command, alpine, tmp_path / "out.tar"))
+        assert assert_one_error_line(proc) == f"cargohold: error: no cargohold store at {typo}"
+        assert proc.stdout == b""
+        assert list(typo.iterdir()) == [] if exists else not typo.exists()
+        typo.mkdir(exist_ok=True)
+    assert not (tmp_path / "out.tar").exists()
+
+
+def test_a_command_that_writes_creates_the_store(tmp_path: Path) -> None:
+    root = tmp_path / "new"
+    ok(run(root, "namespace", "create", "team"))
+    assert ok(run(root, "namespace", "ls", "-q")).split() == ["team"]
+
+
+@dataclass
+class ReadOnly:
+    """Makes a store read-only to a user bound by permissions, and undoes it at the end."""
+
+    root: Path
+    modes: dict[Path, int]
+
+    def files(self) -> None:
+        """Every file read-only; the directories stay writable."""
+        for path in [self.root / "VERSION", self.root / "metadata.db"]:
+            self.chmod(path, 0o444)
+
+    def directories(self) -> None:
+        """Every directory read-only; the files keep their modes."""
+        for path in [self.root, *(p for p in self.root.rglob("*") if p.is_dir())]:
+            self.chmod(path, 0o555)
+
+    def everything(self) -> None:
+        """Files (the write-ahead log's too, when a writer has the store open) and
+        directories: the store as another user sees root's."""
+        for path in self.root.glob("metadata.db-*"):
+            self.chmod(path, 0o444)
+        self.files()
+        self.directories()
+
+    def chmod(self, path: Path, mode: int) -> None:
+        self.modes.setdefault(path, path.stat().st_mode & 0o7777)
+        path.chmod(mode)
+
+    def undo(self) -> None:
+        for path, mode in self.modes.items():
+            if path.exists():  # the write-ahead log goes when its last user closes the store
+                path.chmod(mode)
+
+
+@pytest.fixture
+def read_only(root: Path, alpine: Built) -> Iterator[ReadOnly]:
+    made = ReadOnly(root, {})
+    yield made
+    made.undo()
+
+
+def succeeded(proc: subprocess.CompletedProcess[bytes]) -> bytes:
+    """The stdout (bytes: ``content get`` prints a blob) of a command that succeeded."""
+    assert (proc.returncode, proc.stderr) == (0, b""), proc.stderr.decode()
+    return proc.stdout
+
+
+def store_state(root: Path) -> tuple[list[str], set[str], list[str]]:
+    """Names, blobs and the files of the store's directory (WAL files aside)."""
+    files = sorted(p.name for p in root.iterdir() if not p.name.endswith(("-wal", "-shm")))
+    return stored_names(root), stored_digests(root), files
+
+
+@pytest.mark.parametrize("how", ["files", "directories", "everything"])
+def test_a_read_only_store_serves_every_command_that_reads(
+    root: Path, tmp_path: Path, alpine: Built, read_only: ReadOnly, how: str
+) -> None:
+    expected = []
+    for i, command in enumerate(READERS):
+        out = tmp_path / f"owner{i}.tar"
+        expected.append((succeeded(run(root, *filled(command, alpine, out))), out))
+    before = store_state(root)
+    getattr(read_only, how)()
+
+    for command, (stdout, owners) in zip(READERS, expected, strict=True):
+        out = tmp_path / f"reader-{'-'.join(command)}.tar"
+        proc = run(root, *filled(command, alpine, out), bound_by_permissions=True)
+        assert succeeded(proc) == stdout, command
+        if "OUT" in command:
+            assert out.read_bytes() == owners.read_bytes()
+    read_only.undo()
+    assert store_state(root) == before
+
+
+@pytest.mark.parametrize("command", WRITERS, ids=ids)
+@pytest.mark.parametrize("how", ["files", "directories", "everything"])
+def test_a_command_that_writes_says_it_needs_write_access(
+    root: Path,
+    tmp_path: Path,
+    alpine: Built,
+    read_only: ReadOnly,
+    how: str,
+    command: tuple[str, ...],
+) -> None:
+    before = store_state(root)
+    getattr(read_only, how)()
+    proc = run(root, *filled(command, alpine, tmp_path / "o"), bound_by_permissions=True)
+    path = " ".join(command[:2])
+    assert assert_one_error_line(proc) == (
+        f"cargohold: error: store {root} is read-only for this user:"
+        f" cargohold {path} needs write access"
+    )
+    read_only.undo()
+    assert store_state(root) == before
+
+
+def test_a_reader_sees_what_a_writer_has_not_yet_checkpointed(
+    root: Path, alpine: Built, read_only: ReadOnly
+) -> None:
+    with Store(root) as writer:
+        writer.tag(alpine.name, ["example.com/new:1"])  # in the write-ahead log only
+        assert (root / "metadata.db-wal").stat().st_size > 0
+        read_only.everything()
+        proc = run(root, "image", "ls", "-q", bound_by_permissions=True)
+        read_only.undo()
+    assert ok(proc).split() == [alpine.name, "example.com/new:1"]
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "+1", "1_0", "one", ""])
+@pytest.mark.parametrize("command", [("image", "ls"), ("namespace", "create", "team")], ids=ids)
+def test_a_damaged_version_file_is_one_error_line(
+    root: Path, alpine: Built, text: str, command: tuple[str, ...]
+) -> None:
+    (root / "VERSION").write_text(text + "\n")
+    line = assert_one_error_line(run(root, *command))
+    assert line == f"cargohold: error: {root / 'VERSION'}: unreadable store format {text!r}"
+
+
+def damage(root: Path, statement: str, *params: str) -> None:
+    with contextlib.closing(sqlite3.connect(root / "metadata.db")) as db, db:
+        db.execute(statement, params)
+
+
+@pytest.fixture
+def damaged(root: Path, tmp_path: Path) -> list[Built]:
+    """Three images: the labels of the second are not JSON, the digest of the third is not
+    a digest."""
+    images = [single(tmp_path, f"example.com/{n}:1") for n in ("good", "labels", "digest")]
+    load(root, *images)
+    damage(root, "UPDATE images SET labels = '{oops' WHERE name = ?", images[1].name)
+    damage(root, "UPDATE images SET digest = 'sha256:oops' WHERE name = ?", images[2].name)
+    return images
+
+
+def row_warnings(proc: subprocess.CompletedProcess[bytes], *names: str) -> None:
+    """A warning naming each unreadable row, then the error line, exit 1."""
+    *warnings, error = lines(proc.stderr)
+    assert proc.returncode == 1
+    assert len(warnings) == len(names)
+    for warning, name in zip(warnings, names, strict=True):
+        assert warning.startswith("cargohold: warning: metadata.db: image ")
+        assert f"{name!r} of namespace 'default'" in warning
+    assert error == (
+        f"cargohold: error: {len(names)} unreadable record(s) of the store's metadata left out"
+    )
+
+
+def test_unreadable_rows_are_left_out_of_listings_and_reported(
+    root: Path, damaged: list[Built]
+) -> None:
+    good, labels, digest = damaged
+    bad = (digest.name, labels.name)  # by name
+
+    proc = run(root, "image", "ls", "-q")
+    row_warnings(proc, *bad)
+    assert lines(proc.stdout) == [good.name]
+    proc = run(root, "image", "ls")
+    row_warnings(proc, *bad)
+    assert [row[0] for row in rows(proc.stdout.decode())[1:]] == [good.name]
+    proc = run(root, "image", "ls", "--format", "json")
+    row_warnings(proc, *bad)
+    assert [i["name"] for i in json.loads(proc.stdout)] == [good.name]
+
+    proc = run(root, "image", "check", "--format", "json")
+    row_warnings(proc, *bad)
+    assert [(r["name"], r["status"]) for r in json.loads(proc.stdout)] == [(good.name, "complete")]
+    proc = run(root, "content", "ls", "--format", "json")
+    row_warnings(proc, *bad)
+    assert {u["name"] for i in json.loads(proc.stdout) for u in i["usedBy"]} == {good.name}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("image", "inspect", "IMAGE"),
+        ("image", "export", "OUT", "IMAGE"),
+        ("image", "tag", "IMAGE", "x:1"),
+    ],
+    ids=ids,
+)
+def test_an_unreadable_row_named_by_a_command_is_one_error_line(
+    root: Path, tmp_path: Path, damaged: list[Built], command: tuple[str, ...]
+) -> None:
+    _, labels, digest = damaged
+    out = tmp_path / "out.tar"
+    for image, problem in ((labels, "labels are not a JSON object"), (digest, "invalid digest")):
+        line = assert_one_error_line(run(root, *filled(command, image, out)))
+        assert line.startswith(
+            f"cargohold: error: metadata.db: image {image.name!r} of namespace 'default': {problem}"
+        )
+    assert not out.exists()
+    assert stored_names(root) == [damaged[0].name]  # the library lists what it can read
+
+
+def test_gc_refuses_to_run_past_an_unreadable_digest(root: Path, damaged: list[Built]) -> None:
+    before = stored_digests(root)
+    line = assert_one_error_line(run(root, "content", "gc"))
+    assert f"image {damaged[2].name!r}" in line and "invalid digest" in line
+    assert stored_digests(root) == before
+    ok(run(root, "image", "rm", "-q", damaged[1].name, damaged[2].name))  # how to mend it
+    assert ok(run(root, "image", "ls", "-q")).split() == [damaged[0].name]
+
+
+def test_unreadable_namespace_labels_are_reported(root: Path) -> None:
+    ok(run(root, "namespace", "create", "team", "other", "third"))
+    damage(root, "UPDATE namespaces SET labels = '[]' WHERE name = 'team'")
+    damage(root, "UPDATE namespaces SET created_at = 'today' WHERE name = 'third'")
+    proc = run(root, "namespace", "ls", "--format", "json")
+    assert proc.returncode == 1
+    assert [n["name"] for n in json.loads(proc.stdout)] == ["other"]
+    labels, created, _ = lines(proc.stderr)
+    assert labels.startswith("cargohold: warning: metadata.db: namespace 'team': labels")
+    assert created.startswith("cargohold: warning: metadata.db: namespace 'third': invalid")
 
 
 # -- shell completion -----------------------------------------------------------------------

@@ -20,7 +20,9 @@ from cargohold.errors import (
     CargoholdError,
     InvalidArchiveError,
     InvalidReferenceError,
+    NoStoreError,
     NotFoundError,
+    ReadOnlyStoreError,
     StoreFormatError,
 )
 from cargohold.platforms import Platform
@@ -1042,6 +1044,51 @@ def test_directory_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreFormatError):
         Store(root)
     assert [p.name for p in root.iterdir()] == ["precious.txt"]
+
+
+def test_opening_to_read_creates_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    with pytest.raises(NoStoreError, match="no cargohold store at"):
+        Store(root, mode="read")
+    assert not root.exists()
+    root.mkdir()
+    with pytest.raises(NoStoreError):
+        Store(root, mode="read")
+    assert list(root.iterdir()) == []
+
+
+def test_a_store_opened_to_read_reads_and_refuses_writes(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    with Store(root) as s:
+        s.import_archive(single(tmp_path / "a.tar", "example.com/app:1"))
+    before = sorted(p.name for p in root.iterdir())
+    with Store(root, mode="read") as s:
+        assert s.list_names() == ["example.com/app:1"]
+        with pytest.raises(ReadOnlyStoreError):
+            s.tag("example.com/app:1", ["example.com/app:2"])
+        with pytest.raises(ReadOnlyStoreError):
+            s.gc()
+        assert s.list_names() == ["example.com/app:1"]
+    assert sorted(p.name for p in root.iterdir()) == before
+
+
+def test_a_store_from_the_future_is_refused_to_readers_too(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    Store(root).close()
+    (root / "VERSION").write_text("999\n")
+    with pytest.raises(StoreFormatError, match="999"):
+        Store(root, mode="read")
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "2.5", "1e3"])
+def test_a_version_that_is_not_a_format_is_refused(tmp_path: Path, text: str) -> None:
+    root = tmp_path / "root"
+    Store(root).close()
+    (root / "VERSION").write_text(text)
+    with pytest.raises(StoreFormatError, match="unreadable store format"):
+        Store(root, mode="read")
+    with pytest.raises(StoreFormatError, match="unreadable store format"):
+        Store(root, mode="write")
 
 
 def test_store_reopens(tmp_path: Path) -> None:

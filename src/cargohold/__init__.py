@@ -9,6 +9,7 @@ from .errors import (
     AlreadyExistsError,
     CargoholdError,
     ContentError,
+    CorruptMetadataError,
     InUseError,
     InvalidArchiveError,
     InvalidDigestError,
@@ -17,9 +18,12 @@ from .errors import (
     InvalidLabelError,
     InvalidPlatformError,
     InvalidReferenceError,
+    NoStoreError,
     NotFoundError,
+    ReadOnlyStoreError,
     StoreFormatError,
 )
+from .metadata import StoreMode
 from .platforms import Platform
 from .progress import Progress
 from .references import Reference
@@ -40,6 +44,7 @@ __all__ = [
     "CargoholdError",
     "CheckResult",
     "ContentError",
+    "CorruptMetadataError",
     "Digest",
     "ExportResult",
     "ImageInfo",
@@ -53,12 +58,15 @@ __all__ = [
     "InvalidLabelError",
     "InvalidPlatformError",
     "InvalidReferenceError",
+    "NoStoreError",
     "NotFoundError",
     "Platform",
     "Progress",
+    "ReadOnlyStoreError",
     "Reference",
     "Store",
     "StoreFormatError",
+    "StoreMode",
     "__version__",
     "inspect_archive",
 ]

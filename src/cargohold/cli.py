@@ -13,7 +13,8 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn, TypeVar, cast
 
@@ -22,9 +23,10 @@ from click.shell_completion import CompletionItem, get_completion_class
 
 from . import __version__
 from .compression import Compression
-from .errors import CargoholdError
+from .errors import CargoholdError, ReadOnlyStoreError
 from .images import TreeNode
 from .limits import Limits
+from .metadata import StoreMode
 from .progress import human_size, make_progress
 from .store import DEFAULT_NAMESPACE, Store, default_root, inspect_archive, iso_time
 from .text import terminal_safe
@@ -70,9 +72,26 @@ class Context:
         self.root = root
         self.namespace = namespace
         self.debug = debug
+        #: Rows of the store's metadata that listings left out (see :func:`after_command`).
+        self.unreadable: list[str] = []
 
-    def store(self) -> Store:
-        return Store(self.root, self.namespace)
+    @contextmanager
+    def store(self, mode: StoreMode) -> Iterator[Store]:
+        """The store, opened for what the command does: to read (creates nothing, works for
+        a user who may only read the store) or to write (creates it, needs write access).
+        Each row of metadata a listing had to leave out is warned about as it closes."""
+        try:
+            store = Store(self.root, self.namespace, mode)
+        except ReadOnlyStoreError as exc:
+            command = click.get_current_context().command_path
+            raise ReadOnlyStoreError(f"{exc}: {command} needs write access") from None
+        try:
+            yield store
+        finally:
+            store.close()
+            for message in store.meta.unreadable:
+                _warn(message)
+            self.unreadable.extend(store.meta.unreadable)
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -197,6 +216,17 @@ def cli(ctx: click.Context, root: str | None, namespace: str, debug: bool) -> No
     ctx.obj = Context(root, namespace, debug)
 
 
+@cli.result_callback()
+@pass_context
+def after_command(ctx: Context, /, result: object, **params: object) -> None:
+    """A command that listed what it could but left out unreadable rows of the store's
+    metadata (warned about already) exits 1, so that a script notices."""
+    if ctx.unreadable:
+        raise CargoholdError(
+            f"{len(ctx.unreadable)} unreadable record(s) of the store's metadata left out"
+        )
+
+
 @cli.group(cls=AliasedGroup, aliases={"images": "image", "i": "image"})
 def image() -> None:
     """Import, export, pull, push, tag, list and remove images (aliases: images, i)."""
@@ -254,7 +284,7 @@ def import_(
     Every blob is verified; nothing is stored unless the whole archive is sound.
     """
     _refuse_terminal_stdin(archive)
-    with ctx.store() as store:
+    with ctx.store("write") as store:
         result = store.import_archive(
             archive,
             base_name=base_name,
@@ -347,7 +377,7 @@ def export(
     and podman read those directly. With --format oci-dir, OUT is a new layout directory."""
     if out == "-" and sys.stdout.isatty():
         raise CargoholdError("refusing to write an archive to a terminal; redirect stdout")
-    with ctx.store() as store:
+    with ctx.store("read") as store:
         result = store.export(
             out,
             refs,
@@ -382,12 +412,10 @@ def _complete_images(
     root = root_ctx.params.get("root") or os.environ.get("CARGOHOLD_ROOT")
     namespace = root_ctx.params.get("namespace") or DEFAULT_NAMESPACE
     path = Path(root) if root else default_root()
-    if not (path / "metadata.db").is_file():
-        return []
     try:
-        with Store(path, namespace) as store:
+        with Store(path, namespace, "read") as store:
             names = [info.name for info in store.meta.list_images(namespace)]
-    except CargoholdError:
+    except (CargoholdError, sqlite3.Error):
         return []
     return [CompletionItem(n) for n in names if n.startswith(incomplete)]
 
@@ -506,7 +534,7 @@ def pull(
     {name, digest, mediaType, action, platforms, manifestsDownloaded, blobsDownloaded,
     bytesDownloaded, blobsPresent}.
     """
-    with ctx.store() as store:
+    with ctx.store("write") as store:
         result = store.pull(
             ref,
             platforms=platforms,
@@ -552,7 +580,7 @@ def push(
     mounted. --format json prints {name, destination, digest, mediaType, platforms,
     manifests, blobsUploaded, bytesUploaded, blobsMounted, blobsPresent}.
     """
-    with ctx.store() as store:
+    with ctx.store("read") as store:
         result = store.push(
             ref,
             destination,
@@ -588,7 +616,7 @@ def ls(ctx: Context, filters: tuple[str, ...], quiet: bool, output_format: str) 
     \b
       cargohold image ls 'name~=^docker.io/library/' 'labels."env"==prod,name~=:v1'
     """
-    with ctx.store() as store:
+    with ctx.store("read") as store:
         if quiet and output_format != "json":
             for name in store.list_names(filters):
                 _echo(name)
@@ -639,7 +667,7 @@ def inspect(
 ) -> None:
     """Show an image: its tree (index, manifests and their platforms, configs, layers) and
     a summary of each config (created, platform, entrypoint, cmd, env, labels, history)."""
-    with ctx.store() as store:
+    with ctx.store("read") as store:
         if raw is not None:
             if len(platforms) > 1:
                 raise click.UsageError("--raw shows one document: give at most one --platform")
@@ -720,11 +748,13 @@ def check(
     """Check that images' content is all in the store (every image when no REF is given).
 
     One line per manifest: complete (n/n), incomplete (n/m) when blobs are missing, corrupt
-    with --verify when a blob's bytes no longer match its digest, unavailable when the
-    manifest itself is absent, partial for an image imported with --skip-missing. By default
-    the manifests the store holds are checked; with --platform or --all-platforms the
-    selected ones must be there. Exits 1 when anything is missing or corrupt."""
-    with ctx.store() as store:
+    when a blob has the wrong size or (with --verify) its bytes no longer match its digest,
+    invalid when an index, manifest or config cannot be read as one (every document is
+    parsed, with or without --verify), unavailable when the manifest itself is absent,
+    partial for an image imported with --skip-missing. By default the manifests the store
+    holds are checked; with --platform or --all-platforms the selected ones must be there.
+    Exits 1 when anything is missing, corrupt or invalid."""
+    with ctx.store("read") as store:
         results = store.check(refs, platforms=platforms, all_platforms=all_platforms, verify=verify)
     bad = [r for r in results if not r.ok]
     if output_format == "json":
@@ -781,7 +811,7 @@ def label(
         if not sep:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="KEY=VALUE")
         changes[key] = value
-    with ctx.store() as store:
+    with ctx.store("write") as store:
         result = store.label(ref, changes, replace_all=replace_all)
         name = store.resolve(ref).name
     if output_format == "json":
@@ -807,7 +837,7 @@ def tag(
     output_format: str,
 ) -> None:
     """Give an image more names."""
-    with ctx.store() as store:
+    with ctx.store("write") as store:
         names = store.tag(source, targets, force=force)
         digest = store.resolve(names[0]).digest
     if output_format == "json":
@@ -825,7 +855,7 @@ def tag(
 @pass_context
 def rm(ctx: Context, refs: tuple[str, ...], no_gc: bool, quiet: bool, output_format: str) -> None:
     """Remove image names and free the content no image uses (aliases: remove, delete, del)."""
-    with ctx.store() as store:
+    with ctx.store("write") as store:
         result = store.remove(refs, collect_garbage=not no_gc)
     if output_format == "json":
         _print_json(
@@ -859,7 +889,7 @@ def content() -> None:
 def content_ls(ctx: Context, quiet: bool, output_format: str) -> None:
     """List every blob of the store: digest, size, age, and the images that use it (images
     of other namespaces are shown as NAMESPACE/NAME)."""
-    with ctx.store() as store:
+    with ctx.store("read") as store:
         infos = store.content()
     if output_format == "json":
         _print_json([i.to_json() for i in infos])
@@ -887,7 +917,7 @@ def content_ls(ctx: Context, quiet: bool, output_format: str) -> None:
 @pass_context
 def content_get(ctx: Context, digest: str) -> None:
     """Write a blob's bytes to stdout."""
-    with ctx.store() as store, store.read_content(digest) as source:
+    with ctx.store("read") as store, store.read_content(digest) as source:
         out = sys.stdout.buffer
         while chunk := source.read(1 << 20):
             out.write(chunk)
@@ -905,7 +935,7 @@ def content_rm(
 ) -> None:
     """Remove blobs. Content an image uses is refused unless --force (the image then shows
     as incomplete in image check); content an import in progress holds is always refused."""
-    with ctx.store() as store:
+    with ctx.store("write") as store:
         result = store.remove_content(digests, force=force)
     if output_format == "json":
         _print_json({"removed": result.removed, "missing": result.missing})
@@ -922,7 +952,7 @@ def content_rm(
 @pass_context
 def gc(ctx: Context, dry_run: bool, output_format: str) -> None:
     """Remove content that no image and no import in progress needs, and abandoned ingests."""
-    with ctx.store() as store:
+    with ctx.store("write") as store:
         result = store.gc(dry_run=dry_run)
     if output_format == "json":
         _print_json(
@@ -951,7 +981,7 @@ cli.aliases.update({"namespaces": "namespace", "ns": "namespace"})
 @pass_context
 def namespace_ls(ctx: Context, quiet: bool, output_format: str) -> None:
     """List namespaces and how many images each holds."""
-    with ctx.store() as store:
+    with ctx.store("read") as store:
         found = store.namespaces()
     if output_format == "json":
         _print_json(
@@ -972,7 +1002,7 @@ def namespace_ls(ctx: Context, quiet: bool, output_format: str) -> None:
 @pass_context
 def namespace_create(ctx: Context, names: tuple[str, ...]) -> None:
     """Create namespaces (importing into a new namespace also creates it)."""
-    with ctx.store() as store:
+    with ctx.store("write") as store:
         for name in names:
             store.create_namespace(name)
             _echo(name)
@@ -983,7 +1013,7 @@ def namespace_create(ctx: Context, names: tuple[str, ...]) -> None:
 @pass_context
 def namespace_rm(ctx: Context, names: tuple[str, ...]) -> None:
     """Remove namespaces; one that still has images is refused."""
-    with ctx.store() as store:
+    with ctx.store("write") as store:
         for name in names:
             store.remove_namespace(name)
             _echo(name)

@@ -83,3 +83,15 @@ class InvalidLabelError(CargoholdError, ValueError):
 
 class StorageFullError(CargoholdError, OSError):
     """The store's disk is full (or a file size limit was reached); nothing was stored."""
+
+
+class NoStoreError(NotFoundError):
+    """No store exists at the path, and the command only reads (only writers create one)."""
+
+
+class ReadOnlyStoreError(CargoholdError, PermissionError):
+    """The operation writes, and this user cannot write the store (or it was opened to read)."""
+
+
+class CorruptMetadataError(CargoholdError):
+    """A row of the store's metadata cannot be read (damaged or edited by hand)."""

@@ -9,15 +9,18 @@ kept) or after it (and sees the sweep's result).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+import urllib.parse
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from .digests import Digest
+from .errors import CargoholdError, CorruptMetadataError, ReadOnlyStoreError
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS namespaces (
@@ -58,6 +61,10 @@ CREATE TABLE IF NOT EXISTS lease_blobs (
 #: How long a process waits for another's write lock before it reports a lock timeout.
 LOCK_TIMEOUT_SECONDS: Final = 120.0
 
+#: How a store is opened. ``"read"`` creates, migrates and writes nothing, and works for a
+#: user who may only read the store; ``"write"`` creates the store and its schema if needed.
+StoreMode = Literal["read", "write"]
+
 
 @dataclass(frozen=True, slots=True)
 class ImageRecord:
@@ -86,11 +93,16 @@ class Namespace:
 class MetadataStore:
     """Image names per namespace, and the leases that protect content being written."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, mode: StoreMode = "write") -> None:
         self.path = path
-        self._db = sqlite3.connect(
-            path, timeout=LOCK_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-        )
+        self.mode: StoreMode = mode
+        #: One line for each row a listing left out because it cannot be read (named by its
+        #: namespace and name); the other rows are listed.
+        self.unreadable: list[str] = []
+        if mode == "read":
+            self._db = _open_for_reading(path)
+            return
+        self._db = _connect(path, "rwc")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -105,6 +117,8 @@ class MetadataStore:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; it takes the store-wide write lock at its start."""
+        if self.mode == "read":
+            raise ReadOnlyStoreError(f"{self.path} was opened for reading; this operation writes")
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -122,7 +136,7 @@ class MetadataStore:
             " FROM images WHERE namespace = ? AND name = ?",
             (namespace, name),
         ).fetchone()
-        return _record(row) if row else None
+        return _record(namespace, row) if row else None
 
     def list_images(self, namespace: str) -> list[ImageRecord]:
         rows = self._db.execute(
@@ -131,7 +145,7 @@ class MetadataStore:
             " FROM images WHERE namespace = ? ORDER BY name",
             (namespace,),
         ).fetchall()
-        return [_record(row) for row in rows]
+        return [record for _, record in self._readable((namespace, *row) for row in rows)]
 
     def put_image(self, db: sqlite3.Connection, namespace: str, record: ImageRecord) -> None:
         """Create or replace a name inside the caller's transaction, keeping its creation time."""
@@ -172,7 +186,16 @@ class MetadataStore:
             "SELECT namespace, name, media_type, digest, size, annotations, labels, created_at,"
             " updated_at, partial FROM images ORDER BY namespace, name"
         ).fetchall()
-        return [(row[0], _record(row[1:])) for row in rows]
+        return list(self._readable(rows))
+
+    def _readable(self, rows: Iterable[Sequence[Any]]) -> Iterator[tuple[str, ImageRecord]]:
+        """(namespace, record) of the rows that can be read; the others are noted in
+        :attr:`unreadable`, so one damaged row does not hide the rest of a listing."""
+        for row in rows:
+            try:
+                yield row[0], _record(row[0], row[1:])
+            except CorruptMetadataError as exc:
+                self.unreadable.append(str(exc))
 
     def set_labels(
         self, db: sqlite3.Connection, namespace: str, name: str, labels: dict[str, str]
@@ -190,10 +213,16 @@ class MetadataStore:
             "SELECT n.name, n.created_at, n.labels, COUNT(i.name) FROM namespaces n"
             " LEFT JOIN images i ON i.namespace = n.name GROUP BY n.name ORDER BY n.name"
         ).fetchall()
-        return [
-            Namespace(name, created, json.loads(labels), count)
-            for name, created, labels, count in rows
-        ]
+        found = []
+        for name, created, labels, count in rows:
+            what = f"metadata.db: namespace {name!r}"
+            try:
+                if not isinstance(created, (int, float)):
+                    raise CorruptMetadataError(f"{what}: invalid creation time {created!r}")
+                found.append(Namespace(name, created, _labels(labels, f"{what}: labels"), count))
+            except CorruptMetadataError as exc:
+                self.unreadable.append(str(exc))
+        return found
 
     def create_namespace(self, db: sqlite3.Connection, name: str) -> bool:
         cursor = db.execute(
@@ -216,9 +245,14 @@ class MetadataStore:
         return int(row[0])
 
     def all_targets(self) -> list[tuple[str, Digest]]:
-        """(media type, digest) of every image in every namespace: the roots of collection."""
-        rows = self._db.execute("SELECT DISTINCT media_type, digest FROM images").fetchall()
-        return [(media_type, Digest.parse(digest)) for media_type, digest in rows]
+        """(media type, digest) of every image in every namespace: the roots of collection.
+        A row whose digest cannot be read stops collection, which would otherwise free the
+        content of that image."""
+        rows = self._db.execute("SELECT namespace, name, media_type, digest FROM images")
+        targets = set()
+        for namespace, name, media_type, digest in rows:
+            targets.add((media_type, _digest(digest, _row_name(namespace, name))))
+        return sorted(targets, key=lambda t: (t[0], str(t[1])))
 
     # -- content each namespace holds ----------------------------------------------------
 
@@ -271,11 +305,14 @@ class MetadataStore:
         )
 
     def namespace_targets(self, namespace: str) -> list[tuple[str, Digest]]:
-        """(media type, digest) of every image of *namespace*: the roots of what it holds."""
+        """(media type, digest) of every image of *namespace*: the roots of what it holds.
+        A row whose digest cannot be read stops collection, which would otherwise free the
+        content of that image."""
         rows = self._db.execute(
-            "SELECT DISTINCT media_type, digest FROM images WHERE namespace = ?", (namespace,)
-        ).fetchall()
-        return [(media_type, Digest.parse(digest)) for media_type, digest in rows]
+            "SELECT name, media_type, digest FROM images WHERE namespace = ?", (namespace,)
+        )
+        targets = {(t, _digest(d, _row_name(namespace, name))) for name, t, d in rows}
+        return sorted(targets, key=lambda t: (t[0], str(t[1])))
 
     # -- leases --------------------------------------------------------------------------
 
@@ -337,16 +374,87 @@ def _dump(value: dict[str, str]) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _record(row: tuple[Any, ...]) -> ImageRecord:
+def _connect(
+    path: Path, mode: Literal["ro", "rw", "rwc"], immutable: bool = False
+) -> sqlite3.Connection:
+    """A connection whose URI says what it may do: ``rwc`` creates the file, ``rw`` and
+    ``ro`` only open an existing one."""
+    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}"
+    if immutable:
+        uri += "&immutable=1"
+    return sqlite3.connect(
+        uri, uri=True, timeout=LOCK_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+    )
+
+
+def _open_for_reading(path: Path) -> sqlite3.Connection:
+    """A connection that cannot change the database, for a user who may or may not write it.
+
+    A user who may write the store opens it as usual with writes refused (``query_only``):
+    the last connection to close then checkpoints and removes the write-ahead log as always.
+    Otherwise it is opened read-only, which in WAL mode needs the ``-wal`` and ``-shm`` files
+    to exist or be creatable. In a directory this user cannot write, with no ``-wal`` file
+    (no writer has the store open, and every commit is in the database file), the file is
+    opened as immutable: it is read without locks, which is safe while nobody writes.
+    """
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        db = _connect(path, "rw")
+        db.execute("PRAGMA query_only=ON")
+        return db
+    db = _connect(path, "ro")
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+        if path.with_name(path.name + "-wal").exists():
+            raise
+    return _connect(path, "ro", immutable=True)
+
+
+def _row_name(namespace: object, name: object) -> str:
+    return f"metadata.db: image {name!r} of namespace {namespace!r}"
+
+
+def _record(namespace: object, row: Sequence[Any]) -> ImageRecord:
+    """An image row; one that cannot be read (edited by hand, damaged) raises an error that
+    names it rather than an internal error."""
     name, media_type, digest, size, annotations, labels, created_at, updated_at, partial = row
+    what = _row_name(namespace, name)
+    if not isinstance(name, str) or not name or not isinstance(media_type, str):
+        raise CorruptMetadataError(f"{what}: the name or media type is not text")
+    if not isinstance(size, int) or size < 0:
+        raise CorruptMetadataError(f"{what}: invalid size {size!r}")
+    if not all(isinstance(t, (int, float)) for t in (created_at, updated_at)):
+        raise CorruptMetadataError(f"{what}: invalid timestamps {created_at!r}, {updated_at!r}")
     return ImageRecord(
         name=name,
         media_type=media_type,
-        digest=Digest.parse(digest),
+        digest=_digest(digest, what),
         size=size,
-        annotations=json.loads(annotations),
-        labels=json.loads(labels),
+        annotations=_labels(annotations, f"{what}: annotations"),
+        labels=_labels(labels, f"{what}: labels"),
         created_at=created_at,
         updated_at=updated_at,
         partial=bool(partial),
     )
+
+
+def _digest(value: object, what: str) -> Digest:
+    try:
+        return Digest.parse(value)
+    except CargoholdError as exc:
+        raise CorruptMetadataError(f"{what}: {exc}") from None
+
+
+def _labels(text: object, what: str) -> dict[str, str]:
+    """A JSON object of strings (labels, annotations), as written by :func:`_dump`."""
+    try:
+        value = json.loads(text) if isinstance(text, (str, bytes)) else None
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise CorruptMetadataError(f"{what} are not a JSON object of strings: {str(text)[:40]!r}")
+    return value

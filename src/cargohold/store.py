@@ -35,14 +35,16 @@ from .errors import (
     InUseError,
     InvalidArchiveError,
     InvalidLabelError,
+    NoStoreError,
     NotFoundError,
+    ReadOnlyStoreError,
     StoreFormatError,
 )
 from .gc import GcResult, Leases, collect, held_content
 from .images import ConfigSummary, ContentSource, TreeNode, tree, walk
 from .limits import EXPANSION_FLOOR, Limits
 from .mediatypes import MAX_JSON_LIMIT, Descriptor, config_platform, is_index, parse_config
-from .metadata import ImageRecord, MetadataStore, Namespace
+from .metadata import ImageRecord, MetadataStore, Namespace, StoreMode
 from .platforms import Platform, PlatformMatcher
 from .progress import Progress
 from .references import Reference, check_name_digest
@@ -206,7 +208,7 @@ class CheckResult:
     @property
     def required(self) -> int | None:
         """Blobs the manifest needs (config and layers); None when it cannot be read."""
-        return len(self.nodes) - 1 if self.status in ("complete", "incomplete", "corrupt") else None
+        return len(self.nodes) - 1 if len(self.nodes) > 1 else None
 
     @property
     def available(self) -> int:
@@ -331,18 +333,33 @@ class ArchiveReport:
 
 
 class Store:
-    """A cargohold store at *root*, seen through *namespace*."""
+    """A cargohold store at *root*, seen through *namespace*.
 
-    def __init__(self, root: str | Path | None = None, namespace: str = DEFAULT_NAMESPACE) -> None:
+    With *mode* ``"write"`` (the default) the store is created if it does not exist, and this
+    user must be able to write it. With ``"read"`` nothing is created or changed, a user who
+    may only read the store can use it, and the operations that write are refused.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        mode: StoreMode = "write",
+    ) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.namespace = namespace
+        self.mode: StoreMode = mode
         _check_namespace(namespace)
-        self.root.mkdir(parents=True, exist_ok=True)
-        found = _check_version(self.root)
+        if mode == "write":
+            _check_writable(self.root)
+            self.root.mkdir(parents=True, exist_ok=True)
+        elif not (self.root / "metadata.db").is_file():
+            raise NoStoreError(f"no cargohold store at {self.root}")
+        found = _check_version(self.root, mode)
         self.blobs = BlobStore(self.root / "content")
-        self.meta = MetadataStore(self.root / "metadata.db")
+        self.meta = MetadataStore(self.root / "metadata.db", mode)
         self.leases = Leases(self.root / "leases")
-        if found < STORE_FORMAT:
+        if found < STORE_FORMAT and mode == "write":
             self._upgrade()
 
     def _upgrade(self) -> None:
@@ -936,7 +953,7 @@ def inspect_archive(
 
     store_root = Path(root) if root is not None else default_root()
     if (store_root / VERSION_FILE).is_file():
-        _check_version(store_root)  # only reads: the file exists
+        _check_version(store_root, "read")
     blobs = BlobStore(store_root / "content")
     progress = progress or Progress()
     label = None if isinstance(source, str) and source == "-" else source
@@ -1022,6 +1039,26 @@ def _node_platform(source: ContentSource, node: TreeNode) -> Platform | None:
         return None
 
 
+def _config_problem(source: ContentSource, manifest: TreeNode) -> str | None:
+    """Why the config of a readable manifest cannot be read as one; None when it can, and
+    when it is absent or of the wrong size (the check reports those as missing or corrupt).
+
+    Configs are small, so a check without --verify still reads and parses every one: a
+    config that is not a JSON object makes the image unusable, whatever its bytes hash to.
+    """
+    config = manifest.children[0] if manifest.children else None
+    if config is None or not config.present or config.problem is not None:
+        return None
+    try:
+        data = source.read_blob(config.descriptor.digest, source.document_limit)
+        parse_config(data, f"config {config.descriptor.digest}")
+    except NotFoundError:
+        return None  # removed since the tree was read; the next check reports it missing
+    except CargoholdError as exc:
+        return str(exc)
+    return None
+
+
 def _check_image(
     record: ImageRecord,
     root: TreeNode,
@@ -1034,7 +1071,10 @@ def _check_image(
     if not root.present:
         return [CheckResult(record, None, "unavailable", [root])]
     if root.problem is not None:
-        return [CheckResult(record, None, "invalid", [root], problem=root.problem)]
+        check = CheckResult(record, None, "invalid", [root], problem=root.problem)
+        if intact is not None and not intact(root.descriptor.digest):
+            check.status, check.corrupt = "corrupt", [str(root.descriptor.digest)]
+        return [check]
     results = []
     listed = found = 0
     corrupt_indexes = [
@@ -1057,7 +1097,10 @@ def _check_image(
             continue
         found += 1
         if node.problem is not None:
-            results.append(CheckResult(record, platform, "invalid", [node], problem=node.problem))
+            check = CheckResult(record, platform, "invalid", [node], problem=node.problem)
+            if intact is not None and not intact(node.descriptor.digest):
+                check.status, check.corrupt = "corrupt", [str(node.descriptor.digest)]
+            results.append(check)
             continue
         nodes = [node, *node.children]
         check = CheckResult(record, platform, "complete", nodes)
@@ -1068,10 +1111,13 @@ def _check_image(
                 for n in nodes
                 if n.present and (n.problem or not intact(n.descriptor.digest))
             ]
+        check.problem = _config_problem(source, node)
         if check.missing:
             check.status = "incomplete"
         elif check.corrupt:
             check.status = "corrupt"
+        elif check.problem is not None:
+            check.status = "invalid"
         results.append(check)
     if not found and not explicit:
         results.append(CheckResult(record, None, "unavailable", [root]))
@@ -1351,12 +1397,24 @@ def _check_namespace(namespace: str) -> None:
         raise NotFoundError(f"invalid namespace {namespace!r}")
 
 
-def _check_version(root: Path) -> int:
-    """The store's format number (a new store gets this version's)."""
+def _check_writable(root: Path) -> None:
+    """A command that writes fails at once, in one line, when this user cannot write the
+    store (another user's store, a read-only mount), before it has done any work."""
+    for path in (root, root / "metadata.db", root / "content", root / "leases"):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ReadOnlyStoreError(f"store {root} is read-only for this user")
+
+
+def _check_version(root: Path, mode: StoreMode = "write") -> int:
+    """The store's format number. Refuses a store of a newer format, or whose VERSION is not a
+    format number; a writer marks a new store with this version's format (a reader leaves a
+    store as it is)."""
     version_file = root / VERSION_FILE
     try:
         text = version_file.read_text().strip()
     except FileNotFoundError:
+        if mode == "read":
+            raise StoreFormatError(f"{version_file} is missing") from None
         if (
             any(not p.name.startswith(".") for p in root.iterdir())
             and not (root / "metadata.db").exists()
@@ -1364,10 +1422,9 @@ def _check_version(root: Path) -> int:
             raise StoreFormatError(f"{root} is not empty and is not a cargohold store") from None
         _write_version(root)
         return STORE_FORMAT
-    try:
-        found = int(text)
-    except ValueError:
-        raise StoreFormatError(f"{version_file}: unreadable store format {text[:20]!r}") from None
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", text):
+        raise StoreFormatError(f"{version_file}: unreadable store format {text[:20]!r}")
+    found = int(text)
     if found > STORE_FORMAT:
         raise StoreFormatError(
             f"{root} was written by a newer cargohold (store format {found}, this version"
