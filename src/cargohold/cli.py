@@ -298,6 +298,13 @@ def import_(
     help="Flush the archive to disk before it appears under its name (survives a power"
     " loss; slower).",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash every blob as it is written and fail if the store's copy does not match its"
+    " digest (the archive is then not written; a stream stops before its index). Reads the"
+    " blobs through Python instead of the kernel's copy: slower.",
+)
 @_progress_option
 @_quiet_option
 @click.option(
@@ -320,6 +327,7 @@ def export(
     compress: Compression,
     archive_format: str,
     sync: bool,
+    verify: bool,
     progress_mode: str,
     quiet: bool,
     output_format: str,
@@ -343,6 +351,7 @@ def export(
             layout_dir=archive_format == "oci-dir",
             progress=make_progress(progress_mode, quiet=quiet),
             sync=sync,
+            verify=verify,
         )
     if output_format == "json":
         # with the archive on stdout, the report goes to stderr
@@ -864,10 +873,16 @@ def content_ls(ctx: Context, quiet: bool, output_format: str) -> None:
 
 @content.command("get")
 @click.argument("digest", metavar="DIGEST")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash the bytes as they are written; exit 1 after the last one if they do not"
+    " match DIGEST.",
+)
 @pass_context
-def content_get(ctx: Context, digest: str) -> None:
+def content_get(ctx: Context, digest: str, verify: bool) -> None:
     """Write a blob's bytes to stdout."""
-    with ctx.store() as store, store.read_content(digest) as source:
+    with ctx.store() as store, store.read_content(digest, verify=verify) as source:
         out = sys.stdout.buffer
         while chunk := source.read(1 << 20):
             out.write(chunk)

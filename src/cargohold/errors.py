@@ -7,6 +7,11 @@ callers tell the kinds apart without parsing messages (the httpx model).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .digests import Digest
+
 
 class CargoholdError(Exception):
     """Base class of every error cargohold reports to its caller."""
@@ -62,3 +67,17 @@ class InvalidLabelError(CargoholdError, ValueError):
 
 class StorageFullError(CargoholdError, OSError):
     """The store's disk is full (or a file size limit was reached); nothing was stored."""
+
+
+class DamagedBlobError(ContentError):
+    """The store's own copy of a blob is not what was committed: not a regular file, or not
+    the bytes its digest names. The message names the repair, since nothing but the user can
+    make it (an import skips blobs the store claims to have)."""
+
+    def __init__(self, digest: Digest, problem: str) -> None:
+        super().__init__(
+            f"blob {digest} in the store {problem}: the store's copy is damaged;"
+            " 'cargohold image check --verify' lists the images it breaks; remove it with"
+            f" 'cargohold content rm --force {digest}', then import or pull those images again"
+        )
+        self.digest = digest

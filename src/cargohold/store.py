@@ -540,9 +540,13 @@ class Store:
             infos.append(ContentInfo(digest, size, mtime, users.get(digest, [])))
         return infos
 
-    def read_content(self, digest: str | Digest) -> BinaryIO:
-        """An open reader of a blob's bytes."""
-        return self.blobs.open(digest if isinstance(digest, Digest) else Digest.parse(digest))
+    def read_content(self, digest: str | Digest, verify: bool = False) -> BinaryIO:
+        """An open reader of a blob's bytes (the store's regular file, never what a link in
+        its place points to). With *verify* the bytes are hashed as they are read, and the
+        read that reaches the end raises :class:`DamagedBlobError` if they do not match."""
+        return self.blobs.open(
+            digest if isinstance(digest, Digest) else Digest.parse(digest), verify=verify
+        )
 
     def remove_content(self, digests: Sequence[str | Digest], force: bool = False) -> RemoveResult:
         """Delete blobs. Content an image uses is refused unless *force*; content an import in
@@ -752,6 +756,7 @@ class Store:
         layout_dir: bool = False,
         progress: Progress | None = None,
         sync: bool = False,
+        verify: bool = False,
     ) -> ExportResult:
         """Write the images *refs* to *out* (a path, ``"-"`` for stdout, or a binary stream).
 
@@ -759,7 +764,10 @@ class Store:
         failed or killed export never leaves a partial archive under the requested name. With
         *sync* the file is also flushed to disk before the rename, so that not even a power
         loss can leave a partial one there; like ``cp``, ctr and skopeo, the default does not
-        wait for the disk (the archive is usually copied on, not kept).
+        wait for the disk (the archive is usually copied on, not kept). With *verify* every
+        blob is hashed as it is written and one that does not match its digest fails the
+        export before the rename (on a stream, the stream stops short of the archive's index
+        documents).
         """
         if not refs:
             raise NotFoundError("no image to export")
@@ -782,19 +790,22 @@ class Store:
                         "an OCI layout directory needs a directory path, not a stream"
                     )
                 written = _write_directory_atomically(
-                    Path(out), lambda d: archive_export.write_layout(plan, self.blobs, d, progress)
+                    Path(out),
+                    lambda d: archive_export.write_layout(plan, self.blobs, d, progress, verify),
                 )
             elif isinstance(out, (str, Path)) and str(out) != "-":
                 written = _write_atomically(
                     Path(out),
                     lambda f: archive_export.write_archive(
-                        plan, self.blobs, f, compress, progress, preallocate=True
+                        plan, self.blobs, f, compress, progress, preallocate=True, verify=verify
                     ),
                     sync,
                 )
             else:
                 stream = sys.stdout.buffer if isinstance(out, (str, Path)) else out
-                written = archive_export.write_archive(plan, self.blobs, stream, compress, progress)
+                written = archive_export.write_archive(
+                    plan, self.blobs, stream, compress, progress, verify=verify
+                )
         return ExportResult([r.name for r in records], len(plan.blobs), written, len(plan.skipped))
 
     # -- registries ----------------------------------------------------------------------
