@@ -336,7 +336,11 @@ def export(
     manifest.json, readable by ctr, skopeo, podman and docker. Byte-reproducible.
 
     With --compress the whole archive is gzip or zstd compressed; cargohold, ctr 2.x, docker
-    and podman read those directly. With --format oci-dir, OUT is a new layout directory."""
+    and podman read those directly. With --format oci-dir, OUT is a new layout directory.
+
+    A regular file at OUT is replaced atomically (keeping its mode, and its group and owner
+    where permitted); a symlink is written through to its file; a FIFO or device at OUT is
+    written in place, like -."""
     if out == "-" and sys.stdout.isatty():
         raise CargoholdError("refusing to write an archive to a terminal; redirect stdout")
     with ctx.store() as store:

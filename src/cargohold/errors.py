@@ -81,3 +81,8 @@ class DamagedBlobError(ContentError):
             f" 'cargohold content rm --force {digest}', then import or pull those images again"
         )
         self.digest = digest
+
+
+class OutputPathError(CargoholdError):
+    """An export's output path cannot be written as asked (a directory where a file is
+    wanted, a socket, a symlink to nothing, a terminal, a file this user may not write)."""
