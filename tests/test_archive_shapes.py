@@ -27,6 +27,7 @@ import zstandard
 
 from cargohold import ImportResult, InvalidArchiveError, Store
 from cargohold.digests import Digest
+from cargohold.errors import DamagedBlobError
 from cargohold.platforms import Platform
 from imagefactory import (
     OCI_CONFIG,
@@ -1015,6 +1016,24 @@ def test_reimport_into_the_same_store_is_unchanged(store: Store, tmp_path: Path)
     assert names_and_digests(first) == names_and_digests(second)
     assert [i.action for i in second.images] == ["unchanged"]
     assert second.blobs_written == 0
+
+
+def test_a_stored_layer_that_is_a_symlink_is_refused_not_followed(
+    store: Store, tmp_path: Path
+) -> None:
+    """A docker archive's layer that the store holds is looked at in the store, not in the
+    archive (its first bytes tell its media type): the store's copy must be its own regular
+    file, not whatever a link there points to."""
+    image = demo_image()
+    archive = write_archive(tmp_path / "blob-paths.tar", docker_blob_paths_save(image))
+    store.import_archive(archive)
+    blob = store.blobs.path(Digest.parse(digest_of(image.layers[0])))
+    copy = tmp_path / "copy"
+    copy.write_bytes(blob.read_bytes())  # the same bytes: only the kind of file is wrong
+    blob.unlink()
+    blob.symlink_to(copy)
+    with pytest.raises(DamagedBlobError, match="is a symbolic link"):
+        store.import_archive(archive)
 
 
 def _zeroed_layers(entries: list[Entry]) -> list[Entry]:

@@ -62,9 +62,12 @@ class StagedBlob:
     synced: Future[None] | None = None
 
     def read(self) -> bytes:
-        """The whole blob (callers check the size first: this is for documents)."""
+        """The whole blob (callers check the size first: this is for documents). A *path*
+        may be the store's own file (a blob an import found stored): only a regular file
+        is read there, as by :meth:`BlobStore.open`."""
         if self.path is not None:
-            return self.path.read_bytes()
+            with open_regular(self.path, self.digest) as f:
+                return f.read()
         if len(self.kept) != self.size:
             raise ContentError(f"blob {self.digest} was not kept in memory")
         return self.kept
@@ -72,7 +75,7 @@ class StagedBlob:
     def head(self, n: int) -> bytes:
         if self.path is None:
             return self.kept[:n]
-        with self.path.open("rb") as f:
+        with open_regular(self.path, self.digest) as f:
             return f.read(n)
 
 
