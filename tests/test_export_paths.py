@@ -159,6 +159,27 @@ def test_a_directory_is_refused_by_its_name(store: Store, tmp_path: Path) -> Non
     assert sorted(p.name for p in directory.parent.iterdir()) == ["images"]
 
 
+def test_a_missing_directory_is_named(store: Store, tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    with pytest.raises(OutputPathError, match=f"directory {missing} does not exist"):
+        store.export(missing / "out.tar", [NAME])
+    assert not missing.exists()
+
+
+@pytest.mark.skipif(AS_ROOT, reason="root may write in any directory")
+def test_a_directory_the_user_cannot_write_is_named(store: Store, tmp_path: Path) -> None:
+    directory = out_dir(tmp_path)
+    directory.chmod(0o555)
+    try:
+        with pytest.raises(OutputPathError) as caught:
+            store.export(directory / "out.tar", [NAME])
+    finally:
+        directory.chmod(0o755)
+    assert f"cannot write {directory / 'out.tar'}" in str(caught.value)
+    assert ".tmp" not in str(caught.value)
+    assert list(directory.iterdir()) == []
+
+
 def test_exporting_to_a_directory_on_the_command_line(tmp_path: Path) -> None:
     root = tmp_path / "root"
     with Store(root) as store:

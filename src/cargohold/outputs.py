@@ -150,7 +150,7 @@ def _replace(path: Path, existing: os.stat_result | None, write: Writer, sync: b
         if existing is not None:
             _check_writable(dir_fd, name, path)
         _remove_dead_temporaries(dir_fd, name)
-        temp, fd = _create_temporary(dir_fd, name)
+        temp, fd = _create_temporary(dir_fd, name, path)
         try:
             with os.fdopen(fd, "wb") as f:
                 written = write(f, True)
@@ -240,8 +240,9 @@ def _temporary_pattern(name: str) -> re.Pattern[str]:
     return re.compile(re.escape(f".{name}.{TEMP_TAG}") + r"[0-9a-f]{16}\.tmp")
 
 
-def _create_temporary(dir_fd: int, name: str) -> tuple[str, int]:
-    """A new, locked, marked temporary file beside *name*: its name and descriptor."""
+def _create_temporary(dir_fd: int, name: str, path: Path) -> tuple[str, int]:
+    """A new, locked, marked temporary file beside *name* (*path*, for errors): its name and
+    descriptor."""
     while True:
         temp = f".{name}.{TEMP_TAG}{os.urandom(8).hex()}.tmp"
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -249,6 +250,13 @@ def _create_temporary(dir_fd: int, name: str) -> tuple[str, int]:
             fd = os.open(temp, flags, 0o600, dir_fd=dir_fd)
         except FileExistsError:
             continue
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise OutputPathError(
+                    f"cannot write {path}: {exc.strerror} (the archive is written beside it,"
+                    " then renamed)"
+                ) from None
+            raise
         break
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # tells a later export this file is still being written
