@@ -1107,6 +1107,17 @@ def test_export_json_report(root: Path, tmp_path: Path, alpine: Built) -> None:
     assert json.loads(proc.stderr) == doc
 
 
+def test_export_to_a_name_of_stdout_reports_on_stderr(
+    root: Path, tmp_path: Path, alpine: Built
+) -> None:
+    out = tmp_path / "out.tar"
+    ok(run(root, "image", "export", str(out), alpine.name))
+    proc = run(root, "image", "export", "--output-format", "json", "/dev/stdout", alpine.name)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == out.read_bytes()  # the archive alone, no report after it
+    assert json.loads(proc.stderr)["images"] == [alpine.name]
+
+
 def test_export_quiet_text_prints_nothing(root: Path, tmp_path: Path, alpine: Built) -> None:
     out = tmp_path / "out.tar"
     assert ok(run(root, "image", "export", "-q", str(out), alpine.name)) == ""

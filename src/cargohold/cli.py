@@ -359,7 +359,18 @@ def export(
         )
     if output_format == "json":
         # with the archive on stdout, the report goes to stderr
-        click.echo(json.dumps(result.to_json(), indent=2), err=out == "-")
+        click.echo(json.dumps(result.to_json(), indent=2), err=_is_stdout(out))
+
+
+def _is_stdout(out: str) -> bool:
+    """Whether the output is stdout: ``-``, or a name of it (``/dev/stdout``, ``/dev/fd/1``)."""
+    if out == "-":
+        return True
+    try:
+        named, stdout = os.stat(out), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return False
+    return (named.st_dev, named.st_ino) == (stdout.st_dev, stdout.st_ino)
 
 
 def _complete_images(
