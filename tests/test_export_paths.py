@@ -92,6 +92,18 @@ def test_a_symlink_to_a_device_is_written_through_and_kept(store: Store, tmp_pat
     assert sorted(p.name for p in link.parent.iterdir()) == ["null.tar"]
 
 
+def test_a_terminal_is_refused(store: Store, tmp_path: Path) -> None:
+    controller, terminal = os.openpty()
+    try:
+        name = os.ttyname(terminal)
+        with pytest.raises(OutputPathError, match="refusing to write an archive to a terminal"):
+            store.export(Path(name), [NAME])
+        assert stat.S_ISCHR(os.stat(name).st_mode)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+
+
 def test_a_symlink_to_a_file_replaces_the_file_and_keeps_the_link(
     store: Store, tmp_path: Path, expected: bytes
 ) -> None:

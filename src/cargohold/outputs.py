@@ -129,8 +129,6 @@ def _write_in_place(path: Path, write: Writer, sync: bool, truncate: bool) -> in
         mode = os.fstat(fd).st_mode
         if os.isatty(fd):
             raise OutputPathError(f"refusing to write an archive to a terminal ({path})")
-        if stat.S_ISDIR(mode) or stat.S_ISSOCK(mode):  # pragma: no cover - open refuses both
-            raise OutputPathError(f"{path} cannot take an archive")
         written = write(f, False)
         f.flush()
         if sync and (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
@@ -181,6 +179,8 @@ def _open_directory(directory: Path) -> Iterator[int]:
         raise OutputPathError(f"directory {directory} does not exist") from None
     except NotADirectoryError:
         raise OutputPathError(f"{directory} is not a directory") from None
+    except PermissionError as exc:
+        raise OutputPathError(f"cannot write in {directory}: {exc.strerror}") from None
     try:
         yield fd
     finally:
