@@ -9,6 +9,7 @@ from .errors import (
     AlreadyExistsError,
     CargoholdError,
     ContentError,
+    DamagedBlobError,
     InUseError,
     InvalidArchiveError,
     InvalidDigestError,
@@ -18,6 +19,7 @@ from .errors import (
     InvalidPlatformError,
     InvalidReferenceError,
     NotFoundError,
+    OutputPathError,
     StoreFormatError,
 )
 from .platforms import Platform
@@ -40,6 +42,7 @@ __all__ = [
     "CargoholdError",
     "CheckResult",
     "ContentError",
+    "DamagedBlobError",
     "Digest",
     "ExportResult",
     "ImageInfo",
@@ -54,6 +57,7 @@ __all__ = [
     "InvalidPlatformError",
     "InvalidReferenceError",
     "NotFoundError",
+    "OutputPathError",
     "Platform",
     "Progress",
     "Reference",
