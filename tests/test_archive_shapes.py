@@ -1017,6 +1017,30 @@ def test_reimport_into_the_same_store_is_unchanged(store: Store, tmp_path: Path)
     assert second.blobs_written == 0
 
 
+def test_a_stored_layer_that_is_a_symlink_is_not_followed_but_replaced(
+    store: Store, tmp_path: Path
+) -> None:
+    """A docker archive's layer that the store holds is looked at in the store, not in the
+    archive (its first bytes tell its media type): the store's copy must be its own regular
+    file, not whatever a link there points to. A link is not trusted: the archive's layer is
+    read and replaces it."""
+    image = demo_image()
+    archive = write_archive(tmp_path / "blob-paths.tar", docker_blob_paths_save(image))
+    store.import_archive(archive)
+    blob = store.blobs.path(Digest.parse(digest_of(image.layers[0])))
+    copy = tmp_path / "copy"
+    copy.write_bytes(blob.read_bytes())  # the same bytes: only the kind of file is wrong
+    blob.unlink()
+    blob.symlink_to(copy)
+    copy.write_bytes(b"\0" * len(image.layers[0]))  # what the link shows is not the layer
+    result = store.import_archive(archive)
+    assert [i.action for i in result.images] == ["unchanged"]
+    assert not blob.is_symlink()
+    assert blob.read_bytes() == image.layers[0]
+    assert copy.read_bytes() == b"\0" * len(image.layers[0])
+    assert all(c.ok for c in store.check(verify=True))
+
+
 def _zeroed_layers(entries: list[Entry]) -> list[Entry]:
     """The same archive with every layer's bytes replaced by as many zero bytes."""
     return [

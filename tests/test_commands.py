@@ -10,10 +10,12 @@ import contextlib
 import gzip
 import hashlib
 import json
+import os
 import re
 import shlex
 import sqlite3
 import subprocess
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -689,7 +691,7 @@ def test_check_without_verify_reads_every_config(root: Path, alpine: Built) -> N
     assert check_row(out, alpine.name)[4] == "invalid (2/2)"
     problem = line_with(out, f"{alpine.name} (no platform): ")
     # documents are re-hashed when read: the problem says the store's copy is damaged
-    assert f"store's copy of {config} is damaged" in problem
+    assert f"{config} in the store does not match its digest" in problem
 
     proc = run(root, "image", "check", "--format", "json")
     assert_one_error_line(proc)
@@ -715,7 +717,7 @@ def test_check_of_an_index_whose_manifest_is_not_json(root: Path, tmp_path: Path
     by_manifest = {r["manifest"]: r for r in json.loads(proc.stdout)}
     assert by_manifest[image.manifest(HOST)]["status"] == "complete"
     assert by_manifest[manifest]["status"] == "invalid"
-    assert f"store's copy of {manifest} is damaged" in by_manifest[manifest]["problem"]
+    assert f"{manifest} in the store does not match its digest" in by_manifest[manifest]["problem"]
 
     proc = run(root, "image", "check", "--verify", "--format", "json")
     assert_one_error_line(proc)
@@ -736,7 +738,7 @@ def test_check_of_an_index_that_is_not_json(root: Path, tmp_path: Path) -> None:
         assert_one_error_line(proc)
         [result] = json.loads(proc.stdout)
         assert result["status"] == status
-        assert f"store's copy of {image.digest} is damaged" in result["problem"]
+        assert f"{image.digest} in the store does not match its digest" in result["problem"]
 
 
 def test_check_quiet_prints_the_complete_images(root: Path, tmp_path: Path) -> None:
@@ -1025,6 +1027,126 @@ def test_content_rm_of_an_invalid_digest(root: Path, alpine: Built) -> None:
     assert stored_digests(root) == before
 
 
+# -- a store blob that is not what was committed --------------------------------------------
+
+
+def replace_blob(root: Path, digest: str, kind: str, elsewhere: Path) -> Path:
+    """Put something other than the blob's regular file under its name in the store: a symlink
+    to a faithful copy elsewhere, a symlink to nothing, or a FIFO."""
+    path = blob_file(root, digest)
+    data = path.read_bytes()
+    path.unlink()
+    if kind == "symlink":
+        elsewhere.write_bytes(data)  # same bytes: a size check alone cannot tell
+        path.symlink_to(elsewhere)
+    elif kind == "dangling symlink":
+        path.symlink_to(elsewhere / "nowhere")
+    else:
+        os.mkfifo(path)
+    return path
+
+
+def assert_names_the_repair(line: str, digest: str) -> None:
+    assert digest in line and "in the store" in line and "the store's copy is damaged" in line
+    assert "image check --verify" in line and f"content rm --force {digest}" in line
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_content_get_refuses_a_blob_that_is_not_a_regular_file(
+    root: Path, tmp_path: Path, alpine: Built, kind: str
+) -> None:
+    [layer] = alpine.layers()
+    replace_blob(root, layer, kind, tmp_path / "copy")
+    proc = run(root, "content", "get", layer)  # a FIFO opened to be read would block here
+    line = assert_one_error_line(proc)
+    assert_names_the_repair(line, layer)
+    assert ("symbolic link" if kind == "symlink" else "FIFO") in line
+    assert proc.stdout == b""
+
+
+def test_export_refuses_a_blob_that_is_a_symlink(root: Path, tmp_path: Path, alpine: Built) -> None:
+    [layer] = alpine.layers()
+    replace_blob(root, layer, "symlink", tmp_path / "copy")
+    out = tmp_path / "out" / "image.tar"
+    out.parent.mkdir()
+    line = assert_one_error_line(run(root, "image", "export", str(out), alpine.name))
+    assert_names_the_repair(line, layer)
+    assert list(out.parent.iterdir()) == []
+    proc = run(root, "image", "export", "-", alpine.name)
+    assert_names_the_repair(assert_one_error_line(proc), layer)
+
+
+def test_the_named_repair_works_for_a_symlinked_blob(
+    root: Path, tmp_path: Path, alpine: Built
+) -> None:
+    [layer] = alpine.layers()
+    replace_blob(root, layer, "symlink", tmp_path / "copy")
+    proc = run(root, "image", "check", "--verify")
+    assert_one_error_line(proc)
+    assert f"{alpine.name} (linux/amd64): corrupt {layer}" in proc.stdout.decode().splitlines()
+    assert ok(run(root, "content", "rm", "--force", layer)).splitlines() == [layer]
+    ok(run(root, "image", "import", str(alpine.path)))
+    proc = run(root, "content", "get", layer)
+    assert (proc.returncode, proc.stdout) == (0, alpine.builder.blobs[layer])
+    ok(run(root, "image", "check", "--verify"))
+
+
+def test_content_rm_removes_a_blob_that_is_a_symlink_to_nothing(
+    root: Path, tmp_path: Path, alpine: Built
+) -> None:
+    [layer] = alpine.layers()
+    path = replace_blob(root, layer, "dangling symlink", tmp_path)
+    assert ok(run(root, "content", "rm", "--force", layer)).splitlines() == [layer]
+    assert not os.path.lexists(path)
+
+
+def test_content_get_verify_hands_out_every_byte_then_fails(root: Path, alpine: Built) -> None:
+    [layer] = alpine.layers()
+    path = blob_file(root, layer)
+    data = path.read_bytes()
+    changed = data[:-1] + bytes([data[-1] ^ 0xFF])
+    overwrite(path, changed)
+    assert run(root, "content", "get", layer).stdout == changed  # sizes only, by default
+    proc = run(root, "content", "get", "--verify", layer)
+    line = assert_one_error_line(proc)
+    assert_names_the_repair(line, layer)
+    assert "does not match its digest" in line
+    assert proc.stdout == changed
+    assert (
+        ok(run(root, "content", "get", "--verify", alpine.config())).encode()
+        == (alpine.builder.blobs[alpine.config()])
+    )
+
+
+@pytest.mark.parametrize("compress", ["none", "gzip"])
+def test_export_verify_fails_on_a_changed_blob(
+    root: Path, tmp_path: Path, alpine: Built, compress: str
+) -> None:
+    [layer] = alpine.layers()
+    path = blob_file(root, layer)
+    data = path.read_bytes()
+    overwrite(path, data[:-1] + bytes([data[-1] ^ 0xFF]))
+    out = tmp_path / "out" / "image.tar"
+    out.parent.mkdir()
+    export = ["image", "export", "--verify", "--compress", compress]
+    line = assert_one_error_line(run(root, *export, str(out), alpine.name))
+    assert_names_the_repair(line, layer)
+    assert list(out.parent.iterdir()) == [], "a file or temporary file was left"
+
+    # On a stream the archive stops short: no index documents, and no compressed stream's end.
+    proc = run(root, *export, "-", alpine.name)
+    assert_names_the_repair(assert_one_error_line(proc), layer)
+    stream = proc.stdout
+    if compress == "gzip":
+        with pytest.raises(EOFError):
+            gzip.decompress(stream)
+        stream = zlib.decompressobj(wbits=31).decompress(stream)  # what it holds, if anything
+    else:
+        assert f"blobs/sha256/{layer.removeprefix('sha256:')}".encode() in stream
+    for document in (b"index.json", b"manifest.json", b"oci-layout"):
+        assert document not in stream
+
+
 # -- namespaces -----------------------------------------------------------------------------
 
 
@@ -1142,6 +1264,17 @@ def test_export_json_report(root: Path, tmp_path: Path, alpine: Built) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == out.read_bytes()
     assert json.loads(proc.stderr) == doc
+
+
+def test_export_to_a_name_of_stdout_reports_on_stderr(
+    root: Path, tmp_path: Path, alpine: Built
+) -> None:
+    out = tmp_path / "out.tar"
+    ok(run(root, "image", "export", str(out), alpine.name))
+    proc = run(root, "image", "export", "--output-format", "json", "/dev/stdout", alpine.name)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == out.read_bytes()  # the archive alone, no report after it
+    assert json.loads(proc.stderr)["images"] == [alpine.name]
 
 
 def test_export_quiet_text_prints_nothing(root: Path, tmp_path: Path, alpine: Built) -> None:

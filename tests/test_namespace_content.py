@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cargohold.digests import Digest
-from cargohold.errors import CargoholdError, DamagedContentError, InvalidArchiveError
+from cargohold.errors import CargoholdError, DamagedBlobError, InvalidArchiveError
 from cargohold.store import STORE_FORMAT, Store
 from clisupport import assert_one_error_line, run
 from imagefactory import (
@@ -297,7 +297,7 @@ def test_reimport_replaces_a_damaged_document(tmp_path: Path) -> None:
         store.import_archive(victim)
         path = blob_path(store, desc["digest"])
         overwrite(path, b"x" * path.stat().st_size)  # same size, not JSON
-        with pytest.raises(DamagedContentError, match=r"store's copy.*image check --verify"):
+        with pytest.raises(DamagedBlobError, match=r"store's copy.*image check --verify"):
             store.raw_document("example.com/victim:1", "config")
         assert not complete(store, "example.com/victim:1")
         store.import_archive(victim)

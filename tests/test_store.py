@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -13,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 
+from cargohold.compression import Compression
 from cargohold.digests import Digest
 from cargohold.errors import (
     AlreadyExistsError,
     CargoholdError,
+    DamagedBlobError,
     InvalidArchiveError,
     InvalidReferenceError,
     NoStoreError,
@@ -783,6 +787,59 @@ def test_export_of_damaged_content_leaves_no_file(store: Store, tmp_path: Path) 
     with pytest.raises(CargoholdError, match=layer.removeprefix("sha256:")):
         store.export(out_dir / "image.tar", ["three:layers"])
     assert list(out_dir.iterdir()) == []
+
+
+def change_last_byte(store: Store, digest: str) -> None:
+    """Damage a stored blob without changing its size: only hashing can tell."""
+    blob = store.root / "content" / "blobs" / "sha256" / digest.removeprefix("sha256:")
+    data = blob.read_bytes()
+    blob.chmod(0o644)
+    blob.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+
+
+@pytest.mark.parametrize("layout_dir", [False, True], ids=["archive", "layout-directory"])
+def test_export_verify_leaves_nothing_for_a_changed_blob(
+    store: Store, tmp_path: Path, layout_dir: bool
+) -> None:
+    builder, single_desc = export_fixture(store, tmp_path)
+    layer = layers_of(builder, single_desc["digest"])[1]
+    change_last_byte(store, layer)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    store.export(out_dir / "unverified", ["three:layers"], layout_dir=layout_dir)  # sizes only
+    with pytest.raises(DamagedBlobError, match=f"{layer} in the store does not match") as caught:
+        store.export(out_dir / "image", ["three:layers"], layout_dir=layout_dir, verify=True)
+    assert caught.value.digest == Digest.parse(layer)
+    assert [p.name for p in out_dir.iterdir()] == ["unverified"]
+
+
+def test_export_verify_of_intact_blobs_writes_the_same_archive(
+    store: Store, tmp_path: Path
+) -> None:
+    export_fixture(store, tmp_path)
+    refs = ["example.com/multi:1", "three:layers"]
+    store.export(tmp_path / "plain.tar", refs, all_platforms=True)
+    store.export(tmp_path / "verified.tar", refs, all_platforms=True, verify=True)
+    assert (tmp_path / "verified.tar").read_bytes() == (tmp_path / "plain.tar").read_bytes()
+
+
+@pytest.mark.parametrize("compress", ["gzip", "zstd"])
+def test_a_compressed_stream_cut_short_does_not_end_cleanly(
+    store: Store, tmp_path: Path, compress: Compression
+) -> None:
+    builder, single_desc = export_fixture(store, tmp_path)
+    change_last_byte(store, layers_of(builder, single_desc["digest"])[1])
+    stream = io.BytesIO()
+    with pytest.raises(DamagedBlobError):
+        store.export(stream, ["three:layers"], compress=compress, verify=True)
+    # What was written so far may be there; the compressed stream's end must not be.
+    if compress == "gzip":
+        with pytest.raises(EOFError):
+            gzip.decompress(stream.getvalue())
+    else:
+        decompressor = zstandard.ZstdDecompressor().decompressobj()
+        decompressor.decompress(stream.getvalue())
+        assert not decompressor.eof, "the zstd stream ended cleanly"
 
 
 def test_failed_export_keeps_an_existing_file(store: Store, tmp_path: Path) -> None:

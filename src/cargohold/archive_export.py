@@ -15,13 +15,13 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, Final
+from typing import IO, BinaryIO, Final, cast
 
 from . import compression
 from .blobstore import CHUNK_SIZE, BlobStore, reserve
 from .compression import Compression
 from .digests import Digest
-from .errors import CargoholdError, ContentError, StorageFullError
+from .errors import CargoholdError, ContentError, DamagedBlobError, StorageFullError
 from .images import ImageGraph, walk
 from .mediatypes import (
     ANNOTATION_IMAGE_NAME,
@@ -149,16 +149,21 @@ def write_archive(
     compress: Compression = "none",
     progress: Progress | None = None,
     preallocate: bool = False,
+    verify: bool = False,
 ) -> int:
     """Stream the archive to *out*; returns the number of (uncompressed) tar bytes.
 
     Uncompressed, blob data is copied by the kernel (``sendfile``) where it can be: the bytes
-    never pass through Python. Each blob's size is checked against its descriptor. With
-    *preallocate*, a file *out* gets the archive's full size before it is written (so only
-    for a file that is thrown away if the export fails: its tail would read as zeros).
+    never pass through Python. Each blob must be a regular file of its descriptor's size.
+    With *verify*, each blob is instead read, hashed and written in one pass, and a blob
+    whose bytes do not match its digest stops the export (:class:`DamagedBlobError`) before
+    anything after it is written: the index documents come after every blob, so a stream
+    cut short there has none, and a compressed one lacks its end. With *preallocate*, a file
+    *out* gets the archive's full size before it is written (so only for a file that is
+    thrown away if the export fails: its tail would read as zeros).
     """
     total = archive_size(plan)
-    meter = _Meter(progress or Progress(), "export", total)
+    meter = _Meter(progress or Progress(), "export", total, verify)
     if compress == "none":
         try:
             fd = out.fileno()
@@ -168,10 +173,42 @@ def write_archive(
         if preallocate:
             _preallocate(fd, total)
         return _write_tar(plan, blobs, _FdSink(fd), meter)
-    with compression.compressor(compress, out) as writer:
+    gate = _Gate(out)
+    writer = compression.compressor(compress, cast(IO[bytes], gate))
+    try:
         written = _write_tar(plan, blobs, _StreamSink(writer), meter)
+    except BaseException:
+        gate.shut()  # the compressor's end is not written: a reader sees a truncated stream
+        raise
+    finally:
+        writer.close()
     out.flush()
     return written
+
+
+class _Gate:
+    """A writer in front of a compressor's output that can be shut for good.
+
+    A compressor writes its stream's end when it is closed, even after a failure; a stream
+    that ended cleanly would tell its reader the archive is whole. Once shut, nothing more
+    is passed on, so a failed export's compressed stream stays visibly truncated.
+    """
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._open = True
+
+    def write(self, data: bytes) -> int:
+        if self._open:
+            self._out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        if self._open:
+            self._out.flush()
+
+    def shut(self) -> None:
+        self._open = False
 
 
 def _preallocate(fd: int, size: int) -> None:
@@ -209,10 +246,11 @@ def archive_size(plan: ExportPlan) -> int:
 class _Meter:
     """Counts bytes written and tells the progress display; large blobs get their own line."""
 
-    def __init__(self, progress: Progress, title: str, total: int) -> None:
+    def __init__(self, progress: Progress, title: str, total: int, verify: bool = False) -> None:
         self.progress = progress
         self.done = 0
         self.in_blob = False
+        self.verify = verify
         progress.start(title, total)
 
     def add(self, n: int) -> int:
@@ -230,6 +268,8 @@ class _Meter:
             self.progress.blob_start(str(digest), size)
         try:
             with _open_checked(blobs, digest, size) as source:
+                if self.verify:
+                    return _copy_verified(source, size, digest, sink.write, self.add)
                 return sink.copy(source, size, self.add)
         finally:
             if self.in_blob:
@@ -257,13 +297,19 @@ def _write_tar(
 
 
 def write_layout(
-    plan: ExportPlan, blobs: BlobStore, directory: Path, progress: Progress | None = None
+    plan: ExportPlan,
+    blobs: BlobStore,
+    directory: Path,
+    progress: Progress | None = None,
+    verify: bool = False,
 ) -> int:
-    """Write the export as an OCI image layout directory (*directory* must not exist yet)."""
+    """Write the export as an OCI image layout directory (*directory* must not exist yet);
+    *verify* as for :func:`write_archive`."""
     meter = _Meter(
         progress or Progress(),
         "export",
         sum(len(c) if isinstance(c, bytes) else plan.blobs[c].size for _, c in _records(plan) if c),
+        verify,
     )
     directory.mkdir()
     written = 0
@@ -285,12 +331,36 @@ def write_layout(
 
 
 def _open_checked(blobs: BlobStore, digest: Digest, size: int) -> BinaryIO:
+    """The store's regular file for *digest*, of the size its descriptor gives."""
     source = blobs.open(digest)
     actual = os.fstat(source.fileno()).st_size
     if actual != size:
         source.close()
-        raise ContentError(f"blob {digest} has {actual} bytes in the store, expected {size}")
+        raise DamagedBlobError(digest, f"has {actual} bytes, its descriptor says {size}")
     return source
+
+
+def _copy_verified(
+    source: BinaryIO,
+    size: int,
+    digest: Digest,
+    write: Callable[[bytes], int],
+    advance: Callable[[int], int],
+) -> int:
+    """Copy a blob through Python, hashing what is written; raise before anything follows it
+    when those bytes are not the ones its digest names (one pass: each byte is read once)."""
+    hasher = digest.hasher()
+    copied = 0
+    while copied < size:
+        chunk = source.read(min(CHUNK_SIZE, size - copied))
+        if not chunk:
+            raise ContentError("blob shrank while it was exported")
+        hasher.update(chunk)
+        copied += advance(write(chunk))
+    if hasher.hexdigest() != digest.hex:
+        actual = f"{hasher.name}:{hasher.hexdigest()}"
+        raise DamagedBlobError(digest, f"does not match its digest (its bytes hash to {actual})")
+    return copied
 
 
 class _FdSink:

@@ -16,13 +16,14 @@ import io
 import mmap
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, Final, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, BinaryIO, Final, Protocol, cast, runtime_checkable
 
 from .digests import ALGORITHMS, Digest
-from .errors import ContentError, DamagedContentError, NotFoundError, StorageFullError
+from .errors import ContentError, DamagedBlobError, NotFoundError, StorageFullError
 from .mediatypes import MAX_JSON_LIMIT
 
 if TYPE_CHECKING:
@@ -61,9 +62,12 @@ class StagedBlob:
     synced: Future[None] | None = None
 
     def read(self) -> bytes:
-        """The whole blob (callers check the size first: this is for documents)."""
+        """The whole blob (callers check the size first: this is for documents). A *path*
+        may be the store's own file (a blob an import found stored): only a regular file
+        is read there, as by :meth:`BlobStore.open`."""
         if self.path is not None:
-            return self.path.read_bytes()
+            with open_regular(self.path, self.digest) as f:
+                return f.read()
         if len(self.kept) != self.size:
             raise ContentError(f"blob {self.digest} was not kept in memory")
         return self.kept
@@ -71,7 +75,7 @@ class StagedBlob:
     def head(self, n: int) -> bytes:
         if self.path is None:
             return self.kept[:n]
-        with self.path.open("rb") as f:
+        with open_regular(self.path, self.digest) as f:
             return f.read(n)
 
 
@@ -128,17 +132,44 @@ class BlobStore:
         return self.path(digest).is_file()
 
     def blob_size(self, digest: Digest) -> int | None:
-        """The blob's size on disk, or None when the store does not have it."""
+        """The blob's size on disk, or None when the store does not have it.
+
+        An entry that is there but cannot be followed (a symlink to nothing, a loop) counts
+        as present with its own size: :meth:`open` then says what is wrong with it, and
+        ``content rm`` can remove it.
+        """
+        path = self.path(digest)
         try:
-            return self.path(digest).stat().st_size
+            return path.stat().st_size
+        except OSError:
+            pass
+        try:
+            return path.lstat().st_size
         except FileNotFoundError:
             return None
 
-    def open(self, digest: Digest) -> BinaryIO:
+    def regular_size(self, digest: Digest) -> int | None:
+        """The size of the blob when it is a regular file (the only thing a blob may be), else
+        None: absent, or an entry that :meth:`open` would refuse."""
         try:
-            return self.path(digest).open("rb")
+            st = os.lstat(self.path(digest))
         except FileNotFoundError:
-            raise NotFoundError(f"blob {digest} not found in the store") from None
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def open(self, digest: Digest, verify: bool = False) -> BinaryIO:
+        """The committed blob, for reading. Only a regular file is a blob: an entry that is a
+        symlink, FIFO, device, socket or directory is refused (:class:`DamagedBlobError`),
+        never followed or opened in a way that could block or touch a device.
+
+        With *verify*, the reader hashes what it reads (it must be read in order, with
+        ``read(n)``) and the read that finds the end raises :class:`DamagedBlobError` when the
+        bytes do not match *digest*: every byte is handed out first, then the error.
+        """
+        f = open_regular(self.path(digest), digest)
+        if not verify:
+            return f
+        return cast(BinaryIO, _VerifyingReader(f, digest))
 
     def read_blob(self, digest: Digest, limit: int) -> bytes:
         """A small blob (a manifest, index or config) in memory; refuses anything over *limit*."""
@@ -149,7 +180,7 @@ class BlobStore:
         # Documents are small and decide what else is read, kept or deleted: a damaged one is
         # reported as the store's fault (with the repair), never parsed as if it were valid.
         if Digest.of_bytes(data, digest.algorithm) != digest:
-            raise DamagedContentError(digest, "its bytes do not match its digest")
+            raise DamagedBlobError(digest, "does not match its digest")
         return data
 
     def iter_digests(self) -> Iterator[Digest]:
@@ -438,12 +469,48 @@ class BlobStore:
             return []
 
     def verify(self, digest: Digest) -> bool:
-        """Re-hash a committed blob; False when its bytes no longer match its name."""
+        """Re-hash a committed blob; False when its bytes no longer match its name, or when
+        it is not a regular file at all."""
         hasher = digest.hasher()
-        with self.open(digest) as f:
+        try:
+            f = self.open(digest)
+        except DamagedBlobError:
+            return False
+        with f:
             while chunk := f.read(CHUNK_SIZE):
                 hasher.update(chunk)
         return hasher.hexdigest() == digest.hex
+
+
+class _VerifyingReader(io.RawIOBase):
+    """A blob's bytes as they are read, hashed; at the end they must match the digest.
+
+    Unbuffered, so that no bytes read before the end are held back when the end raises; and
+    without a descriptor, since a kernel copy from one would bypass the hash.
+    """
+
+    def __init__(self, raw: BinaryIO, digest: Digest) -> None:
+        self._raw = raw
+        self._digest = digest
+        self._hasher = digest.hasher()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        n: int = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        if n:
+            self._hasher.update(memoryview(buffer)[:n])
+        elif self._hasher.hexdigest() != self._digest.hex:
+            actual = f"{self._hasher.name}:{self._hasher.hexdigest()}"
+            raise DamagedBlobError(
+                self._digest, f"does not match its digest (its bytes hash to {actual})"
+            )
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 class _KernelCopyUnavailable(Exception):
@@ -524,6 +591,50 @@ class _Writer:
                 self.last.result()
         with contextlib.suppress(OSError):
             os.close(self.fd)
+
+
+def open_regular(path: Path, digest: Digest) -> BinaryIO:
+    """Open the store's file for *digest* at *path* for reading, if it is a regular file.
+
+    The entry is looked at first (``lstat``) so that a device node is never opened (opening
+    one can act on it), then opened with ``O_NOFOLLOW | O_NONBLOCK`` (a symlink swapped in
+    meanwhile fails, a FIFO cannot block) and checked again on the open descriptor: what is
+    read is a regular file. The descriptor is then made blocking again.
+    """
+    try:
+        entry = path.lstat()
+    except FileNotFoundError:
+        raise NotFoundError(f"blob {digest} not found in the store") from None
+    if not stat.S_ISREG(entry.st_mode):
+        raise DamagedBlobError(digest, f"is {_file_kind(entry.st_mode)}, not a regular file")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        f = open(path, "rb", opener=lambda name, _: os.open(name, flags))  # noqa: SIM115
+    except FileNotFoundError:
+        raise NotFoundError(f"blob {digest} not found in the store") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DamagedBlobError(digest, "is a symbolic link, not a regular file") from None
+        raise
+    mode = os.fstat(f.fileno()).st_mode
+    if not stat.S_ISREG(mode):  # replaced between the look and the open
+        f.close()
+        raise DamagedBlobError(digest, f"is {_file_kind(mode)}, not a regular file")
+    os.set_blocking(f.fileno(), True)
+    return f
+
+
+def _file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for an error message."""
+    kinds = (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    )
+    return next((name for test, name in kinds if test(mode)), "an unknown kind of file")
 
 
 def raise_if_full(exc: BaseException, what: str, where: str) -> None:

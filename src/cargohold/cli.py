@@ -344,6 +344,13 @@ def import_(
     help="Flush the archive to disk before it appears under its name (survives a power"
     " loss; slower).",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash every blob as it is written and fail if the store's copy does not match its"
+    " digest (the archive is then not written; a stream stops before its index). Reads the"
+    " blobs through Python instead of the kernel's copy: slower.",
+)
 @_progress_option
 @_quiet_option
 @click.option(
@@ -366,6 +373,7 @@ def export(
     compress: Compression,
     archive_format: str,
     sync: bool,
+    verify: bool,
     progress_mode: str,
     quiet: bool,
     output_format: str,
@@ -374,7 +382,11 @@ def export(
     manifest.json, readable by ctr, skopeo, podman and docker. Byte-reproducible.
 
     With --compress the whole archive is gzip or zstd compressed; cargohold, ctr 2.x, docker
-    and podman read those directly. With --format oci-dir, OUT is a new layout directory."""
+    and podman read those directly. With --format oci-dir, OUT is a new layout directory.
+
+    A regular file at OUT is replaced atomically (keeping its mode, and its group and owner
+    where permitted); a symlink is written through to its file; a FIFO or device at OUT is
+    written in place, like -."""
     if out == "-" and sys.stdout.isatty():
         raise CargoholdError("refusing to write an archive to a terminal; redirect stdout")
     with ctx.store("read") as store:
@@ -389,10 +401,22 @@ def export(
             layout_dir=archive_format == "oci-dir",
             progress=make_progress(progress_mode, quiet=quiet),
             sync=sync,
+            verify=verify,
         )
     if output_format == "json":
         # with the archive on stdout, the report goes to stderr
-        click.echo(json.dumps(result.to_json(), indent=2), err=out == "-")
+        click.echo(json.dumps(result.to_json(), indent=2), err=_is_stdout(out))
+
+
+def _is_stdout(out: str) -> bool:
+    """Whether the output is stdout: ``-``, or a name of it (``/dev/stdout``, ``/dev/fd/1``)."""
+    if out == "-":
+        return True
+    try:
+        named, stdout = os.stat(out), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return False
+    return (named.st_dev, named.st_ino) == (stdout.st_dev, stdout.st_ino)
 
 
 def _refuse_terminal_stdin(source: str) -> None:
@@ -914,10 +938,16 @@ def content_ls(ctx: Context, quiet: bool, output_format: str) -> None:
 
 @content.command("get")
 @click.argument("digest", metavar="DIGEST")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash the bytes as they are written; exit 1 after the last one if they do not"
+    " match DIGEST.",
+)
 @pass_context
-def content_get(ctx: Context, digest: str) -> None:
+def content_get(ctx: Context, digest: str, verify: bool) -> None:
     """Write a blob's bytes to stdout."""
-    with ctx.store("read") as store, store.read_content(digest) as source:
+    with ctx.store("read") as store, store.read_content(digest, verify=verify) as source:
         out = sys.stdout.buffer
         while chunk := source.read(1 << 20):
             out.write(chunk)

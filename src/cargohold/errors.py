@@ -7,6 +7,11 @@ callers tell the kinds apart without parsing messages (the httpx model).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .digests import Digest
+
 
 class CargoholdError(Exception):
     """Base class of every error cargohold reports to its caller."""
@@ -34,19 +39,6 @@ class InvalidDocumentError(InvalidArchiveError):
 
 class ContentError(CargoholdError):
     """Content failed verification: wrong digest, wrong size, or truncated."""
-
-
-class DamagedContentError(ContentError):
-    """The store's own copy of a blob does not match its digest or size: the store was damaged
-    (a disk fault, an edit by hand). The message names the blob and the way to repair it."""
-
-    def __init__(self, digest: object, problem: str) -> None:
-        super().__init__(
-            f"the store's copy of {digest} is damaged ({problem}); find damaged content with"
-            " 'cargohold image check --verify', then re-import the image (with --force) or"
-            " remove the blob with 'cargohold content rm --force'"
-        )
-        self.digest = digest
 
 
 class UnreadableContentError(ContentError):
@@ -95,3 +87,23 @@ class ReadOnlyStoreError(CargoholdError, PermissionError):
 
 class CorruptMetadataError(CargoholdError):
     """A row of the store's metadata cannot be read (damaged or edited by hand)."""
+
+
+class DamagedBlobError(ContentError):
+    """The store's own copy of a blob is not what was committed: not a regular file, or not
+    the bytes its digest names. The message names the repair, since nothing but the user can
+    make it (an import skips blobs the store claims to have)."""
+
+    def __init__(self, digest: Digest, problem: str) -> None:
+        super().__init__(
+            f"blob {digest} in the store {problem}: the store's copy is damaged;"
+            " 'cargohold image check --verify' lists the images it breaks; import them again"
+            f" with --force, or remove it with 'cargohold content rm --force {digest}' and"
+            " import or pull them again"
+        )
+        self.digest = digest
+
+
+class OutputPathError(CargoholdError):
+    """An export's output path cannot be written as asked (a directory where a file is
+    wanted, a socket, a symlink to nothing, a terminal, a file this user may not write)."""

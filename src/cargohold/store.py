@@ -15,7 +15,6 @@ import fcntl
 import io
 import os
 import re
-import shutil
 import sqlite3
 import stat
 import sys
@@ -25,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, Final, Literal, cast
 
-from . import archive_export
+from . import archive_export, outputs
 from .blobstore import BlobStore, StagedBlob
 from .compression import Compression
 from .digests import Digest
 from .errors import (
     AlreadyExistsError,
     CargoholdError,
+    ContentError,
     InUseError,
     InvalidArchiveError,
     InvalidLabelError,
@@ -578,9 +578,13 @@ class Store:
             infos.append(ContentInfo(digest, size, mtime, users.get(digest, [])))
         return infos
 
-    def read_content(self, digest: str | Digest) -> BinaryIO:
-        """An open reader of a blob's bytes."""
-        return self.blobs.open(digest if isinstance(digest, Digest) else Digest.parse(digest))
+    def read_content(self, digest: str | Digest, verify: bool = False) -> BinaryIO:
+        """An open reader of a blob's bytes (the store's regular file, never what a link in
+        its place points to). With *verify* the bytes are hashed as they are read, and the
+        read that reaches the end raises :class:`DamagedBlobError` if they do not match."""
+        return self.blobs.open(
+            digest if isinstance(digest, Digest) else Digest.parse(digest), verify=verify
+        )
 
     def remove_content(self, digests: Sequence[str | Digest], force: bool = False) -> RemoveResult:
         """Delete blobs. Content an image uses is refused unless *force*; content an import in
@@ -751,9 +755,14 @@ class Store:
         self.meta.add_to_lease(lease_id, [digest])
         if not self.meta.holds(self.namespace, digest):
             return False
-        if self.blobs.blob_size(digest) != size:
+        if self.blobs.regular_size(digest) != size:
             return False
-        return size > VERIFY_REUSED_BELOW or self.blobs.verify(digest)
+        if size > VERIFY_REUSED_BELOW:
+            return True
+        try:
+            return self.blobs.verify(digest)
+        except (NotFoundError, ContentError):
+            return False  # removed by hand since, or not a regular file any more
 
     def _labels(self, name: str) -> dict[str, str]:
         existing = self.meta.get_image(self.namespace, name)
@@ -810,14 +819,19 @@ class Store:
         layout_dir: bool = False,
         progress: Progress | None = None,
         sync: bool = False,
+        verify: bool = False,
     ) -> ExportResult:
         """Write the images *refs* to *out* (a path, ``"-"`` for stdout, or a binary stream).
 
         A path is written through a temporary file beside it and renamed at the end, so a
-        failed or killed export never leaves a partial archive under the requested name. With
-        *sync* the file is also flushed to disk before the rename, so that not even a power
-        loss can leave a partial one there; like ``cp``, ctr and skopeo, the default does not
-        wait for the disk (the archive is usually copied on, not kept).
+        failed or killed export never leaves a partial archive under the requested name; what
+        exists at the path and is not a regular file (a FIFO, a device) is written in place,
+        never replaced (see :mod:`cargohold.outputs`). With *sync* the file is also flushed to
+        disk before the rename, so that not even a power loss can leave a partial one there;
+        like ``cp``, ctr and skopeo, the default does not wait for the disk (the archive is
+        usually copied on, not kept). With *verify* every blob is hashed as it is written and
+        one that does not match its digest fails the export before the rename (on a stream,
+        the stream stops short of the archive's index documents).
         """
         if not refs:
             raise NotFoundError("no image to export")
@@ -839,20 +853,23 @@ class Store:
                     raise CargoholdError(
                         "an OCI layout directory needs a directory path, not a stream"
                     )
-                written = _write_directory_atomically(
-                    Path(out), lambda d: archive_export.write_layout(plan, self.blobs, d, progress)
+                written = outputs.write_directory(
+                    Path(out),
+                    lambda d: archive_export.write_layout(plan, self.blobs, d, progress, verify),
                 )
             elif isinstance(out, (str, Path)) and str(out) != "-":
-                written = _write_atomically(
+                written = outputs.write_file(
                     Path(out),
-                    lambda f: archive_export.write_archive(
-                        plan, self.blobs, f, compress, progress, preallocate=True
+                    lambda f, new: archive_export.write_archive(
+                        plan, self.blobs, f, compress, progress, preallocate=new, verify=verify
                     ),
                     sync,
                 )
             else:
                 stream = sys.stdout.buffer if isinstance(out, (str, Path)) else out
-                written = archive_export.write_archive(plan, self.blobs, stream, compress, progress)
+                written = archive_export.write_archive(
+                    plan, self.blobs, stream, compress, progress, verify=verify
+                )
         return ExportResult([r.name for r in records], len(plan.blobs), written, len(plan.skipped))
 
     # -- registries ----------------------------------------------------------------------
@@ -1328,68 +1345,6 @@ def _tar_members(
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
         raise InvalidArchiveError(f"corrupt {kind} compressed archive ({exc})") from None
-
-
-def _write_atomically(path: Path, write: Callable[[BinaryIO], int], sync: bool = True) -> int:
-    directory = path.parent if str(path.parent) else Path(".")
-    _remove_dead_temporaries(directory, path.name)
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # tells a later export this file is still being written
-    try:
-        with os.fdopen(fd, "wb") as f:
-            written = write(f)
-            f.flush()
-            if sync:
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return written
-
-
-def _remove_dead_temporaries(directory: Path, name: str) -> None:
-    """Temporary files of exports to the same path that were killed; a live export holds a
-    lock on its temporary file, so only the dead ones can be locked here."""
-    import glob
-
-    for candidate in directory.glob(f".{glob.escape(name)}.*.tmp"):
-        try:
-            fd = os.open(candidate, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            candidate.unlink(missing_ok=True)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-
-def _write_directory_atomically(path: Path, write: Callable[[Path], int]) -> int:
-    """Build the directory under a temporary name beside *path*, then rename it into place."""
-    if path.exists():
-        raise AlreadyExistsError(f"{path} already exists")
-    parent = path.parent if str(path.parent) else Path(".")
-    import tempfile
-
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
-    try:
-        written = write(staging / "layout")
-        os.rename(staging / "layout", path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return written
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _check_namespace(namespace: str) -> None:
