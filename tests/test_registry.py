@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cargohold.digests import Digest
@@ -449,6 +450,33 @@ def test_redirect_to_the_same_host_on_another_port_is_another_origin(sleeps: Sle
     assert "authorization" not in storage.requests_for("GET", "/storage/")[0].headers
 
 
+def test_redirect_from_plain_http_to_https_is_another_origin(sleeps: Sleeps) -> None:
+    """httpx keeps Authorization on an http:80 → https:443 redirect of the same host; the
+    registry's origin is http://localhost, so its credentials do not follow. Ports 80 and 443
+    cannot be served by an unprivileged test, hence a transport that answers in-process."""
+    digest = sha256(BLOB)
+    seen: list[tuple[str, str | None]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((str(request.url.copy_with(query=None)), request.headers.get("authorization")))
+        # bodies are iterators: streamed as from a socket, not read ahead by httpx
+        if request.url.scheme == "https":
+            return httpx.Response(200, content=iter([BLOB]))
+        if "authorization" not in request.headers:
+            challenge = {"WWW-Authenticate": 'Basic realm="r"'}
+            return httpx.Response(401, headers=challenge, content=iter([b""]))
+        location = {"Location": f"https://localhost/storage/{digest}"}
+        return httpx.Response(307, headers=location, content=iter([b""]))
+
+    with RegistryClient(
+        "localhost", plain_http=True, credentials=ALICE, trust_env=False,
+        retry=RetryPolicy(sleep=sleeps), transport=httpx.MockTransport(answer),
+    ) as client:  # fmt: skip
+        assert fetch(client, digest, len(BLOB)) == BLOB
+    assert seen[-2][1] == ALICE.basic_authorization()  # the registry's own origin
+    assert seen[-1] == (f"https://localhost/storage/{digest}", None)
+
+
 def test_resumed_download_after_redirect_keeps_range_and_drops_auth(sleeps: Sleeps) -> None:
     registry = FakeRegistry(auth="basic", users=USERS)
     digest = registry.add_blob(REPO, BLOB)
@@ -586,7 +614,7 @@ def test_token_realm_on_another_host_gets_no_credentials(sleeps: Sleeps) -> None
             with pytest.raises(ForeignRealmError) as caught:
                 client.put_manifest(REPO, "v2", MANIFEST, OCI_MANIFEST)
         message = str(caught.value)
-        assert f"token service {auth.host_name} is on another host" in message
+        assert f"token service {auth.netloc} is on another host" in message
         assert "not sent" in message
         assert PASSWORD not in message
         assert all("authorization" not in r.headers for r in auth.requests)
@@ -603,6 +631,58 @@ def test_token_realm_on_another_host_gets_no_credentials(sleeps: Sleeps) -> None
         with client_for(reg, sleeps, credentials=ALICE, allow_foreign_realm=True) as client:
             client.put_manifest(REPO, "v2", MANIFEST, OCI_MANIFEST)
         assert auth.requests[-1].headers["authorization"] == ALICE.basic_authorization()
+
+
+def test_token_realm_on_another_port_of_the_same_host_gets_no_credentials(
+    sleeps: Sleeps,
+) -> None:
+    """Another port is another server (another origin): the registry's credentials stay home
+    unless the caller consents, exactly as for another host."""
+    tokens = TokenService(USERS, anonymous=True)
+    registry = bearer_registry(tokens)
+    registry.add_manifest(REPO, "v1", MANIFEST, OCI_MANIFEST)
+    with serve(registry, "127.0.0.1") as reg, serve(tokens, "127.0.0.1") as auth:
+        registry.realm = f"{auth.url}/token"
+        with client_for(reg, sleeps, credentials=ALICE) as client:
+            client.get_manifest(REPO, "v1")
+            with pytest.raises(ForeignRealmError) as caught:
+                client.put_manifest(REPO, "v2", MANIFEST, OCI_MANIFEST)
+        assert f"token service {auth.netloc} is on another origin" in str(caught.value)
+        assert auth.requests and all("authorization" not in r.headers for r in auth.requests)
+
+        with client_for(reg, sleeps, credentials=ALICE, allow_foreign_realm=True) as client:
+            client.put_manifest(REPO, "v2", MANIFEST, OCI_MANIFEST)
+        assert auth.requests[-1].headers["authorization"] == ALICE.basic_authorization()
+
+
+def test_registry_cookies_do_not_reach_another_origin(sleeps: Sleeps) -> None:
+    """Cookies are scoped by host, not by port: a cookie the registry sets (a session, a
+    load balancer's ticket) would follow to a token service or storage on another port of the
+    same host. The client keeps no cookies, as docker's does not."""
+    tokens = TokenService(USERS, anonymous=True)
+    registry = bearer_registry(tokens)
+    digest = registry.add_blob(REPO, BLOB)
+    registry.add_manifest(REPO, "v1", MANIFEST, OCI_MANIFEST)
+
+    def set_cookie(ex: Exchange) -> bool:
+        if ex.path.startswith("/v2/") and "authorization" not in ex.headers:
+            challenge = f'Bearer realm="{registry.realm}",service="fake-registry"'
+            headers = {"WWW-Authenticate": challenge, "Set-Cookie": "session=s3cr3t; Path=/"}
+            ex.error(401, "UNAUTHORIZED", "log in", headers)
+            return True
+        return False
+
+    registry.interceptors.append(set_cookie)
+    storage = Storage(registry)
+    with serve(registry) as reg, serve(tokens) as auth, serve(storage) as store:
+        registry.realm = f"{auth.url}/token"
+        registry.redirect_blobs_to = store.url
+        with client_for(reg, sleeps) as client:
+            client.get_manifest(REPO, "v1")
+            assert fetch(client, digest, len(BLOB)) == BLOB
+    assert auth.requests and store.requests
+    for request in [*auth.requests, *store.requests, *reg.requests]:
+        assert "cookie" not in request.headers
 
 
 def test_challenge_from_a_redirect_target_is_not_answered(sleeps: Sleeps) -> None:
@@ -692,6 +772,22 @@ def test_load_docker_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert load_docker_credentials("helper.example.com", config) is None
     assert load_docker_credentials("quay.io", config) is None
     assert load_docker_credentials("ghcr.io", tmp_path / "absent.json") is None
+
+    # docker keys credentials by host[:port]: another port is another registry
+    ports = write_config(
+        tmp_path / "ports.json",
+        {
+            "registry": {"auth": b64("plain:pw")},
+            "https://registry:5000/v2/": {"auth": b64("five:pw")},
+            "http://user@other.example:8443": {"auth": b64("other:pw")},
+        },
+    )
+    assert load_docker_credentials("registry", ports) == Credentials("plain", "pw")
+    assert load_docker_credentials("registry:5000", ports) == Credentials("five", "pw")
+    assert load_docker_credentials("registry:443", ports) is None
+    assert load_docker_credentials("registry:5001", ports) is None
+    assert load_docker_credentials("other.example:8443", ports) == Credentials("other", "pw")
+    assert load_docker_credentials("other.example", ports) is None
 
     hub = write_config(tmp_path / "hub.json", {"registry-1.docker.io": {"auth": b64("h:p")}})
     assert load_docker_credentials("docker.io", hub) == Credentials("h", "p")

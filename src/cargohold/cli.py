@@ -412,8 +412,9 @@ def _registry_options(body: F) -> F:
     f = click.option(
         "--trust-token-host",
         is_flag=True,
-        help="Also send the credentials to a token service on another host than the"
-        " registry's, when the registry names one (never done without this).",
+        help="Also send the credentials to a token service at another origin (host or port)"
+        " than the registry's, when the registry names one (never done without this; never"
+        " over plain HTTP to a TLS registry).",
     )(f)
     return click.option(
         "--plain-http",

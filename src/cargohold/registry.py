@@ -5,10 +5,11 @@ way an archive is: manifests and blobs are hashed against the digest that names 
 ``Docker-Content-Digest``), a blob is never accepted past its declared size, and every body read
 into memory (manifests, tokens, error documents) is read up to a bound, never whole.
 
-Credentials are a liability the client carries for the user: they go only to the registry they
-belong to (and its own token service), never to a storage host a blob GET is redirected to, nor to
-a token realm on another host unless the caller allowed it, and they never appear in a repr, a log
-line or an exception message.
+Credentials are a liability the client carries for the user: they go only to the registry's
+origin (scheme, host and port) and its own token service, never to a storage host a blob GET is
+redirected to, nor to a token realm at another origin (another host, another port of the same
+host, or plain HTTP) unless the caller allowed it, and they never appear in a repr, a log line or
+an exception message. The client keeps no cookies, which are scoped by host and not by port.
 
 One :class:`RegistryClient` serves one registry host and is shared by the threads of a pull or a
 push (parallelism over blobs is the caller's): :class:`httpx.Client` is thread-safe, and the
@@ -30,6 +31,7 @@ import time
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import IO, Any, Final, NamedTuple, TypeAlias, TypeVar
 
@@ -92,9 +94,13 @@ _DOCKER_HUB_API_HOST: Final = "registry-1.docker.io"
 _DOCKER_HUB_NAMES: Final = frozenset({DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, _DOCKER_HUB_API_HOST})
 #: The key ``docker login`` writes for Docker Hub in config.json.
 _DOCKER_HUB_CONFIG_KEY: Final = "https://index.docker.io/v1/"
-#: Token services on another host that are part of a registry, so its credentials may go there.
-_TRUSTED_REALM_HOSTS: Final[Mapping[str, frozenset[str]]] = {
-    DEFAULT_DOMAIN: frozenset({"auth.docker.io"}),
+#: An origin as browsers and docker scope credentials: scheme, lower-case host, port (the
+#: scheme's default when the URL names none).
+_Origin: TypeAlias = tuple[str, str, int | None]
+#: Token services at another origin that are part of a registry, so its credentials may go
+#: there.
+_TRUSTED_REALM_ORIGINS: Final[Mapping[str, frozenset[_Origin]]] = {
+    DEFAULT_DOMAIN: frozenset({("https", "auth.docker.io", 443)}),
 }
 
 #: Most of an error body read: enough for an OCI error document, never a hostile endless body.
@@ -176,8 +182,8 @@ class AuthenticationError(RegistryError):
 
 
 class ForeignRealmError(AuthenticationError):
-    """The registry's token service is on another host, so its credentials were not sent there,
-    and anonymous access was not enough."""
+    """The registry's token service is at another origin, so its credentials were not sent
+    there, and anonymous access was not enough."""
 
 
 class AccessDeniedError(RegistryError):
@@ -271,12 +277,14 @@ def docker_config_path() -> Path:
 
 
 def _config_key_host(key: str) -> str:
-    """The registry host a config.json ``auths`` key names, as docker's ConvertToHostname does."""
+    """The ``host[:port]`` a config.json ``auths`` key names, as docker's ConvertToHostname
+    reads it: the scheme, a user name and the path are dropped, the port is kept (so
+    ``registry:5000`` and ``registry`` are two registries with their own credentials)."""
     key = key.strip()
-    for prefix in ("https://", "http://"):
-        if key.startswith(prefix):
-            key = key[len(prefix) :]
-            break
+    scheme, sep, rest = key.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        netloc = rest.split("/", 1)[0]
+        return netloc.rpartition("@")[2].lower()
     return key.split("/", 1)[0].lower()
 
 
@@ -289,7 +297,8 @@ def load_docker_credentials(
 ) -> Credentials | None:
     """The credentials ``docker login`` stored for *host*, or None when there are none.
 
-    Keys are matched as docker matches them (scheme and path ignored), and Docker Hub's names
+    Keys are matched as docker matches them: by ``host[:port]`` exactly (``registry:5000`` is
+    not ``registry``; scheme, user name and path ignored), and Docker Hub's names
     (``docker.io``, ``index.docker.io``, ``registry-1.docker.io``) are one registry. Credential
     helpers (``credsStore``, ``credHelpers``) run external programs and are not consulted.
     """
@@ -523,7 +532,7 @@ def _show_url(url: httpx.URL) -> str:
     return str(url.copy_with(query=None, fragment=None))
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+def _origin(url: httpx.URL) -> _Origin:
     port = url.port if url.port is not None else {"http": 80, "https": 443}.get(url.scheme)
     return url.scheme, url.host.lower(), port
 
@@ -615,7 +624,8 @@ class RegistryClient:
     *use_docker_config* is false, else the client is anonymous. *plain_http* talks HTTP without
     TLS (for a loopback registry); *verify* is False to skip TLS verification, or the path of a CA
     certificate to trust besides the system's. *allow_foreign_realm* lets credentials go to a
-    token service on another host than the registry's. *transport* replaces httpx's network
+    token service at another origin (host or port) than the registry's; never in clear text
+    unless the registry is reached in clear text. *transport* replaces httpx's network
     transport (an ``httpx.MockTransport`` in tests of code built on this client).
     """
 
@@ -668,6 +678,10 @@ class RegistryClient:
         #: Why credentials were kept from the token realm, to say so if access then fails.
         self._withheld_from: str | None = None
         self._client = httpx.Client(
+            # No cookies: a cookie is scoped by host, not port, so one the registry set would
+            # follow to a token service or storage host on another port. Docker keeps none
+            # either, so no registry can depend on them.
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
             verify=_ssl_context(verify),
             timeout=timeout,
             follow_redirects=False,
@@ -1250,9 +1264,10 @@ class RegistryClient:
     ) -> httpx.Response:
         """Send *request*, following redirects by hand when asked.
 
-        httpx builds each next request (and drops ``Authorization`` when it leaves the origin);
-        following by hand closes each redirect response unread, where httpx would read its body
-        whole, however large.
+        httpx builds each next request; ``Authorization`` is dropped here as soon as a hop
+        leaves the registry's origin (httpx would keep it on an http→https move to another
+        port). Following by hand closes each redirect response unread, where httpx would read
+        its body whole, however large.
         """
         response = self._client.send(request, stream=True)
         logger.debug("%s %s -> %d", request.method, _show_url(request.url), response.status_code)
@@ -1260,6 +1275,8 @@ class RegistryClient:
         while follow_redirects and response.next_request is not None:
             request = response.next_request
             response.close()
+            if not self._is_registry(request.url):
+                request.headers.pop("Authorization", None)
             hops += 1
             if hops > _MAX_REDIRECTS:
                 raise self._error(RegistryProtocolError, target, "too many redirects")
@@ -1332,17 +1349,26 @@ class RegistryClient:
             self._tokens[realm] = tokens
             return value
 
-    def _may_send_credentials(self, realm: httpx.URL) -> bool:
-        """Credentials go to the registry's own host (or a token service known to be part of
-        it), never in clear text unless the registry itself is reached in clear text."""
+    def _withhold_credentials_from(self, realm: httpx.URL) -> str | None:
+        """Why the credentials must not go to a token service at *realm*, or None when they may.
+
+        Credentials belong to the registry's origin (scheme, host and port): another port of
+        the same host is another server, and https→http on the same host:port would send
+        them in clear text. They go elsewhere only to a token service known to be part of the
+        registry, or with the caller's consent (``allow_foreign_realm``), and never in clear
+        text unless the registry itself is reached in clear text.
+        """
+        origin = _origin(realm)
+        if origin == _origin(self.base_url):
+            return None
+        where = realm.netloc.decode("ascii", "replace")
         if realm.scheme != "https" and not self.plain_http:
-            return False
-        host = realm.host.lower()
-        if host == self.base_url.host.lower() or host in _TRUSTED_REALM_HOSTS.get(
-            self.host, frozenset()
-        ):
-            return True
-        return self.allow_foreign_realm
+            return f"{where} is reached without TLS"
+        if self.allow_foreign_realm or origin in _TRUSTED_REALM_ORIGINS.get(self.host, ()):
+            return None
+        if realm.host.lower() != self.base_url.host.lower():
+            return f"{where} is on another host than the registry"
+        return f"{where} is on another origin (scheme or port) than the registry"
 
     def _fetch_token(
         self, realm: _Realm, scopes: frozenset[str], target: _Target
@@ -1364,14 +1390,12 @@ class RegistryClient:
         headers = {"Accept": "application/json"}
         withheld = False
         if credentials is not None:
-            if self._may_send_credentials(url):
+            reason = self._withhold_credentials_from(url)
+            if reason is None:
                 headers["Authorization"] = credentials.basic_authorization()
             else:
                 withheld = True
-                if url.scheme != "https" and not self.plain_http:
-                    self._withheld_from = f"{url.host} is reached without TLS"
-                else:
-                    self._withheld_from = f"{url.host} is on another host than the registry"
+                self._withheld_from = reason
         what = f"token from {url.host}"
         response = self._exchange(
             "GET", url, target, what, headers, None, None, False, _Attempts(self._retry)
