@@ -8,7 +8,9 @@ import hashlib
 import io
 import json
 import logging
+import random
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
@@ -36,6 +38,7 @@ from cargohold.registry import (
     RegistryNotFoundError,
     RegistryProtocolError,
     RegistryServerError,
+    RegistryTooSlowError,
     RetryPolicy,
     load_docker_credentials,
 )
@@ -300,7 +303,8 @@ def test_dropped_connection_resumes_with_range(
     registry.interceptors.append(intercept)  # type: ignore[arg-type]
     assert fetch(client, digest, len(BLOB)) == BLOB
     gets = server.requests_for("GET", str(digest))
-    assert [r.headers.get("range") for r in gets] == [None, "bytes=49152-"]
+    # every byte received is kept: the download resumes exactly where it broke off
+    assert [r.headers.get("range") for r in gets] == [None, "bytes=50000-"]
     assert sleeps.delays == [0.25]
 
 
@@ -322,7 +326,7 @@ def test_resume_survives_a_503_and_a_second_drop(
     with client_for(server, sleeps, retry=RetryPolicy(attempts=4, sleep=sleeps)) as patient:
         assert fetch(patient, digest, len(BLOB)) == BLOB
     ranges = [r.headers.get("range") for r in server.requests_for("GET", str(digest))]
-    assert ranges == [None, "bytes=32768-", "bytes=32768-", "bytes=65536-"]
+    assert ranges == [None, "bytes=40000-", "bytes=40000-", "bytes=80000-"]
     assert sleeps.delays[1] == 1.0  # Retry-After
 
 
@@ -416,6 +420,121 @@ def test_huge_error_body_is_not_read_whole(registry: FakeRegistry, client: Regis
     assert stopped.wait(10)  # the client hung up; the server did not write 64 GiB
 
 
+# -- the floor on progress ---------------------------------------------------------------------
+
+#: Small enough that a trickle of 64 bytes every 20 ms (the fake's default) delivers it in a
+#: second or two, so that a client without a floor on progress gets it in the end.
+SMALL = bytes(range(256)) * 16
+#: A floor no trickle meets and every transfer on the loopback does.
+FLOOR = {"speed_limit": 2_000_000, "speed_time": 0.2}
+
+
+def test_trickling_blob_download_is_abandoned(
+    registry: FakeRegistry, server: FakeServer, sleeps: Sleeps
+) -> None:
+    digest = registry.add_blob(REPO, SMALL)
+
+    def trickling(ex: Exchange) -> bool:
+        if ex.method == "GET" and ex.path.endswith(str(digest)):
+            ex.trickle(SMALL, {"Docker-Content-Digest": str(digest)})
+            return True
+        return False
+
+    registry.interceptors.append(trickling)
+    with client_for(server, sleeps, **FLOOR) as client:
+        with pytest.raises(RegistryTooSlowError) as caught:
+            fetch(client, digest, len(SMALL))
+        assert caught.value.digest == digest and caught.value.registry == server.netloc
+        message = str(caught.value)
+        assert f"{server.netloc}/{REPO}@{digest}: blob slower than 2000000 bytes/s for 0.2 s (" in (
+            message
+        )
+        assert "abandoned" in message and "\n" not in message
+        # abandoned at once: a trickling registry would only trickle again
+        assert len(server.requests_for("GET", str(digest))) == 1 and sleeps.delays == []
+        registry.interceptors.clear()
+        assert fetch(client, digest, len(SMALL)) == SMALL  # a registry at speed meets the floor
+
+
+def test_trickling_manifest_is_abandoned(
+    registry: FakeRegistry, server: FakeServer, sleeps: Sleeps
+) -> None:
+    document = MANIFEST + b" " * (len(SMALL) - len(MANIFEST))
+    registry.add_manifest(REPO, "v1", document, OCI_MANIFEST)
+
+    def trickling(ex: Exchange) -> bool:
+        if ex.method == "GET" and "/manifests/" in ex.path:
+            ex.trickle(document, {"Content-Type": OCI_MANIFEST})
+            return True
+        return False
+
+    registry.interceptors.append(trickling)
+    with (
+        client_for(server, sleeps, **FLOOR) as client,
+        pytest.raises(RegistryTooSlowError, match=r":v1: manifest slower than 2000000 bytes/s"),
+    ):
+        client.get_manifest(REPO, "v1")
+    assert sleeps.delays == []
+
+
+def test_speed_limit_zero_turns_the_floor_off(
+    registry: FakeRegistry, server: FakeServer, sleeps: Sleeps
+) -> None:
+    digest = registry.add_blob(REPO, SMALL[:640])  # ten steps of the trickle, 0.2 s
+
+    def trickling(ex: Exchange) -> bool:
+        if ex.method == "GET" and ex.path.endswith(str(digest)):
+            ex.trickle(SMALL[:640])
+            return True
+        return False
+
+    registry.interceptors.append(trickling)
+    with client_for(server, sleeps, speed_limit=0, speed_time=0.05) as client:
+        assert fetch(client, digest, 640) == SMALL[:640]
+    with (
+        client_for(server, sleeps, speed_limit=1_000_000, speed_time=0.05) as client,
+        pytest.raises(RegistryTooSlowError),
+    ):
+        fetch(client, digest, 640)
+    with pytest.raises(ValueError, match="speed limit"):
+        RegistryClient("localhost", speed_limit=-1)
+    with pytest.raises(ValueError, match="speed time"):
+        RegistryClient("localhost", speed_time=0)
+
+
+@pytest.mark.parametrize("monolithic_limit", [64 << 20, 0], ids=["put", "patch"])
+def test_upload_to_a_registry_reading_slowly_is_abandoned(
+    registry: FakeRegistry, server: FakeServer, sleeps: Sleeps, monolithic_limit: int
+) -> None:
+    data = random.Random(5).randbytes(8 << 20)
+    digest = sha256(data)
+
+    def slow_reader(ex: Exchange) -> bool:
+        if ex.method in ("PUT", "PATCH") and int(ex.headers.get("content-length", "0")):
+            return ex.read_body_slowly() is None  # else, the body read, the registry answers
+        return False
+
+    registry.interceptors.append(slow_reader)
+    # Small socket buffers, so that what the kernel holds does not hide the registry's pace
+    # (the server's receive buffer is made small by read_body_slowly).
+    options = [(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 << 10)]
+    with (
+        client_for(
+            server, sleeps, monolithic_limit=monolithic_limit, upload_chunk_size=4 << 20,
+            transport=httpx.HTTPTransport(socket_options=options), **FLOOR,
+        ) as client,
+        pytest.raises(RegistryTooSlowError) as caught,
+    ):  # fmt: skip
+        client.upload_blob(REPO, digest, len(data), lambda: io.BytesIO(data))
+    message = str(caught.value)
+    assert f"{server.netloc}/{REPO}@{digest}: blob upload slower than 2000000 bytes/s" in message
+    assert "bytes sent" in message and "\n" not in message
+    method = "PUT" if monolithic_limit else "PATCH"
+    assert len(server.requests_for(method, "/blobs/uploads/")) == 1  # one body, not retried
+    assert sleeps.delays == []
+    assert registry.cancelled_uploads and registry.blob(str(digest)) is None
+
+
 # -- redirects ---------------------------------------------------------------------------------
 
 
@@ -495,7 +614,7 @@ def test_resumed_download_after_redirect_keeps_range_and_drops_auth(sleeps: Slee
         with client_for(reg, sleeps, credentials=ALICE) as client:
             assert fetch(client, digest, len(BLOB)) == BLOB
     gets = storage.requests_for("GET", "/storage/")
-    assert [g.headers.get("range") for g in gets] == [None, "bytes=16384-"]
+    assert [g.headers.get("range") for g in gets] == [None, "bytes=30000-"]
     assert all("authorization" not in g.headers for g in gets)
 
 
@@ -1115,7 +1234,7 @@ def test_protocol_errors_are_clean(registry: FakeRegistry, client: RegistryClien
 
     _, intercept = drop_after(digest, 20_000)
     registry.interceptors += [intercept, bad_range]  # type: ignore[list-item]
-    with pytest.raises(RegistryProtocolError, match="sent bytes 5-14 when asked for 16384-"):
+    with pytest.raises(RegistryProtocolError, match="sent bytes 5-14 when asked for 20000-"):
         fetch(client, digest, len(BLOB))
 
 

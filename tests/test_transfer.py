@@ -332,6 +332,43 @@ def test_failed_pull_leaves_the_store_unchanged(
         assert snapshot(store) == before
 
 
+def test_cli_pull_abandons_a_trickling_registry(
+    registry: FakeRegistry,
+    server: FakeServer,
+    published: tuple[ArchiveBuilder, dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    """--speed-limit/--speed-time: a layer trickled a few bytes at a time (for seconds, then
+    all of it, so a pull without a floor would succeed) fails the pull at once, one line naming
+    the blob and the registry, and the store is as it was (staging included)."""
+    builder, top = published
+    layer = _layer_digest(builder, top)
+
+    def trickling(ex: Exchange) -> bool:
+        if ex.method == "GET" and ex.path.endswith(layer):
+            ex.trickle(registry.blob(layer) or b"")
+            return True
+        return False
+
+    registry.interceptors.append(trickling)
+    root = tmp_path / "root"
+    with Store(root) as store:
+        store.import_archive(archive(tmp_path / "other.tar", "example.com/already:here"))
+        before = snapshot(store)
+    ref = f"{server.netloc}/{REPO}:v1"
+    floor = ["--speed-limit", "2000000", "--speed-time", "0.2"]
+    line = assert_one_error_line(run(root, "image", "pull", "--plain-http", *floor, ref))
+    assert f"{server.netloc}/{REPO}@{layer}: blob slower than 2000000 bytes/s for 0.2 s" in line
+    with Store(root) as store:
+        assert snapshot(store) == before
+
+    registry.interceptors.clear()
+    for command in (["pull", ref], ["push", ref, f"{server.netloc}/team/copy:v1"]):
+        proc = run(root, "image", command[0], "--plain-http", "--speed-limit", "0",
+                   "--speed-time", "5", *command[1:])  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+
+
 def test_redirect_to_another_host_gets_no_authorization(tmp_path: Path) -> None:
     registry = FakeRegistry(auth="basic", users=USERS)
     builder = ArchiveBuilder()
