@@ -103,7 +103,8 @@ def client_for(
     kwargs.setdefault("use_docker_config", False)
     kwargs.setdefault("retry", RetryPolicy(attempts=3, backoff=0.25, sleep=sleeps or Sleeps()))
     kwargs.setdefault("chunk_size", 16 << 10)
-    return RegistryClient(server.netloc, plain_http=True, trust_env=False, **kwargs)  # type: ignore[arg-type]
+    kwargs.setdefault("trust_env", False)
+    return RegistryClient(server.netloc, plain_http=True, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -802,6 +803,26 @@ def test_registry_cookies_do_not_reach_another_origin(sleeps: Sleeps) -> None:
     assert auth.requests and store.requests
     for request in [*auth.requests, *store.requests, *reg.requests]:
         assert "cookie" not in request.headers
+
+
+def test_registry_on_this_machine_is_not_reached_through_a_proxy(
+    sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy from the environment is another origin: it would get the credentials of a
+    registry on this machine, in clear text over plain HTTP. Like docker (Go's
+    ProxyFromEnvironment), a loopback registry is always reached directly."""
+    registry = FakeRegistry(auth="basic", users=USERS)
+    registry.add_manifest(REPO, "v1", MANIFEST, OCI_MANIFEST)
+    # the "proxy" answers as the registry would, so that a client going through it goes on
+    with serve(registry, "localhost") as reg, serve(registry) as proxy:
+        for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(name, proxy.url)
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        with client_for(reg, sleeps, credentials=ALICE, trust_env=True) as client:
+            client.get_manifest(REPO, "v1")
+        assert proxy.requests == []
+        assert reg.requests[-1].headers["authorization"] == ALICE.basic_authorization()
 
 
 def test_challenge_from_a_redirect_target_is_not_answered(sleeps: Sleeps) -> None:

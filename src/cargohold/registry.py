@@ -24,6 +24,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -588,6 +589,17 @@ def _origin(url: httpx.URL) -> _Origin:
     return url.scheme, url.host.lower(), port
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _is_transient(exc: httpx.TransportError) -> bool:
     """Whether trying again may help: not for a refused certificate or a malformed URL."""
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.ProxyError):
@@ -742,7 +754,14 @@ class RegistryClient:
         self._scheme: _Realm | str | None = None
         #: Why credentials were kept from the token realm, to say so if access then fails.
         self._withheld_from: str | None = None
+        # As Go's ProxyFromEnvironment (docker's): a registry on this machine is reached
+        # directly, never through a proxy from the environment, which would get its credentials
+        # (in clear text, over plain HTTP).
+        direct: dict[str, httpx.BaseTransport | None] = {}
+        if _is_loopback(self.base_url.host):
+            direct[f"all://{self.base_url.netloc.decode('ascii')}"] = None
         self._client = httpx.Client(
+            mounts=direct,
             # No cookies: a cookie is scoped by host, not port, so one the registry set would
             # follow to a token service or storage host on another port. Docker keeps none
             # either, so no registry can depend on them.
