@@ -597,6 +597,49 @@ def test_redirect_from_plain_http_to_https_is_another_origin(sleeps: Sleeps) -> 
     assert seen[-1] == (f"https://localhost/storage/{digest}", None)
 
 
+@pytest.mark.parametrize(
+    ("location", "same_origin"),
+    [
+        ("http://localhost:443/up", False),  # https→http on the same host:port
+        ("http://localhost/up", False),
+        ("https://localhost:8443/up", False),
+        ("https://storage.example/up", False),
+        ("https://LOCALHOST:443/up", True),
+        ("/up", True),
+    ],
+)
+def test_upload_location_gets_credentials_only_on_the_registry_origin(
+    sleeps: Sleeps, location: str, same_origin: bool
+) -> None:
+    """An upload goes on at the Location the registry names, anywhere; its Authorization only
+    where the registry's origin is (the URL's scheme, host and port), never in clear text."""
+    data = b"layer"
+    seen: list[tuple[str, str, str | None]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, request.headers.get("authorization")))
+        url = request.url
+        registry = (url.scheme, url.host.lower(), url.port or 443) == ("https", "localhost", 443)
+        if registry and "authorization" not in request.headers:
+            challenge = {"WWW-Authenticate": 'Basic realm="r"'}
+            return httpx.Response(401, headers=challenge, content=iter([b""]))
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": location}, content=iter([b""]))
+        if request.method == "HEAD":
+            return httpx.Response(404, content=iter([b""]))
+        return httpx.Response(201, headers={"Docker-Content-Digest": str(sha256(data))},
+                              content=iter([b""]))  # fmt: skip
+
+    with RegistryClient(
+        "localhost", credentials=ALICE, trust_env=False, retry=RetryPolicy(sleep=sleeps),
+        transport=httpx.MockTransport(answer),
+    ) as client:  # fmt: skip
+        assert client.upload_blob(REPO, sha256(data), len(data), lambda: io.BytesIO(data)) is False
+    [put] = [s for s in seen if s[0] == "PUT"]
+    assert put[1] == "/up"
+    assert put[2] == (ALICE.basic_authorization() if same_origin else None)
+
+
 def test_resumed_download_after_redirect_keeps_range_and_drops_auth(sleeps: Sleeps) -> None:
     registry = FakeRegistry(auth="basic", users=USERS)
     digest = registry.add_blob(REPO, BLOB)
