@@ -3,6 +3,7 @@ is skipped, and that every failed pull leaves the store exactly as it was."""
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import threading
@@ -26,7 +27,7 @@ from cargohold.registry import (
     RetryPolicy,
 )
 from cargohold.store import Store
-from cargohold.transfer import ClientFactory, is_loopback
+from cargohold.transfer import ClientFactory, default_client_factory, is_loopback
 from clisupport import archive, assert_one_error_line, run
 from fakeregistry import Exchange, FakeRegistry, FakeServer, TokenService, serve
 from imagefactory import OCI_INDEX, OCI_MANIFEST, ArchiveBuilder, platform_json
@@ -367,6 +368,14 @@ def test_cli_pull_abandons_a_trickling_registry(
         proc = run(root, "image", command[0], "--plain-http", "--speed-limit", "0",
                    "--speed-time", "5", *command[1:])  # fmt: skip
         assert proc.returncode == 0, proc.stderr
+
+
+def test_default_client_factory_takes_the_floor() -> None:
+    factory = functools.partial(default_client_factory, speed_limit=5, speed_time=2.5)
+    with factory("localhost:5000") as client:
+        assert (client.speed_limit, client.speed_time) == (5, 2.5)
+    with default_client_factory("localhost:5000") as client:
+        assert (client.speed_limit, client.speed_time) == (1024, 30.0)
 
 
 def test_redirect_to_another_host_gets_no_authorization(tmp_path: Path) -> None:
