@@ -15,9 +15,11 @@ import hashlib
 import json
 import re
 import secrets
+import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -89,6 +91,56 @@ class Exchange:
             json.dumps(doc).encode(),
             {"Content-Type": "application/json", **(headers or {})},
         )
+
+    def trickle(
+        self,
+        data: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        step: int = 64,
+        pause: float = 0.02,
+        for_seconds: float = 5.0,
+    ) -> None:
+        """Answer 200 with *data* as a registry that keeps a connection barely alive: *step*
+        bytes every *pause* seconds (the server's own pace, in its own thread) for
+        *for_seconds*, then the rest at once, so that a client without a floor on progress
+        gets it all in the end. Stops quietly when the client hangs up."""
+        self.send_head(200, {"Content-Length": str(len(data)), **(headers or {})})
+        deadline = time.monotonic() + for_seconds
+        offset = 0
+        try:
+            while offset < len(data):
+                size = step if time.monotonic() < deadline else len(data) - offset
+                self.handler.wfile.write(data[offset : offset + size])
+                offset += size
+                if offset < len(data):
+                    time.sleep(pause)
+        except OSError:
+            self.handler.close_connection = True
+
+    def read_body_slowly(
+        self, *, step: int = 4096, pause: float = 0.01, for_seconds: float = 5.0
+    ) -> bytes | None:
+        """Take the request body as a registry that reads it barely: *step* bytes every *pause*
+        seconds for *for_seconds* (with a small receive buffer, so that the client feels it),
+        then the rest at once. None when the client hung up first; the body is kept for
+        :meth:`body` otherwise."""
+        self.handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 10)
+        remaining = int(self.headers.get("content-length", "0"))
+        deadline = time.monotonic() + for_seconds
+        data = bytearray()
+        while remaining:
+            slow = time.monotonic() < deadline
+            chunk = self.handler.rfile.read(min(step if slow else remaining, remaining))
+            if not chunk:
+                self.handler.close_connection = True
+                return None
+            data += chunk
+            remaining -= len(chunk)
+            if slow:
+                time.sleep(pause)
+        self._body = bytes(data)
+        return self._body
 
     def close_connection(self) -> None:
         """End the connection after this answer (a break in the middle of a body)."""

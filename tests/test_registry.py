@@ -8,7 +8,9 @@ import hashlib
 import io
 import json
 import logging
+import random
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cargohold.digests import Digest
@@ -35,6 +38,7 @@ from cargohold.registry import (
     RegistryNotFoundError,
     RegistryProtocolError,
     RegistryServerError,
+    RegistryTooSlowError,
     RetryPolicy,
     load_docker_credentials,
 )
@@ -99,7 +103,8 @@ def client_for(
     kwargs.setdefault("use_docker_config", False)
     kwargs.setdefault("retry", RetryPolicy(attempts=3, backoff=0.25, sleep=sleeps or Sleeps()))
     kwargs.setdefault("chunk_size", 16 << 10)
-    return RegistryClient(server.netloc, plain_http=True, trust_env=False, **kwargs)  # type: ignore[arg-type]
+    kwargs.setdefault("trust_env", False)
+    return RegistryClient(server.netloc, plain_http=True, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -299,7 +304,8 @@ def test_dropped_connection_resumes_with_range(
     registry.interceptors.append(intercept)  # type: ignore[arg-type]
     assert fetch(client, digest, len(BLOB)) == BLOB
     gets = server.requests_for("GET", str(digest))
-    assert [r.headers.get("range") for r in gets] == [None, "bytes=49152-"]
+    # every byte received is kept: the download resumes exactly where it broke off
+    assert [r.headers.get("range") for r in gets] == [None, "bytes=50000-"]
     assert sleeps.delays == [0.25]
 
 
@@ -321,7 +327,7 @@ def test_resume_survives_a_503_and_a_second_drop(
     with client_for(server, sleeps, retry=RetryPolicy(attempts=4, sleep=sleeps)) as patient:
         assert fetch(patient, digest, len(BLOB)) == BLOB
     ranges = [r.headers.get("range") for r in server.requests_for("GET", str(digest))]
-    assert ranges == [None, "bytes=32768-", "bytes=32768-", "bytes=65536-"]
+    assert ranges == [None, "bytes=40000-", "bytes=40000-", "bytes=80000-"]
     assert sleeps.delays[1] == 1.0  # Retry-After
 
 
@@ -415,6 +421,121 @@ def test_huge_error_body_is_not_read_whole(registry: FakeRegistry, client: Regis
     assert stopped.wait(10)  # the client hung up; the server did not write 64 GiB
 
 
+# -- the floor on progress ---------------------------------------------------------------------
+
+#: Small enough that a trickle of 64 bytes every 20 ms (the fake's default) delivers it in a
+#: second or two, so that a client without a floor on progress gets it in the end.
+SMALL = bytes(range(256)) * 16
+#: A floor no trickle meets and every transfer on the loopback does.
+FLOOR = {"speed_limit": 2_000_000, "speed_time": 0.2}
+
+
+def test_trickling_blob_download_is_abandoned(
+    registry: FakeRegistry, server: FakeServer, sleeps: Sleeps
+) -> None:
+    digest = registry.add_blob(REPO, SMALL)
+
+    def trickling(ex: Exchange) -> bool:
+        if ex.method == "GET" and ex.path.endswith(str(digest)):
+            ex.trickle(SMALL, {"Docker-Content-Digest": str(digest)})
+            return True
+        return False
+
+    registry.interceptors.append(trickling)
+    with client_for(server, sleeps, **FLOOR) as client:
+        with pytest.raises(RegistryTooSlowError) as caught:
+            fetch(client, digest, len(SMALL))
+        assert caught.value.digest == digest and caught.value.registry == server.netloc
+        message = str(caught.value)
+        assert f"{server.netloc}/{REPO}@{digest}: blob slower than 2000000 bytes/s for 0.2 s (" in (
+            message
+        )
+        assert "abandoned" in message and "\n" not in message
+        # abandoned at once: a trickling registry would only trickle again
+        assert len(server.requests_for("GET", str(digest))) == 1 and sleeps.delays == []
+        registry.interceptors.clear()
+        assert fetch(client, digest, len(SMALL)) == SMALL  # a registry at speed meets the floor
+
+
+def test_trickling_manifest_is_abandoned(
+    registry: FakeRegistry, server: FakeServer, sleeps: Sleeps
+) -> None:
+    document = MANIFEST + b" " * (len(SMALL) - len(MANIFEST))
+    registry.add_manifest(REPO, "v1", document, OCI_MANIFEST)
+
+    def trickling(ex: Exchange) -> bool:
+        if ex.method == "GET" and "/manifests/" in ex.path:
+            ex.trickle(document, {"Content-Type": OCI_MANIFEST})
+            return True
+        return False
+
+    registry.interceptors.append(trickling)
+    with (
+        client_for(server, sleeps, **FLOOR) as client,
+        pytest.raises(RegistryTooSlowError, match=r":v1: manifest slower than 2000000 bytes/s"),
+    ):
+        client.get_manifest(REPO, "v1")
+    assert sleeps.delays == []
+
+
+def test_speed_limit_zero_turns_the_floor_off(
+    registry: FakeRegistry, server: FakeServer, sleeps: Sleeps
+) -> None:
+    digest = registry.add_blob(REPO, SMALL[:640])  # ten steps of the trickle, 0.2 s
+
+    def trickling(ex: Exchange) -> bool:
+        if ex.method == "GET" and ex.path.endswith(str(digest)):
+            ex.trickle(SMALL[:640])
+            return True
+        return False
+
+    registry.interceptors.append(trickling)
+    with client_for(server, sleeps, speed_limit=0, speed_time=0.05) as client:
+        assert fetch(client, digest, 640) == SMALL[:640]
+    with (
+        client_for(server, sleeps, speed_limit=1_000_000, speed_time=0.05) as client,
+        pytest.raises(RegistryTooSlowError),
+    ):
+        fetch(client, digest, 640)
+    with pytest.raises(ValueError, match="speed limit"):
+        RegistryClient("localhost", speed_limit=-1)
+    with pytest.raises(ValueError, match="speed time"):
+        RegistryClient("localhost", speed_time=0)
+
+
+@pytest.mark.parametrize("monolithic_limit", [64 << 20, 0], ids=["put", "patch"])
+def test_upload_to_a_registry_reading_slowly_is_abandoned(
+    registry: FakeRegistry, server: FakeServer, sleeps: Sleeps, monolithic_limit: int
+) -> None:
+    data = random.Random(5).randbytes(8 << 20)
+    digest = sha256(data)
+
+    def slow_reader(ex: Exchange) -> bool:
+        if ex.method in ("PUT", "PATCH") and int(ex.headers.get("content-length", "0")):
+            return ex.read_body_slowly() is None  # else, the body read, the registry answers
+        return False
+
+    registry.interceptors.append(slow_reader)
+    # Small socket buffers, so that what the kernel holds does not hide the registry's pace
+    # (the server's receive buffer is made small by read_body_slowly).
+    options = [(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 << 10)]
+    with (
+        client_for(
+            server, sleeps, monolithic_limit=monolithic_limit, upload_chunk_size=4 << 20,
+            transport=httpx.HTTPTransport(socket_options=options), **FLOOR,
+        ) as client,
+        pytest.raises(RegistryTooSlowError) as caught,
+    ):  # fmt: skip
+        client.upload_blob(REPO, digest, len(data), lambda: io.BytesIO(data))
+    message = str(caught.value)
+    assert f"{server.netloc}/{REPO}@{digest}: blob upload slower than 2000000 bytes/s" in message
+    assert "bytes sent" in message and "\n" not in message
+    method = "PUT" if monolithic_limit else "PATCH"
+    assert len(server.requests_for(method, "/blobs/uploads/")) == 1  # one body, not retried
+    assert sleeps.delays == []
+    assert registry.cancelled_uploads and registry.blob(str(digest)) is None
+
+
 # -- redirects ---------------------------------------------------------------------------------
 
 
@@ -449,6 +570,76 @@ def test_redirect_to_the_same_host_on_another_port_is_another_origin(sleeps: Sle
     assert "authorization" not in storage.requests_for("GET", "/storage/")[0].headers
 
 
+def test_redirect_from_plain_http_to_https_is_another_origin(sleeps: Sleeps) -> None:
+    """httpx keeps Authorization on an http:80 → https:443 redirect of the same host; the
+    registry's origin is http://localhost, so its credentials do not follow. Ports 80 and 443
+    cannot be served by an unprivileged test, hence a transport that answers in-process."""
+    digest = sha256(BLOB)
+    seen: list[tuple[str, str | None]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((str(request.url.copy_with(query=None)), request.headers.get("authorization")))
+        # bodies are iterators: streamed as from a socket, not read ahead by httpx
+        if request.url.scheme == "https":
+            return httpx.Response(200, content=iter([BLOB]))
+        if "authorization" not in request.headers:
+            challenge = {"WWW-Authenticate": 'Basic realm="r"'}
+            return httpx.Response(401, headers=challenge, content=iter([b""]))
+        location = {"Location": f"https://localhost/storage/{digest}"}
+        return httpx.Response(307, headers=location, content=iter([b""]))
+
+    with RegistryClient(
+        "localhost", plain_http=True, credentials=ALICE, trust_env=False,
+        retry=RetryPolicy(sleep=sleeps), transport=httpx.MockTransport(answer),
+    ) as client:  # fmt: skip
+        assert fetch(client, digest, len(BLOB)) == BLOB
+    assert seen[-2][1] == ALICE.basic_authorization()  # the registry's own origin
+    assert seen[-1] == (f"https://localhost/storage/{digest}", None)
+
+
+@pytest.mark.parametrize(
+    ("location", "same_origin"),
+    [
+        ("http://localhost:443/up", False),  # https→http on the same host:port
+        ("http://localhost/up", False),
+        ("https://localhost:8443/up", False),
+        ("https://storage.example/up", False),
+        ("https://LOCALHOST:443/up", True),
+        ("/up", True),
+    ],
+)
+def test_upload_location_gets_credentials_only_on_the_registry_origin(
+    sleeps: Sleeps, location: str, same_origin: bool
+) -> None:
+    """An upload goes on at the Location the registry names, anywhere; its Authorization only
+    where the registry's origin is (the URL's scheme, host and port), never in clear text."""
+    data = b"layer"
+    seen: list[tuple[str, str, str | None]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, request.headers.get("authorization")))
+        url = request.url
+        registry = (url.scheme, url.host.lower(), url.port or 443) == ("https", "localhost", 443)
+        if registry and "authorization" not in request.headers:
+            challenge = {"WWW-Authenticate": 'Basic realm="r"'}
+            return httpx.Response(401, headers=challenge, content=iter([b""]))
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": location}, content=iter([b""]))
+        if request.method == "HEAD":
+            return httpx.Response(404, content=iter([b""]))
+        return httpx.Response(201, headers={"Docker-Content-Digest": str(sha256(data))},
+                              content=iter([b""]))  # fmt: skip
+
+    with RegistryClient(
+        "localhost", credentials=ALICE, trust_env=False, retry=RetryPolicy(sleep=sleeps),
+        transport=httpx.MockTransport(answer),
+    ) as client:  # fmt: skip
+        assert client.upload_blob(REPO, sha256(data), len(data), lambda: io.BytesIO(data)) is False
+    [put] = [s for s in seen if s[0] == "PUT"]
+    assert put[1] == "/up"
+    assert put[2] == (ALICE.basic_authorization() if same_origin else None)
+
+
 def test_resumed_download_after_redirect_keeps_range_and_drops_auth(sleeps: Sleeps) -> None:
     registry = FakeRegistry(auth="basic", users=USERS)
     digest = registry.add_blob(REPO, BLOB)
@@ -467,7 +658,7 @@ def test_resumed_download_after_redirect_keeps_range_and_drops_auth(sleeps: Slee
         with client_for(reg, sleeps, credentials=ALICE) as client:
             assert fetch(client, digest, len(BLOB)) == BLOB
     gets = storage.requests_for("GET", "/storage/")
-    assert [g.headers.get("range") for g in gets] == [None, "bytes=16384-"]
+    assert [g.headers.get("range") for g in gets] == [None, "bytes=30000-"]
     assert all("authorization" not in g.headers for g in gets)
 
 
@@ -586,7 +777,7 @@ def test_token_realm_on_another_host_gets_no_credentials(sleeps: Sleeps) -> None
             with pytest.raises(ForeignRealmError) as caught:
                 client.put_manifest(REPO, "v2", MANIFEST, OCI_MANIFEST)
         message = str(caught.value)
-        assert f"token service {auth.host_name} is on another host" in message
+        assert f"token service {auth.netloc} is on another host" in message
         assert "not sent" in message
         assert PASSWORD not in message
         assert all("authorization" not in r.headers for r in auth.requests)
@@ -603,6 +794,78 @@ def test_token_realm_on_another_host_gets_no_credentials(sleeps: Sleeps) -> None
         with client_for(reg, sleeps, credentials=ALICE, allow_foreign_realm=True) as client:
             client.put_manifest(REPO, "v2", MANIFEST, OCI_MANIFEST)
         assert auth.requests[-1].headers["authorization"] == ALICE.basic_authorization()
+
+
+def test_token_realm_on_another_port_of_the_same_host_gets_no_credentials(
+    sleeps: Sleeps,
+) -> None:
+    """Another port is another server (another origin): the registry's credentials stay home
+    unless the caller consents, exactly as for another host."""
+    tokens = TokenService(USERS, anonymous=True)
+    registry = bearer_registry(tokens)
+    registry.add_manifest(REPO, "v1", MANIFEST, OCI_MANIFEST)
+    with serve(registry, "127.0.0.1") as reg, serve(tokens, "127.0.0.1") as auth:
+        registry.realm = f"{auth.url}/token"
+        with client_for(reg, sleeps, credentials=ALICE) as client:
+            client.get_manifest(REPO, "v1")
+            with pytest.raises(ForeignRealmError) as caught:
+                client.put_manifest(REPO, "v2", MANIFEST, OCI_MANIFEST)
+        assert f"token service {auth.netloc} is on another origin" in str(caught.value)
+        assert auth.requests and all("authorization" not in r.headers for r in auth.requests)
+
+        with client_for(reg, sleeps, credentials=ALICE, allow_foreign_realm=True) as client:
+            client.put_manifest(REPO, "v2", MANIFEST, OCI_MANIFEST)
+        assert auth.requests[-1].headers["authorization"] == ALICE.basic_authorization()
+
+
+def test_registry_cookies_do_not_reach_another_origin(sleeps: Sleeps) -> None:
+    """Cookies are scoped by host, not by port: a cookie the registry sets (a session, a
+    load balancer's ticket) would follow to a token service or storage on another port of the
+    same host. The client keeps no cookies, as docker's does not."""
+    tokens = TokenService(USERS, anonymous=True)
+    registry = bearer_registry(tokens)
+    digest = registry.add_blob(REPO, BLOB)
+    registry.add_manifest(REPO, "v1", MANIFEST, OCI_MANIFEST)
+
+    def set_cookie(ex: Exchange) -> bool:
+        if ex.path.startswith("/v2/") and "authorization" not in ex.headers:
+            challenge = f'Bearer realm="{registry.realm}",service="fake-registry"'
+            headers = {"WWW-Authenticate": challenge, "Set-Cookie": "session=s3cr3t; Path=/"}
+            ex.error(401, "UNAUTHORIZED", "log in", headers)
+            return True
+        return False
+
+    registry.interceptors.append(set_cookie)
+    storage = Storage(registry)
+    with serve(registry) as reg, serve(tokens) as auth, serve(storage) as store:
+        registry.realm = f"{auth.url}/token"
+        registry.redirect_blobs_to = store.url
+        with client_for(reg, sleeps) as client:
+            client.get_manifest(REPO, "v1")
+            assert fetch(client, digest, len(BLOB)) == BLOB
+    assert auth.requests and store.requests
+    for request in [*auth.requests, *store.requests, *reg.requests]:
+        assert "cookie" not in request.headers
+
+
+def test_registry_on_this_machine_is_not_reached_through_a_proxy(
+    sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy from the environment is another origin: it would get the credentials of a
+    registry on this machine, in clear text over plain HTTP. Like docker (Go's
+    ProxyFromEnvironment), a loopback registry is always reached directly."""
+    registry = FakeRegistry(auth="basic", users=USERS)
+    registry.add_manifest(REPO, "v1", MANIFEST, OCI_MANIFEST)
+    # the "proxy" answers as the registry would, so that a client going through it goes on
+    with serve(registry, "localhost") as reg, serve(registry) as proxy:
+        for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(name, proxy.url)
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        with client_for(reg, sleeps, credentials=ALICE, trust_env=True) as client:
+            client.get_manifest(REPO, "v1")
+        assert proxy.requests == []
+        assert reg.requests[-1].headers["authorization"] == ALICE.basic_authorization()
 
 
 def test_challenge_from_a_redirect_target_is_not_answered(sleeps: Sleeps) -> None:
@@ -692,6 +955,22 @@ def test_load_docker_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert load_docker_credentials("helper.example.com", config) is None
     assert load_docker_credentials("quay.io", config) is None
     assert load_docker_credentials("ghcr.io", tmp_path / "absent.json") is None
+
+    # docker keys credentials by host[:port]: another port is another registry
+    ports = write_config(
+        tmp_path / "ports.json",
+        {
+            "registry": {"auth": b64("plain:pw")},
+            "https://registry:5000/v2/": {"auth": b64("five:pw")},
+            "http://user@other.example:8443": {"auth": b64("other:pw")},
+        },
+    )
+    assert load_docker_credentials("registry", ports) == Credentials("plain", "pw")
+    assert load_docker_credentials("registry:5000", ports) == Credentials("five", "pw")
+    assert load_docker_credentials("registry:443", ports) is None
+    assert load_docker_credentials("registry:5001", ports) is None
+    assert load_docker_credentials("other.example:8443", ports) == Credentials("other", "pw")
+    assert load_docker_credentials("other.example", ports) is None
 
     hub = write_config(tmp_path / "hub.json", {"registry-1.docker.io": {"auth": b64("h:p")}})
     assert load_docker_credentials("docker.io", hub) == Credentials("h", "p")
@@ -1019,7 +1298,7 @@ def test_protocol_errors_are_clean(registry: FakeRegistry, client: RegistryClien
 
     _, intercept = drop_after(digest, 20_000)
     registry.interceptors += [intercept, bad_range]  # type: ignore[list-item]
-    with pytest.raises(RegistryProtocolError, match="sent bytes 5-14 when asked for 16384-"):
+    with pytest.raises(RegistryProtocolError, match="sent bytes 5-14 when asked for 20000-"):
         fetch(client, digest, len(BLOB))
 
 

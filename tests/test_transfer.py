@@ -3,6 +3,7 @@ is skipped, and that every failed pull leaves the store exactly as it was."""
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import threading
@@ -26,7 +27,7 @@ from cargohold.registry import (
     RetryPolicy,
 )
 from cargohold.store import Store
-from cargohold.transfer import ClientFactory, is_loopback
+from cargohold.transfer import ClientFactory, default_client_factory, is_loopback
 from clisupport import archive, assert_one_error_line, run
 from fakeregistry import Exchange, FakeRegistry, FakeServer, TokenService, serve
 from imagefactory import OCI_INDEX, OCI_MANIFEST, ArchiveBuilder, platform_json
@@ -330,6 +331,51 @@ def test_failed_pull_leaves_the_store_unchanged(
             store.pull(f"{server.netloc}/{REPO}:v1", client_factory=factory_for())
         assert time.monotonic() - start < 10
         assert snapshot(store) == before
+
+
+def test_cli_pull_abandons_a_trickling_registry(
+    registry: FakeRegistry,
+    server: FakeServer,
+    published: tuple[ArchiveBuilder, dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    """--speed-limit/--speed-time: a layer trickled a few bytes at a time (for seconds, then
+    all of it, so a pull without a floor would succeed) fails the pull at once, one line naming
+    the blob and the registry, and the store is as it was (staging included)."""
+    builder, top = published
+    layer = _layer_digest(builder, top)
+
+    def trickling(ex: Exchange) -> bool:
+        if ex.method == "GET" and ex.path.endswith(layer):
+            ex.trickle(registry.blob(layer) or b"")
+            return True
+        return False
+
+    registry.interceptors.append(trickling)
+    root = tmp_path / "root"
+    with Store(root) as store:
+        store.import_archive(archive(tmp_path / "other.tar", "example.com/already:here"))
+        before = snapshot(store)
+    ref = f"{server.netloc}/{REPO}:v1"
+    floor = ["--speed-limit", "2000000", "--speed-time", "0.2"]
+    line = assert_one_error_line(run(root, "image", "pull", "--plain-http", *floor, ref))
+    assert f"{server.netloc}/{REPO}@{layer}: blob slower than 2000000 bytes/s for 0.2 s" in line
+    with Store(root) as store:
+        assert snapshot(store) == before
+
+    registry.interceptors.clear()
+    for command in (["pull", ref], ["push", ref, f"{server.netloc}/team/copy:v1"]):
+        proc = run(root, "image", command[0], "--plain-http", "--speed-limit", "0",
+                   "--speed-time", "5", *command[1:])  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_default_client_factory_takes_the_floor() -> None:
+    factory = functools.partial(default_client_factory, speed_limit=5, speed_time=2.5)
+    with factory("localhost:5000") as client:
+        assert (client.speed_limit, client.speed_time) == (5, 2.5)
+    with default_client_factory("localhost:5000") as client:
+        assert (client.speed_limit, client.speed_time) == (1024, 30.0)
 
 
 def test_redirect_to_another_host_gets_no_authorization(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from . import __version__
 from .compression import Compression
 from .errors import CargoholdError, ReadOnlyStoreError
 from .images import TreeNode
-from .limits import Limits
+from .limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, Limits
 from .metadata import StoreMode
 from .progress import human_size, make_progress
 from .store import DEFAULT_NAMESPACE, Store, default_root, inspect_archive, iso_time
@@ -456,14 +456,34 @@ def _registry_options(body: F) -> F:
         password_stdin: bool,
         ca_cert: str | None,
         tls_verify: bool,
+        speed_limit: int,
+        speed_time: float,
         **kwargs: Any,
     ) -> Any:
         factory = _client_factory(
-            plain_http, user, password_stdin, ca_cert, tls_verify, trust_token_host
-        )
+            plain_http, user, password_stdin, ca_cert, tls_verify, trust_token_host,
+            speed_limit, speed_time,
+        )  # fmt: skip
         return body(*args, client_factory=factory, **kwargs)
 
     f = cast(F, command)
+    f = click.option(
+        "--speed-time",
+        type=click.FloatRange(min=0, min_open=True, max=86400),
+        default=DEFAULT_SPEED_TIME,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long a transfer may stay below --speed-limit before it is abandoned.",
+    )(f)
+    f = click.option(
+        "--speed-limit",
+        type=click.IntRange(min=0),
+        default=DEFAULT_SPEED_LIMIT,
+        show_default=True,
+        metavar="BYTES",
+        help="Abandon a transfer moving fewer bytes a second than this for --speed-time"
+        " (as curl's --speed-limit); 0 turns the floor off.",
+    )(f)
     f = click.option(
         "--tls-verify",
         type=click.BOOL,
@@ -489,8 +509,9 @@ def _registry_options(body: F) -> F:
     f = click.option(
         "--trust-token-host",
         is_flag=True,
-        help="Also send the credentials to a token service on another host than the"
-        " registry's, when the registry names one (never done without this).",
+        help="Also send the credentials to a token service at another origin (host or port)"
+        " than the registry's, when the registry names one (never done without this; never"
+        " over plain HTTP to a TLS registry).",
     )(f)
     return click.option(
         "--plain-http",
@@ -506,6 +527,8 @@ def _client_factory(
     ca_cert: str | None,
     tls_verify: bool,
     trust_token_host: bool,
+    speed_limit: int,
+    speed_time: float,
 ) -> Callable[[str], Any]:
     """Makes the registry client the options describe (the HTTP stack loads only here)."""
     from .registry import Credentials, RegistryClient
@@ -528,6 +551,8 @@ def _client_factory(
             plain_http=plain_http,
             verify=verify,
             allow_foreign_realm=trust_token_host,
+            speed_limit=speed_limit,
+            speed_time=speed_time,
         )
 
     return factory

@@ -1,4 +1,5 @@
-"""Bounds on what an untrusted archive can make cargohold read, hold in memory or write.
+"""Bounds on what an untrusted archive can make cargohold read, hold in memory or write, and
+on how slowly an untrusted registry may move a transfer.
 
 Every archive is hostile until verified, and verification itself must not be the attack: a
 4 GiB "manifest", a PAX header that fills memory, or a few megabytes of zstd that expand to a
@@ -11,6 +12,16 @@ from dataclasses import dataclass
 from typing import Final
 
 from .mediatypes import DEFAULT_JSON_LIMIT, MAX_JSON_LIMIT
+
+#: The floor on a registry transfer's progress, as curl's ``--speed-limit``/``--speed-time``:
+#: a body (blob, manifest, token, upload) that moves fewer than DEFAULT_SPEED_LIMIT bytes a
+#: second over DEFAULT_SPEED_TIME seconds is abandoned. 1 KiB/s is far below any link that can
+#: move an image at all (a 100 MiB layer at that rate takes a day), so a working registry never
+#: meets it, while a registry trickling bytes to keep a connection alive is dropped after half
+#: a minute instead of holding a pull and its staging forever. 30 s is curl's default speed
+#: time, and rides out the pauses of a busy registry or its storage.
+DEFAULT_SPEED_LIMIT: Final = 1024
+DEFAULT_SPEED_TIME: Final = 30.0
 
 #: A decompressed archive may always reach this size, whatever its ratio (small archives of
 #: empty files compress extremely well and are not attacks).

@@ -2,13 +2,16 @@
 
 A registry is an untrusted peer reached over an untrusted network, so every answer is checked the
 way an archive is: manifests and blobs are hashed against the digest that names them (and against
-``Docker-Content-Digest``), a blob is never accepted past its declared size, and every body read
-into memory (manifests, tokens, error documents) is read up to a bound, never whole.
+``Docker-Content-Digest``), a blob is never accepted past its declared size, every body read
+into memory (manifests, tokens, error documents) is read up to a bound, never whole, and every
+body sent or received is held to a floor on its progress (curl's ``--speed-limit`` and
+``--speed-time``), so that a registry trickling bytes cannot hold a transfer open forever.
 
-Credentials are a liability the client carries for the user: they go only to the registry they
-belong to (and its own token service), never to a storage host a blob GET is redirected to, nor to
-a token realm on another host unless the caller allowed it, and they never appear in a repr, a log
-line or an exception message.
+Credentials are a liability the client carries for the user: they go only to the registry's
+origin (scheme, host and port) and its own token service, never to a storage host a blob GET is
+redirected to, nor to a token realm at another origin (another host, another port of the same
+host, or plain HTTP) unless the caller allowed it, and they never appear in a repr, a log line or
+an exception message. The client keeps no cookies, which are scoped by host and not by port.
 
 One :class:`RegistryClient` serves one registry host and is shared by the threads of a pull or a
 push (parallelism over blobs is the caller's): :class:`httpx.Client` is thread-safe, and the
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -30,6 +35,7 @@ import time
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import IO, Any, Final, NamedTuple, TypeAlias, TypeVar
 
@@ -39,6 +45,7 @@ import httpx
 from . import __version__
 from .digests import Digest
 from .errors import CargoholdError, ContentError, InvalidReferenceError, NotFoundError
+from .limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME
 from .mediatypes import (
     DEFAULT_JSON_LIMIT,
     DOCKER_MANIFEST,
@@ -52,6 +59,8 @@ from .references import DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, Reference, is_tag
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_MONOLITHIC_LIMIT",
+    "DEFAULT_SPEED_LIMIT",
+    "DEFAULT_SPEED_TIME",
     "DEFAULT_UPLOAD_CHUNK_SIZE",
     "MANIFEST_ACCEPT",
     "AccessDeniedError",
@@ -69,6 +78,7 @@ __all__ = [
     "RegistryNotFoundError",
     "RegistryProtocolError",
     "RegistryServerError",
+    "RegistryTooSlowError",
     "RetryPolicy",
     "docker_config_path",
     "load_docker_credentials",
@@ -86,15 +96,22 @@ DEFAULT_MONOLITHIC_LIMIT: Final = 32 << 20
 DEFAULT_UPLOAD_CHUNK_SIZE: Final = 8 << 20
 #: Downloads hand the sink chunks of at most this many bytes: the memory a download holds.
 DEFAULT_CHUNK_SIZE: Final = 1 << 20
+#: An upload hands httpx pieces of at most this many bytes, so that its progress is seen (and
+#: a registry reading too slowly is noticed) at least once per piece.
+_UPLOAD_PIECE: Final = 64 << 10
 
 #: Docker Hub's names: the reference domain, its legacy name, and the API host.
 _DOCKER_HUB_API_HOST: Final = "registry-1.docker.io"
 _DOCKER_HUB_NAMES: Final = frozenset({DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, _DOCKER_HUB_API_HOST})
 #: The key ``docker login`` writes for Docker Hub in config.json.
 _DOCKER_HUB_CONFIG_KEY: Final = "https://index.docker.io/v1/"
-#: Token services on another host that are part of a registry, so its credentials may go there.
-_TRUSTED_REALM_HOSTS: Final[Mapping[str, frozenset[str]]] = {
-    DEFAULT_DOMAIN: frozenset({"auth.docker.io"}),
+#: An origin as browsers and docker scope credentials: scheme, lower-case host, port (the
+#: scheme's default when the URL names none).
+_Origin: TypeAlias = tuple[str, str, int | None]
+#: Token services at another origin that are part of a registry, so its credentials may go
+#: there.
+_TRUSTED_REALM_ORIGINS: Final[Mapping[str, frozenset[_Origin]]] = {
+    DEFAULT_DOMAIN: frozenset({("https", "auth.docker.io", 443)}),
 }
 
 #: Most of an error body read: enough for an OCI error document, never a hostile endless body.
@@ -176,8 +193,8 @@ class AuthenticationError(RegistryError):
 
 
 class ForeignRealmError(AuthenticationError):
-    """The registry's token service is on another host, so its credentials were not sent there,
-    and anonymous access was not enough."""
+    """The registry's token service is at another origin, so its credentials were not sent
+    there, and anonymous access was not enough."""
 
 
 class AccessDeniedError(RegistryError):
@@ -202,6 +219,11 @@ class RegistryServerError(RegistryError):
 
 class RegistryConnectionError(RegistryError):
     """The registry could not be reached, or the connection broke, still after the retries."""
+
+
+class RegistryTooSlowError(RegistryConnectionError):
+    """A transfer moved less than the client's speed limit for its speed time, and was
+    abandoned (not retried: a registry that trickles would only trickle again)."""
 
 
 class RegistryProtocolError(RegistryError):
@@ -271,12 +293,14 @@ def docker_config_path() -> Path:
 
 
 def _config_key_host(key: str) -> str:
-    """The registry host a config.json ``auths`` key names, as docker's ConvertToHostname does."""
+    """The ``host[:port]`` a config.json ``auths`` key names, as docker's ConvertToHostname
+    reads it: the scheme, a user name and the path are dropped, the port is kept (so
+    ``registry:5000`` and ``registry`` are two registries with their own credentials)."""
     key = key.strip()
-    for prefix in ("https://", "http://"):
-        if key.startswith(prefix):
-            key = key[len(prefix) :]
-            break
+    scheme, sep, rest = key.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        netloc = rest.split("/", 1)[0]
+        return netloc.rpartition("@")[2].lower()
     return key.split("/", 1)[0].lower()
 
 
@@ -289,7 +313,8 @@ def load_docker_credentials(
 ) -> Credentials | None:
     """The credentials ``docker login`` stored for *host*, or None when there are none.
 
-    Keys are matched as docker matches them (scheme and path ignored), and Docker Hub's names
+    Keys are matched as docker matches them: by ``host[:port]`` exactly (``registry:5000`` is
+    not ``registry``; scheme, user name and path ignored), and Docker Hub's names
     (``docker.io``, ``index.docker.io``, ``registry-1.docker.io``) are one registry. Credential
     helpers (``credsStore``, ``credHelpers``) run external programs and are not consulted.
     """
@@ -460,6 +485,42 @@ class _Token:
     expires: float
 
 
+class _TooSlow(Exception):
+    """A transfer's progress fell below the floor (raised inside an upload's body)."""
+
+
+class _SpeedMeter:
+    """The floor on one body's progress: it fails when fewer than *limit* times *seconds*
+    bytes move in the *seconds* after the body starts or last met that quota.
+
+    Checked whenever bytes move and when a read or write times out, so a registry that sends
+    (or reads) a byte now and then is abandoned within *seconds* of its last good stretch, or
+    at the latest when the client's per-read timeout expires. One comparison per chunk: no
+    history is kept.
+    """
+
+    __slots__ = ("_mark", "_moved", "_quota", "limit", "seconds")
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self._quota = limit * seconds
+        self._mark = time.monotonic()
+        self._moved = 0
+
+    def advance(self, n: int) -> None:
+        """Count *n* bytes moved; raises :class:`_TooSlow` when the floor is not met."""
+        self._moved += n
+        if self._moved >= self._quota:
+            self._mark, self._moved = time.monotonic(), 0
+        elif self.expired():
+            raise _TooSlow()
+
+    def expired(self) -> bool:
+        """Whether *seconds* have passed without the quota being met."""
+        return time.monotonic() - self._mark >= self.seconds
+
+
 class _Dropped(Exception):
     """A download broke off after *offset* bytes of the blob; it can resume there."""
 
@@ -523,9 +584,20 @@ def _show_url(url: httpx.URL) -> str:
     return str(url.copy_with(query=None, fragment=None))
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+def _origin(url: httpx.URL) -> _Origin:
     port = url.port if url.port is not None else {"http": 80, "https": 443}.get(url.scheme)
     return url.scheme, url.host.lower(), port
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _is_transient(exc: httpx.TransportError) -> bool:
@@ -615,8 +687,14 @@ class RegistryClient:
     *use_docker_config* is false, else the client is anonymous. *plain_http* talks HTTP without
     TLS (for a loopback registry); *verify* is False to skip TLS verification, or the path of a CA
     certificate to trust besides the system's. *allow_foreign_realm* lets credentials go to a
-    token service on another host than the registry's. *transport* replaces httpx's network
+    token service at another origin (host or port) than the registry's; never in clear text
+    unless the registry is reached in clear text. *transport* replaces httpx's network
     transport (an ``httpx.MockTransport`` in tests of code built on this client).
+
+    *timeout* bounds each wait for the network (connecting, one read, one write); *speed_limit*
+    and *speed_time* put a floor under the progress of every body: one that moves fewer than
+    *speed_limit* bytes a second for *speed_time* seconds raises :class:`RegistryTooSlowError`
+    (*speed_limit* 0 turns the floor off).
     """
 
     def __init__(
@@ -636,6 +714,8 @@ class RegistryClient:
         monolithic_limit: int = DEFAULT_MONOLITHIC_LIMIT,
         trust_env: bool = True,
         transport: httpx.BaseTransport | None = None,
+        speed_limit: int = DEFAULT_SPEED_LIMIT,
+        speed_time: float = DEFAULT_SPEED_TIME,
     ) -> None:
         try:
             Reference(host, "x")
@@ -643,6 +723,13 @@ class RegistryClient:
             raise InvalidReferenceError(f"invalid registry host {host[:100]!r}") from None
         if chunk_size < 1 or upload_chunk_size < 1 or monolithic_limit < 0:
             raise ValueError("chunk sizes must be positive")
+        if type(speed_limit) is not int or speed_limit < 0:
+            raise ValueError(f"speed limit {speed_limit!r} is not a number of bytes per second")
+        if not speed_time > 0 or speed_time == float("inf"):
+            raise ValueError(f"speed time {speed_time!r} is not a positive number of seconds")
+        self.speed_limit = speed_limit
+        self.speed_time = float(speed_time)
+        self._write_timeout = httpx.Timeout(timeout).write
         self.host = DEFAULT_DOMAIN if _is_docker_hub(host) else host
         api_host = _DOCKER_HUB_API_HOST if self.host == DEFAULT_DOMAIN else host
         self.base_url = httpx.URL(f"{'http' if plain_http else 'https'}://{api_host}")
@@ -667,7 +754,18 @@ class RegistryClient:
         self._scheme: _Realm | str | None = None
         #: Why credentials were kept from the token realm, to say so if access then fails.
         self._withheld_from: str | None = None
+        # As Go's ProxyFromEnvironment (docker's): a registry on this machine is reached
+        # directly, never through a proxy from the environment, which would get its credentials
+        # (in clear text, over plain HTTP).
+        direct: dict[str, httpx.BaseTransport | None] = {}
+        if _is_loopback(self.base_url.host):
+            direct[f"all://{self.base_url.netloc.decode('ascii')}"] = None
         self._client = httpx.Client(
+            mounts=direct,
+            # No cookies: a cookie is scoped by host, not port, so one the registry set would
+            # follow to a token service or storage host on another port. Docker keeps none
+            # either, so no registry can depend on them.
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
             verify=_ssl_context(verify),
             timeout=timeout,
             follow_redirects=False,
@@ -837,7 +935,9 @@ class RegistryClient:
         The blob is streamed in chunks of at most the client's ``chunk_size``, hashed on the
         way; more than *size* bytes are refused before they reach the sink. A connection that
         breaks off is resumed with ``Range: bytes=N-``, and 5xx and 429 answers are retried,
-        within the retry policy's attempts. With *resume_from* N the sink already holds the
+        within the retry policy's attempts; a download slower than the client's speed limit
+        for its speed time is abandoned (:class:`RegistryTooSlowError`, not retried). With
+        *resume_from* N the sink already holds the
         first N bytes: pass the *hasher* that has seen them, or a file sink opened for reading
         and writing (``r+b``), whose first N bytes are hashed and anything after them dropped.
         On any error the sink holds unverified bytes the caller must discard.
@@ -924,6 +1024,8 @@ class RegistryClient:
         while True:
             try:
                 return self._upload_once(repository, digest, size, open_reader, mount_from, target)
+            except RegistryTooSlowError:
+                raise
             except (RegistryServerError, RegistryConnectionError) as exc:
                 retry_after = exc.retry_after if isinstance(exc, RegistryServerError) else None
                 if not attempts.retry(retry_after):
@@ -995,7 +1097,7 @@ class RegistryClient:
         target: _Target,
     ) -> None:
         def body() -> Iterator[bytes]:
-            return self._read_local(open_reader, digest, size, target)
+            return self._metered(self._read_local(open_reader, digest, size, target))
 
         self._finish_upload(location, repository, digest, target, body, size=size)
 
@@ -1023,8 +1125,9 @@ class RegistryClient:
                     headers={
                         "Content-Type": "application/octet-stream",
                         "Content-Range": f"{offset}-{end - 1}",
+                        "Content-Length": str(len(data)),
                     },
-                    body=data,
+                    body=functools.partial(self._metered, (data,)),
                 )  # fmt: skip
                 with closing(response):
                     self._expect(response, target, "blob upload", 202, 204)
@@ -1147,23 +1250,33 @@ class RegistryClient:
                 f"blob is smaller than its declared size {size} (the registry sends "
                 f"{length + size - expected} bytes)",
             )  # fmt: skip
+        meter = self._meter()
         try:
-            for raw in response.iter_raw(self._chunk_size):
-                chunk = memoryview(raw)
-                if skip:
-                    dropped = min(skip, len(chunk))
-                    skip -= dropped
-                    chunk = chunk[dropped:]
-                if offset + len(chunk) > size:
-                    raise self._error(
-                        RegistryContentError, target,
-                        f"blob is larger than its declared size {size}",
-                    )  # fmt: skip
-                if chunk:
-                    hasher.update(chunk)
-                    write(chunk)
-                    offset += len(chunk)
+            # As the network delivers them (at most httpcore's read size), so that the floor
+            # is checked at every read; cut to the chunk size the sink was promised.
+            for raw in response.iter_raw():
+                if meter is not None:
+                    meter.advance(len(raw))
+                for start in range(0, len(raw), self._chunk_size):
+                    chunk = memoryview(raw)[start : start + self._chunk_size]
+                    if skip:
+                        dropped = min(skip, len(chunk))
+                        skip -= dropped
+                        chunk = chunk[dropped:]
+                    if offset + len(chunk) > size:
+                        raise self._error(
+                            RegistryContentError, target,
+                            f"blob is larger than its declared size {size}",
+                        )  # fmt: skip
+                    if chunk:
+                        hasher.update(chunk)
+                        write(chunk)
+                        offset += len(chunk)
+        except _TooSlow:
+            raise self._too_slow(target, "blob", f"{offset} of {size} bytes received") from None
         except httpx.TransportError as exc:
+            if meter is not None and isinstance(exc, httpx.TimeoutException) and meter.expired():
+                raise self._too_slow(target, "blob", f"{offset} of {size} bytes received") from None
             raise _Dropped(offset, _transport_reason(exc)) from exc
         if offset < size:
             raise _Dropped(offset, "the response ended early")
@@ -1230,7 +1343,11 @@ class RegistryClient:
             )
             try:
                 response = self._send(request, follow_redirects, target)
+            except _TooSlow as slow:
+                raise self._too_slow(target, what, str(slow)) from None
             except httpx.TransportError as exc:
+                if self._stalled_upload(exc):
+                    raise self._too_slow(target, what, "the registry took nothing") from None
                 if attempts is not None and _is_transient(exc) and attempts.retry():
                     logger.debug("%s %s: %s; retrying", method, _show_url(url), exc)
                     continue
@@ -1245,14 +1362,23 @@ class RegistryClient:
                 raise error
             return response
 
+    def _stalled_upload(self, exc: httpx.TransportError) -> bool:
+        """Whether a write timed out after at least the speed time without a byte taken."""
+        return (
+            isinstance(exc, httpx.WriteTimeout)
+            and self.speed_limit > 0
+            and (self._write_timeout is None or self._write_timeout >= self.speed_time)
+        )
+
     def _send(
         self, request: httpx.Request, follow_redirects: bool, target: _Target
     ) -> httpx.Response:
         """Send *request*, following redirects by hand when asked.
 
-        httpx builds each next request (and drops ``Authorization`` when it leaves the origin);
-        following by hand closes each redirect response unread, where httpx would read its body
-        whole, however large.
+        httpx builds each next request; ``Authorization`` is dropped here as soon as a hop
+        leaves the registry's origin (httpx would keep it on an http→https move to another
+        port). Following by hand closes each redirect response unread, where httpx would read
+        its body whole, however large.
         """
         response = self._client.send(request, stream=True)
         logger.debug("%s %s -> %d", request.method, _show_url(request.url), response.status_code)
@@ -1260,6 +1386,8 @@ class RegistryClient:
         while follow_redirects and response.next_request is not None:
             request = response.next_request
             response.close()
+            if not self._is_registry(request.url):
+                request.headers.pop("Authorization", None)
             hops += 1
             if hops > _MAX_REDIRECTS:
                 raise self._error(RegistryProtocolError, target, "too many redirects")
@@ -1332,17 +1460,26 @@ class RegistryClient:
             self._tokens[realm] = tokens
             return value
 
-    def _may_send_credentials(self, realm: httpx.URL) -> bool:
-        """Credentials go to the registry's own host (or a token service known to be part of
-        it), never in clear text unless the registry itself is reached in clear text."""
+    def _withhold_credentials_from(self, realm: httpx.URL) -> str | None:
+        """Why the credentials must not go to a token service at *realm*, or None when they may.
+
+        Credentials belong to the registry's origin (scheme, host and port): another port of
+        the same host is another server, and https→http on the same host:port would send
+        them in clear text. They go elsewhere only to a token service known to be part of the
+        registry, or with the caller's consent (``allow_foreign_realm``), and never in clear
+        text unless the registry itself is reached in clear text.
+        """
+        origin = _origin(realm)
+        if origin == _origin(self.base_url):
+            return None
+        where = realm.netloc.decode("ascii", "replace")
         if realm.scheme != "https" and not self.plain_http:
-            return False
-        host = realm.host.lower()
-        if host == self.base_url.host.lower() or host in _TRUSTED_REALM_HOSTS.get(
-            self.host, frozenset()
-        ):
-            return True
-        return self.allow_foreign_realm
+            return f"{where} is reached without TLS"
+        if self.allow_foreign_realm or origin in _TRUSTED_REALM_ORIGINS.get(self.host, ()):
+            return None
+        if realm.host.lower() != self.base_url.host.lower():
+            return f"{where} is on another host than the registry"
+        return f"{where} is on another origin (scheme or port) than the registry"
 
     def _fetch_token(
         self, realm: _Realm, scopes: frozenset[str], target: _Target
@@ -1364,14 +1501,12 @@ class RegistryClient:
         headers = {"Accept": "application/json"}
         withheld = False
         if credentials is not None:
-            if self._may_send_credentials(url):
+            reason = self._withhold_credentials_from(url)
+            if reason is None:
                 headers["Authorization"] = credentials.basic_authorization()
             else:
                 withheld = True
-                if url.scheme != "https" and not self.plain_http:
-                    self._withheld_from = f"{url.host} is reached without TLS"
-                else:
-                    self._withheld_from = f"{url.host} is on another host than the registry"
+                self._withheld_from = reason
         what = f"token from {url.host}"
         response = self._exchange(
             "GET", url, target, what, headers, None, None, False, _Attempts(self._retry)
@@ -1421,6 +1556,33 @@ class RegistryClient:
 
     def _url(self, path: str) -> httpx.URL:
         return self.base_url.copy_with(path=path)
+
+    def _meter(self) -> _SpeedMeter | None:
+        """The floor for one body, or None when the caller turned it off."""
+        return _SpeedMeter(self.speed_limit, self.speed_time) if self.speed_limit else None
+
+    def _too_slow(self, target: _Target, what: str, moved: str) -> RegistryTooSlowError:
+        return self._error(
+            RegistryTooSlowError, target,
+            f"{what} slower than {self.speed_limit} bytes/s for "
+            f"{self.speed_time:g} s ({moved}); abandoned",
+        )  # fmt: skip
+
+    def _metered(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """An upload body in pieces, its progress held to the floor: httpx asks for the next
+        piece once it has handed the previous one to the network."""
+        meter = self._meter()
+        sent = 0
+        for chunk in chunks:
+            for start in range(0, len(chunk), _UPLOAD_PIECE):
+                piece = chunk[start : start + _UPLOAD_PIECE]
+                yield piece
+                sent += len(piece)
+                if meter is not None:
+                    try:
+                        meter.advance(len(piece))
+                    except _TooSlow:
+                        raise _TooSlow(f"{sent} bytes sent") from None
 
     def _is_registry(self, url: httpx.URL) -> bool:
         return _origin(url) == _origin(self.base_url)
@@ -1493,6 +1655,7 @@ class RegistryClient:
                 RegistryContentError, target, f"{what} of {length} bytes exceeds {limit}"
             )
         data = bytearray()
+        meter = self._meter()
         try:
             for chunk in response.iter_raw():
                 data += chunk
@@ -1500,7 +1663,13 @@ class RegistryClient:
                     raise self._error(
                         RegistryContentError, target, f"{what} is larger than {limit} bytes"
                     )
+                if meter is not None:
+                    meter.advance(len(chunk))
+        except _TooSlow:
+            raise self._too_slow(target, what, f"{len(data)} bytes received") from None
         except httpx.TransportError as exc:
+            if meter is not None and isinstance(exc, httpx.TimeoutException) and meter.expired():
+                raise self._too_slow(target, what, f"{len(data)} bytes received") from None
             raise _Dropped(len(data), _transport_reason(exc)) from exc
         return bytes(data)
 
@@ -1516,7 +1685,7 @@ class RegistryClient:
         """The error an error response means, from its status and (the first few KiB of) its
         OCI error document; the response is closed."""
         status = response.status_code
-        code, detail = _read_error_document(response)
+        code, detail = _read_error_document(response, self._meter())
         cls: type[RegistryError]
         if status == 401:
             cls, summary = AuthenticationError, f"{what}: authentication required"
@@ -1583,9 +1752,12 @@ def _error_suffix(error: RegistryError) -> str:
     return f" ({inner})" if inner else ""
 
 
-def _read_error_document(response: httpx.Response) -> tuple[str | None, str | None]:
+def _read_error_document(
+    response: httpx.Response, meter: _SpeedMeter | None
+) -> tuple[str | None, str | None]:
     """The code and message of an OCI error body, from its first few KiB only; a hostile
-    registry may send an endless body, which is never read to its end."""
+    registry may send an endless body, which is never read to its end, or trickle one, which
+    is read only while it keeps to the floor of *meter*."""
     data = bytearray()
     try:
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
@@ -1594,7 +1766,9 @@ def _read_error_document(response: httpx.Response) -> tuple[str | None, str | No
                 data += chunk
                 if len(data) >= _ERROR_BODY_LIMIT:
                     break
-    except httpx.HTTPError:
+                if meter is not None:
+                    meter.advance(len(chunk))
+    except (httpx.HTTPError, _TooSlow):
         pass
     finally:
         response.close()

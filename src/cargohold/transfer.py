@@ -34,6 +34,7 @@ from .errors import (
     NotFoundError,
 )
 from .images import MAX_INDEX_DEPTH, MissingContentError, NoMatchingPlatformError, walk
+from .limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME
 from .mediatypes import (
     DEFAULT_JSON_LIMIT,
     MAX_JSON_LIMIT,
@@ -70,9 +71,16 @@ PullAction = Literal["created", "updated", "unchanged"]
 _T = TypeVar("_T")
 
 
-def default_client_factory(host: str) -> RegistryClient:
-    """A client with the defaults: TLS verified, credentials from the docker config."""
-    return RegistryClient(host)
+def default_client_factory(
+    host: str,
+    *,
+    speed_limit: int = DEFAULT_SPEED_LIMIT,
+    speed_time: float = DEFAULT_SPEED_TIME,
+) -> RegistryClient:
+    """A client with the defaults: TLS verified, credentials from the docker config, and
+    transfers abandoned below *speed_limit* bytes a second for *speed_time* seconds
+    (``functools.partial(default_client_factory, speed_limit=…)`` is a factory too)."""
+    return RegistryClient(host, speed_limit=speed_limit, speed_time=speed_time)
 
 
 # -- results ---------------------------------------------------------------------------------
