@@ -348,3 +348,51 @@ def test_export_of_a_damaged_document_names_the_repair(tmp_path: Path) -> None:
     line = assert_one_error_line(proc)
     assert "store's copy" in line and desc["digest"] in line and "image check --verify" in line
     assert not (tmp_path / "out.tar").exists()
+
+
+# -- the same bytes as a layer and as a manifest: siblings of the gc bug -----------------------
+
+
+def layer_and_manifest_index(tmp_path: Path) -> tuple[Path, str, str]:
+    """An archive whose image is an index of an index listing, in this order, a manifest C
+    whose only layer is the bytes of a manifest M, and M itself (with a foreign-layer type for
+    that layer, so that an export leaving out foreign layers must still keep M)."""
+    builder = ArchiveBuilder()
+    m_desc = builder.image(HOST, files={"m": b"m"})
+    m_bytes = builder.blobs[m_desc["digest"]]
+    config = builder.blob(dumps({"architecture": "amd64", "os": "linux"}), OCI_CONFIG)
+    foreign = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+    layer = {"mediaType": foreign, "digest": digest_of(m_bytes), "size": len(m_bytes)}
+    claimer = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [layer]}
+    c_desc = builder.blob(dumps(claimer), OCI_MANIFEST)
+    inner = builder.index([c_desc, m_desc])
+    outer = builder.index([inner])
+    builder.add(outer, "example.com/nested:1")
+    return builder.write(tmp_path / "nested.tar"), m_desc["digest"], outer["digest"]
+
+
+def test_push_sends_a_manifest_that_is_also_a_layer_as_a_manifest(tmp_path: Path) -> None:
+    from fakeregistry import FakeRegistry, serve
+    from test_transfer import factory_for
+
+    archive, manifest, _ = layer_and_manifest_index(tmp_path)
+    registry = FakeRegistry()
+    with Store(tmp_path / "root") as store, serve(registry) as server:
+        store.import_archive(archive, all_platforms=True)
+        store.push(
+            "example.com/nested:1", f"{server.netloc}/team/nested:1", client_factory=factory_for()
+        )
+    assert manifest in registry.manifests["team/nested"]
+    assert manifest in registry.blobs["team/nested"]
+
+
+def test_export_without_foreign_layers_keeps_a_manifest_named_as_one(tmp_path: Path) -> None:
+    archive, manifest, _ = layer_and_manifest_index(tmp_path)
+    with Store(tmp_path / "root") as store:
+        store.import_archive(archive, all_platforms=True)
+        out = tmp_path / "out.tar"
+        store.export(out, ["example.com/nested:1"], all_platforms=True, skip_non_distributable=True)
+    with Store(tmp_path / "again") as again:
+        again.import_archive(out, all_platforms=True)
+        assert complete(again, "example.com/nested:1")
+        assert again.blobs.regular_size(Digest.parse(manifest)) is not None

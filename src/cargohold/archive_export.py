@@ -83,6 +83,8 @@ def plan_export(
             Descriptor(target.media_type, target.digest, target.size, annotations).to_json()
         )
         _add_docker_entry(docker, graph, matcher, reference)
+    # a digest one image names as a foreign layer may be a document another image needs
+    plan.skipped = [desc for desc in plan.skipped if desc.digest not in plan.blobs]
     plan.index_json = dump_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
     if not skip_manifest_json and docker:
         plan.manifest_json = dump_json([entry.to_json() for entry in docker.values()])

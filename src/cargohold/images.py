@@ -73,12 +73,22 @@ class ImageGraph:
     """What a walk found: every blob it needs, and the manifests it selected in order."""
 
     target: Descriptor
+    #: Every blob the graph needs. A digest reached both as a document (index or manifest) and
+    #: as a leaf is recorded by its document descriptor: what it is decides how it is treated.
     blobs: dict[Digest, Descriptor] = field(default_factory=dict)
+    #: The indexes and manifests the walk read, and the configs and layers they list; one
+    #: digest can be in both (the same bytes named as one image's layer and another's manifest).
+    documents: dict[Digest, Descriptor] = field(default_factory=dict)
+    leaves: dict[Digest, Descriptor] = field(default_factory=dict)
     manifests: list[ManifestEntry] = field(default_factory=list)
     platforms: set[Platform] = field(default_factory=set)
     missing: list[str] = field(default_factory=list)
     #: Selected manifests left out because their content is absent (``skip_missing``).
     skipped: list[Descriptor] = field(default_factory=list)
+
+    def add_leaf(self, desc: Descriptor) -> None:
+        self.leaves.setdefault(desc.digest, desc)
+        self.blobs.setdefault(desc.digest, desc)
 
     @property
     def created(self) -> str | None:
@@ -143,7 +153,7 @@ def _visit(
     matcher, missing_ok, read_configs = options.matcher, options.missing_ok, options.read_configs
     if not _present(source, graph, desc, what, missing_ok):
         return
-    graph.blobs.setdefault(desc.digest, desc)
+    graph.blobs[desc.digest] = graph.documents.setdefault(desc.digest, desc)
     if desc.digest in seen:
         return
     seen.add(desc.digest)
@@ -187,11 +197,11 @@ def _visit(
         config_present = _present(source, graph, manifest.config, f"{what}: config", missing_ok)
         for i, layer in enumerate(manifest.layers):
             if _present(source, graph, layer, f"{what}: layer {i}", missing_ok):
-                graph.blobs.setdefault(layer.digest, layer)
+                graph.add_leaf(layer)
         platform = desc.platform
         created = None
         if config_present:
-            graph.blobs.setdefault(manifest.config.digest, manifest.config)
+            graph.add_leaf(manifest.config)
             config = (
                 _read_present(source, graph, manifest.config, f"{what}: config", missing_ok)
                 if read_configs

@@ -544,7 +544,7 @@ def _plan_push(
             target,
             top_data,
             [],
-            {d: desc for d, desc in graph.blobs.items() if d != target.digest},
+            dict(graph.leaves),
             set(graph.platforms),
             [],
         )
@@ -571,13 +571,14 @@ def _plan_push(
         what = f"{name}: manifest {child.digest.short}"
         graph = walk(blobs, child, PlatformMatcher.all(), what)
         found |= {m.platform for m in graph.manifests if m.platform is not None}
-        for digest, desc in graph.blobs.items():
+        # by role, not by digest: the same bytes may be a layer here and a manifest there
+        for digest, desc in graph.documents.items():
             if is_manifest(desc.media_type):
                 manifests.setdefault(digest, desc)
-            elif is_index(desc.media_type):
-                indexes.setdefault(digest, desc)
             else:
-                layers.setdefault(digest, desc)
+                indexes.setdefault(digest, desc)
+        for digest, desc in graph.leaves.items():
+            layers.setdefault(digest, desc)
     # a walk meets an index before what it lists: push indexes in reverse, children first
     ordered = [
         (desc, blobs.read_blob(desc.digest, MAX_JSON_LIMIT))
