@@ -16,6 +16,8 @@ import io
 import json
 import lzma
 import os
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -1082,3 +1084,66 @@ def test_manifest_json_describes_the_host_platform_first(store: Store, tmp_path:
         [entry] = json.loads(members["manifest.json"].read())  # type: ignore[union-attr]
         config = json.loads(members[entry["Config"]].read())  # type: ignore[union-attr]
     assert (config["os"], config["architecture"]) == (HOST.os, HOST.architecture)
+
+
+# --- sizes claimed by headers --------------------------------------------------------------
+
+
+def _import_limited(
+    root: Path, archive: Path, source: str, file_size_limit: int
+) -> subprocess.CompletedProcess[bytes]:
+    """The real CLI importing *archive*, unable to make any file larger than the limit (as a
+    disk that small would be): reserving what a header claims would fail."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    args = [sys.executable, "-m", "cargohold", "--root", str(root), "image", "import", "-q"]
+    return subprocess.run(
+        [*args, str(archive) if source == "path" else "-"],
+        input=archive.read_bytes() if source == "pipe" else None,
+        capture_output=True,
+        preexec_fn=limit,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("source", ["path", "pipe"])
+def test_a_header_claiming_gigabytes_reserves_nothing_it_cannot_fill(
+    tmp_path: Path, source: str
+) -> None:
+    """A 3.5 KB archive whose blob member claims 8 GiB: from a file it is refused, naming the
+    member, before anything is reserved; from a pipe, room is reserved a bounded step ahead
+    of the bytes that arrive, and the member is found truncated."""
+    name = "blobs/sha256/" + "a" * 64
+    header = tarfile.TarInfo(name)
+    header.size = 8 << 30
+    archive = tmp_path / "claims.tar"
+    archive.write_bytes(
+        tar_bytes([("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')], tail=b"")
+        + header.tobuf(tarfile.GNU_FORMAT)
+        + b"x" * 1024
+    )
+
+    proc = _import_limited(tmp_path / "root", archive, source, 256 << 20)
+
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert stderr.startswith(f"cargohold: error: member '{name}': truncated"), stderr
+    assert stderr.count("\n") == 1, stderr
+
+
+def test_a_full_disk_during_an_import_is_reported_as_such(tmp_path: Path) -> None:
+    """Not as a corrupt archive: the archive is fine, the store's disk is not."""
+    builder = ArchiveBuilder()
+    builder.add(builder.image(files={"big": os.urandom(4 << 20)}), name="example.com/big:1")
+    archive = builder.write(tmp_path / "big.tar")
+
+    proc = _import_limited(tmp_path / "root", archive, "path", 1 << 20)
+
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert "File too large while writing it to the store" in stderr, stderr
+    assert "corrupt" not in stderr, stderr

@@ -10,14 +10,14 @@ import stat
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import pytest
 
 from cargohold import archive_import
-from cargohold.blobstore import BlobStore
+from cargohold.blobstore import RESERVE_AHEAD, BlobStore
 from cargohold.digests import Digest
-from cargohold.errors import ContentError, NotFoundError
+from cargohold.errors import ContentError, InvalidArchiveError, NotFoundError
 
 DATA = b"some layer bytes\n" * 1000
 
@@ -246,13 +246,15 @@ def test_member_copied_with_a_wrong_digest_leaves_nothing(
     assert files_in(staging) == []
 
 
-def test_member_cut_short_by_the_end_of_the_file_is_truncated(
-    store: BlobStore, member: Callable[..., IO[bytes]]
+def test_member_claiming_more_than_the_file_holds_is_refused_before_it_is_read(
+    member: Callable[..., IO[bytes]],
 ) -> None:
-    staging = store.staging_dir("l")
-    with pytest.raises(ContentError, match="truncated"):
-        store.stage(member(BIG, declared=len(BIG) - 5000), len(BIG), staging, digest_of(BIG))
-    assert files_in(staging) == []
+    """Its header is a claim: a member that would end past the end of the archive file is an
+    error naming it, before anything reserves room for what it claims."""
+    with pytest.raises(
+        InvalidArchiveError, match=r"member 'blob': truncated, it claims \d+ bytes but the"
+    ):
+        member(BIG, declared=len(BIG) - 5000)
 
 
 def test_member_is_read_when_the_kernel_cannot_copy(
@@ -283,3 +285,40 @@ def test_member_is_staged_where_the_kernel_has_no_copy_or_fallocate(
     store = BlobStore(tmp_path / "elsewhere")
     staged = store.stage(member(BIG), len(BIG), store.staging_dir("l"), digest_of(BIG))
     assert staged.path is not None and staged.path.read_bytes() == BIG
+
+
+# -- reserving room: never more than the source can deliver ---------------------------------
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that claims much and delivers *chunks* MiB of zeros, then ends; at each read
+    it records how many bytes the staging directory has allocated on disk so far."""
+
+    def __init__(self, staging: Path, chunks: int) -> None:
+        self.staging = staging
+        self.chunks = chunks
+        self.allocated: list[int] = []
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        self.allocated.append(sum(p.stat().st_blocks * 512 for p in files_in(self.staging)))
+        if not self.chunks:
+            return 0
+        self.chunks -= 1
+        n = min(len(buffer), 1 << 20)
+        memoryview(buffer)[:n] = bytes(n)
+        return n
+
+
+def test_a_stream_claiming_gigabytes_reserves_only_a_step_ahead_of_its_bytes(
+    store: BlobStore,
+) -> None:
+    staging = store.staging_dir("l")
+    source = _Trickle(staging, chunks=3)
+    with pytest.raises(ContentError, match=r"truncated, 3145728 of 4294967296 bytes present"):
+        store.stage(cast(IO[bytes], source), 4 << 30, staging, what="member 'x'")
+    assert source.allocated[0] == 0  # nothing before the first byte
+    assert 0 < max(source.allocated) <= 3 * (1 << 20) + RESERVE_AHEAD
+    assert files_in(staging) == []

@@ -171,16 +171,27 @@ def tar_members(
     archive: tarfile.TarFile,
     raw_fd: int | None = None,
     on_read: Callable[[int], None] | None = None,
+    end: int | None = None,
 ) -> Iterator[Member]:
     """The members of a tar, in order; the data of each only before the next is reached.
 
     With *raw_fd*, the descriptor of the uncompressed archive file itself, member data is read
     with ``pread`` straight into the caller's buffer (or copied by the kernel) instead of
     through tarfile's reader, and at any time (*on_read* hears how many bytes were taken).
+    *end* is the archive file's size (by default *raw_fd*'s): a member whose header claims
+    more data than the file holds after it is refused before anything reads or reserves it.
     """
+    if end is None and raw_fd is not None:
+        end = os.fstat(raw_fd).st_size
     try:
         for info in archive:
             kind = _kind(info)
+            if end is not None and kind == "file" and info.offset_data + info.size > end:
+                shown = info.name if len(info.name) <= 100 else f"{info.name[:60]}…"
+                raise InvalidArchiveError(
+                    f"member {shown!r}: truncated, it claims {info.size} bytes but the archive"
+                    f" holds {max(end - info.offset_data, 0)} after its header"
+                )
             if raw_fd is not None and kind == "file":
                 opener = _pread_opener(raw_fd, info.offset_data, info.size, on_read)
                 yield Member(info.name, kind, info.size, opener, random_access=True)

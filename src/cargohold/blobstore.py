@@ -97,6 +97,9 @@ class FileRange(Protocol):
 
 #: A blob only hashed keeps this many leading bytes (enough to sniff its compression).
 _KEPT_HEAD: Final = 512
+#: How far a reservation of blocks runs ahead of the bytes that have arrived, when the source
+#: is not a file whose size bounds it (a pipe may claim 8 GiB and send nothing).
+RESERVE_AHEAD: Final = 64 << 20
 
 
 class BlobStore:
@@ -215,14 +218,12 @@ class BlobStore:
                 return self._verified(hasher, expected, path, size, what, kept, synced)
         writer = _Writer(path, self._pool()) if path is not None else None
         try:
-            if writer is not None:
-                reserve(writer.fd, size)
             # Three buffers in rotation: while the writer thread writes one chunk, this thread
             # reads the next and hashes it (hashlib and os.write release the GIL), so reading,
             # hashing and writing overlap instead of adding up.
             chunk_size = min(_PIPELINE_CHUNK, max(size, 1))
             buffers = [memoryview(bytearray(chunk_size)) for _ in range(3 if writer else 1)]
-            remaining, turn = size, 0
+            remaining, turn, reserved = size, 0, 0
             while remaining:
                 view = buffers[turn % len(buffers)]
                 if writer is not None:
@@ -234,6 +235,14 @@ class BlobStore:
                     )
                 chunk = view[:n]
                 if writer is not None:
+                    # The size is only what the source claims: blocks are reserved as its
+                    # bytes arrive, a bounded step ahead of them (never past the next chunk's
+                    # end, so no write in flight overlaps a reservation being made).
+                    arrived = size - remaining + n
+                    if arrived + chunk_size > reserved:
+                        end = min(size, arrived + RESERVE_AHEAD)
+                        reserve(writer.fd, end, reserved)
+                        reserved = end
                     writer.write(turn, chunk)
                 elif len(kept) < _KEPT_HEAD or (size <= keep_limit and _json_like(kept)):
                     kept += chunk
@@ -310,7 +319,7 @@ class BlobStore:
             planned += length
 
         try:
-            reserve(fd, size)
+            reserve(fd, size)  # a range of a file: the file holds all of it (see FileRange)
             plan_next()
             while pending:
                 start, length, future = pending.pop(0)
@@ -524,18 +533,19 @@ def raise_if_full(exc: BaseException, what: str, where: str) -> None:
         raise StorageFullError(f"{what}: {exc.strerror} while writing it to {where}") from None
 
 
-def reserve(fd: int, size: int) -> None:
-    """Allocate a new file's *size* bytes of blocks before they are written.
+def reserve(fd: int, end: int, start: int = 0) -> None:
+    """Allocate the blocks of bytes [*start*, *end*) of a new file before they are written.
 
     Writes into reserved blocks cost less (no delayed allocation, and the kernel's copies
     from tar offsets that are not page-aligned run faster), and a full disk fails at once.
     Out-of-space errors are raised (as OSError); a filesystem without ``fallocate`` is
-    simply written.
+    simply written. Callers reserve only what their source can deliver: a size read from
+    an archive's header is a claim, not a fact.
     """
-    if size <= 0 or not hasattr(os, "posix_fallocate"):  # Linux and the BSDs have it
+    if end <= start or not hasattr(os, "posix_fallocate"):  # Linux and the BSDs have it
         return
     try:
-        os.posix_fallocate(fd, 0, size)
+        os.posix_fallocate(fd, start, end - start)
     except OSError as exc:
         if exc.errno in _OUT_OF_SPACE:
             raise

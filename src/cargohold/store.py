@@ -1139,11 +1139,13 @@ def _open_members(
     seekable = False
     with contextlib.suppress(OSError, ValueError, AttributeError):
         seekable = stream.seekable() and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
-    total = None
+    total = end = None
     if seekable:
-        total = os.fstat(stream.fileno()).st_size - stream.tell()
+        end = os.fstat(stream.fileno()).st_size
+        total = end - stream.tell()
     progress.start(title, total)
-    with _tar_members(cast(IO[bytes], _Counted(stream, progress)), seekable, limits) as members:
+    piped = cast(IO[bytes], _Counted(stream, progress))
+    with _tar_members(piped, seekable, limits, end=end) as members:
         yield members
     if total is not None:
         progress.update(total)
@@ -1201,6 +1203,7 @@ def _tar_members(
     limits: Limits | None,
     raw_fd: int | None = None,
     on_read: Callable[[int], None] | None = None,
+    end: int | None = None,
 ) -> Iterator[Iterator[archive_import.Member]]:
     import lzma
     import zlib
@@ -1224,7 +1227,7 @@ def _tar_members(
                 if kind == "none" and raw_fd is not None:
                     yield archive_import.tar_members(tar, raw_fd, on_read)
                 else:
-                    yield archive_import.tar_members(tar)
+                    yield archive_import.tar_members(tar, end=end)
         else:
             yield archive_import.stream_members(stream)
             # Read the stream to its end: a compressed stream's trailer (gzip's CRC, the end
@@ -1238,8 +1241,8 @@ def _tar_members(
                         f"more than {MAX_TRAILING_BYTES} bytes follow the end of the archive"
                     )
     except (OSError, EOFError, zstandard.ZstdError, lzma.LZMAError, zlib.error) as exc:
-        if isinstance(exc, OSError) and exc.errno is not None:
-            raise
+        if isinstance(exc, CargoholdError) or (isinstance(exc, OSError) and exc.errno is not None):
+            raise  # a full disk (StorageFullError is an OSError) is no corrupt archive
         raise InvalidArchiveError(f"corrupt {kind} compressed archive ({exc})") from None
 
 
