@@ -31,6 +31,7 @@ from cargohold import ImportResult, InvalidArchiveError, Store
 from cargohold.digests import Digest
 from cargohold.platforms import Platform
 from imagefactory import (
+    MANY_LAYERS,
     OCI_CONFIG,
     OCI_INDEX,
     OCI_MANIFEST,
@@ -39,6 +40,7 @@ from imagefactory import (
     dumps,
     layer_tar,
     platform_json,
+    write_many_members,
 )
 from streams import DIR, Entry, Link, pipe_reader, tar_bytes
 
@@ -1084,6 +1086,65 @@ def test_manifest_json_describes_the_host_platform_first(store: Store, tmp_path:
         [entry] = json.loads(members["manifest.json"].read())  # type: ignore[union-attr]
         config = json.loads(members[entry["Config"]].read())  # type: ignore[union-attr]
     assert (config["os"], config["architecture"]) == (HOST.os, HOST.architecture)
+
+
+# --- archives of very many members ---------------------------------------------------------
+
+#: Bytes of memory an import may hold per member of an archive of tiny blobs (its name, and
+#: the staged blob's digest and place: some 460 bytes) and per layer of an image (that, its
+#: descriptor, and its share of the manifest and config being read: some 1,300 bytes).
+PER_MEMBER = 1000
+PER_LAYER = 2500
+
+
+def _import_peak(tmp_path: Path, count: int, referenced: bool, source: str) -> int:
+    """The peak of the memory Python allocated while importing an archive of *count* tiny
+    blobs (a fresh store each time), the archive's own bytes not counted."""
+    import tracemalloc
+
+    from cargohold.limits import Limits
+
+    directory = tmp_path / f"{count}-{referenced}-{source}"
+    directory.mkdir()
+    archive = write_many_members(
+        directory / "many.tar", count, referenced=referenced, repository="example.com/many"
+    )
+    data = archive.read_bytes() if source == "pipe" else b""
+    with Store(directory / "store") as store, pipe_reader(data) as pipe:
+        tracemalloc.start()
+        try:
+            result = store.import_archive(
+                pipe if source == "pipe" else archive, limits=Limits(document_bytes=8 << 20)
+            )
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        tags = -(-count // MANY_LAYERS) if referenced else 1
+        assert [image.name for image in result.images] == [
+            f"example.com/many:{tag}" for tag in range(tags)
+        ]
+        assert result.blobs_written == (count if referenced else 1) + 2 * tags
+        assert len(list(store.blobs.iter_digests())) == result.blobs_written
+        assert store.blobs.staging_names() == []
+    return peak
+
+
+@pytest.mark.parametrize("source", ["path", "pipe"])
+@pytest.mark.parametrize(
+    ("referenced", "count", "bound"),
+    [(False, 1000, PER_MEMBER), (True, 500, PER_LAYER)],
+    ids=["unreferenced-blobs", "layers"],
+)
+def test_memory_stays_flat_in_the_number_of_members(
+    tmp_path: Path, source: str, referenced: bool, count: int, bound: int
+) -> None:
+    """Four times the members may cost only a small, fixed amount more per member: no header,
+    future, path or lease transaction kept per member (tracemalloc counts what Python
+    allocates, the same on every run, so the bound has room and no timing in it)."""
+    _import_peak(tmp_path, 3, referenced, source)  # modules imported on first use
+    small = _import_peak(tmp_path, count, referenced, source)
+    large = _import_peak(tmp_path, 4 * count, referenced, source)
+    assert (large - small) / (3 * count) < bound
 
 
 # --- sizes claimed by headers --------------------------------------------------------------

@@ -15,11 +15,12 @@ from typing import IO, cast
 import pytest
 
 from cargohold import archive_import
-from cargohold.blobstore import RESERVE_AHEAD, BlobStore
+from cargohold.blobstore import PACK_LIMIT, RESERVE_AHEAD, BlobStore
 from cargohold.digests import Digest
 from cargohold.errors import ContentError, InvalidArchiveError, NotFoundError
 
-DATA = b"some layer bytes\n" * 1000
+#: Larger than PACK_LIMIT: staged to a file of its own.
+DATA = b"some layer bytes\n" * 5000
 
 
 def digest_of(data: bytes) -> Digest:
@@ -322,3 +323,51 @@ def test_a_stream_claiming_gigabytes_reserves_only_a_step_ahead_of_its_bytes(
     assert source.allocated[0] == 0  # nothing before the first byte
     assert 0 < max(source.allocated) <= 3 * (1 << 20) + RESERVE_AHEAD
     assert files_in(staging) == []
+
+
+# -- small blobs share the staging directory's pack -----------------------------------------
+
+
+def test_small_blobs_share_one_staged_file_and_only_committed_ones_get_their_own(
+    store: BlobStore,
+) -> None:
+    staging = store.staging_dir("l")
+    blobs = [b"blob %d" % i for i in range(100)] + [b"", b"x" * PACK_LIMIT]
+    staged = [store.stage(io.BytesIO(b), len(b), staging, digest_of(b)) for b in blobs]
+    assert len(files_in(staging)) == 1
+    assert [s.read() for s in staged] == blobs
+    assert staged[3].head(4) == b"blob" and staged[-1].head(3) == b"xxx"
+
+    assert store.commit_many([staged[3], staged[-2], staged[-1], staged[3]]) == [
+        True,
+        True,
+        True,
+        False,  # the same blob twice: already there
+    ]
+
+    assert sorted(store.iter_digests()) == sorted(digest_of(b) for b in [blobs[3], b"", blobs[-1]])
+    for data in (blobs[3], b"", blobs[-1]):
+        path = store.path(digest_of(data))
+        assert path.read_bytes() == data
+        assert not path.stat().st_mode & stat.S_IWUSR
+    store.remove_staging("l")
+    assert store.staging_names() == []
+
+
+def test_a_small_blob_with_a_wrong_digest_or_cut_short_stages_nothing(store: BlobStore) -> None:
+    staging = store.staging_dir("l")
+    with pytest.raises(ContentError, match="content has digest"):
+        store.stage(io.BytesIO(b"abc"), 3, staging, digest_of(b"abd"))
+    with pytest.raises(ContentError, match="truncated, 3 of 10 bytes present"):
+        store.stage(io.BytesIO(b"abc"), 10, staging)
+    assert files_in(staging) == []
+
+
+def test_a_packed_blob_the_store_already_has_is_not_written_again(store: BlobStore) -> None:
+    first = store.stage_bytes(b"small", store.staging_dir("a"))
+    assert store.commit(first) is True
+    second = store.stage_bytes(b"small", store.staging_dir("b"))
+    assert second.packed
+
+    assert store.commit(second) is False
+    assert files_in(store.root / "blobs") == [store.path(first.digest)]

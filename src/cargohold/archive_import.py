@@ -184,7 +184,7 @@ def tar_members(
     if end is None and raw_fd is not None:
         end = os.fstat(raw_fd).st_size
     try:
-        for info in archive:
+        for info in _headers(archive):
             kind = _kind(info)
             if end is not None and kind == "file" and info.offset_data + info.size > end:
                 shown = info.name if len(info.name) <= 100 else f"{info.name[:60]}…"
@@ -201,6 +201,17 @@ def tar_members(
         raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
     except EOFError:
         raise InvalidArchiveError("archive is truncated") from None
+
+
+def _headers(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The headers of a tar read in random-access mode, each forgotten once the next is read.
+
+    Iterating a TarFile keeps every header in ``TarFile.members`` (for look-ups by name, which
+    an import never makes): an archive of 150,000 tiny members would hold 150,000 of them.
+    """
+    while (info := archive.next()) is not None:
+        cast(Any, archive).members.clear()  # not in the type stubs; plain list since 2.x
+        yield info
 
 
 def stream_members(stream: IO[bytes]) -> Iterator[Member]:

@@ -633,6 +633,11 @@ class Store:
             staging = self.blobs.staging_dir(lease_id)
 
             def already_stored(digest: Digest) -> bool:
+                # A blob the store lacks needs no lease now (the plan's are leased before
+                # commit): a transaction per member would cost more than a tiny member. One it
+                # has is leased, then looked at again: gc may have swept it just before.
+                if self.blobs.blob_size(digest) is None:
+                    return False
                 self.meta.add_to_lease(lease_id, [digest])
                 return self.blobs.blob_size(digest) is not None
 
@@ -662,9 +667,10 @@ class Store:
                 staged = self.blobs.stage_bytes(plan.index_blob, staging, "index.json")
                 contents.staged.setdefault(staged.digest, staged)
             self.meta.add_to_lease(lease_id, list(plan.needed))
+            staged_blobs = (contents.staged.get(digest) for digest in plan.needed)
+            written = iter(self.blobs.commit_many(b for b in staged_blobs if b is not None))
             for digest, desc in plan.needed.items():
-                staged_blob = contents.staged.get(digest)
-                if staged_blob is not None and self.blobs.commit(staged_blob):
+                if digest in contents.staged and next(written):
                     result.blobs_written += 1
                     result.bytes_written += desc.size
                 else:
