@@ -3,7 +3,7 @@
 Usage: ``python tests/crashpoints.py N [--after] -- <cargohold arguments>``
 
 Before ``cargohold.cli.main`` runs, the functions through which cargohold changes the disk are
-wrapped (``os.write``, ``os.rename``, ``os.replace``, ``os.fsync``, ``os.unlink``, ``os.rmdir``,
+wrapped (``os.write``, ``os.pwrite``, ``os.rename``, ``os.replace``, ``os.fsync``, ``os.unlink``, ``os.rmdir``,
 ``os.sendfile``, ``os.copy_file_range``, ``os.posix_fallocate``, ``os.open``, ``os.mkdir``,
 ``os.chmod``, ``shutil.rmtree`` and every SQLite ``execute``/``executemany``). Each call counts
 as one instant; the N-th call kills the process with SIGKILL *before* the operation is performed
@@ -41,6 +41,7 @@ OUT_ENV = "CRASHPOINTS_OUT"
 #: (module, attribute) pairs whose calls are instants.
 WRAPPED: tuple[tuple[Any, str], ...] = (
     (os, "write"),
+    (os, "pwrite"),
     (os, "rename"),
     (os, "replace"),
     (os, "fsync"),
