@@ -16,6 +16,7 @@ import io
 import mmap
 import os
 import shutil
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -146,6 +147,7 @@ class BlobStore:
         self._executor: ThreadPoolExecutor | None = None
         #: Each staging directory's pack of small blobs, open while it is written.
         self._packs: dict[Path, _Pack] = {}
+        self._packs_lock = threading.Lock()
         #: The fsyncs of staged files still running or failed, by path; commit waits for one.
         self._syncing: dict[str, Future[None]] = {}
         self._kernel_copy = hasattr(os, "copy_file_range")  # Linux only
@@ -368,10 +370,11 @@ class BlobStore:
         if expected is not None and digest != expected:
             raise ContentError(f"{what}: content has digest {digest}, not {expected}")
         try:
-            pack = self._packs.get(staging)
-            if pack is None:
-                pack = self._packs[staging] = _Pack(staging / _PACK_NAME)
-            offset = pack.append(data)
+            with self._packs_lock:  # a pull stages its documents from several threads
+                pack = self._packs.get(staging)
+                if pack is None:
+                    pack = self._packs[staging] = _Pack(staging / _PACK_NAME)
+                offset = pack.append(data)
         except OSError as exc:
             raise_if_full(exc, what, f"the store ({self.ingest_dir})")
             raise
@@ -508,9 +511,12 @@ class BlobStore:
         if target.exists():
             staged.path.unlink(missing_ok=True)
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(staged.path, _BLOB_MODE)
-        os.rename(staged.path, target)
+        try:
+            os.rename(staged.path, target)
+        except FileNotFoundError:  # the store's first blob of this algorithm
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staged.path, target)
         return True
 
     def commit_many(self, blobs: Iterable[StagedBlob]) -> list[bool]:
@@ -558,7 +564,8 @@ class BlobStore:
             pass
 
     def remove_staging(self, name: str) -> None:
-        pack = self._packs.pop(self.ingest_dir / name, None)
+        with self._packs_lock:
+            pack = self._packs.pop(self.ingest_dir / name, None)
         if pack is not None:
             pack.close()
         shutil.rmtree(self.ingest_dir / name, ignore_errors=True)
