@@ -730,6 +730,15 @@ class _StrictTarInfo(tarfile.TarInfo):
         finally:
             tar.fileobj = fileobj
 
+    def _proc_gnusparse_10(
+        self, next: tarfile.TarInfo, pax_headers: dict[str, str], tarfile: tarfile.TarFile
+    ) -> None:
+        """A GNU 1.0 sparse member keeps its map in its data, which tarfile reads with the
+        header, as many entries as the map's first line claims (a list growing with the
+        input, and a ValueError at a map cut short). Sparse members are refused anyway."""
+        shown = next.name if len(next.name) <= 100 else f"{next.name[:60]}…"
+        raise InvalidArchiveError(f"member {shown!r}: sparse file not allowed in an image archive")
+
     def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
         _check_header_size(self)
         return super()._proc_gnulong(tarfile)  # type: ignore[misc, no-any-return]
