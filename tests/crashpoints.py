@@ -3,11 +3,11 @@
 Usage: ``python tests/crashpoints.py N [--after] -- <cargohold arguments>``
 
 Before ``cargohold.cli.main`` runs, the functions through which cargohold changes the disk are
-wrapped (``os.write``, ``os.rename``, ``os.replace``, ``os.fsync``, ``os.unlink``, ``os.rmdir``,
-``os.sendfile``, ``os.copy_file_range``, ``os.posix_fallocate``, ``os.open``, ``os.mkdir``,
-``os.chmod``, ``shutil.rmtree`` and every SQLite ``execute``/``executemany``). Each call counts
-as one instant; the N-th call kills the process with SIGKILL *before* the operation is performed
-(with ``--after``: right after it returned).
+wrapped (``os.write``, ``os.pwrite``, ``os.rename``, ``os.replace``, ``os.fsync``, ``os.unlink``,
+``os.rmdir``, ``os.sendfile``, ``os.copy_file_range``, ``os.posix_fallocate``, ``os.open``,
+``os.mkdir``, ``os.chmod``, ``shutil.rmtree`` and every SQLite ``execute``/``executemany``).
+Each call counts as one instant; the N-th call kills the process with SIGKILL *before* the
+operation is performed (with ``--after``: right after it returned).
 
 With N = 0 nothing is killed: the command runs to its end and the number of instants (and a
 one-line description of each) is written as JSON to the file named by ``$CRASHPOINTS_OUT``. In
@@ -41,6 +41,7 @@ OUT_ENV = "CRASHPOINTS_OUT"
 #: (module, attribute) pairs whose calls are instants.
 WRAPPED: tuple[tuple[Any, str], ...] = (
     (os, "write"),
+    (os, "pwrite"),
     (os, "rename"),
     (os, "replace"),
     (os, "fsync"),

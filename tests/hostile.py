@@ -511,8 +511,22 @@ def _sparse_image(sparse_member: bytes) -> bytes:
     return tar_body(oci(manifest=doc, blobs=(cfg, LAYER))) + sparse_member + END
 
 
+def _sparse_pax_10(entries: int, lines: int) -> bytes:
+    """A PAX 1.0 sparse member: its map, in its data, claims *entries* and holds *lines*."""
+    name = f"blobs/sha256/{zeros_hex(_SPARSE_SIZE)}".encode()
+    records = [
+        (b"GNU.sparse.major", b"1"),
+        (b"GNU.sparse.minor", b"0"),
+        (b"GNU.sparse.name", name),
+        (b"GNU.sparse.realsize", str(_SPARSE_SIZE).encode()),
+    ]
+    return pax(records) + member(name, b"%d\n" % entries + b"0\n" * lines)
+
+
 add("sparse-old-gnu-expands", SPARSE, lambda: _sparse_image(_sparse_old_gnu(_SPARSE_SIZE)))
 add("sparse-pax-expands", SPARSE, lambda: _sparse_image(_sparse_pax(_SPARSE_SIZE)))
+add("sparse-pax-1.0-expands", SPARSE, lambda: _sparse_image(_sparse_pax_10(1, 2)))
+add("sparse-pax-1.0-map-cut-short", SPARSE, lambda: _sparse_image(_sparse_pax_10(10**9, 50_000)))
 
 # --- digests and sizes -------------------------------------------------------------------------
 

@@ -7,16 +7,18 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streams import tar_bytes
+from streams import tar_bytes, write_tar_file
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
 
 def digest_of(data: bytes) -> str:
@@ -161,3 +163,74 @@ def platform_json(platform: str) -> dict[str, str]:
 def write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
     path.write_bytes(tar_bytes(members))
     return path
+
+
+def tiny_blob(i: int) -> bytes:
+    """The *i*-th of many distinct tiny blobs (a few bytes each)."""
+    return b"%d\n" % i
+
+
+def write_many_members(path: Path, count: int, *, referenced: bool, repository: str) -> Path:
+    """An OCI layout archive of *count* tiny blobs besides small images, written as it is
+    generated (an archive of 150,000 members never sits in memory).
+
+    With *referenced* the blobs are the layers of the images, at most MANY_LAYERS to an image
+    (the most a manifest may list), tagged ``<repository>:0``, ``:1``…; their documents grow
+    with the layers, about 130 bytes each, so more than some 25,000 need a raised document
+    limit. Otherwise one image ``<repository>:0`` has one layer and the blobs are extra
+    members that no index reaches.
+    """
+    groups = [range(k, min(k + MANY_LAYERS, count)) for k in range(0, count, MANY_LAYERS)]
+    images = [_layered_image(layers) for layers in (groups if referenced else [range(1)])]
+    entries = []
+    for tag, (manifest, _) in enumerate(images):
+        entry = _desc(OCI_MANIFEST, manifest)
+        entry["annotations"] = {"io.containerd.image.name": f"{repository}:{tag}"}
+        entries.append(entry)
+    index = dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+
+    def members() -> Iterator[tuple[str, bytes]]:
+        yield "oci-layout", b'{"imageLayoutVersion":"1.0.0"}'
+        yield "index.json", index
+        for manifest, config in images:
+            yield _blob_path(config), config
+            yield _blob_path(manifest), manifest
+        blobs = range(count) if referenced else range(1, count + 1)
+        if not referenced:
+            yield _blob_path(tiny_blob(0)), tiny_blob(0)
+        for i in blobs:
+            yield _blob_path(tiny_blob(i)), tiny_blob(i)
+
+    return write_tar_file(path, members())
+
+
+#: The most layers an image may have (cargohold refuses manifests that list more).
+MANY_LAYERS = 10_000
+
+
+def _layered_image(layers: range) -> tuple[bytes, bytes]:
+    """(manifest, config) of an image whose layers are the tiny blobs numbered *layers*."""
+    layer_descs = [_desc(OCI_LAYER, tiny_blob(i)) for i in layers]
+    config = dumps(
+        {
+            "created": "2024-01-01T00:00:00Z",
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in layer_descs]},
+        }
+    )
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": _desc(OCI_CONFIG, config),
+        "layers": layer_descs,
+    }
+    return dumps(manifest), config
+
+
+def _desc(media_type: str, data: bytes) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": digest_of(data), "size": len(data)}
+
+
+def _blob_path(data: bytes) -> str:
+    return "blobs/" + digest_of(data).replace(":", "/")

@@ -7,7 +7,7 @@ import io
 import os
 import tarfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,3 +115,16 @@ def tar_body(entries: Sequence[Entry]) -> bytes:
 def tar_bytes(entries: Sequence[Entry], tail: bytes = END) -> bytes:
     """A PAX tar of *entries* (mtime 0), ending in *tail*: the end-of-archive blocks."""
     return tar_body(entries) + tail
+
+
+def write_tar_file(path: Path, members: Iterable[tuple[str, bytes]]) -> Path:
+    """A tar of regular files written member by member, holding none of it in memory (for
+    archives of very many members; names must fit a USTAR header)."""
+    with path.open("wb") as out:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            out.write(info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict"))
+            out.write(data + b"\0" * (-len(data) % BLOCK))
+        out.write(END)
+    return path

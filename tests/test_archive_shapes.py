@@ -16,6 +16,8 @@ import io
 import json
 import lzma
 import os
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from cargohold import ImportResult, InvalidArchiveError, Store
 from cargohold.digests import Digest
 from cargohold.platforms import Platform
 from imagefactory import (
+    MANY_LAYERS,
     OCI_CONFIG,
     OCI_INDEX,
     OCI_MANIFEST,
@@ -37,6 +40,7 @@ from imagefactory import (
     dumps,
     layer_tar,
     platform_json,
+    write_many_members,
 )
 from streams import DIR, Entry, Link, pipe_reader, tar_bytes
 
@@ -1106,3 +1110,125 @@ def test_manifest_json_describes_the_host_platform_first(store: Store, tmp_path:
         [entry] = json.loads(members["manifest.json"].read())  # type: ignore[union-attr]
         config = json.loads(members[entry["Config"]].read())  # type: ignore[union-attr]
     assert (config["os"], config["architecture"]) == (HOST.os, HOST.architecture)
+
+
+# --- archives of very many members ---------------------------------------------------------
+
+#: Bytes of memory an import may hold per member of an archive of tiny blobs (its name, and
+#: the staged blob's digest and place: some 460 bytes) and per layer of an image (that, its
+#: descriptor, and its share of the manifest and config being read: some 1,300 bytes).
+PER_MEMBER = 1000
+PER_LAYER = 2500
+
+
+def _import_peak(tmp_path: Path, count: int, referenced: bool, source: str) -> int:
+    """The peak of the memory Python allocated while importing an archive of *count* tiny
+    blobs (a fresh store each time), the archive's own bytes not counted."""
+    import tracemalloc
+
+    from cargohold.limits import Limits
+
+    directory = tmp_path / f"{count}-{referenced}-{source}"
+    directory.mkdir()
+    archive = write_many_members(
+        directory / "many.tar", count, referenced=referenced, repository="example.com/many"
+    )
+    data = archive.read_bytes() if source == "pipe" else b""
+    with Store(directory / "store") as store, pipe_reader(data) as pipe:
+        tracemalloc.start()
+        try:
+            result = store.import_archive(
+                pipe if source == "pipe" else archive, limits=Limits(document_bytes=8 << 20)
+            )
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        tags = -(-count // MANY_LAYERS) if referenced else 1
+        assert [image.name for image in result.images] == [
+            f"example.com/many:{tag}" for tag in range(tags)
+        ]
+        assert result.blobs_written == (count if referenced else 1) + 2 * tags
+        assert len(list(store.blobs.iter_digests())) == result.blobs_written
+        assert store.blobs.staging_names() == []
+    return peak
+
+
+@pytest.mark.parametrize("source", ["path", "pipe"])
+@pytest.mark.parametrize(
+    ("referenced", "count", "bound"),
+    [(False, 1000, PER_MEMBER), (True, 500, PER_LAYER)],
+    ids=["unreferenced-blobs", "layers"],
+)
+def test_memory_stays_flat_in_the_number_of_members(
+    tmp_path: Path, source: str, referenced: bool, count: int, bound: int
+) -> None:
+    """Four times the members may cost only a small, fixed amount more per member: no header,
+    future, path or lease transaction kept per member (tracemalloc counts what Python
+    allocates, the same on every run, so the bound has room and no timing in it)."""
+    _import_peak(tmp_path, 3, referenced, source)  # modules imported on first use
+    small = _import_peak(tmp_path, count, referenced, source)
+    large = _import_peak(tmp_path, 4 * count, referenced, source)
+    assert (large - small) / (3 * count) < bound
+
+
+# --- sizes claimed by headers --------------------------------------------------------------
+
+
+def _import_limited(
+    root: Path, archive: Path, source: str, file_size_limit: int
+) -> subprocess.CompletedProcess[bytes]:
+    """The real CLI importing *archive*, unable to make any file larger than the limit (as a
+    disk that small would be): reserving what a header claims would fail."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    args = [sys.executable, "-m", "cargohold", "--root", str(root), "image", "import", "-q"]
+    return subprocess.run(
+        [*args, str(archive) if source == "path" else "-"],
+        input=archive.read_bytes() if source == "pipe" else None,
+        capture_output=True,
+        preexec_fn=limit,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("source", ["path", "pipe"])
+def test_a_header_claiming_gigabytes_reserves_nothing_it_cannot_fill(
+    tmp_path: Path, source: str
+) -> None:
+    """A 3.5 KB archive whose blob member claims 8 GiB: from a file it is refused, naming the
+    member, before anything is reserved; from a pipe, room is reserved a bounded step ahead
+    of the bytes that arrive, and the member is found truncated."""
+    name = "blobs/sha256/" + "a" * 64
+    header = tarfile.TarInfo(name)
+    header.size = 8 << 30
+    archive = tmp_path / "claims.tar"
+    archive.write_bytes(
+        tar_bytes([("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')], tail=b"")
+        + header.tobuf(tarfile.GNU_FORMAT)
+        + b"x" * 1024
+    )
+
+    proc = _import_limited(tmp_path / "root", archive, source, 256 << 20)
+
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert stderr.startswith(f"cargohold: error: member '{name}': truncated"), stderr
+    assert stderr.count("\n") == 1, stderr
+
+
+def test_a_full_disk_during_an_import_is_reported_as_such(tmp_path: Path) -> None:
+    """Not as a corrupt archive: the archive is fine, the store's disk is not."""
+    builder = ArchiveBuilder()
+    builder.add(builder.image(files={"big": os.urandom(4 << 20)}), name="example.com/big:1")
+    archive = builder.write(tmp_path / "big.tar")
+
+    proc = _import_limited(tmp_path / "root", archive, "path", 1 << 20)
+
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert "File too large while writing it to the store" in stderr, stderr
+    assert "corrupt" not in stderr, stderr

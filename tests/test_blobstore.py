@@ -10,16 +10,17 @@ import stat
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import pytest
 
 from cargohold import archive_import
-from cargohold.blobstore import BlobStore
+from cargohold.blobstore import PACK_LIMIT, RESERVE_AHEAD, BlobStore
 from cargohold.digests import Digest
-from cargohold.errors import ContentError, NotFoundError
+from cargohold.errors import ContentError, InvalidArchiveError, NotFoundError
 
-DATA = b"some layer bytes\n" * 1000
+#: Larger than PACK_LIMIT: staged to a file of its own.
+DATA = b"some layer bytes\n" * 5000
 
 
 def digest_of(data: bytes) -> Digest:
@@ -246,13 +247,15 @@ def test_member_copied_with_a_wrong_digest_leaves_nothing(
     assert files_in(staging) == []
 
 
-def test_member_cut_short_by_the_end_of_the_file_is_truncated(
-    store: BlobStore, member: Callable[..., IO[bytes]]
+def test_member_claiming_more_than_the_file_holds_is_refused_before_it_is_read(
+    member: Callable[..., IO[bytes]],
 ) -> None:
-    staging = store.staging_dir("l")
-    with pytest.raises(ContentError, match="truncated"):
-        store.stage(member(BIG, declared=len(BIG) - 5000), len(BIG), staging, digest_of(BIG))
-    assert files_in(staging) == []
+    """Its header is a claim: a member that would end past the end of the archive file is an
+    error naming it, before anything reserves room for what it claims."""
+    with pytest.raises(
+        InvalidArchiveError, match=r"member 'blob': truncated, it claims \d+ bytes but the"
+    ):
+        member(BIG, declared=len(BIG) - 5000)
 
 
 def test_member_is_read_when_the_kernel_cannot_copy(
@@ -283,3 +286,88 @@ def test_member_is_staged_where_the_kernel_has_no_copy_or_fallocate(
     store = BlobStore(tmp_path / "elsewhere")
     staged = store.stage(member(BIG), len(BIG), store.staging_dir("l"), digest_of(BIG))
     assert staged.path is not None and staged.path.read_bytes() == BIG
+
+
+# -- reserving room: never more than the source can deliver ---------------------------------
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that claims much and delivers *chunks* MiB of zeros, then ends; at each read
+    it records how many bytes the staging directory has allocated on disk so far."""
+
+    def __init__(self, staging: Path, chunks: int) -> None:
+        self.staging = staging
+        self.chunks = chunks
+        self.allocated: list[int] = []
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        self.allocated.append(sum(p.stat().st_blocks * 512 for p in files_in(self.staging)))
+        if not self.chunks:
+            return 0
+        self.chunks -= 1
+        n = min(len(buffer), 1 << 20)
+        memoryview(buffer)[:n] = bytes(n)
+        return n
+
+
+def test_a_stream_claiming_gigabytes_reserves_only_a_step_ahead_of_its_bytes(
+    store: BlobStore,
+) -> None:
+    staging = store.staging_dir("l")
+    source = _Trickle(staging, chunks=3)
+    with pytest.raises(ContentError, match=r"truncated, 3145728 of 4294967296 bytes present"):
+        store.stage(cast(IO[bytes], source), 4 << 30, staging, what="member 'x'")
+    assert source.allocated[0] == 0  # nothing before the first byte
+    assert 0 < max(source.allocated) <= 3 * (1 << 20) + RESERVE_AHEAD
+    assert files_in(staging) == []
+
+
+# -- small blobs share the staging directory's pack -----------------------------------------
+
+
+def test_small_blobs_share_one_staged_file_and_only_committed_ones_get_their_own(
+    store: BlobStore,
+) -> None:
+    staging = store.staging_dir("l")
+    blobs = [b"blob %d" % i for i in range(100)] + [b"", b"x" * PACK_LIMIT]
+    staged = [store.stage(io.BytesIO(b), len(b), staging, digest_of(b)) for b in blobs]
+    assert len(files_in(staging)) == 1
+    assert [s.read() for s in staged] == blobs
+    assert staged[3].head(4) == b"blob" and staged[-1].head(3) == b"xxx"
+
+    assert store.commit_many([staged[3], staged[-2], staged[-1], staged[3]]) == [
+        True,
+        True,
+        True,
+        False,  # the same blob twice: already there
+    ]
+
+    assert sorted(store.iter_digests()) == sorted(digest_of(b) for b in [blobs[3], b"", blobs[-1]])
+    for data in (blobs[3], b"", blobs[-1]):
+        path = store.path(digest_of(data))
+        assert path.read_bytes() == data
+        assert not path.stat().st_mode & stat.S_IWUSR
+    store.remove_staging("l")
+    assert store.staging_names() == []
+
+
+def test_a_small_blob_with_a_wrong_digest_or_cut_short_stages_nothing(store: BlobStore) -> None:
+    staging = store.staging_dir("l")
+    with pytest.raises(ContentError, match="content has digest"):
+        store.stage(io.BytesIO(b"abc"), 3, staging, digest_of(b"abd"))
+    with pytest.raises(ContentError, match="truncated, 3 of 10 bytes present"):
+        store.stage(io.BytesIO(b"abc"), 10, staging)
+    assert files_in(staging) == []
+
+
+def test_a_packed_blob_the_store_already_has_is_not_written_again(store: BlobStore) -> None:
+    first = store.stage_bytes(b"small", store.staging_dir("a"))
+    assert store.commit(first) is True
+    second = store.stage_bytes(b"small", store.staging_dir("b"))
+    assert second.packed
+
+    assert store.commit(second) is False
+    assert files_in(store.root / "blobs") == [store.path(first.digest)]

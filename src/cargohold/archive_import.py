@@ -187,16 +187,27 @@ def tar_members(
     archive: tarfile.TarFile,
     raw_fd: int | None = None,
     on_read: Callable[[int], None] | None = None,
+    end: int | None = None,
 ) -> Iterator[Member]:
     """The members of a tar, in order; the data of each only before the next is reached.
 
     With *raw_fd*, the descriptor of the uncompressed archive file itself, member data is read
     with ``pread`` straight into the caller's buffer (or copied by the kernel) instead of
     through tarfile's reader, and at any time (*on_read* hears how many bytes were taken).
+    *end* is the archive file's size (by default *raw_fd*'s): a member whose header claims
+    more data than the file holds after it is refused before anything reads or reserves it.
     """
+    if end is None and raw_fd is not None:
+        end = os.fstat(raw_fd).st_size
     try:
-        for info in archive:
+        for info in _headers(archive):
             kind = _kind(info)
+            if end is not None and kind == "file" and info.offset_data + info.size > end:
+                shown = info.name if len(info.name) <= 100 else f"{info.name[:60]}…"
+                raise InvalidArchiveError(
+                    f"member {shown!r}: truncated, it claims {info.size} bytes but the archive"
+                    f" holds {max(end - info.offset_data, 0)} after its header"
+                )
             if raw_fd is not None and kind == "file":
                 opener = _pread_opener(raw_fd, info.offset_data, info.size, on_read)
                 yield Member(info.name, kind, info.size, opener, random_access=True)
@@ -206,6 +217,17 @@ def tar_members(
         raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
     except EOFError:
         raise InvalidArchiveError("archive is truncated") from None
+
+
+def _headers(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The headers of a tar read in random-access mode, each forgotten once the next is read.
+
+    Iterating a TarFile keeps every header in ``TarFile.members`` (for look-ups by name, which
+    an import never makes): an archive of 150,000 tiny members would hold 150,000 of them.
+    """
+    while (info := archive.next()) is not None:
+        cast(Any, archive).members.clear()  # not in the type stubs; plain list since 2.x
+        yield info
 
 
 def stream_members(stream: IO[bytes]) -> Iterator[Member]:
@@ -727,6 +749,15 @@ class _StrictTarInfo(tarfile.TarInfo):
             return super()._proc_pax(tarfile)  # type: ignore[misc, no-any-return]
         finally:
             tar.fileobj = fileobj
+
+    def _proc_gnusparse_10(
+        self, next: tarfile.TarInfo, pax_headers: dict[str, str], tarfile: tarfile.TarFile
+    ) -> None:
+        """A GNU 1.0 sparse member keeps its map in its data, which tarfile reads with the
+        header, as many entries as the map's first line claims (a list growing with the
+        input, and a ValueError at a map cut short). Sparse members are refused anyway."""
+        shown = next.name if len(next.name) <= 100 else f"{next.name[:60]}…"
+        raise InvalidArchiveError(f"member {shown!r}: sparse file not allowed in an image archive")
 
     def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
         _check_header_size(self)

@@ -17,10 +17,21 @@ import mmap
 import os
 import shutil
 import stat
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, Final, Protocol, cast, runtime_checkable
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    BinaryIO,
+    Final,
+    Protocol,
+    TypeVar,
+    cast,
+    runtime_checkable,
+)
 
 from .digests import ALGORITHMS, Digest
 from .errors import ContentError, DamagedBlobError, NotFoundError, StorageFullError
@@ -28,6 +39,9 @@ from .mediatypes import MAX_JSON_LIMIT
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 #: Read and write in chunks this large: big enough that per-call overhead vanishes, small
 #: enough that memory stays flat whatever the blob's size.
@@ -39,8 +53,11 @@ _BLOB_MODE: Final = 0o444
 _NO_KERNEL_COPY: Final = frozenset(
     {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
 )
-#: Unlinks in flight at once when many blobs are deleted (see BlobStore.delete_many).
-_DELETE_THREADS: Final = 32
+#: Unlinks or fsyncs in flight at once when many blobs are deleted or committed (see
+#: BlobStore.delete_many and commit_many).
+_MANY_THREADS: Final = 32
+#: The name of a staging directory's pack (staged files have 32 hexadecimal digits).
+_PACK_NAME: Final = "pack"
 #: Write errors that mean the store's disk (or the process's file size limit) is full.
 _OUT_OF_SPACE: Final = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
@@ -49,23 +66,29 @@ _OUT_OF_SPACE: Final = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 class StagedBlob:
     """A verified blob written to the ingest area but not yet visible in the store.
 
-    A blob that was only hashed (an archive being inspected, nothing written) has no *path*;
-    it keeps its bytes when they may be a JSON document, else only its first bytes.
+    A small blob is bytes [*offset*, *offset* + *size*) of its staging directory's pack (see
+    :data:`PACK_LIMIT`); a larger one is the whole file at *path* (*offset* -1). A blob that
+    was only hashed (an archive being inspected, nothing written) has no *path*; it keeps its
+    bytes when they may be a JSON document, else only its first bytes.
     """
 
     digest: Digest
     size: int
     path: Path | None
     kept: bytes = b""
-    #: Completes when the staged file is durable (its fsync runs in the background, so that
-    #: the next blob is read while this one is flushed); commit waits for it.
-    synced: Future[None] | None = None
+    offset: int = -1
+
+    @property
+    def packed(self) -> bool:
+        return self.offset >= 0
 
     def read(self) -> bytes:
         """The whole blob (callers check the size first: this is for documents). A *path*
         may be the store's own file (a blob an import found stored): only a regular file
         is read there, as by :meth:`BlobStore.open`."""
         if self.path is not None:
+            if self.packed:
+                return self._read(self.size)
             with open_regular(self.path, self.digest) as f:
                 return f.read()
         if len(self.kept) != self.size:
@@ -75,8 +98,26 @@ class StagedBlob:
     def head(self, n: int) -> bytes:
         if self.path is None:
             return self.kept[:n]
+        if self.packed:
+            return self._read(min(n, self.size))
         with open_regular(self.path, self.digest) as f:
             return f.read(n)
+
+    def open(self) -> BinaryIO:
+        """A reader of the blob's bytes."""
+        assert self.path is not None, "a blob that was only hashed has no file"
+        return io.BytesIO(self.read()) if self.packed else self.path.open("rb")
+
+    def _read(self, n: int) -> bytes:
+        assert self.path is not None
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.pread(fd, n, self.offset)
+        finally:
+            os.close(fd)
+        if len(data) != n:
+            raise ContentError(f"blob {self.digest}: staged copy is truncated")
+        return data
 
 
 @runtime_checkable
@@ -101,6 +142,14 @@ class FileRange(Protocol):
 
 #: A blob only hashed keeps this many leading bytes (enough to sniff its compression).
 _KEPT_HEAD: Final = 512
+#: Blobs at most this large are staged into one file shared by the staging directory (its
+#: pack), not a file each: creating, fsyncing and deleting a file costs far more than a tiny
+#: blob's bytes (an archive may hold 150,000 of them, most of them perhaps never needed).
+#: Only a blob the import commits is written out to a file of its own, and fsynced then.
+PACK_LIMIT: Final = 64 << 10
+#: How far a reservation of blocks runs ahead of the bytes that have arrived, when the source
+#: is not a file whose size bounds it (a pipe may claim 8 GiB and send nothing).
+RESERVE_AHEAD: Final = 64 << 20
 
 
 class BlobStore:
@@ -111,6 +160,11 @@ class BlobStore:
 
     def __init__(self, root: Path) -> None:
         self._executor: ThreadPoolExecutor | None = None
+        #: Each staging directory's pack of small blobs, open while it is written.
+        self._packs: dict[Path, _Pack] = {}
+        self._packs_lock = threading.Lock()
+        #: The fsyncs of staged files still running or failed, by path; commit waits for one.
+        self._syncing: dict[str, Future[None]] = {}
         self._kernel_copy = hasattr(os, "copy_file_range")  # Linux only
         self.root = root
         self.blobs_dir = root / "blobs"
@@ -128,8 +182,13 @@ class BlobStore:
     def path(self, digest: Digest) -> Path:
         return self.blobs_dir / digest.algorithm / digest.hex
 
+    def _path_name(self, digest: Digest) -> str:
+        """The blob's path as a string: for the checks made once per archive member (a Path
+        costs more time, and interns the digest's hex digits for as long as it lives)."""
+        return f"{self.blobs_dir}/{digest.algorithm}/{digest.hex}"
+
     def exists(self, digest: Digest) -> bool:
-        return self.path(digest).is_file()
+        return os.path.isfile(self._path_name(digest))
 
     def blob_size(self, digest: Digest) -> int | None:
         """The blob's size on disk, or None when the store does not have it.
@@ -138,13 +197,13 @@ class BlobStore:
         as present with its own size: :meth:`open` then says what is wrong with it, and
         ``content rm`` can remove it.
         """
-        path = self.path(digest)
+        name = self._path_name(digest)
         try:
-            return path.stat().st_size
+            return os.stat(name).st_size
         except OSError:
             pass
         try:
-            return path.lstat().st_size
+            return os.lstat(name).st_size
         except FileNotFoundError:
             return None
 
@@ -152,7 +211,7 @@ class BlobStore:
         """The size of the blob when it is a regular file (the only thing a blob may be), else
         None: absent, or an entry that :meth:`open` would refuse."""
         try:
-            st = os.lstat(self.path(digest))
+            st = os.lstat(self._path_name(digest))
         except FileNotFoundError:
             return None
         return st.st_size if stat.S_ISREG(st.st_mode) else None
@@ -232,6 +291,8 @@ class BlobStore:
         *keep_limit* bytes and looks like JSON (it may be a manifest or config).
         """
         hasher = expected.hasher() if expected is not None else hashlib.new(algorithm)
+        if staging is not None and size <= PACK_LIMIT:
+            return self._stage_packed(source, size, staging, hasher, expected, what, on_chunk)
         path = staging / os.urandom(16).hex() if staging is not None else None
         kept = bytearray()
         synced: Future[None] | None = None
@@ -250,14 +311,12 @@ class BlobStore:
                 return self._verified(hasher, expected, path, size, what, kept, synced)
         writer = _Writer(path, self._pool()) if path is not None else None
         try:
-            if writer is not None:
-                reserve(writer.fd, size)
             # Three buffers in rotation: while the writer thread writes one chunk, this thread
             # reads the next and hashes it (hashlib and os.write release the GIL), so reading,
             # hashing and writing overlap instead of adding up.
             chunk_size = min(_PIPELINE_CHUNK, max(size, 1))
             buffers = [memoryview(bytearray(chunk_size)) for _ in range(3 if writer else 1)]
-            remaining, turn = size, 0
+            remaining, turn, reserved = size, 0, 0
             while remaining:
                 view = buffers[turn % len(buffers)]
                 if writer is not None:
@@ -269,6 +328,14 @@ class BlobStore:
                     )
                 chunk = view[:n]
                 if writer is not None:
+                    # The size is only what the source claims: blocks are reserved as its
+                    # bytes arrive, a bounded step ahead of them (never past the next chunk's
+                    # end, so no write in flight overlaps a reservation being made).
+                    arrived = size - remaining + n
+                    if arrived + chunk_size > reserved:
+                        end = min(size, arrived + RESERVE_AHEAD)
+                        reserve(writer.fd, end, reserved)
+                        reserved = end
                     writer.write(turn, chunk)
                 elif len(kept) < _KEPT_HEAD or (size <= keep_limit and _json_like(kept)):
                     kept += chunk
@@ -299,7 +366,7 @@ class BlobStore:
         kept: bytearray,
         synced: Future[None] | None,
     ) -> StagedBlob:
-        digest = Digest(hasher.name, hasher.hexdigest())
+        digest = _digest(hasher, expected)
         if expected is not None and digest != expected:
             if synced is not None:
                 with contextlib.suppress(BaseException):
@@ -307,7 +374,77 @@ class BlobStore:
             if path is not None:
                 path.unlink(missing_ok=True)
             raise ContentError(f"{what}: content has digest {digest}, not {expected}")
-        return StagedBlob(digest, size, path, bytes(kept), synced)
+        if path is not None and synced is not None:
+            self._track_sync(path, synced)
+        return StagedBlob(digest, size, path, bytes(kept))
+
+    def _track_sync(self, path: Path, synced: Future[None]) -> None:
+        """Remember a staged file's fsync until it succeeds (the import's blobs hold no
+        future each: with its lock and condition, one costs over a kilobyte)."""
+        key = str(path)
+        self._syncing[key] = synced
+
+        def done(future: Future[None]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                self._syncing.pop(key, None)
+
+        synced.add_done_callback(done)
+
+    def _stage_packed(
+        self,
+        source: IO[bytes],
+        size: int,
+        staging: Path,
+        hasher: hashlib._Hash,
+        expected: Digest | None,
+        what: str,
+        on_chunk: Callable[[int], None] | None,
+    ) -> StagedBlob:
+        """Stage a small blob (at most PACK_LIMIT bytes) by appending it to the staging
+        directory's pack, once it is read whole and verified."""
+        data = bytearray(size)
+        view, got = memoryview(data), 0
+        while got < size:
+            n = source.readinto(view[got:])  # type: ignore[attr-defined]
+            if not n:
+                raise ContentError(f"{what}: truncated, {got} of {size} bytes present")
+            got += n
+        hasher.update(data)
+        if on_chunk is not None and size:
+            on_chunk(size)
+        digest = _digest(hasher, expected)
+        if expected is not None and digest != expected:
+            raise ContentError(f"{what}: content has digest {digest}, not {expected}")
+        try:
+            with self._packs_lock:  # a pull stages its documents from several threads
+                pack = self._packs.get(staging)
+                if pack is None:
+                    pack = self._packs[staging] = _Pack(staging / _PACK_NAME)
+                offset = pack.append(data)
+        except OSError as exc:
+            raise_if_full(exc, what, f"the store ({self.ingest_dir})")
+            raise
+        return StagedBlob(digest, size, pack.path, offset=offset)
+
+    def _unpacked(self, staged: StagedBlob) -> StagedBlob:
+        """A packed blob written out to a file of its own beside the pack, and fsynced."""
+        assert staged.path is not None and staged.packed
+        data = staged.read()
+        path = staged.path.parent / os.urandom(16).hex()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException as exc:
+            path.unlink(missing_ok=True)
+            raise_if_full(exc, f"blob {staged.digest}", f"the store ({self.ingest_dir})")
+            raise
+        return StagedBlob(staged.digest, staged.size, path)
 
     def _stage_copied(
         self,
@@ -345,7 +482,7 @@ class BlobStore:
             planned += length
 
         try:
-            reserve(fd, size)
+            reserve(fd, size)  # a range of a file: the file holds all of it (see FileRange)
             plan_next()
             while pending:
                 start, length, future = pending.pop(0)
@@ -391,7 +528,7 @@ class BlobStore:
         import gzip
 
         path = staging / os.urandom(16).hex()
-        with path.open("xb") as raw, source.path.open("rb") as data:
+        with path.open("xb") as raw, source.open() as data:
             counter = _HashingWriter(raw, hashlib.new(source.digest.algorithm))
             with gzip.GzipFile(fileobj=counter, mode="wb", mtime=0, compresslevel=6) as out:
                 shutil.copyfileobj(data, out, CHUNK_SIZE)
@@ -412,15 +549,32 @@ class BlobStore:
         The caller fsyncs the blob directories once per batch with :meth:`sync`.
         """
         assert staged.path is not None, "a blob that was only hashed cannot be committed"
-        if staged.synced is not None:
-            staged.synced.result()  # never rename a file whose bytes may not be on disk yet
         target = self.path(staged.digest)
+        if staged.packed:
+            staged = self._unpacked(staged)
+        else:
+            synced = self._syncing.pop(str(staged.path), None)
+            if synced is not None:
+                synced.result()  # never rename a file whose bytes may not be on disk yet
+        assert staged.path is not None
         existed = os.path.lexists(target)
-        if not existed:
-            target.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(staged.path, _BLOB_MODE)
-        os.rename(staged.path, target)
+        try:
+            os.rename(staged.path, target)
+        except FileNotFoundError:  # the store's first blob of this algorithm
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staged.path, target)
         return not existed
+
+    def commit_many(self, blobs: Iterable[StagedBlob]) -> list[bool]:
+        """:meth:`commit` each of *blobs*, in order. The packed ones are written out to files
+        of their own by many threads at once, a little ahead of their renames: each waits on
+        its fsync, and the filesystem's journal serves many waiting fsyncs with one commit."""
+
+        def prepared(blob: StagedBlob) -> StagedBlob:
+            return self._unpacked(blob) if blob.packed else blob
+
+        return [self.commit(blob) for blob in _parallel(prepared, blobs, _MANY_THREADS)]
 
     def sync(self) -> None:
         """Make renames into the blob directories durable before metadata points at them."""
@@ -443,7 +597,7 @@ class BlobStore:
         for the discard of the file's blocks (about 0.1 ms each on a virtual disk), so one at
         a time, 10,000 small blobs take a second; thirty-two at once take half that.
         """
-        paths = [f"{self.blobs_dir}/{digest.algorithm}/{digest.hex}" for digest in digests]
+        paths = [self._path_name(digest) for digest in digests]
 
         def unlink(path: str) -> None:
             with contextlib.suppress(FileNotFoundError):
@@ -453,13 +607,14 @@ class BlobStore:
             for path in paths:
                 unlink(path)
             return
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(_DELETE_THREADS, thread_name_prefix="cargohold-rm") as pool:
-            for _ in pool.map(unlink, paths, chunksize=16):
-                pass
+        for _ in _parallel(unlink, paths, _MANY_THREADS):
+            pass
 
     def remove_staging(self, name: str) -> None:
+        with self._packs_lock:
+            pack = self._packs.pop(self.ingest_dir / name, None)
+        if pack is not None:
+            pack.close()
         shutil.rmtree(self.ingest_dir / name, ignore_errors=True)
 
     def staging_names(self) -> list[str]:
@@ -637,24 +792,63 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "an unknown kind of file")
 
 
+class _Pack:
+    """A staging directory's small blobs, one after another in one file (see PACK_LIMIT)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        self.size = 0
+
+    def append(self, data: bytes | bytearray) -> int:
+        """Write *data* at the end; returns its offset."""
+        offset, view = self.size, memoryview(data)
+        while view:
+            view = view[os.pwrite(self.fd, view, offset + len(data) - len(view)) :]
+        self.size += len(data)
+        return offset
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _parallel(function: Callable[[_T], _R], items: Iterable[_T], threads: int) -> Iterator[_R]:
+    """*function* of each of *items* on *threads* threads, the results in order.
+
+    At most four calls per thread are in flight: a future for each of 150,000 items at once
+    would hold about 200 MB.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="cargohold-many") as pool:
+        window: deque[Future[_R]] = deque()
+        for item in items:
+            window.append(pool.submit(function, item))
+            if len(window) >= 4 * threads:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+
+
 def raise_if_full(exc: BaseException, what: str, where: str) -> None:
     """Turn an out-of-space write error into one line that names *what* was being written."""
     if isinstance(exc, OSError) and exc.errno in _OUT_OF_SPACE:
         raise StorageFullError(f"{what}: {exc.strerror} while writing it to {where}") from None
 
 
-def reserve(fd: int, size: int) -> None:
-    """Allocate a new file's *size* bytes of blocks before they are written.
+def reserve(fd: int, end: int, start: int = 0) -> None:
+    """Allocate the blocks of bytes [*start*, *end*) of a new file before they are written.
 
     Writes into reserved blocks cost less (no delayed allocation, and the kernel's copies
     from tar offsets that are not page-aligned run faster), and a full disk fails at once.
     Out-of-space errors are raised (as OSError); a filesystem without ``fallocate`` is
-    simply written.
+    simply written. Callers reserve only what their source can deliver: a size read from
+    an archive's header is a claim, not a fact.
     """
-    if size <= 0 or not hasattr(os, "posix_fallocate"):  # Linux and the BSDs have it
+    if end <= start or not hasattr(os, "posix_fallocate"):  # Linux and the BSDs have it
         return
     try:
-        os.posix_fallocate(fd, 0, size)
+        os.posix_fallocate(fd, start, end - start)
     except OSError as exc:
         if exc.errno in _OUT_OF_SPACE:
             raise
@@ -673,6 +867,15 @@ def start_writeback(fd: int, length: int, end: int | None = None) -> None:
         if end is None:
             end = os.lseek(fd, 0, os.SEEK_CUR)
         os.posix_fadvise(fd, end - length, length, os.POSIX_FADV_DONTNEED)
+
+
+def _digest(hasher: hashlib._Hash, expected: Digest | None) -> Digest:
+    """What *hasher* computed: *expected* itself when it matches (an archive's blobs are kept
+    by the thousand, and each copy of a digest costs some 200 bytes)."""
+    computed = hasher.hexdigest()
+    if expected is not None and expected.hex == computed and expected.algorithm == hasher.name:
+        return expected
+    return Digest(hasher.name, computed)
 
 
 def _json_like(head: bytes | bytearray) -> bool:

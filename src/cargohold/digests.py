@@ -21,6 +21,8 @@ ALGORITHMS: Final[dict[str, int]] = {"sha256": 64, "sha512": 128}
 #: would also match before a trailing newline, letting one into a file name.
 _GRAMMAR: Final = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 _HEX: Final = re.compile(r"[a-f0-9]+")
+#: Each algorithm's name, one string object for every digest that uses it.
+_ALGORITHM_NAMES: Final = {name: name for name in ALGORITHMS}
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -45,7 +47,7 @@ class Digest:
             raise InvalidDigestError(
                 f"invalid digest {value!r}: {algorithm} needs {length} lower-case hex digits"
             )
-        return cls(algorithm, encoded)
+        return cls(_ALGORITHM_NAMES[algorithm], encoded)  # one string for all the digests
 
     @classmethod
     def from_hex(cls, algorithm: str, encoded: str) -> Digest:

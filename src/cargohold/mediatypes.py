@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 from .digests import Digest
@@ -175,6 +177,10 @@ def _short(exc: BaseException) -> str:
     return text.splitlines()[0][:120]
 
 
+#: The annotations of a descriptor that has none, shared (read-only) by all of them.
+_NO_ANNOTATIONS: Final[Mapping[str, str]] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class Descriptor:
     """A typed pointer to content: what it is, its digest and size, where it runs."""
@@ -204,7 +210,9 @@ class Descriptor:
             raise InvalidDocumentError(f"{what}: size of {digest} must be an integer, not {size!r}")
         if size < 0 or size > MAX_BLOB_SIZE:
             raise InvalidDocumentError(f"{what}: size {size} of {digest} is out of range")
-        annotations = _string_map(obj.get("annotations"), f"{what}: annotations of {digest}")
+        annotations: Mapping[str, str] = _NO_ANNOTATIONS
+        if obj.get("annotations") is not None:
+            annotations = _string_map(obj["annotations"], f"{what}: annotations of {digest}")
         platform = None
         if obj.get("platform") is not None:
             try:
@@ -221,6 +229,8 @@ class Descriptor:
             isinstance(artifact_type, str) and _MEDIA_TYPE.fullmatch(artifact_type)
         ):
             raise InvalidDocumentError(f"{what}: invalid artifactType of {digest}")
+        # A manifest may list 10,000 layers of one media type: one string for them all.
+        media_type = sys.intern(media_type)
         return cls(media_type, digest, size, annotations, platform, tuple(urls), artifact_type)
 
     def to_json(self) -> dict[str, Any]:

@@ -706,9 +706,10 @@ class Store:
                 staged = self.blobs.stage_bytes(plan.index_blob, staging, "index.json")
                 contents.staged.setdefault(staged.digest, staged)
             self.meta.add_to_lease(lease_id, list(plan.needed))
+            staged_blobs = (contents.staged.get(digest) for digest in plan.needed)
+            written = iter(self.blobs.commit_many(b for b in staged_blobs if b is not None))
             for digest, desc in plan.needed.items():
-                staged_blob = contents.staged.get(digest)
-                if staged_blob is not None and self.blobs.commit(staged_blob):
+                if digest in contents.staged and next(written):
                     result.blobs_written += 1
                     result.bytes_written += desc.size
                 else:
@@ -750,11 +751,14 @@ class Store:
         content is stored once, but a namespace cannot claim what it never had) and the copy
         looks intact: its size matches, and a small blob (documents among them) re-hashes to
         its digest. Otherwise the offered bytes are read, verified and replace the store's copy.
-        From this call on, the import's lease protects the blob from collection.
+        When it says yes, the import's lease protects the blob from collection.
         """
-        self.meta.add_to_lease(lease_id, [digest])
-        if not self.meta.holds(self.namespace, digest):
+        if not self.meta.holds(self.namespace, digest) or self.blobs.regular_size(digest) != size:
             return False
+        # Leased only now (a transaction costs more than a tiny member; what is read instead is
+        # leased with the plan before it is committed), then looked at again: gc may have swept
+        # it just before.
+        self.meta.add_to_lease(lease_id, [digest])
         if self.blobs.regular_size(digest) != size:
             return False
         if size > VERIFY_REUSED_BELOW:
@@ -1243,11 +1247,13 @@ def _open_members(
     seekable = False
     with contextlib.suppress(OSError, ValueError, AttributeError):
         seekable = stream.seekable() and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
-    total = None
+    total = end = None
     if seekable:
-        total = os.fstat(stream.fileno()).st_size - stream.tell()
+        end = os.fstat(stream.fileno()).st_size
+        total = end - stream.tell()
     progress.start(title, total)
-    with _tar_members(cast(IO[bytes], _Counted(stream, progress)), seekable, limits) as members:
+    piped = cast(IO[bytes], _Counted(stream, progress))
+    with _tar_members(piped, seekable, limits, end=end) as members:
         yield members
     if total is not None:
         progress.update(total)
@@ -1305,6 +1311,7 @@ def _tar_members(
     limits: Limits | None,
     raw_fd: int | None = None,
     on_read: Callable[[int], None] | None = None,
+    end: int | None = None,
 ) -> Iterator[Iterator[archive_import.Member]]:
     import lzma
     import zlib
@@ -1328,7 +1335,7 @@ def _tar_members(
                 if kind == "none" and raw_fd is not None:
                     yield archive_import.tar_members(tar, raw_fd, on_read)
                 else:
-                    yield archive_import.tar_members(tar)
+                    yield archive_import.tar_members(tar, end=end)
         else:
             yield archive_import.stream_members(stream)
             # Read the stream to its end: a compressed stream's trailer (gzip's CRC, the end
@@ -1342,8 +1349,8 @@ def _tar_members(
                         f"more than {MAX_TRAILING_BYTES} bytes follow the end of the archive"
                     )
     except (OSError, EOFError, zstandard.ZstdError, lzma.LZMAError, zlib.error) as exc:
-        if isinstance(exc, OSError) and exc.errno is not None:
-            raise
+        if isinstance(exc, CargoholdError) or (isinstance(exc, OSError) and exc.errno is not None):
+            raise  # a full disk (StorageFullError is an OSError) is no corrupt archive
         raise InvalidArchiveError(f"corrupt {kind} compressed archive ({exc})") from None
 
 
