@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cargohold.store import Store
+from cargohold.operations.store import Store
 from imagefactory import ArchiveBuilder
 
 ERROR_PREFIX = "cargohold: error: "

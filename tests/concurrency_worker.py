@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cargohold import Store
-from cargohold.references import Reference
+from cargohold.oci.references import Reference
 
 #: The operations that need a name of the worker's own.
 NEEDS_A_NAME = frozenset({"tag", "remove", "export_reimport"})

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from cargohold.digests import Digest
+from cargohold.oci.digests import Digest
 
 
 @dataclass(frozen=True)

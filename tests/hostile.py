@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, Final
 import zstandard
 
 from cargohold.limits import Limits
-from cargohold.platforms import Platform
+from cargohold.oci.platforms import Platform
 from imagefactory import (
     OCI_CONFIG,
     OCI_INDEX,

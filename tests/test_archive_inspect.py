@@ -22,9 +22,9 @@ import pytest
 import zstandard
 
 from cargohold import InvalidArchiveError, Store
-from cargohold.platforms import Platform
-from cargohold.progress import PlainProgress
-from cargohold.store import ArchiveReport, inspect_archive
+from cargohold.cli.progress import PlainProgress
+from cargohold.oci.platforms import Platform
+from cargohold.operations.store import ArchiveReport, inspect_archive
 from clisupport import ERROR_PREFIX, assert_one_error_line, run
 from imagefactory import OCI_CONFIG, OCI_MANIFEST, ArchiveBuilder, digest_of, dumps
 from test_archive_shapes import (

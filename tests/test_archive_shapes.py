@@ -28,8 +28,8 @@ import pytest
 import zstandard
 
 from cargohold import ImportResult, InvalidArchiveError, Store
-from cargohold.digests import Digest
-from cargohold.platforms import Platform
+from cargohold.oci.digests import Digest
+from cargohold.oci.platforms import Platform
 from imagefactory import (
     MANY_LAYERS,
     OCI_CONFIG,

@@ -14,10 +14,10 @@ from typing import IO, cast
 
 import pytest
 
-from cargohold import archive_import
-from cargohold.blobstore import PACK_LIMIT, RESERVE_AHEAD, BlobStore
-from cargohold.digests import Digest
+from cargohold.archive import reader as archive_import
 from cargohold.errors import ContentError, InvalidArchiveError, NotFoundError
+from cargohold.oci.digests import Digest
+from cargohold.storage.blobs import PACK_LIMIT, RESERVE_AHEAD, BlobStore
 
 #: Larger than PACK_LIMIT: staged to a file of its own.
 DATA = b"some layer bytes\n" * 5000

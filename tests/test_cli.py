@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cargohold import __version__
-from cargohold.store import Store
+from cargohold.operations.store import Store
 from clisupport import (
     ERROR_PREFIX,
     archive,

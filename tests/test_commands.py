@@ -24,9 +24,9 @@ from typing import Any
 import click
 import pytest
 
-from cargohold.cli import cli
-from cargohold.platforms import Platform
-from cargohold.store import Store
+from cargohold.cli.main import cli
+from cargohold.oci.platforms import Platform
+from cargohold.operations.store import Store
 from clisupport import assert_one_error_line, lines, run, stored_names
 from imagefactory import (
     OCI_CONFIG,

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cargohold.digests import Digest
-from cargohold.gc import GcResult
-from cargohold.platforms import Platform
-from cargohold.store import Store
+from cargohold.oci.digests import Digest
+from cargohold.oci.platforms import Platform
+from cargohold.operations.store import Store
+from cargohold.storage.gc import GcResult
 from imagefactory import (
     OCI_CONFIG,
     OCI_LAYER_GZIP,

@@ -29,11 +29,11 @@ import pytest
 from click.testing import CliRunner
 
 from cargohold import cli
-from cargohold.digests import Digest
-from cargohold.images import walk
-from cargohold.mediatypes import Descriptor
-from cargohold.platforms import Platform, PlatformMatcher
-from cargohold.store import Store
+from cargohold.oci.digests import Digest
+from cargohold.oci.graph import walk
+from cargohold.oci.mediatypes import Descriptor
+from cargohold.oci.platforms import Platform, PlatformMatcher
+from cargohold.operations.store import Store
 from clisupport import assert_one_error_line, run
 from imagefactory import ArchiveBuilder, write_tar
 

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from cargohold.digests import Digest
 from cargohold.errors import CargoholdError, InvalidDigestError
+from cargohold.oci.digests import Digest
 
 SHA256_HEX = hashlib.sha256(b"cargohold").hexdigest()
 SHA512_HEX = hashlib.sha512(b"cargohold").hexdigest()

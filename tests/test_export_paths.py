@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.errors import AlreadyExistsError, CargoholdError, OutputPathError
-from cargohold.store import Store
+from cargohold.operations.store import Store
 from clisupport import archive, assert_one_error_line, run
 
 NAME = "example.com/app:1"

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from cargohold.digests import Digest
 from cargohold.errors import InvalidFilterError
-from cargohold.filters import ImageFilter
-from cargohold.metadata import ImageRecord
+from cargohold.oci.digests import Digest
+from cargohold.operations.filters import ImageFilter
+from cargohold.storage.metadata import ImageRecord
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"

@@ -24,9 +24,9 @@ import pytest
 
 import hostile
 from cargohold import CargoholdError, Store
-from cargohold.images import tree
-from cargohold.mediatypes import Descriptor
-from cargohold.store import inspect_archive
+from cargohold.oci.graph import tree
+from cargohold.oci.mediatypes import Descriptor
+from cargohold.operations.store import inspect_archive
 from clisupport import assert_one_error_line, run, seed
 from hostile import CASES, CONTROLS, Case, by_name
 from streams import pipe_reader

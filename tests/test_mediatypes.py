@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from cargohold.digests import Digest
 from cargohold.errors import CargoholdError, InvalidArchiveError, InvalidDocumentError
-from cargohold.mediatypes import (
+from cargohold.oci.digests import Digest
+from cargohold.oci.mediatypes import (
     DEFAULT_JSON_LIMIT,
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -33,7 +33,7 @@ from cargohold.mediatypes import (
     parse_index,
     parse_manifest,
 )
-from cargohold.platforms import Platform
+from cargohold.oci.platforms import Platform
 
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64

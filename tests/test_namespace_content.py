@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from cargohold.digests import Digest
 from cargohold.errors import CargoholdError, DamagedBlobError, InvalidArchiveError
-from cargohold.store import STORE_FORMAT, Store
+from cargohold.oci.digests import Digest
+from cargohold.operations.store import STORE_FORMAT, Store
 from clisupport import assert_one_error_line, run
 from imagefactory import (
     OCI_CONFIG,

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from cargohold.errors import CargoholdError, InvalidPlatformError
-from cargohold.platforms import NO_MATCH_RANK, Platform, PlatformMatcher, _host_platform
+from cargohold.oci.platforms import NO_MATCH_RANK, Platform, PlatformMatcher, _host_platform
 
 AMD64 = Platform("linux", "amd64")
 ARM64 = Platform("linux", "arm64")

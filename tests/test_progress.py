@@ -17,14 +17,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from cargohold.progress import (
-    PlainProgress,
-    Progress,
-    RichProgress,
-    human_size,
-    make_progress,
-    short_name,
-)
+from cargohold.cli.progress import PlainProgress, make_progress
+from cargohold.cli.terminal import RichProgress
+from cargohold.cli.units import human_size, short_name
+from cargohold.progress import Progress
 from imagefactory import ArchiveBuilder
 
 MiB = 1 << 20
@@ -445,7 +441,7 @@ def test_cli_export_on_a_terminal_shows_progress(tmp_path: Path, big_archive: Pa
 
 
 SCRIPT = """
-from cargohold.progress import make_progress
+from cargohold.cli.progress import make_progress
 progress = make_progress("auto")
 print(type(progress).__name__)
 progress.start("import", 450 << 20)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cargohold.digests import Digest
 from cargohold.errors import CargoholdError, InvalidReferenceError
-from cargohold.references import Reference, is_tag, parse_repository
+from cargohold.oci.digests import Digest
+from cargohold.oci.references import Reference, is_tag, parse_repository
 
 HEX = "a" * 64
 DIGEST = f"sha256:{HEX}"

@@ -22,10 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cargohold.digests import Digest
 from cargohold.errors import CargoholdError, ContentError, NotFoundError
-from cargohold.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
-from cargohold.registry import (
+from cargohold.oci.digests import Digest
+from cargohold.oci.mediatypes import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from cargohold.registry.client import (
     AccessDeniedError,
     AuthenticationError,
     Credentials,
@@ -542,7 +542,7 @@ def test_upload_to_a_registry_reading_slowly_is_abandoned(
 def test_blob_redirect_to_another_host_gets_no_authorization(
     sleeps: Sleeps, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, "cargohold.registry")
+    caplog.set_level(logging.DEBUG, "cargohold.registry.client")
     registry = FakeRegistry(auth="basic", users=USERS)
     digest = registry.add_blob(REPO, BLOB)
     with serve(registry, "127.0.0.1") as reg, serve(Storage(registry), "localhost") as storage:
@@ -555,7 +555,7 @@ def test_blob_redirect_to_another_host_gets_no_authorization(
     assert len(storage_gets) == 1
     assert "authorization" not in storage_gets[0].headers
     assert storage_gets[0].query["X-Signature"] == ["s3cr3t"]  # the query survives the redirect
-    ours = [r.getMessage() for r in caplog.records if r.name == "cargohold.registry"]
+    ours = [r.getMessage() for r in caplog.records if r.name == "cargohold.registry.client"]
     assert any("/storage/" in line for line in ours)
     assert not any("s3cr3t" in line for line in ours)  # signed URLs are logged without query
 

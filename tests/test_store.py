@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from cargohold.compression import Compression
-from cargohold.digests import Digest
+from cargohold.archive.compression import Compression
 from cargohold.errors import (
     AlreadyExistsError,
     CargoholdError,
@@ -29,8 +28,9 @@ from cargohold.errors import (
     ReadOnlyStoreError,
     StoreFormatError,
 )
-from cargohold.platforms import Platform
-from cargohold.store import ImportResult, Store
+from cargohold.oci.digests import Digest
+from cargohold.oci.platforms import Platform
+from cargohold.operations.store import ImportResult, Store
 from imagefactory import (
     OCI_CONFIG,
     OCI_INDEX,

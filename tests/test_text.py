@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cargohold.text import terminal_safe
+from cargohold.cli.text import terminal_safe
 
 
 @pytest.mark.parametrize(

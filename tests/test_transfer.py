@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from cargohold.digests import Digest
 from cargohold.errors import CargoholdError
-from cargohold.registry import (
+from cargohold.oci.digests import Digest
+from cargohold.operations.store import Store
+from cargohold.operations.transfer import ClientFactory, default_client_factory, is_loopback
+from cargohold.registry.client import (
     AuthenticationError,
     Credentials,
     ForeignRealmError,
@@ -26,8 +28,6 @@ from cargohold.registry import (
     RegistryServerError,
     RetryPolicy,
 )
-from cargohold.store import Store
-from cargohold.transfer import ClientFactory, default_client_factory, is_loopback
 from clisupport import archive, assert_one_error_line, run
 from fakeregistry import Exchange, FakeRegistry, FakeServer, TokenService, serve
 from imagefactory import OCI_INDEX, OCI_MANIFEST, ArchiveBuilder, platform_json

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .digests import Digest
 from .errors import (
     AlreadyExistsError,
     CargoholdError,
@@ -25,11 +22,10 @@ from .errors import (
     ReadOnlyStoreError,
     StoreFormatError,
 )
-from .metadata import StoreMode
-from .platforms import Platform
-from .progress import Progress
-from .references import Reference
-from .store import (
+from .oci.digests import Digest
+from .oci.platforms import Platform
+from .oci.references import Reference
+from .operations.store import (
     ArchiveReport,
     CheckResult,
     ExportResult,
@@ -39,6 +35,9 @@ from .store import (
     Store,
     inspect_archive,
 )
+from .progress import Progress
+from .storage.metadata import StoreMode
+from .version import __version__
 
 __all__ = [
     "AlreadyExistsError",

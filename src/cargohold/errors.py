@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .digests import Digest
+    from .oci.digests import Digest
 
 
 class CargoholdError(Exception):

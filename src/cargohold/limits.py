@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from .mediatypes import DEFAULT_JSON_LIMIT, MAX_JSON_LIMIT
+from .oci.mediatypes import DEFAULT_JSON_LIMIT, MAX_JSON_LIMIT
 
 #: The floor on a registry transfer's progress, as curl's ``--speed-limit``/``--speed-time``:
 #: a body (blob, manifest, token, upload) that moves fewer than DEFAULT_SPEED_LIMIT bytes a

@@ -25,8 +25,8 @@ import pytest
 import zstandard
 
 from cargohold import Store
-from cargohold.digests import Digest
-from cargohold.platforms import Platform
+from cargohold.oci.digests import Digest
+from cargohold.oci.platforms import Platform
 from imagefactory import digest_of
 from streams import pipe_reader
 

@@ -19,9 +19,9 @@ import httpx
 import pytest
 from conftest import DEMO_REF, Skopeo, _log_tail, _stop, require_tool, run_text
 
-from cargohold.registry import Credentials, RegistryClient
-from cargohold.store import Store
-from cargohold.transfer import ClientFactory
+from cargohold.operations.store import Store
+from cargohold.operations.transfer import ClientFactory
+from cargohold.registry.client import Credentials, RegistryClient
 from clisupport import run
 from imagefactory import ArchiveBuilder
 

@@ -15,11 +15,11 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .blobstore import BlobStore
-from .digests import Digest
-from .errors import CargoholdError, UnreadableContentError
-from .images import Reachability
-from .mediatypes import Descriptor
+from ..errors import CargoholdError, UnreadableContentError
+from ..oci.digests import Digest
+from ..oci.graph import Reachability
+from ..oci.mediatypes import Descriptor
+from .blobs import BlobStore
 from .metadata import MetadataStore
 
 _TMP_PREFIX = ".new-"

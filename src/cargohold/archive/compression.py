@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from typing import IO, Final, Literal, cast
 
-from .errors import InvalidArchiveError
+from ..errors import InvalidArchiveError
 
 Compression = Literal["none", "gzip", "zstd", "xz", "bzip2"]
 

@@ -21,15 +21,16 @@ from typing import Any, Final, Literal, NoReturn, TypeVar, cast
 import click
 from click.shell_completion import CompletionItem, get_completion_class
 
-from . import __version__
-from .compression import Compression
-from .errors import CargoholdError, ReadOnlyStoreError
-from .images import TreeNode
-from .limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, Limits
-from .metadata import StoreMode
-from .progress import human_size, make_progress
-from .store import DEFAULT_NAMESPACE, Store, default_root, inspect_archive, iso_time
+from ..archive.compression import Compression
+from ..errors import CargoholdError, ReadOnlyStoreError
+from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, Limits
+from ..oci.graph import TreeNode
+from ..operations.store import DEFAULT_NAMESPACE, Store, default_root, inspect_archive, iso_time
+from ..storage.metadata import StoreMode
+from ..version import __version__
+from .progress import make_progress
 from .text import terminal_safe
+from .units import human_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -531,8 +532,8 @@ def _client_factory(
     speed_time: float,
 ) -> Callable[[str], Any]:
     """Makes the registry client the options describe (the HTTP stack loads only here)."""
-    from .registry import Credentials, RegistryClient
-    from .transfer import check_plain_http
+    from ..operations.transfer import check_plain_http
+    from ..registry.client import Credentials, RegistryClient
 
     if password_stdin and user is None:
         raise click.UsageError("--password-stdin needs --user")

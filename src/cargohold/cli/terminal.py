@@ -8,8 +8,9 @@ from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.text import Text
 
-from .progress import Progress, _duration, _eta, human_size, short_name
+from ..progress import Progress
 from .text import terminal_safe
+from .units import duration, eta, human_size, short_name
 
 # -- rich ------------------------------------------------------------------------------------
 #
@@ -74,10 +75,10 @@ class _TimeColumn(rich.progress.ProgressColumn):
         if task.fields.get("kind") != _OVERALL or task.total is None:
             return Text("")
         if task.finished:
-            return Text(f"in {_duration(task.finished_time or 0.0)}", style="progress.elapsed")
+            return Text(f"in {duration(task.finished_time or 0.0)}", style="progress.elapsed")
         if _is_final(task):
-            return Text(f"in {_duration(task.elapsed or 0.0)}", style="progress.elapsed")
-        return Text(_eta(task.time_remaining), style="progress.remaining")
+            return Text(f"in {duration(task.elapsed or 0.0)}", style="progress.elapsed")
+        return Text(eta(task.time_remaining), style="progress.remaining")
 
 
 def _description(text: str) -> str:

@@ -24,11 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO, Final, Literal, cast
 
-from . import archive_export, outputs
-from .blobstore import BlobStore, StagedBlob
-from .compression import Compression
-from .digests import Digest
-from .errors import (
+from ..archive import writer as archive_export
+from ..archive.compression import Compression
+from ..errors import (
     AlreadyExistsError,
     CargoholdError,
     ContentError,
@@ -40,17 +38,20 @@ from .errors import (
     ReadOnlyStoreError,
     StoreFormatError,
 )
-from .gc import GcResult, Leases, collect, held_content
-from .images import ConfigSummary, ContentSource, TreeNode, tree, walk
-from .limits import EXPANSION_FLOOR, Limits
-from .mediatypes import MAX_JSON_LIMIT, Descriptor, config_platform, is_index, parse_config
-from .metadata import ImageRecord, MetadataStore, Namespace, StoreMode
-from .platforms import Platform, PlatformMatcher
-from .progress import Progress
-from .references import Reference, check_name_digest
+from ..limits import EXPANSION_FLOOR, Limits
+from ..oci.digests import Digest
+from ..oci.graph import ConfigSummary, ContentSource, TreeNode, tree, walk
+from ..oci.mediatypes import MAX_JSON_LIMIT, Descriptor, config_platform, is_index, parse_config
+from ..oci.platforms import Platform, PlatformMatcher
+from ..oci.references import Reference, check_name_digest
+from ..progress import Progress
+from ..storage import outputs
+from ..storage.blobs import BlobStore, StagedBlob
+from ..storage.gc import GcResult, Leases, collect, held_content
+from ..storage.metadata import ImageRecord, MetadataStore, Namespace, StoreMode
 
 if TYPE_CHECKING:
-    from . import archive_import
+    from ..archive import reader as archive_import
     from .transfer import ClientFactory, PullResult, PushResult
 
 # Modules only some commands need (reading archives, filters, temporary files) are imported
@@ -661,7 +662,7 @@ class Store:
         limits: Limits | None = None,
     ) -> ImportResult:
         """Import an archive (a path, ``"-"`` for stdin, or a binary stream), all or nothing."""
-        from . import archive_import
+        from ..archive import reader as archive_import
 
         matcher = _matcher(platforms, all_platforms)
         path = None if isinstance(source, str) and source == "-" else source
@@ -939,7 +940,7 @@ def _plan_archive(
     compress: Callable[[StagedBlob], StagedBlob] | None = None,
 ) -> archive_import.ImportPlan:
     """The images an import of the scanned archive yields: an OCI layout, or docker's."""
-    from . import archive_import
+    from ..archive import reader as archive_import
 
     if contents.layout is not None or contents.manifest_json is None:
         return archive_import.plan_oci(
@@ -970,7 +971,7 @@ def inspect_archive(
     Every member is read and verified as an import would, but nothing is written: not to the
     store (which is only looked at, and need not exist) and not to any temporary file.
     """
-    from . import archive_import
+    from ..archive import reader as archive_import
 
     store_root = Path(root) if root is not None else default_root()
     if (store_root / VERSION_FILE).is_file():
@@ -1217,7 +1218,7 @@ def _open_members(
     source: str | Path | BinaryIO, progress: Progress, title: str, limits: Limits | None
 ) -> Iterator[Iterator[archive_import.Member]]:
     """The members of an archive file (any compression), a layout directory, or a stream."""
-    from . import archive_import
+    from ..archive import reader as archive_import
 
     if isinstance(source, (str, Path)) and str(source) != "-":
         path = Path(source)
@@ -1318,7 +1319,8 @@ def _tar_members(
 
     import zstandard
 
-    from . import archive_import, compression
+    from ..archive import compression
+    from ..archive import reader as archive_import
 
     head, stream = compression.peek(stream, seekable)
     kind = compression.detect(head)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from .errors import InvalidDigestError
+from ..errors import InvalidDigestError
 
 #: Algorithms we can verify, with the exact length of their lower-case hex encoding.
 ALGORITHMS: Final[dict[str, int]] = {"sha256": 64, "sha512": 128}

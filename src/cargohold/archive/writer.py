@@ -17,13 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, Final, cast
 
-from . import compression
-from .blobstore import CHUNK_SIZE, BlobStore, reserve
-from .compression import Compression
-from .digests import Digest
-from .errors import CargoholdError, ContentError, DamagedBlobError, StorageFullError
-from .images import ImageGraph, walk
-from .mediatypes import (
+from ..errors import CargoholdError, ContentError, DamagedBlobError, StorageFullError
+from ..oci.digests import Digest
+from ..oci.graph import ImageGraph, walk
+from ..oci.mediatypes import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
     OCI_INDEX,
@@ -33,10 +30,13 @@ from .mediatypes import (
     is_manifest,
     is_non_distributable,
 )
-from .metadata import ImageRecord
-from .platforms import PlatformMatcher
-from .progress import BLOB_PROGRESS_THRESHOLD, Progress
-from .references import Reference
+from ..oci.platforms import PlatformMatcher
+from ..oci.references import Reference
+from ..progress import BLOB_PROGRESS_THRESHOLD, Progress
+from ..storage.blobs import CHUNK_SIZE, BlobStore, reserve
+from ..storage.metadata import ImageRecord
+from . import compression
+from .compression import Compression
 
 OCI_LAYOUT: Final = b'{"imageLayoutVersion":"1.0.0"}'
 _BLOCK: Final = 512

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from .digests import Digest
-from .errors import CargoholdError, CorruptMetadataError, ReadOnlyStoreError
+from ..errors import CargoholdError, CorruptMetadataError, ReadOnlyStoreError
+from ..oci.digests import Digest
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS namespaces (

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from .errors import AlreadyExistsError, OutputPathError
+from ..errors import AlreadyExistsError, OutputPathError
 
 #: What a temporary file's name says after ``.<name>.``: whose it is.
 TEMP_TAG: Final = "cargohold-"

@@ -26,8 +26,8 @@ from typing import Any, Final
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 
-from .errors import InvalidFilterError
-from .metadata import ImageRecord
+from ..errors import InvalidFilterError
+from ..storage.metadata import ImageRecord
 
 _FIELD_CHARS: Final = frozenset(ascii_letters + digits + "-_")
 _OPERATORS: Final = ("==", "!=", "~=")

@@ -33,9 +33,9 @@ from typing import (
     runtime_checkable,
 )
 
-from .digests import ALGORITHMS, Digest
-from .errors import ContentError, DamagedBlobError, NotFoundError, StorageFullError
-from .mediatypes import MAX_JSON_LIMIT
+from ..errors import ContentError, DamagedBlobError, NotFoundError, StorageFullError
+from ..oci.digests import ALGORITHMS, Digest
+from ..oci.mediatypes import MAX_JSON_LIMIT
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor

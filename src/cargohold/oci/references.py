@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from ..errors import InvalidDigestError, InvalidReferenceError
 from .digests import Digest
-from .errors import InvalidDigestError, InvalidReferenceError
 
 #: Where a name without a domain lives.
 DEFAULT_DOMAIN: Final = "docker.io"

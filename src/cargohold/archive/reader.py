@@ -21,10 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
-from . import compression
-from .blobstore import BlobStore, StagedBlob
-from .digests import Digest
-from .errors import (
+from ..errors import (
     CargoholdError,
     ContentError,
     InvalidArchiveError,
@@ -33,8 +30,9 @@ from .errors import (
     InvalidReferenceError,
     NotFoundError,
 )
-from .images import ImageGraph, walk
-from .mediatypes import (
+from ..oci.digests import Digest
+from ..oci.graph import ImageGraph, walk
+from ..oci.mediatypes import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
     DEFAULT_JSON_LIMIT,
@@ -54,9 +52,11 @@ from .mediatypes import (
     parse_config,
     parse_index,
 )
-from .platforms import PlatformMatcher
-from .progress import BLOB_PROGRESS_THRESHOLD, Progress
-from .references import Reference, check_name_digest, is_tag, parse_repository
+from ..oci.platforms import PlatformMatcher
+from ..oci.references import Reference, check_name_digest, is_tag, parse_repository
+from ..progress import BLOB_PROGRESS_THRESHOLD, Progress
+from ..storage.blobs import BlobStore, StagedBlob
+from . import compression
 
 #: Most members an archive may have; an image with more is an attack on our memory.
 MAX_MEMBERS: Final = 200_000

@@ -11,8 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
-from .digests import Digest
-from .errors import (
+from ..errors import (
     CargoholdError,
     ContentError,
     InvalidArchiveError,
@@ -20,6 +19,7 @@ from .errors import (
     NotFoundError,
     UnreadableContentError,
 )
+from .digests import Digest
 from .mediatypes import (
     Descriptor,
     Manifest,

@@ -42,11 +42,10 @@ from typing import IO, Any, Final, NamedTuple, TypeAlias, TypeVar
 import certifi
 import httpx
 
-from . import __version__
-from .digests import Digest
-from .errors import CargoholdError, ContentError, InvalidReferenceError, NotFoundError
-from .limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME
-from .mediatypes import (
+from ..errors import CargoholdError, ContentError, InvalidReferenceError, NotFoundError
+from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME
+from ..oci.digests import Digest
+from ..oci.mediatypes import (
     DEFAULT_JSON_LIMIT,
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -54,7 +53,8 @@ from .mediatypes import (
     OCI_INDEX,
     OCI_MANIFEST,
 )
-from .references import DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, Reference, is_tag
+from ..oci.references import DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, Reference, is_tag
+from ..version import __version__
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from .errors import InvalidPlatformError
+from ..errors import InvalidPlatformError
 
 #: Operating systems a lone word such as ``linux`` is recognised as (Go's GOOS values).
 KNOWN_OS: Final = frozenset(

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
+from ..errors import InvalidDigestError, InvalidDocumentError, InvalidPlatformError
 from .digests import Digest
-from .errors import InvalidDigestError, InvalidDocumentError, InvalidPlatformError
 from .platforms import Platform
 
 OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"

@@ -24,18 +24,17 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeVar
 
-from .blobstore import StagedBlob, raise_if_full
-from .digests import Digest
-from .errors import (
+from ..errors import (
     CargoholdError,
     ContentError,
     InvalidDocumentError,
     InvalidReferenceError,
     NotFoundError,
 )
-from .images import MAX_INDEX_DEPTH, MissingContentError, NoMatchingPlatformError, walk
-from .limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME
-from .mediatypes import (
+from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME
+from ..oci.digests import Digest
+from ..oci.graph import MAX_INDEX_DEPTH, MissingContentError, NoMatchingPlatformError, walk
+from ..oci.mediatypes import (
     DEFAULT_JSON_LIMIT,
     MAX_JSON_LIMIT,
     Descriptor,
@@ -45,11 +44,12 @@ from .mediatypes import (
     parse_index,
     parse_manifest,
 )
-from .metadata import ImageRecord
-from .platforms import Platform, PlatformMatcher
-from .progress import Progress
-from .references import Reference
-from .registry import RegistryClient
+from ..oci.platforms import Platform, PlatformMatcher
+from ..oci.references import Reference
+from ..progress import Progress
+from ..registry.client import RegistryClient
+from ..storage.blobs import StagedBlob, raise_if_full
+from ..storage.metadata import ImageRecord
 from .store import Store, _finishing, _matcher
 
 __all__ = [

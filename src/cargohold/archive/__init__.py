@@ -1,0 +1,3 @@
+"""Archives: reading tars (the strict header code), sources and compression, OCI layout and docker
+planning, and writing archives.
+"""

@@ -1,0 +1,2 @@
+"""The OCI Distribution client: HTTP, authentication, credentials and uploads.
+"""
