@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from cargohold import cli
+from cargohold.cli import main as cli
 
 OUT_ENV = "CRASHPOINTS_OUT"
 

@@ -24,7 +24,8 @@ import zstandard
 from cargohold import InvalidArchiveError, Store
 from cargohold.cli.progress import PlainProgress
 from cargohold.oci.platforms import Platform
-from cargohold.operations.store import ArchiveReport, inspect_archive
+from cargohold.operations.inspecting import inspect_archive
+from cargohold.operations.results import ArchiveReport
 from clisupport import ERROR_PREFIX, assert_one_error_line, run
 from imagefactory import OCI_CONFIG, OCI_MANIFEST, ArchiveBuilder, digest_of, dumps
 from test_archive_shapes import (

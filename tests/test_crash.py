@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from cargohold import cli
+from cargohold.cli import main as cli
 from cargohold.oci.digests import Digest
 from cargohold.oci.graph import walk
 from cargohold.oci.mediatypes import Descriptor

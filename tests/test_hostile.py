@@ -26,7 +26,7 @@ import hostile
 from cargohold import CargoholdError, Store
 from cargohold.oci.graph import tree
 from cargohold.oci.mediatypes import Descriptor
-from cargohold.operations.store import inspect_archive
+from cargohold.operations.inspecting import inspect_archive
 from clisupport import assert_one_error_line, run, seed
 from hostile import CASES, CONTROLS, Case, by_name
 from streams import pipe_reader

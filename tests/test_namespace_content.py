@@ -14,7 +14,8 @@ import pytest
 
 from cargohold.errors import CargoholdError, DamagedBlobError, InvalidArchiveError
 from cargohold.oci.digests import Digest
-from cargohold.operations.store import STORE_FORMAT, Store
+from cargohold.operations.context import STORE_FORMAT
+from cargohold.operations.store import Store
 from clisupport import assert_one_error_line, run
 from imagefactory import (
     OCI_CONFIG,

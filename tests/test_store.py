@@ -30,7 +30,8 @@ from cargohold.errors import (
 )
 from cargohold.oci.digests import Digest
 from cargohold.oci.platforms import Platform
-from cargohold.operations.store import ImportResult, Store
+from cargohold.operations.results import ImportResult
+from cargohold.operations.store import Store
 from imagefactory import (
     OCI_CONFIG,
     OCI_INDEX,

@@ -25,16 +25,15 @@ from .errors import (
 from .oci.digests import Digest
 from .oci.platforms import Platform
 from .oci.references import Reference
-from .operations.store import (
+from .operations.results import (
     ArchiveReport,
     CheckResult,
     ExportResult,
     ImageInfo,
     ImageInspection,
     ImportResult,
-    Store,
-    inspect_archive,
 )
+from .operations.store import Store
 from .progress import Progress
 from .storage.metadata import StoreMode
 from .version import __version__
@@ -73,3 +72,12 @@ __all__ = [
     "__version__",
     "inspect_archive",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``inspect_archive`` loads the archive readers, which most commands never need."""
+    if name == "inspect_archive":
+        from .operations.inspecting import inspect_archive
+
+        return inspect_archive
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,2 @@
 """The command line: click commands, shared options, and rendering (tables, trees, progress,
-JSON). ``main`` is the entry point."""
-
-from .main import main
-
-__all__ = ["main"]
+JSON). The entry point is :func:`cargohold.cli.main.main`."""

@@ -25,7 +25,9 @@ from ..archive.compression import Compression
 from ..errors import CargoholdError, ReadOnlyStoreError
 from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, Limits
 from ..oci.graph import TreeNode
-from ..operations.store import DEFAULT_NAMESPACE, Store, default_root, inspect_archive, iso_time
+from ..operations.context import DEFAULT_NAMESPACE, default_root
+from ..operations.results import iso_time
+from ..operations.store import Store
 from ..storage.metadata import StoreMode
 from ..version import __version__
 from .progress import make_progress
@@ -1104,6 +1106,8 @@ def archive_inspect(
     The import estimate uses the platforms an import would (this host's by default,
     --platform, --all-platforms). Exits 1 when the import would fail."""
     _refuse_terminal_stdin(source)
+    from ..operations.inspecting import inspect_archive
+
     report = inspect_archive(
         source,
         ctx.root,

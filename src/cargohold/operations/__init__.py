@@ -1,2 +1,1 @@
-"""What the store does, one verb at a time, over the adapters (archives, registries) and storage.
-"""
+"""What the store does, one verb at a time, over the adapters (archives, registries) and storage."""

@@ -50,7 +50,7 @@ from ..progress import Progress
 from ..registry.client import RegistryClient
 from ..storage.blobs import StagedBlob, raise_if_full
 from ..storage.metadata import ImageRecord
-from .store import Store, _finishing, _matcher
+from .context import StoreContext, finishing, platform_matcher
 
 __all__ = [
     "PARALLEL_TRANSFERS",
@@ -145,7 +145,7 @@ class PushResult:
 
 
 def pull(
-    store: Store,
+    store: StoreContext,
     ref: str,
     client_factory: ClientFactory = default_client_factory,
     *,
@@ -161,13 +161,13 @@ def pull(
     """
     reference = Reference.parse(ref)
     name = str(reference)
-    matcher = _matcher(platforms, all_platforms)
+    matcher = platform_matcher(platforms, all_platforms)
     progress = progress or Progress()
     tag_or_digest: str | Digest = reference.digest or reference.tag or "latest"
     with (
-        _finishing(progress),
+        finishing(progress),
         client_factory(reference.domain) as client,
-        store._lease() as lease_id,
+        store.lease() as lease_id,
     ):
         puller = _Puller(store, client, reference.path, lease_id, matcher, name)
         top = client.get_manifest(reference.path, tag_or_digest)
@@ -223,7 +223,7 @@ class _Puller:
 
     def __init__(
         self,
-        store: Store,
+        store: StoreContext,
         client: RegistryClient,
         repository: str,
         lease_id: str,
@@ -238,7 +238,7 @@ class _Puller:
         self.matcher = matcher
         self.name = name
         self.staged: dict[Digest, StagedBlob] = {}
-        #: Blobs the store's copy stands for (see Store.reusable).
+        #: Blobs the store's copy stands for (see StoreContext.reusable).
         self.reused: set[Digest] = set()
         self.blobs: dict[Digest, Descriptor] = {}
         self.seen: set[Digest] = set()
@@ -369,7 +369,9 @@ class _PulledContent:
 
     document_limit: int = MAX_JSON_LIMIT
 
-    def __init__(self, store: Store, staged: dict[Digest, StagedBlob], reused: set[Digest]) -> None:
+    def __init__(
+        self, store: StoreContext, staged: dict[Digest, StagedBlob], reused: set[Digest]
+    ) -> None:
         self._store = store
         self._staged = staged
         self._reused = reused
@@ -440,7 +442,7 @@ class _PushPlan:
 
 
 def push(
-    store: Store,
+    store: StoreContext,
     ref: str,
     destination: str | None = None,
     client_factory: ClientFactory = default_client_factory,
@@ -461,7 +463,7 @@ def push(
     source = Reference.parse(record.name)
     dest = Reference.parse(destination) if destination is not None else source
     explicit = bool(platforms) or all_platforms
-    matcher = _matcher(platforms, all_platforms, default_all=True)
+    matcher = platform_matcher(platforms, all_platforms, default_all=True)
     target = Descriptor(record.media_type, record.digest, record.size)
     plan = _plan_push(store, target, matcher, explicit, record.name)
     if dest.digest is not None and dest.digest != plan.top.digest:
@@ -478,7 +480,7 @@ def push(
         warnings=plan.warnings,
     )
     progress = progress or Progress()
-    with _finishing(progress), client_factory(dest.domain) as client:
+    with finishing(progress), client_factory(dest.domain) as client:
         progress.start("push", sum(d.size for d in plan.blobs.values()))
         lock = threading.Lock()
         done = 0
@@ -508,7 +510,7 @@ def push(
 
 
 def _push_blob(
-    store: Store,
+    store: StoreContext,
     client: RegistryClient,
     repository: str,
     desc: Descriptor,
@@ -533,7 +535,7 @@ def _push_blob(
 
 
 def _plan_push(
-    store: Store, target: Descriptor, matcher: PlatformMatcher, explicit: bool, name: str
+    store: StoreContext, target: Descriptor, matcher: PlatformMatcher, explicit: bool, name: str
 ) -> _PushPlan:
     """What a push sends, checked to be in the store before anything is sent."""
     blobs = store.blobs

@@ -1,2 +1,1 @@
-"""The OCI Distribution client: HTTP, authentication, credentials and uploads.
-"""
+"""The OCI Distribution client: HTTP, authentication, credentials and uploads."""

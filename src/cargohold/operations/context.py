@@ -1,0 +1,241 @@
+"""Opening a store's root in a namespace, and what every operation shares: the lease, the
+rule for reusing the store's copy of a blob, the platform selection."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+from ..errors import (
+    ContentError,
+    NoStoreError,
+    NotFoundError,
+    ReadOnlyStoreError,
+    StoreFormatError,
+)
+from ..oci.digests import Digest
+from ..oci.mediatypes import Descriptor
+from ..oci.platforms import Platform, PlatformMatcher
+from ..oci.references import Reference
+from ..progress import Progress
+from ..storage.blobs import BlobStore
+from ..storage.gc import Leases, held_content
+from ..storage.metadata import ImageRecord, MetadataStore, StoreMode
+
+#: The on-disk format this version writes; a store with a higher number is refused.
+STORE_FORMAT: Final = 2
+VERSION_FILE: Final = "VERSION"
+DEFAULT_NAMESPACE: Final = "default"
+#: Most data accepted after a tar's end-of-archive marker (writers pad to a record size).
+MAX_TRAILING_BYTES: Final = 64 << 20
+#: Stored blobs up to this size are re-hashed before an import lets them stand for its own
+#: (documents are this small, and a damaged document would decide what else is read).
+VERIFY_REUSED_BELOW: Final = 1 << 20
+
+
+def default_root() -> Path:
+    """``$CARGOHOLD_ROOT``, else ``/var/lib/cargohold`` for root, else the user data dir."""
+    env = os.environ.get("CARGOHOLD_ROOT")
+    if env:
+        return Path(env)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/cargohold")
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("cargohold", appauthor=False))
+
+
+class StoreContext:
+    """A store's root opened in one namespace: the blobs, the metadata and the leases every
+    operation works on. :class:`~cargohold.operations.store.Store` is this plus its verbs.
+
+    With *mode* ``"write"`` (the default) the store is created if it does not exist, and this
+    user must be able to write it. With ``"read"`` nothing is created or changed, a user who
+    may only read the store can use it, and the operations that write are refused.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        mode: StoreMode = "write",
+    ) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.namespace = namespace
+        self.mode: StoreMode = mode
+        check_namespace(namespace)
+        if mode == "write":
+            check_writable(self.root)
+            self.root.mkdir(parents=True, exist_ok=True)
+        elif not (self.root / "metadata.db").is_file():
+            raise NoStoreError(f"no cargohold store at {self.root}")
+        found = check_version(self.root, mode)
+        self.blobs = BlobStore(self.root / "content")
+        self.meta = MetadataStore(self.root / "metadata.db", mode)
+        self.leases = Leases(self.root / "leases")
+        if found < STORE_FORMAT and mode == "write":
+            self.upgrade()
+
+    def upgrade(self) -> None:
+        """Bring a store of format 1 to format 2: record what each namespace holds (format 1
+        did not keep it) as the blobs its images reach, then write the new format number.
+
+        A damaged document is passed over (what is below it is not held, so the next import
+        reads it again); a crash before the number is written repeats the work, which sets
+        the same rows.
+        """
+        present = {digest for digest, _, _ in self.blobs.iter_blobs()}
+        with self.meta.transaction() as db:
+            for namespace, digests in held_content(
+                self.meta, self.blobs, present, skip_unreadable=True
+            ).items():
+                self.meta.set_holdings(db, namespace, digests)
+        write_version(self.root)
+
+    def close(self) -> None:
+        self.meta.close()
+
+    def resolve(self, ref: str) -> ImageRecord:
+        """The stored image a user's name means (short forms accepted)."""
+        name = str(Reference.parse(ref))
+        record = self.meta.get_image(self.namespace, name)
+        if record is None:
+            raise NotFoundError(f"image {ref} not found in namespace {self.namespace}")
+        return record
+
+    def reusable(self, lease_id: str, digest: Digest, size: int) -> bool:
+        """Whether an import or pull into this namespace may let the store's copy of *digest*
+        stand for the *size* bytes it was offered, instead of reading them.
+
+        Only when this namespace holds the blob (it received and verified those bytes before:
+        content is stored once, but a namespace cannot claim what it never had) and the copy
+        looks intact: its size matches, and a small blob (documents among them) re-hashes to
+        its digest. Otherwise the offered bytes are read, verified and replace the store's copy.
+        When it says yes, the import's lease protects the blob from collection.
+        """
+        if not self.meta.holds(self.namespace, digest) or self.blobs.regular_size(digest) != size:
+            return False
+        # Leased only now (a transaction costs more than a tiny member; what is read instead is
+        # leased with the plan before it is committed), then looked at again: gc may have swept
+        # it just before.
+        self.meta.add_to_lease(lease_id, [digest])
+        if self.blobs.regular_size(digest) != size:
+            return False
+        if size > VERIFY_REUSED_BELOW:
+            return True
+        try:
+            return self.blobs.verify(digest)
+        except (NotFoundError, ContentError):
+            return False  # removed by hand since, or not a regular file any more
+
+    @contextmanager
+    def lease(self) -> Iterator[str]:
+        """Protects an import's blobs from collection until its names are committed."""
+        lease_id = os.urandom(16).hex()
+        fd = self.leases.hold(lease_id)
+        failed = True
+        try:
+            self.meta.create_lease(lease_id)
+            yield lease_id
+            failed = False
+        finally:
+            # After a failure (a full disk, say) the cleanup may fail too; the first error is
+            # the one to report, and a lease record left behind is dead and collected by gc.
+            # Staging goes first: on a full disk, that frees the room the deletion needs.
+            self.blobs.remove_staging(lease_id)
+            with contextlib.suppress(*((sqlite3.Error, OSError) if failed else ())):
+                try:
+                    self.meta.end_lease(lease_id)
+                finally:
+                    self.leases.release(lease_id, fd)
+
+
+def image_target(record: ImageRecord) -> Descriptor:
+
+    return Descriptor(record.media_type, record.digest, record.size, record.annotations)
+
+
+def renamed(record: ImageRecord, name: str) -> ImageRecord:
+    return ImageRecord(
+        name,
+        record.media_type,
+        record.digest,
+        record.size,
+        dict(record.annotations),
+        dict(record.labels),
+        partial=record.partial,
+    )
+
+
+def platform_matcher(
+    platforms: Sequence[str | Platform], all_platforms: bool, default_all: bool = False
+) -> PlatformMatcher:
+    if all_platforms:
+        return PlatformMatcher.all()
+    if platforms:
+        return PlatformMatcher.only(
+            [p if isinstance(p, Platform) else Platform.parse(p) for p in platforms]
+        )
+    return PlatformMatcher.all() if default_all else PlatformMatcher.host()
+
+
+@contextmanager
+def finishing(progress: Progress) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        progress.finish()
+
+
+def check_namespace(namespace: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,74}[A-Za-z0-9])?", namespace):
+        raise NotFoundError(f"invalid namespace {namespace!r}")
+
+
+def check_writable(root: Path) -> None:
+    """A command that writes fails at once, in one line, when this user cannot write the
+    store (another user's store, a read-only mount), before it has done any work."""
+    for path in (root, root / "metadata.db", root / "content", root / "leases"):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ReadOnlyStoreError(f"store {root} is read-only for this user")
+
+
+def check_version(root: Path, mode: StoreMode = "write") -> int:
+    """The store's format number. Refuses a store of a newer format, or whose VERSION is not a
+    format number; a writer marks a new store with this version's format (a reader leaves a
+    store as it is)."""
+    version_file = root / VERSION_FILE
+    try:
+        text = version_file.read_text().strip()
+    except FileNotFoundError:
+        if mode == "read":
+            raise StoreFormatError(f"{version_file} is missing") from None
+        if (
+            any(not p.name.startswith(".") for p in root.iterdir())
+            and not (root / "metadata.db").exists()
+        ):
+            raise StoreFormatError(f"{root} is not empty and is not a cargohold store") from None
+        write_version(root)
+        return STORE_FORMAT
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", text):
+        raise StoreFormatError(f"{version_file}: unreadable store format {text[:20]!r}")
+    found = int(text)
+    if found > STORE_FORMAT:
+        raise StoreFormatError(
+            f"{root} was written by a newer cargohold (store format {found}, this version"
+            f" reads up to {STORE_FORMAT}); upgrade cargohold to use it"
+        )
+    return found
+
+
+def write_version(root: Path) -> None:
+    """Write the format number this version writes, atomically."""
+    tmp = root / f".{VERSION_FILE}.{os.urandom(16).hex()}"
+    tmp.write_text(f"{STORE_FORMAT}\n")
+    os.replace(tmp, root / VERSION_FILE)

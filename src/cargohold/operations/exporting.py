@@ -1,0 +1,91 @@
+"""Export: images of the store as an archive (a file, a stream or a layout directory)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from ..archive import writer as archive_export
+from ..archive.compression import Compression
+from ..errors import (
+    CargoholdError,
+    NotFoundError,
+)
+from ..oci.platforms import Platform
+from ..progress import Progress
+from ..storage import outputs
+from .context import (
+    StoreContext,
+    finishing,
+    platform_matcher,
+)
+from .results import (
+    ExportResult,
+)
+
+
+def export(
+    ctx: StoreContext,
+    out: str | Path | BinaryIO,
+    refs: Sequence[str],
+    *,
+    platforms: Sequence[str | Platform] = (),
+    all_platforms: bool = False,
+    skip_manifest_json: bool = False,
+    skip_non_distributable: bool = False,
+    compress: Compression = "none",
+    layout_dir: bool = False,
+    progress: Progress | None = None,
+    sync: bool = False,
+    verify: bool = False,
+) -> ExportResult:
+    """Write the images *refs* to *out* (a path, ``"-"`` for stdout, or a binary stream).
+
+    A path is written through a temporary file beside it and renamed at the end, so a
+    failed or killed export never leaves a partial archive under the requested name; what
+    exists at the path and is not a regular file (a FIFO, a device) is written in place,
+    never replaced (see :mod:`cargohold.outputs`). With *sync* the file is also flushed to
+    disk before the rename, so that not even a power loss can leave a partial one there;
+    like ``cp``, ctr and skopeo, the default does not wait for the disk (the archive is
+    usually copied on, not kept). With *verify* every blob is hashed as it is written and
+    one that does not match its digest fails the export before the rename (on a stream,
+    the stream stops short of the archive's index documents).
+    """
+    if not refs:
+        raise NotFoundError("no image to export")
+    matcher = platform_matcher(platforms, all_platforms, default_all=False)
+    records = []
+    seen: set[str] = set()
+    for ref in refs:
+        record = ctx.resolve(ref)
+        if record.name not in seen:
+            seen.add(record.name)
+            records.append(record)
+    plan = archive_export.plan_export(
+        ctx.blobs, records, matcher, skip_manifest_json, skip_non_distributable
+    )
+    progress = progress or Progress()
+    with finishing(progress):
+        if layout_dir:
+            if not isinstance(out, (str, Path)) or str(out) == "-":
+                raise CargoholdError("an OCI layout directory needs a directory path, not a stream")
+            written = outputs.write_directory(
+                Path(out),
+                lambda d: archive_export.write_layout(plan, ctx.blobs, d, progress, verify),
+            )
+        elif isinstance(out, (str, Path)) and str(out) != "-":
+            written = outputs.write_file(
+                Path(out),
+                lambda f, new: archive_export.write_archive(
+                    plan, ctx.blobs, f, compress, progress, preallocate=new, verify=verify
+                ),
+                sync,
+            )
+        else:
+            stream = sys.stdout.buffer if isinstance(out, (str, Path)) else out
+            written = archive_export.write_archive(
+                plan, ctx.blobs, stream, compress, progress, verify=verify
+            )
+    return ExportResult([r.name for r in records], len(plan.blobs), written, len(plan.skipped))
