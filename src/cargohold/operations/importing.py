@@ -14,20 +14,16 @@ from ..errors import (
 )
 from ..limits import Limits
 from ..oci.digests import Digest
-from ..oci.graph import walk
 from ..oci.platforms import Platform, PlatformMatcher
 from ..progress import Progress
 from ..storage.blobs import StagedBlob
-from ..storage.metadata import ImageRecord
+from .commit import NewImage, commit
 from .context import (
     StoreContext,
     finishing,
-    image_target,
     platform_matcher,
 )
 from .results import (
-    Action,
-    ImportedImage,
     ImportResult,
 )
 
@@ -91,42 +87,19 @@ def import_archive(
         if plan.index_blob is not None:
             staged = ctx.blobs.stage_bytes(plan.index_blob, staging, "index.json")
             contents.staged.setdefault(staged.digest, staged)
-        ctx.meta.add_to_lease(lease_id, list(plan.needed))
-        staged_blobs = (contents.staged.get(digest) for digest in plan.needed)
-        written = iter(ctx.blobs.commit_many(b for b in staged_blobs if b is not None))
-        for digest, desc in plan.needed.items():
-            if digest in contents.staged and next(written):
-                result.blobs_written += 1
-                result.bytes_written += desc.size
-            else:
-                result.bytes_deduplicated += desc.size
-        ctx.blobs.sync()
-        with ctx.meta.transaction() as db:
-            ctx.meta.hold(db, ctx.namespace, plan.needed)
-            for image in plan.images:
-                action = _action(ctx, image, force)
-                if action in ("created", "updated"):
-                    record = ImageRecord(
-                        image.name,
-                        image.target.media_type,
-                        image.target.digest,
-                        image.target.size,
-                        dict(image.target.annotations),
-                        _labels(ctx, image.name),
-                        partial=bool(image.skipped),
-                    )
-                    ctx.meta.put_image(db, ctx.namespace, record)
-                elif action == "kept":
-                    result.warnings.append(
-                        f"{image.name}: kept the stored image, the archive's is older"
-                        " (use --force to replace it)"
-                    )
-                result.images.append(ImportedImage(image.name, image.target.digest, action))
-                if image.skipped:
-                    result.warnings.append(
-                        f"{image.name}: imported partially, {len(image.skipped)} manifest(s)"
-                        " of its index were not in the archive"
-                    )
+        done = commit(
+            ctx,
+            lease_id,
+            contents.staged,
+            plan.needed,
+            [NewImage(i.name, i.target, i.created, len(i.skipped)) for i in plan.images],
+            force=force,
+        )
+    result.images = done.images
+    result.blobs_written = done.blobs_written
+    result.bytes_written = done.bytes_written
+    result.bytes_deduplicated = done.bytes_deduplicated
+    result.warnings.extend(done.warnings)
     return result
 
 
@@ -156,24 +129,3 @@ def plan_archive(
             " digests differ from what other tools compute for this archive"
         )
     return plan
-
-
-def _labels(ctx: StoreContext, name: str) -> dict[str, str]:
-    existing = ctx.meta.get_image(ctx.namespace, name)
-    return dict(existing.labels) if existing else {}
-
-
-def _action(ctx: StoreContext, image: archive_import.PlannedImage, force: bool) -> Action:
-    existing = ctx.meta.get_image(ctx.namespace, image.name)
-    if existing is None:
-        return "created"
-    if existing.digest == image.target.digest:
-        return "unchanged"
-    if force:
-        return "updated"
-    old = walk(
-        ctx.blobs, image_target(existing), PlatformMatcher.all(), existing.name, missing_ok=True
-    )
-    if old.created and image.created and image.created < old.created:
-        return "kept"
-    return "updated"

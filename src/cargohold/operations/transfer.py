@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Final, Literal, TypeVar
+from typing import Final, Literal, TypeVar, cast
 
 from ..errors import (
     CargoholdError,
@@ -49,7 +49,7 @@ from ..oci.references import Reference
 from ..progress import Progress
 from ..registry.client import RegistryClient
 from ..storage.blobs import StagedBlob, raise_if_full
-from ..storage.metadata import ImageRecord
+from .commit import NewImage, commit
 from .context import StoreContext, finishing, platform_matcher
 
 __all__ = [
@@ -181,26 +181,11 @@ def pull(
         # The import's own walk over what is now staged or stored: sizes, media types and
         # the platform selection checked once more, on exactly the bytes to be committed.
         graph = walk(puller.source(), target, matcher, name)
-        store.meta.add_to_lease(lease_id, list(puller.staged))
-        for staged in puller.staged.values():
-            store.blobs.commit(staged)
-        store.blobs.sync()
-        with store.meta.transaction() as db:
-            store.meta.hold(db, store.namespace, graph.blobs)
-            existing = store.meta.get_image(store.namespace, name)
-            action: PullAction = "created"
-            if existing is not None:
-                action = "unchanged" if existing.digest == target.digest else "updated"
-            if action != "unchanged":
-                record = ImageRecord(
-                    name,
-                    target.media_type,
-                    target.digest,
-                    target.size,
-                    {},
-                    dict(existing.labels) if existing else {},
-                )
-                store.meta.put_image(db, store.namespace, record)
+        # the import's commit; a pull takes what the registry says the name is (force)
+        done = commit(
+            store, lease_id, puller.staged, graph.blobs, [NewImage(name, target)], force=True
+        )
+    action = cast(PullAction, done.images[0].action)
     return PullResult(
         name,
         target.digest,

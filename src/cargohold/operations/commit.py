@@ -1,0 +1,117 @@
+"""The one commit path of import and pull: staged blobs into the store, then names.
+
+An import and a pull stage verified blobs under a lease and end the same way: the blobs the
+new images need are leased, renamed into place and synced, and only then, in one transaction,
+does the namespace record what it now holds and do the names move. A crash before that
+transaction leaves no name pointing at anything, and gc collects what was committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..oci.digests import Digest
+from ..oci.graph import walk
+from ..oci.mediatypes import Descriptor
+from ..oci.platforms import PlatformMatcher
+from ..storage.blobs import StagedBlob
+from ..storage.metadata import ImageRecord
+from .context import StoreContext, image_target
+from .results import Action, ImportedImage
+
+
+@dataclass(frozen=True, slots=True)
+class NewImage:
+    """A name an import or pull gives an image, and what decides whether it moves."""
+
+    name: str
+    target: Descriptor
+    #: The newest config ``created`` of the image: an older image does not replace a newer.
+    created: str | None = None
+    #: Manifests of its index left out (``--skip-missing``): the image is partial.
+    skipped: int = 0
+
+
+@dataclass(slots=True)
+class Committed:
+    """What a commit did: each name's outcome, and the blobs written or already there."""
+
+    images: list[ImportedImage] = field(default_factory=list)
+    blobs_written: int = 0
+    bytes_written: int = 0
+    bytes_deduplicated: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def commit(
+    ctx: StoreContext,
+    lease_id: str,
+    staged: Mapping[Digest, StagedBlob],
+    needed: Mapping[Digest, Descriptor],
+    images: Sequence[NewImage],
+    *,
+    force: bool,
+) -> Committed:
+    """Commit the *needed* blobs (those *staged*; the rest the namespace holds already) and
+    then the names of *images*. Without *force* a name keeps a newer image than its new one
+    (``kept``); a pull passes *force*, as the registry's answer is the image wanted."""
+    done = Committed()
+    ctx.meta.add_to_lease(lease_id, list(needed))
+    staged_blobs = (staged.get(digest) for digest in needed)
+    written = iter(ctx.blobs.commit_many(b for b in staged_blobs if b is not None))
+    for digest, desc in needed.items():
+        if digest in staged and next(written):
+            done.blobs_written += 1
+            done.bytes_written += desc.size
+        else:
+            done.bytes_deduplicated += desc.size
+    ctx.blobs.sync()
+    with ctx.meta.transaction() as db:
+        ctx.meta.hold(db, ctx.namespace, needed)
+        for image in images:
+            action = _action(ctx, image, force)
+            if action in ("created", "updated"):
+                ctx.meta.put_image(db, ctx.namespace, _record(ctx, image))
+            elif action == "kept":
+                done.warnings.append(
+                    f"{image.name}: kept the stored image, the archive's is older"
+                    " (use --force to replace it)"
+                )
+            done.images.append(ImportedImage(image.name, image.target.digest, action))
+            if image.skipped:
+                done.warnings.append(
+                    f"{image.name}: imported partially, {image.skipped} manifest(s)"
+                    " of its index were not in the archive"
+                )
+    return done
+
+
+def _record(ctx: StoreContext, image: NewImage) -> ImageRecord:
+    """The name's new record; labels are the name's, kept across updates."""
+    existing = ctx.meta.get_image(ctx.namespace, image.name)
+    return ImageRecord(
+        image.name,
+        image.target.media_type,
+        image.target.digest,
+        image.target.size,
+        dict(image.target.annotations),
+        dict(existing.labels) if existing else {},
+        partial=bool(image.skipped),
+    )
+
+
+def _action(ctx: StoreContext, image: NewImage, force: bool) -> Action:
+    existing = ctx.meta.get_image(ctx.namespace, image.name)
+    if existing is None:
+        return "created"
+    if existing.digest == image.target.digest:
+        return "unchanged"
+    if force:
+        return "updated"
+    old = walk(
+        ctx.blobs, image_target(existing), PlatformMatcher.all(), existing.name, missing_ok=True
+    )
+    if old.created and image.created and image.created < old.created:
+        return "kept"
+    return "updated"
