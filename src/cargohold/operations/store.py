@@ -51,7 +51,9 @@ from ..storage.gc import GcResult, Leases, collect, held_content
 from ..storage.metadata import ImageRecord, MetadataStore, Namespace, StoreMode
 
 if TYPE_CHECKING:
-    from ..archive import reader as archive_import
+    from ..archive.contents import ArchiveContents
+    from ..archive.members import Member
+    from ..archive.plan import ImportPlan, PlannedImage
     from .transfer import ClientFactory, PullResult, PushResult
 
 # Modules only some commands need (reading archives, filters, temporary files) are imported
@@ -662,12 +664,13 @@ class Store:
         limits: Limits | None = None,
     ) -> ImportResult:
         """Import an archive (a path, ``"-"`` for stdin, or a binary stream), all or nothing."""
-        from ..archive import reader as archive_import
+        from ..archive.plan import default_base_name
+        from ..archive.scan import scan
 
         matcher = _matcher(platforms, all_platforms)
         path = None if isinstance(source, str) and source == "-" else source
         label = str(path) if isinstance(path, (str, Path)) else None
-        base = base_name or archive_import.default_base_name(label)
+        base = base_name or default_base_name(label)
         result = ImportResult()
         progress = progress or Progress()
         with (
@@ -680,7 +683,7 @@ class Store:
             def already_stored(digest: Digest, size: int) -> bool:
                 return not force and self.reusable(lease_id, digest, size)
 
-            contents = archive_import.scan(
+            contents = scan(
                 members,
                 self.blobs,
                 staging,
@@ -773,7 +776,7 @@ class Store:
         existing = self.meta.get_image(self.namespace, name)
         return dict(existing.labels) if existing else {}
 
-    def _action(self, image: archive_import.PlannedImage, force: bool) -> Action:
+    def _action(self, image: PlannedImage, force: bool) -> Action:
         existing = self.meta.get_image(self.namespace, image.name)
         if existing is None:
             return "created"
@@ -928,7 +931,7 @@ class Store:
 
 
 def _plan_archive(
-    contents: archive_import.ArchiveContents,
+    contents: ArchiveContents,
     matcher: PlatformMatcher,
     base: str,
     stage: Callable[[bytes], StagedBlob],
@@ -938,17 +941,16 @@ def _plan_archive(
     index_name: str | None = None,
     skip_missing: bool = False,
     compress: Callable[[StagedBlob], StagedBlob] | None = None,
-) -> archive_import.ImportPlan:
+) -> ImportPlan:
     """The images an import of the scanned archive yields: an OCI layout, or docker's."""
-    from ..archive import reader as archive_import
+    from ..archive.docker import plan_docker
+    from ..archive.layout import plan_oci
 
     if contents.layout is not None or contents.manifest_json is None:
-        return archive_import.plan_oci(
-            contents, matcher, base, tags, digests, index_name, skip_missing
-        )
+        return plan_oci(contents, matcher, base, tags, digests, index_name, skip_missing)
     if index_name is not None:
         raise InvalidArchiveError("--index-name needs an OCI layout archive")
-    plan = archive_import.plan_docker(contents, matcher, base, stage, tags, digests, compress)
+    plan = plan_docker(contents, matcher, base, stage, tags, digests, compress)
     if compress is not None:
         plan.warnings.append(
             "--compress-blobs: uncompressed layers were gzipped; the manifests'"
@@ -971,7 +973,8 @@ def inspect_archive(
     Every member is read and verified as an import would, but nothing is written: not to the
     store (which is only looked at, and need not exist) and not to any temporary file.
     """
-    from ..archive import reader as archive_import
+    from ..archive.plan import default_base_name
+    from ..archive.scan import scan
 
     store_root = Path(root) if root is not None else default_root()
     if (store_root / VERSION_FILE).is_file():
@@ -979,12 +982,10 @@ def inspect_archive(
     blobs = BlobStore(store_root / "content")
     progress = progress or Progress()
     label = None if isinstance(source, str) and source == "-" else source
-    base = archive_import.default_base_name(str(label) if isinstance(label, (str, Path)) else None)
+    base = default_base_name(str(label) if isinstance(label, (str, Path)) else None)
     limits = limits or Limits()
     with _finishing(progress), _open_members(source, progress, "inspect", limits) as members:
-        contents = archive_import.scan(
-            members, blobs, None, lambda _d, _s: False, progress, limits.document_bytes
-        )
+        contents = scan(members, blobs, None, lambda _d, _s: False, progress, limits.document_bytes)
     distinct = {b.digest: b.size for b in [*contents.staged.values(), *contents.files.values()]}
     report = ArchiveReport(
         "oci" if contents.layout is not None or contents.manifest_json is None else "docker",
@@ -996,7 +997,7 @@ def inspect_archive(
         return blobs.stage_bytes(data, None, "manifest")
 
     matcher = _matcher(platforms, all_platforms)
-    plan: archive_import.ImportPlan | None = None
+    plan: ImportPlan | None = None
     try:
         plan = _plan_archive(contents, matcher, base, stage)
     except CargoholdError as exc:
@@ -1008,7 +1009,7 @@ def inspect_archive(
             if blobs.blob_size(digest) is None:
                 report.new_blobs += 1
                 report.bytes_to_add += desc.size
-    listing: archive_import.ImportPlan | None
+    listing: ImportPlan | None
     try:
         # every platform, for the listing; an archive that only imports with a platform
         # selection is listed by that selection
@@ -1216,15 +1217,15 @@ def _finishing(progress: Progress) -> Iterator[None]:
 @contextmanager
 def _open_members(
     source: str | Path | BinaryIO, progress: Progress, title: str, limits: Limits | None
-) -> Iterator[Iterator[archive_import.Member]]:
+) -> Iterator[Iterator[Member]]:
     """The members of an archive file (any compression), a layout directory, or a stream."""
-    from ..archive import reader as archive_import
+    from ..archive.members import directory_members
 
     if isinstance(source, (str, Path)) and str(source) != "-":
         path = Path(source)
         if path.is_dir():
             progress.start(title, None)
-            yield archive_import.directory_members(path)
+            yield directory_members(path)
             return
         try:
             f = path.open("rb")
@@ -1313,14 +1314,15 @@ def _tar_members(
     raw_fd: int | None = None,
     on_read: Callable[[int], None] | None = None,
     end: int | None = None,
-) -> Iterator[Iterator[archive_import.Member]]:
+) -> Iterator[Iterator[Member]]:
     import lzma
     import zlib
 
     import zstandard
 
     from ..archive import compression
-    from ..archive import reader as archive_import
+    from ..archive.members import stream_members, tar_members
+    from ..archive.tar import open_archive
 
     head, stream = compression.peek(stream, seekable)
     kind = compression.detect(head)
@@ -1332,14 +1334,14 @@ def _tar_members(
         seekable = False
     try:
         if seekable:
-            with archive_import.open_archive(stream, seekable) as tar:
+            with open_archive(stream, seekable) as tar:
                 # member data straight from the file, when it is an uncompressed one
                 if kind == "none" and raw_fd is not None:
-                    yield archive_import.tar_members(tar, raw_fd, on_read)
+                    yield tar_members(tar, raw_fd, on_read)
                 else:
-                    yield archive_import.tar_members(tar, end=end)
+                    yield tar_members(tar, end=end)
         else:
-            yield archive_import.stream_members(stream)
+            yield stream_members(stream)
             # Read the stream to its end: a compressed stream's trailer (gzip's CRC, the end
             # of the last zstd frame) is what tells a complete archive from a truncated one,
             # and a pipe's writer should not die of a broken pipe for the tar's padding.
