@@ -14,7 +14,7 @@ from typing import IO, cast
 
 import pytest
 
-from cargohold.archive import reader as archive_import
+from cargohold.archive.members import tar_members
 from cargohold.errors import ContentError, InvalidArchiveError, NotFoundError
 from cargohold.oci.digests import Digest
 from cargohold.storage.blobs import PACK_LIMIT, RESERVE_AHEAD, BlobStore
@@ -208,7 +208,7 @@ def member(tmp_path: Path) -> Iterator[Callable[[bytes], IO[bytes]]]:
         f = path.open("rb")
         files.append(f)
         tar = tarfile.open(fileobj=f)  # noqa: SIM115 (closed with the file, after the test)
-        entry = next(archive_import.tar_members(tar, f.fileno()))
+        entry = next(tar_members(tar, f.fileno()))
         assert entry.random_access
         return entry.open()
 

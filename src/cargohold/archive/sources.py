@@ -17,7 +17,8 @@ from typing import IO, BinaryIO, Final, cast
 from ..errors import CargoholdError, InvalidArchiveError, NotFoundError
 from ..limits import EXPANSION_FLOOR, Limits
 from ..progress import Progress
-from . import reader as archive_import
+from .members import Member, directory_members, stream_members, tar_members
+from .tar import open_archive
 
 #: Most data accepted after a tar's end-of-archive marker (writers pad to a record size).
 MAX_TRAILING_BYTES: Final = 64 << 20
@@ -26,15 +27,14 @@ MAX_TRAILING_BYTES: Final = 64 << 20
 @contextmanager
 def open_members(
     source: str | Path | BinaryIO, progress: Progress, title: str, limits: Limits | None
-) -> Iterator[Iterator[archive_import.Member]]:
+) -> Iterator[Iterator[Member]]:
     """The members of an archive file (any compression), a layout directory, or a stream."""
-    from . import reader as archive_import
 
     if isinstance(source, (str, Path)) and str(source) != "-":
         path = Path(source)
         if path.is_dir():
             progress.start(title, None)
-            yield archive_import.directory_members(path)
+            yield directory_members(path)
             return
         try:
             f = path.open("rb")
@@ -74,7 +74,7 @@ class _Counted(io.RawIOBase):
     """A reader that tells the progress display how many of the archive's bytes were read.
 
     Bytes read: not the position, because member data may be read after every header has
-    been (docker layers, see archive_import.scan) and through :meth:`advance` rather than
+    been (docker layers, see archive.scan) and through :meth:`advance` rather than
     through this reader. Members skipped (their blobs are stored) count when the read ends.
     """
 
@@ -123,14 +123,13 @@ def _tar_members(
     raw_fd: int | None = None,
     on_read: Callable[[int], None] | None = None,
     end: int | None = None,
-) -> Iterator[Iterator[archive_import.Member]]:
+) -> Iterator[Iterator[Member]]:
     import lzma
     import zlib
 
     import zstandard
 
     from . import compression
-    from . import reader as archive_import
 
     head, stream = compression.peek(stream, seekable)
     kind = compression.detect(head)
@@ -142,14 +141,14 @@ def _tar_members(
         seekable = False
     try:
         if seekable:
-            with archive_import.open_archive(stream, seekable) as tar:
+            with open_archive(stream, seekable) as tar:
                 # member data straight from the file, when it is an uncompressed one
                 if kind == "none" and raw_fd is not None:
-                    yield archive_import.tar_members(tar, raw_fd, on_read)
+                    yield tar_members(tar, raw_fd, on_read)
                 else:
-                    yield archive_import.tar_members(tar, end=end)
+                    yield tar_members(tar, end=end)
         else:
-            yield archive_import.stream_members(stream)
+            yield stream_members(stream)
             # Read the stream to its end: a compressed stream's trailer (gzip's CRC, the end
             # of the last zstd frame) is what tells a complete archive from a truncated one,
             # and a pipe's writer should not die of a broken pipe for the tar's padding.

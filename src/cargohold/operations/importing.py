@@ -7,7 +7,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from ..archive import reader as archive_import
+from ..archive.contents import ArchiveContents
+from ..archive.docker import plan_docker
+from ..archive.layout import plan_oci
+from ..archive.plan import ImportPlan, default_base_name
+from ..archive.scan import scan
 from ..archive.sources import open_members
 from ..errors import (
     InvalidArchiveError,
@@ -48,7 +52,7 @@ def import_archive(
     matcher = platform_matcher(platforms, all_platforms)
     path = None if isinstance(source, str) and source == "-" else source
     label = str(path) if isinstance(path, (str, Path)) else None
-    base = base_name or archive_import.default_base_name(label)
+    base = base_name or default_base_name(label)
     result = ImportResult()
     progress = progress or Progress()
     with (
@@ -61,7 +65,7 @@ def import_archive(
         def already_stored(digest: Digest, size: int) -> bool:
             return not force and ctx.reusable(lease_id, digest, size)
 
-        contents = archive_import.scan(
+        contents = scan(
             members,
             ctx.blobs,
             staging,
@@ -104,7 +108,7 @@ def import_archive(
 
 
 def plan_archive(
-    contents: archive_import.ArchiveContents,
+    contents: ArchiveContents,
     matcher: PlatformMatcher,
     base: str,
     stage: Callable[[bytes], StagedBlob],
@@ -114,15 +118,13 @@ def plan_archive(
     index_name: str | None = None,
     skip_missing: bool = False,
     compress: Callable[[StagedBlob], StagedBlob] | None = None,
-) -> archive_import.ImportPlan:
+) -> ImportPlan:
     """The images an import of the scanned archive yields: an OCI layout, or docker's."""
     if contents.layout is not None or contents.manifest_json is None:
-        return archive_import.plan_oci(
-            contents, matcher, base, tags, digests, index_name, skip_missing
-        )
+        return plan_oci(contents, matcher, base, tags, digests, index_name, skip_missing)
     if index_name is not None:
         raise InvalidArchiveError("--index-name needs an OCI layout archive")
-    plan = archive_import.plan_docker(contents, matcher, base, stage, tags, digests, compress)
+    plan = plan_docker(contents, matcher, base, stage, tags, digests, compress)
     if compress is not None:
         plan.warnings.append(
             "--compress-blobs: uncompressed layers were gzipped; the manifests'"

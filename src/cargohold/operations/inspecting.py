@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from ..archive import reader as archive_import
+from ..archive.plan import ImportPlan, default_base_name
+from ..archive.scan import scan
 from ..archive.sources import open_members
 from ..errors import (
     CargoholdError,
@@ -146,12 +147,10 @@ def inspect_archive(
     blobs = BlobStore(store_root / "content")
     progress = progress or Progress()
     label = None if isinstance(source, str) and source == "-" else source
-    base = archive_import.default_base_name(str(label) if isinstance(label, (str, Path)) else None)
+    base = default_base_name(str(label) if isinstance(label, (str, Path)) else None)
     limits = limits or Limits()
     with finishing(progress), open_members(source, progress, "inspect", limits) as members:
-        contents = archive_import.scan(
-            members, blobs, None, lambda _d, _s: False, progress, limits.document_bytes
-        )
+        contents = scan(members, blobs, None, lambda _d, _s: False, progress, limits.document_bytes)
     distinct = {b.digest: b.size for b in [*contents.staged.values(), *contents.files.values()]}
     report = ArchiveReport(
         "oci" if contents.layout is not None or contents.manifest_json is None else "docker",
@@ -163,7 +162,7 @@ def inspect_archive(
         return blobs.stage_bytes(data, None, "manifest")
 
     matcher = platform_matcher(platforms, all_platforms)
-    plan: archive_import.ImportPlan | None = None
+    plan: ImportPlan | None = None
     try:
         plan = plan_archive(contents, matcher, base, stage)
     except CargoholdError as exc:
@@ -175,7 +174,7 @@ def inspect_archive(
             if blobs.blob_size(digest) is None:
                 report.new_blobs += 1
                 report.bytes_to_add += desc.size
-    listing: archive_import.ImportPlan | None
+    listing: ImportPlan | None
     try:
         # every platform, for the listing; an archive that only imports with a platform
         # selection is listed by that selection

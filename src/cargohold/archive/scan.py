@@ -1,0 +1,213 @@
+"""Reading image archives: one streaming pass over the members, every one verified on the way in.
+
+The archive is hostile until proven otherwise. Member names are normalised and checked before
+they mean anything, only regular files and directories are accepted (and symlinks a docker
+archive uses, resolved inside it), each ``blobs/<alg>/<hex>`` member is hashed while it is
+staged and must match its name, and the small layout documents are kept for parsing. Nothing
+reaches the store here: blobs go to the import's private staging directory, and the caller
+commits the ones the selected images need once the whole archive has passed.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Final
+
+from ..errors import ContentError, InvalidArchiveError, InvalidDigestError
+from ..oci.digests import Digest
+from ..oci.mediatypes import DEFAULT_JSON_LIMIT
+from ..progress import BLOB_PROGRESS_THRESHOLD, Progress
+from ..storage.blobs import BlobStore, StagedBlob
+from .contents import ArchiveContents
+from .docker import stored_layers
+from .members import BLOB_NAME, Member, member_name, resolve_link
+
+#: Most members an archive may have; an image with more is an attack on our memory.
+MAX_MEMBERS: Final = 200_000
+#: Most bytes of documents kept in memory when an archive is only inspected.
+MAX_KEPT_BYTES: Final = 256 << 20
+
+_SMALL_FILES: Final = {
+    "oci-layout": "layout",
+    "index.json": "index_json",
+    "manifest.json": "manifest_json",
+    "repositories": "repositories",
+}
+
+
+def scan(
+    members: Iterable[Member],
+    store: BlobStore,
+    staging: Path | None,
+    already_stored: Callable[[Digest, int], bool],
+    progress: Progress | None = None,
+    document_limit: int = DEFAULT_JSON_LIMIT,
+    held: Callable[[Digest, int], bool] | None = None,
+) -> ArchiveContents:
+    """Read every member once, staging blobs and keeping the small layout documents.
+
+    *already_stored* is asked, with the member's size, before a blob's bytes are read: when
+    it says the store's copy may stand for the member (the importing namespace holds the blob,
+    the copy looks intact, and the import's lease now protects it), the member is skipped.
+    With *staging* None nothing is written (``archive inspect``): blobs are hashed, and the
+    ones that look like JSON documents kept in memory. *held* (default: *already_stored*)
+    says the same of a blob the archive does not contain at all, when the walk needs it.
+    """
+    contents = ArchiveContents(store, document_limit=document_limit, held=held or already_stored)
+    stager = _Stager(staging, progress or Progress(), document_limit)
+    deferred: dict[str, Member] = {}
+    try:
+        for count, member in enumerate(members, 1):
+            if count > MAX_MEMBERS:
+                raise InvalidArchiveError(f"archive has more than {MAX_MEMBERS} members")
+            _scan_member(member, contents, stager, already_stored, deferred)
+        if deferred:
+            _read_deferred(contents, deferred, stager, already_stored)
+    except tarfile.TarError as exc:
+        # A member's data is read here, after the tar reader has handed the member over, so
+        # an archive truncated inside a member fails here rather than in tar_members.
+        raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
+    for link, target in list(contents.symlinks.items()):
+        if target not in contents.files and target not in contents.present_files:
+            raise InvalidArchiveError(
+                f"member {link!r}: symbolic link to {target!r}, which is not a regular file"
+            )
+    return contents
+
+
+class _Stager:
+    """Stages members (or only hashes them) and shows large ones on the progress display."""
+
+    def __init__(self, staging: Path | None, progress: Progress, document_limit: int) -> None:
+        self.staging = staging
+        self.progress = progress
+        self.document_limit = document_limit
+        self.kept = 0
+
+    def stage(
+        self, store: BlobStore, member: Member, what: str, expected: Digest | None = None
+    ) -> StagedBlob:
+        large = member.size >= BLOB_PROGRESS_THRESHOLD
+        if large:
+            self.progress.blob_start(str(expected) if expected else member.name, member.size)
+        try:
+            with member.open() as source:
+                staged = store.stage(
+                    source,
+                    member.size,
+                    self.staging,
+                    expected,
+                    what=what,
+                    on_chunk=self.progress.blob_advance if large else None,
+                    keep_limit=self.document_limit,
+                )
+        except ContentError as exc:
+            raise InvalidArchiveError(str(exc)) from None
+        finally:
+            if large:
+                self.progress.blob_finish()
+        self.kept += len(staged.kept)
+        if self.kept > MAX_KEPT_BYTES:
+            raise InvalidArchiveError(
+                f"member {member.name!r}: the archive's documents exceed {MAX_KEPT_BYTES} bytes"
+            )
+        return staged
+
+
+def _scan_member(
+    member: Member,
+    contents: ArchiveContents,
+    stager: _Stager,
+    already_stored: Callable[[Digest, int], bool],
+    deferred: dict[str, Member],
+) -> None:
+    name = member_name(member.name)
+    if member.kind == "dir":
+        if name in contents.members:
+            raise InvalidArchiveError(
+                f"member {name!r}: appears twice in the archive, as a file and a directory"
+            )
+        contents.directories.add(name)
+        return
+    _claim_name(member, name, contents)
+    if member.kind == "symlink":
+        # Only docker archives link (a duplicate layer to its first copy); the link is
+        # resolved lexically, one hop, and must land on a regular member of the archive.
+        target = member.linkname
+        if target.startswith("/") or "\x00" in target:
+            raise InvalidArchiveError(f"member {name!r}: symbolic link to {target!r}")
+        contents.symlinks[name] = resolve_link(name, target)
+        return
+    if member.kind != "file":
+        raise InvalidArchiveError(f"member {name!r}: {member.kind} not allowed in an image archive")
+    small = _SMALL_FILES.get(name)
+    if small is not None:
+        setattr(contents, small, _read_small(member, name, contents.document_limit))
+        return
+    what = f"member {name!r}"
+    match = BLOB_NAME.match(name)
+    if match is None:
+        # Not a blob of an OCI layout (which only finds blobs by their path), but perhaps a
+        # layer or config of a docker archive: plan_docker adds these by content. Read them
+        # after the last member when that is possible: docker's manifest.json comes last, and
+        # it says which of them are layers the store may already have.
+        if member.random_access:
+            deferred[name] = member
+        else:
+            contents.files[name] = stager.stage(contents.store, member, what)
+        return
+    try:
+        expected = Digest.parse(f"{match.group(1)}:{match.group(2)}")
+    except InvalidDigestError as exc:
+        raise InvalidArchiveError(f"{what}: {exc}") from None
+    if already_stored(expected, member.size):
+        contents.present.add(expected)
+        return
+    contents.staged[expected] = stager.stage(contents.store, member, what, expected)
+
+
+def _claim_name(member: Member, name: str, contents: ArchiveContents) -> None:
+    """Record a member that is not a directory; a name may appear once in an archive."""
+    if not name:
+        raise InvalidArchiveError(f"member {member.name!r}: empty name")
+    if name in contents.members:
+        raise InvalidArchiveError(f"member {name!r}: appears twice in the archive")
+    if name in contents.directories:
+        raise InvalidArchiveError(
+            f"member {name!r}: appears twice in the archive, as a file and a directory"
+        )
+    contents.members.add(name)
+
+
+def _read_deferred(
+    contents: ArchiveContents,
+    deferred: dict[str, Member],
+    stager: _Stager,
+    already_stored: Callable[[Digest, int], bool],
+) -> None:
+    """Read the members left for after the last header, but the docker layers the store has."""
+
+    def stage(member: Member, what: str) -> StagedBlob:
+        return stager.stage(contents.store, member, what)
+
+    stored = stored_layers(contents, deferred, stage, already_stored)
+    for name, member in deferred.items():
+        if name in stored:
+            contents.present_files[name] = stored[name]
+        elif name not in contents.files:
+            contents.files[name] = stager.stage(contents.store, member, f"member {name!r}")
+
+
+def _read_small(member: Member, name: str, limit: int) -> bytes:
+    if member.size > limit:
+        raise InvalidArchiveError(
+            f"member {name!r}: {member.size} bytes exceeds the document limit of {limit}"
+            " (raise it with --max-document-size)"
+        )
+    with member.open() as source:
+        data = source.read(member.size)
+    if len(data) != member.size:
+        raise InvalidArchiveError(f"member {name!r}: truncated")
+    return data
