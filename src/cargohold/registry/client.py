@@ -236,7 +236,7 @@ class RegistryClient:
         the bytes. The media type is the response's ``Content-Type`` (else the document's own
         ``mediaType``); whether it is acceptable is the caller's to judge.
         """
-        text, pinned = self._reference(repository, reference)
+        text, pinned = _reference(self.host, repository, reference)
         target = Target(self.host, repository, text)
         data, announced, content_type = self._read_manifest(repository, text, target, accept, limit)
         digest = pinned or Digest.of_bytes(data)
@@ -283,7 +283,7 @@ class RegistryClient:
         self, repository: str, reference: str | Digest, accept: Sequence[str] = MANIFEST_ACCEPT
     ) -> ManifestInfo | None:
         """What the registry says of a manifest without sending it; None when it has none."""
-        text, pinned = self._reference(repository, reference)
+        text, pinned = _reference(self.host, repository, reference)
         target = Target(self.host, repository, text)
         response = self._auth.open(
             "HEAD", self._session.url(f"/v2/{repository}/manifests/{text}"), target, "manifest",
@@ -315,7 +315,7 @@ class RegistryClient:
         A registry that answers with another ``Docker-Content-Digest`` changed the bytes, which
         would break every digest pointing at them: that is an error.
         """
-        text, pinned = self._reference(repository, reference)
+        text, pinned = _reference(self.host, repository, reference)
         target = Target(self.host, repository, text)
         if not MEDIA_TYPE.fullmatch(media_type):
             raise ValueError(f"invalid media type {media_type[:100]!r}")
@@ -342,7 +342,7 @@ class RegistryClient:
     def blob_exists(self, repository: str, digest: Digest) -> int | None:
         """The size of the blob in the repository, or None when the registry has none there."""
         target = Target(self.host, repository, str(digest))
-        self._reference(repository, digest)
+        _reference(self.host, repository, digest)
         response = self._auth.open(
             "HEAD", self._session.url(f"/v2/{repository}/blobs/{digest}"), target, "blob",
             pull_scopes(repository), follow_redirects=True,
@@ -384,7 +384,7 @@ class RegistryClient:
         _check_size(size)
         if not 0 <= resume_from <= size:
             raise ValueError(f"resume_from={resume_from} is outside the blob's {size} bytes")
-        self._reference(repository, digest)
+        _reference(self.host, repository, digest)
         target = Target(self.host, repository, str(digest))
         write: Callable[[memoryview], object] = sink if callable(sink) else sink.write
         if hasher is None:
@@ -405,8 +405,8 @@ class RegistryClient:
         """Ask the registry to link a blob of *from_repository* into *repository*, no bytes
         sent; True when it did. A registry that cannot (202) opens an upload session, which is
         cancelled here; ``upload_blob(mount_from=…)`` uploads through it instead."""
-        self._reference(repository, digest)
-        self._reference(from_repository, digest)
+        _reference(self.host, repository, digest)
+        _reference(self.host, from_repository, digest)
         target = Target(self.host, repository, str(digest))
         return self._uploads.mount(target, repository, digest, from_repository)
 
@@ -429,23 +429,25 @@ class RegistryClient:
         registry could commit it.
         """
         _check_size(size)
-        self._reference(repository, digest)
+        _reference(self.host, repository, digest)
         if mount_from is not None:
-            self._reference(mount_from, digest)
+            _reference(self.host, mount_from, digest)
         target = Target(self.host, repository, str(digest))
         return self._uploads.upload(target, repository, digest, size, open_reader, mount_from)
 
-    def _reference(self, repository: str, reference: str | Digest) -> tuple[str, Digest | None]:
-        """Validate a repository name and a tag or digest before they go into a URL."""
-        Reference(self.host, repository)
-        if isinstance(reference, Digest):
-            return str(reference), reference
-        if ":" in reference:
-            digest = Digest.parse(reference)
-            return str(digest), digest
-        if not is_tag(reference):
-            raise InvalidReferenceError(f"invalid tag {reference[:100]!r}")
-        return reference, None
+
+def _reference(host: str, repository: str, reference: str | Digest) -> tuple[str, Digest | None]:
+    """Validate a repository name and a tag or digest before they go into a URL; returns the
+    reference as the URL names it, and its digest when it is one."""
+    Reference(host, repository)
+    if isinstance(reference, Digest):
+        return str(reference), reference
+    if ":" in reference:
+        digest = Digest.parse(reference)
+        return str(digest), digest
+    if not is_tag(reference):
+        raise InvalidReferenceError(f"invalid tag {reference[:100]!r}")
+    return reference, None
 
 
 def _check_settings(
