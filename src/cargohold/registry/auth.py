@@ -76,6 +76,8 @@ class Realm:
 
 @dataclass(frozen=True, slots=True)
 class _Token:
+    """A token, the scopes it was granted for, and when (monotonic) to stop using it."""
+
     value: str
     scopes: frozenset[str]
     expires: float

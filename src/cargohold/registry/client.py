@@ -134,6 +134,7 @@ class ManifestInfo(NamedTuple):
 
 
 def _check_size(size: int) -> None:
+    """Refuse a blob size no blob can have, before it goes into a request."""
     if type(size) is not int or not 0 <= size <= MAX_BLOB_SIZE:
         raise ValueError(f"blob size {size!r} is out of range")
 

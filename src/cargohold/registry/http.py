@@ -217,6 +217,7 @@ class Session:
         )
 
     def close(self) -> None:
+        """Close the connection pool."""
         self._client.close()
 
     def url(self, path: str) -> httpx.URL:

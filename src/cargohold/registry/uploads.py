@@ -115,6 +115,8 @@ class Uploader:
         mount_from: str | None,
         target: Target,
     ) -> bool:
+        """One try: open a session (or mount), send the bytes, and cancel the session if
+        anything fails, so that no half-written upload lingers on the registry."""
         mounted, session = self._start(repository, digest, mount_from, target, None)
         if session is None:
             return mounted
@@ -169,6 +171,9 @@ class Uploader:
         open_reader: Opener,
         target: Target,
     ) -> None:
+        """The whole blob in the closing PUT, streamed; read again if the PUT is answered
+        with a challenge."""
+
         def body() -> Iterator[bytes]:
             return self._session.metered(self._read_local(open_reader, digest, size, target))
 
@@ -184,6 +189,8 @@ class Uploader:
         chunk_size: int,
         target: Target,
     ) -> None:
+        """The blob in PATCHes of *chunk_size* bytes (each held in memory, to be sent again
+        after a challenge), then an empty closing PUT."""
         hasher = digest.hasher()
         offset = 0
         with open_reader() as reader:
@@ -233,6 +240,7 @@ class Uploader:
         *,
         size: int,
     ) -> None:
+        """The closing PUT naming the digest; the registry must store the blob under it."""
         reporter = self._session.reporter
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
         response = self._auth.open(
@@ -282,6 +290,7 @@ class Uploader:
 
 
 def _read_exactly(reader: IO[bytes], n: int) -> bytes:
+    """*n* bytes, fewer only at the end of the file (a read may return less than asked)."""
     parts: list[bytes] = []
     remaining = n
     while remaining:
