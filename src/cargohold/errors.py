@@ -3,11 +3,29 @@
 Every failure a user can cause or meet is a :class:`CargoholdError`, so the CLI can print one
 line and exit 1 for all of them and keep tracebacks for real bugs. The subclasses let library
 callers tell the kinds apart without parsing messages (the httpx model).
+
+The registry client's failures are one branch of the tree::
+
+    CargoholdError
+    ├── CredentialsError (ValueError)
+    └── RegistryError
+        ├── AuthenticationError
+        │   └── ForeignRealmError
+        ├── AccessDeniedError
+        ├── RegistryNotFoundError (NotFoundError)
+        ├── RegistryContentError (ContentError)
+        ├── RegistryServerError
+        ├── RegistryConnectionError
+        │   └── RegistryTooSlowError
+        └── RegistryProtocolError
+
+:class:`BelowSpeedFloor` and :class:`TransferDropped` are not failures but signals inside the
+registry client (a body too slow, a download to resume); they never reach its callers.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .oci.digests import Digest
@@ -107,3 +125,95 @@ class DamagedBlobError(ContentError):
 class OutputPathError(CargoholdError):
     """An export's output path cannot be written as asked (a directory where a file is
     wanted, a socket, a symlink to nothing, a terminal, a file this user may not write)."""
+
+
+class CredentialsError(CargoholdError, ValueError):
+    """Credentials given by the user, or read from a docker config file, cannot be used."""
+
+
+class RegistryError(CargoholdError):
+    """A registry operation failed; the message names the registry, repository and digest.
+
+    The attributes let callers act on the failure without parsing the message: ``code`` is the
+    registry's OCI error code (``MANIFEST_UNKNOWN``, ``DENIED``…) when it sent one, ``digest``
+    the digest the failed operation was about, when it named content by digest (the registry
+    client fills it from the reference; this module cannot parse digests, which would make it
+    import the model that imports it).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str | None = None,
+        repository: str | None = None,
+        reference: str | None = None,
+        code: str | None = None,
+        status_code: int | None = None,
+        digest: Digest | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.registry = registry
+        self.repository = repository
+        self.reference = reference
+        self.code = code
+        self.status_code = status_code
+        self.digest = digest
+
+
+class AuthenticationError(RegistryError):
+    """The registry wants credentials we do not have, or refused the ones we sent."""
+
+
+class ForeignRealmError(AuthenticationError):
+    """The registry's token service is at another origin, so its credentials were not sent
+    there, and anonymous access was not enough."""
+
+
+class AccessDeniedError(RegistryError):
+    """The registry knows who we are and refuses the operation (HTTP 403)."""
+
+
+class RegistryNotFoundError(RegistryError, NotFoundError):
+    """The repository, manifest, blob or upload session does not exist (HTTP 404)."""
+
+
+class RegistryContentError(RegistryError, ContentError):
+    """Content from (or refused by) the registry does not match its digest or size."""
+
+
+class RegistryServerError(RegistryError):
+    """The registry failed (5xx) or throttled us (429), still after the retries."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class RegistryConnectionError(RegistryError):
+    """The registry could not be reached, or the connection broke, still after the retries."""
+
+
+class RegistryTooSlowError(RegistryConnectionError):
+    """A transfer moved less than the client's speed limit for its speed time, and was
+    abandoned (not retried: a registry that trickles would only trickle again)."""
+
+
+class RegistryProtocolError(RegistryError):
+    """The registry answered something the Distribution API does not allow."""
+
+
+class BelowSpeedFloor(Exception):
+    """Inside the registry client: a body's progress fell below the floor (raised by the
+    speed meter, also inside an upload's body); turned into :class:`RegistryTooSlowError`."""
+
+
+class TransferDropped(Exception):
+    """Inside the registry client: a download broke off after *offset* bytes of the body; a
+    blob download resumes there, anything else is retried or becomes
+    :class:`RegistryConnectionError`."""
+
+    def __init__(self, offset: int, reason: str) -> None:
+        super().__init__(reason)
+        self.offset = offset
+        self.reason = reason
