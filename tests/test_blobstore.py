@@ -17,7 +17,8 @@ import pytest
 from cargohold.archive import reader as archive_import
 from cargohold.errors import ContentError, InvalidArchiveError, NotFoundError
 from cargohold.oci.digests import Digest
-from cargohold.storage.blobs import PACK_LIMIT, RESERVE_AHEAD, BlobStore
+from cargohold.storage.blobs import BlobStore
+from cargohold.storage.ingest import PACK_LIMIT, RESERVE_AHEAD
 
 #: Larger than PACK_LIMIT: staged to a file of its own.
 DATA = b"some layer bytes\n" * 5000

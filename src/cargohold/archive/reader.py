@@ -55,7 +55,8 @@ from ..oci.mediatypes import (
 from ..oci.platforms import PlatformMatcher
 from ..oci.references import Reference, check_name_digest, is_tag, parse_repository
 from ..progress import BLOB_PROGRESS_THRESHOLD, Progress
-from ..storage.blobs import BlobStore, StagedBlob
+from ..storage.blobs import BlobStore
+from ..storage.ingest import HASH_ONLY, StagedBlob
 from . import compression
 
 #: Most members an archive may have; an image with more is an attack on our memory.
@@ -529,7 +530,7 @@ class _Reader:
                 staged = store.stage(
                     source,
                     member.size,
-                    self.staging,
+                    self.staging if self.staging is not None else HASH_ONLY,
                     expected,
                     what=what,
                     on_chunk=self.progress.blob_advance if large else None,

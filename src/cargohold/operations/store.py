@@ -46,8 +46,10 @@ from ..oci.platforms import Platform, PlatformMatcher
 from ..oci.references import Reference, check_name_digest
 from ..progress import Progress
 from ..storage import outputs
-from ..storage.blobs import BlobStore, StagedBlob
-from ..storage.gc import GcResult, Leases, collect, held_content
+from ..storage.blobs import BlobStore
+from ..storage.gc import GcResult, collect, held_content
+from ..storage.ingest import HASH_ONLY, StagedBlob
+from ..storage.leases import Leases
 from ..storage.metadata import ImageRecord, MetadataStore, Namespace, StoreMode
 
 if TYPE_CHECKING:
@@ -993,7 +995,7 @@ def inspect_archive(
     )
 
     def stage(data: bytes) -> StagedBlob:
-        return blobs.stage_bytes(data, None, "manifest")
+        return blobs.stage_bytes(data, HASH_ONLY, "manifest")
 
     matcher = _matcher(platforms, all_platforms)
     plan: archive_import.ImportPlan | None = None
