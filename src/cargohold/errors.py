@@ -7,6 +7,7 @@ callers tell the kinds apart without parsing messages (the httpx model).
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -107,3 +108,15 @@ class DamagedBlobError(ContentError):
 class OutputPathError(CargoholdError):
     """An export's output path cannot be written as asked (a directory where a file is
     wanted, a socket, a symlink to nothing, a terminal, a file this user may not write)."""
+
+
+class MetadataError(CargoholdError, sqlite3.Error):
+    """The store's metadata database (SQLite) failed: a damaged file, a full disk, an I/O
+    error. Also a :class:`sqlite3.Error`, so code that caught SQLite's errors still does."""
+
+
+class StoreLockedError(MetadataError):
+    """Another process held the store's write lock for longer than the lock timeout."""
+
+    def __init__(self) -> None:
+        super().__init__("the store is locked by another cargohold process; gave up waiting")
