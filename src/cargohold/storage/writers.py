@@ -152,19 +152,10 @@ def copy_and_hash(
     pending: list[tuple[int, int, Future[int]]] = []
     planned = 0
 
-    def copy(start: int, length: int) -> int:
-        done = 0
-        while done < length:
-            got = source.copy_range(fd, start + done, length - done)
-            if not got:
-                break
-            done += got
-        return done
-
     def plan_next() -> None:
         nonlocal planned
         length = min(PIPELINE_CHUNK, size - planned)
-        pending.append((planned, length, pool.submit(copy, planned, length)))
+        pending.append((planned, length, pool.submit(_copy, source, fd, planned, length)))
         planned += length
 
     try:
@@ -198,6 +189,18 @@ def copy_and_hash(
         path.unlink(missing_ok=True)
         raise
     return pool.submit(_fsync_and_close, fd)
+
+
+def _copy(source: FileRange, fd: int, start: int, length: int) -> int:
+    """Bytes [*start*, *start* + *length*) of *source* copied to *fd* (one kernel copy may
+    copy fewer); how many were, fewer only at the end of the source's file."""
+    done = 0
+    while done < length:
+        got = source.copy_range(fd, start + done, length - done)
+        if not got:
+            break
+        done += got
+    return done
 
 
 class HashingWriter:
