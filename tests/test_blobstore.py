@@ -17,7 +17,8 @@ import pytest
 from cargohold.archive.members import tar_members
 from cargohold.errors import ContentError, InvalidArchiveError, NotFoundError
 from cargohold.oci.digests import Digest
-from cargohold.storage.blobs import PACK_LIMIT, RESERVE_AHEAD, BlobStore
+from cargohold.storage.blobs import BlobStore
+from cargohold.storage.ingest import HASH_ONLY, PACK_LIMIT, RESERVE_AHEAD
 
 #: Larger than PACK_LIMIT: staged to a file of its own.
 DATA = b"some layer bytes\n" * 5000
@@ -371,3 +372,19 @@ def test_a_packed_blob_the_store_already_has_is_not_written_again(store: BlobSto
 
     assert store.commit(second) is False
     assert files_in(store.root / "blobs") == [store.path(first.digest)]
+
+
+def test_the_hash_only_sink_checks_like_staging_and_writes_nothing(
+    store: BlobStore, tmp_path: Path
+) -> None:
+    document = b'{"schemaVersion": 2, "layers": []}'
+    kept = store.stage_bytes(document, HASH_ONLY, "manifest")
+    assert (kept.digest, kept.path, kept.read()) == (digest_of(document), None, document)
+    layer = store.stage(io.BytesIO(DATA), len(DATA), HASH_ONLY, digest_of(DATA), keep_limit=1 << 20)
+    assert layer.digest == digest_of(DATA) and layer.path is None
+    assert layer.head(16) == DATA[:16] and len(layer.kept) < len(DATA)  # a layer: its head
+    with pytest.raises(ContentError, match="truncated"):
+        store.stage(io.BytesIO(DATA[:-1]), len(DATA), HASH_ONLY, digest_of(DATA))
+    with pytest.raises(ContentError, match=str(digest_of(b"other"))):
+        store.stage(io.BytesIO(document), len(document), HASH_ONLY, digest_of(b"other"))
+    assert files_in(tmp_path) == []

@@ -25,6 +25,7 @@ registry client (a body too slow, a download to resume); they never reach its ca
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -217,3 +218,15 @@ class TransferDropped(Exception):
         super().__init__(reason)
         self.offset = offset
         self.reason = reason
+
+
+class MetadataError(CargoholdError, sqlite3.Error):
+    """The store's metadata database (SQLite) failed: a damaged file, a full disk, an I/O
+    error. Also a :class:`sqlite3.Error`, so code that caught SQLite's errors still does."""
+
+
+class StoreLockedError(MetadataError):
+    """Another process held the store's write lock for longer than the lock timeout."""
+
+    def __init__(self) -> None:
+        super().__init__("the store is locked by another cargohold process; gave up waiting")

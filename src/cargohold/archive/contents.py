@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from ..errors import InvalidArchiveError, InvalidDocumentError, NotFoundError
 from ..oci.digests import Digest
 from ..oci.mediatypes import DEFAULT_JSON_LIMIT
-from ..storage.blobs import BlobStore, StagedBlob
+from ..storage.blobs import BlobStore
+from ..storage.ingest import StagedBlob
 from .members import BLOB_NAME, member_name
 
 

@@ -30,7 +30,7 @@ from ..oci.mediatypes import (
 )
 from ..oci.platforms import PlatformMatcher
 from ..oci.references import Reference, parse_repository
-from ..storage.blobs import StagedBlob
+from ..storage.ingest import StagedBlob
 from . import compression
 from .contents import ArchiveContents
 from .members import Member

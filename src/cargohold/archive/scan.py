@@ -19,7 +19,8 @@ from ..errors import ContentError, InvalidArchiveError, InvalidDigestError
 from ..oci.digests import Digest
 from ..oci.mediatypes import DEFAULT_JSON_LIMIT
 from ..progress import BLOB_PROGRESS_THRESHOLD, Progress
-from ..storage.blobs import BlobStore, StagedBlob
+from ..storage.blobs import BlobStore
+from ..storage.ingest import HASH_ONLY, StagedBlob
 from .contents import ArchiveContents
 from .docker import stored_layers
 from .members import BLOB_NAME, Member, member_name, resolve_link
@@ -97,7 +98,7 @@ class _Stager:
                 staged = store.stage(
                     source,
                     member.size,
-                    self.staging,
+                    self.staging if self.staging is not None else HASH_ONLY,
                     expected,
                     what=what,
                     on_chunk=self.progress.blob_advance if large else None,

@@ -33,7 +33,8 @@ from ..oci.mediatypes import (
 from ..oci.platforms import PlatformMatcher
 from ..oci.references import Reference
 from ..progress import BLOB_PROGRESS_THRESHOLD, Progress
-from ..storage.blobs import CHUNK_SIZE, BlobStore, reserve
+from ..storage.blobs import BlobStore
+from ..storage.files import CHUNK_SIZE, reserve
 from ..storage.metadata import ImageRecord
 from . import compression
 from .compression import Compression

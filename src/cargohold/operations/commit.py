@@ -15,7 +15,7 @@ from ..oci.digests import Digest
 from ..oci.graph import walk
 from ..oci.mediatypes import Descriptor
 from ..oci.platforms import PlatformMatcher
-from ..storage.blobs import StagedBlob
+from ..storage.ingest import StagedBlob
 from ..storage.metadata import ImageRecord
 from .context import StoreContext, image_target
 from .results import Action, ImportedImage

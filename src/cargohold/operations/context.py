@@ -25,7 +25,8 @@ from ..oci.platforms import Platform, PlatformMatcher
 from ..oci.references import Reference
 from ..progress import Progress
 from ..storage.blobs import BlobStore
-from ..storage.gc import Leases, held_content
+from ..storage.gc import held_content
+from ..storage.leases import Leases
 from ..storage.metadata import ImageRecord, MetadataStore, StoreMode
 
 #: The on-disk format this version writes; a store with a higher number is refused.

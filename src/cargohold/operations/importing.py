@@ -20,7 +20,7 @@ from ..limits import Limits
 from ..oci.digests import Digest
 from ..oci.platforms import Platform, PlatformMatcher
 from ..progress import Progress
-from ..storage.blobs import StagedBlob
+from ..storage.ingest import StagedBlob
 from .commit import NewImage, commit
 from .context import (
     StoreContext,

@@ -20,7 +20,8 @@ from ..oci.graph import ConfigSummary, ContentSource, TreeNode, tree, walk
 from ..oci.mediatypes import MAX_JSON_LIMIT, config_platform, is_index, parse_config
 from ..oci.platforms import Platform, PlatformMatcher
 from ..progress import Progress
-from ..storage.blobs import BlobStore, StagedBlob
+from ..storage.blobs import BlobStore
+from ..storage.ingest import HASH_ONLY, StagedBlob
 from ..storage.metadata import ImageRecord
 from .context import (
     VERSION_FILE,
@@ -159,7 +160,7 @@ def inspect_archive(
     )
 
     def stage(data: bytes) -> StagedBlob:
-        return blobs.stage_bytes(data, None, "manifest")
+        return blobs.stage_bytes(data, HASH_ONLY, "manifest")
 
     matcher = platform_matcher(platforms, all_platforms)
     plan: ImportPlan | None = None

@@ -48,7 +48,8 @@ from ..oci.platforms import Platform, PlatformMatcher
 from ..oci.references import Reference
 from ..progress import Progress
 from ..registry.client import RegistryClient
-from ..storage.blobs import StagedBlob, raise_if_full
+from ..storage.files import raise_if_full
+from ..storage.ingest import StagedBlob
 from .commit import NewImage, commit
 from .context import StoreContext, finishing, platform_matcher
 

@@ -1,3 +1,14 @@
-"""The store's root on disk: blobs, staging, metadata (SQLite), leases and collection, and the
-file-system helpers for writing outputs.
+"""The store's root on disk, one concept a module:
+
+- ``blobs``: committed blobs (paths, sizes, opening only regular files, reading documents
+  re-hashed, iteration, commit, delete, verify);
+- ``ingest``: staging (``StagedBlob``, the ``Sink`` a blob's bytes go to: a staging directory
+  or ``HASH_ONLY``), and ``writers``: how staged bytes reach the disk (a background writer,
+  the kernel's copy, the pack of small blobs);
+- ``files``: file-system helpers (reserving blocks, writeback, ``open_regular``, fsync of
+  directories, out-of-space errors, a parallel map);
+- ``metadata``: image records, namespaces, holdings and leases in SQLite, over ``database``
+  (opening the connection, SQLite's errors typed);
+- ``leases``: lease liveness by file lock; ``gc``: mark-and-sweep collection;
+- ``outputs``: where an exported archive goes.
 """

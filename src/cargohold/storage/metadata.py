@@ -9,10 +9,8 @@ kept) or after it (and sees the sweep's result).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
-import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from typing import Any, Final, Literal
 
 from ..errors import CargoholdError, CorruptMetadataError, ReadOnlyStoreError
 from ..oci.digests import Digest
+from .database import connect, open_for_reading, typed_errors
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS namespaces (
@@ -58,9 +57,6 @@ CREATE TABLE IF NOT EXISTS lease_blobs (
 );
 """
 
-#: How long a process waits for another's write lock before it reports a lock timeout.
-LOCK_TIMEOUT_SECONDS: Final = 120.0
-
 #: How a store is opened. ``"read"`` creates, migrates and writes nothing, and works for a
 #: user who may only read the store; ``"write"`` creates the store and its schema if needed.
 StoreMode = Literal["read", "write"]
@@ -93,6 +89,7 @@ class Namespace:
 class MetadataStore:
     """Image names per namespace, and the leases that protect content being written."""
 
+    @typed_errors
     def __init__(self, path: Path, mode: StoreMode = "write") -> None:
         self.path = path
         self.mode: StoreMode = mode
@@ -100,9 +97,9 @@ class MetadataStore:
         #: namespace and name); the other rows are listed.
         self.unreadable: list[str] = []
         if mode == "read":
-            self._db = _open_for_reading(path)
+            self._db = open_for_reading(path)
             return
-        self._db = _connect(path, "rwc")
+        self._db = connect(path, "rwc")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -111,12 +108,24 @@ class MetadataStore:
                 if statement.strip():
                     self._db.execute(statement)
 
+    @typed_errors
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; it takes the store-wide write lock at its start."""
+        """One write transaction; it takes the store-wide write lock at its start.
+
+        The methods that take its connection (*db*) run inside it: SQLite's errors leave it
+        typed, as they leave every other public method.
+        """
+        with typed_errors, self._transaction() as db:
+            yield db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """:meth:`transaction` with SQLite's errors as they are, for the methods here that
+        handle some of them."""
         if self.mode == "read":
             raise ReadOnlyStoreError(f"{self.path} was opened for reading; this operation writes")
         self._db.execute("BEGIN IMMEDIATE")
@@ -129,6 +138,7 @@ class MetadataStore:
 
     # -- images --------------------------------------------------------------------------
 
+    @typed_errors
     def get_image(self, namespace: str, name: str) -> ImageRecord | None:
         row = self._db.execute(
             "SELECT name, media_type, digest, size, annotations, labels, created_at, updated_at,"
@@ -138,6 +148,7 @@ class MetadataStore:
         ).fetchone()
         return _record(namespace, row) if row else None
 
+    @typed_errors
     def list_images(self, namespace: str) -> list[ImageRecord]:
         rows = self._db.execute(
             "SELECT name, media_type, digest, size, annotations, labels, created_at, updated_at,"
@@ -180,6 +191,7 @@ class MetadataStore:
         )
         return cursor.rowcount > 0
 
+    @typed_errors
     def all_images(self) -> list[tuple[str, ImageRecord]]:
         """Every image of every namespace, as (namespace, record)."""
         rows = self._db.execute(
@@ -208,6 +220,7 @@ class MetadataStore:
 
     # -- namespaces ----------------------------------------------------------------------
 
+    @typed_errors
     def namespaces(self) -> list[Namespace]:
         rows = self._db.execute(
             "SELECT n.name, n.created_at, n.labels, COUNT(i.name) FROM namespaces n"
@@ -238,12 +251,14 @@ class MetadataStore:
         """Forget the content a namespace holds (it is being removed)."""
         db.execute("DELETE FROM namespace_content WHERE namespace = ?", (name,))
 
+    @typed_errors
     def count_images(self, namespace: str) -> int:
         row = self._db.execute(
             "SELECT COUNT(*) FROM images WHERE namespace = ?", (namespace,)
         ).fetchone()
         return int(row[0])
 
+    @typed_errors
     def all_targets(self) -> list[tuple[str, Digest]]:
         """(media type, digest) of every image in every namespace: the roots of collection.
         A row whose digest cannot be read stops collection, which would otherwise free the
@@ -256,6 +271,7 @@ class MetadataStore:
 
     # -- content each namespace holds ----------------------------------------------------
 
+    @typed_errors
     def holds(self, namespace: str, digest: Digest) -> bool:
         """Whether *namespace* holds *digest*: it received the blob's bytes (an import or pull
         into it verified them) and has not released it since."""
@@ -285,12 +301,14 @@ class MetadataStore:
             [(namespace, d) for d in wanted - held],
         )
 
+    @typed_errors
     def holdings(self, namespace: str) -> set[str]:
         rows = self._db.execute(
             "SELECT digest FROM namespace_content WHERE namespace = ?", (namespace,)
         )
         return {row[0] for row in rows}
 
+    @typed_errors
     def holding_namespaces(self) -> list[str]:
         """Every namespace that holds content or has images (those with neither hold nothing)."""
         rows = self._db.execute(
@@ -304,6 +322,7 @@ class MetadataStore:
             "DELETE FROM namespace_content WHERE digest = ?", [(str(d),) for d in digests]
         )
 
+    @typed_errors
     def namespace_targets(self, namespace: str) -> list[tuple[str, Digest]]:
         """(media type, digest) of every image of *namespace*: the roots of what it holds.
         A row whose digest cannot be read stops collection, which would otherwise free the
@@ -324,15 +343,17 @@ class MetadataStore:
         The next ordinary commit makes these durable too (they are earlier in the log)."""
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:
-            with self.transaction() as db:
+            with self._transaction() as db:
                 yield db
         finally:
             self._db.execute("PRAGMA synchronous=FULL")
 
+    @typed_errors
     def create_lease(self, lease_id: str) -> None:
         with self._lease_transaction() as db:
             db.execute("INSERT INTO leases (id, created_at) VALUES (?, ?)", (lease_id, time.time()))
 
+    @typed_errors
     def add_to_lease(self, lease_id: str, digests: list[Digest]) -> None:
         with self._lease_transaction() as db:
             db.executemany(
@@ -343,6 +364,7 @@ class MetadataStore:
     def delete_lease(self, db: sqlite3.Connection, lease_id: str) -> None:
         db.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
 
+    @typed_errors
     def end_lease(self, lease_id: str) -> None:
         """Delete a lease in its own transaction, also on a disk that has just run full.
 
@@ -350,16 +372,18 @@ class MetadataStore:
         truncated, which gives the deletion room to be written again, and it is retried once.
         """
         try:
-            with self.transaction() as db:
+            with self._transaction() as db:
                 self.delete_lease(db, lease_id)
         except sqlite3.OperationalError:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            with self.transaction() as db:
+            with self._transaction() as db:
                 self.delete_lease(db, lease_id)
 
+    @typed_errors
     def lease_ids(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT id FROM leases ORDER BY id")]
 
+    @typed_errors
     def leased_digests(self, lease_ids: list[str]) -> set[str]:
         found: set[str] = set()
         for lease_id in lease_ids:
@@ -372,44 +396,6 @@ class MetadataStore:
 
 def _dump(value: dict[str, str]) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _connect(
-    path: Path, mode: Literal["ro", "rw", "rwc"], immutable: bool = False
-) -> sqlite3.Connection:
-    """A connection whose URI says what it may do: ``rwc`` creates the file, ``rw`` and
-    ``ro`` only open an existing one."""
-    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}"
-    if immutable:
-        uri += "&immutable=1"
-    return sqlite3.connect(
-        uri, uri=True, timeout=LOCK_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-    )
-
-
-def _open_for_reading(path: Path) -> sqlite3.Connection:
-    """A connection that cannot change the database, for a user who may or may not write it.
-
-    A user who may write the store opens it as usual with writes refused (``query_only``):
-    the last connection to close then checkpoints and removes the write-ahead log as always.
-    Otherwise it is opened read-only, which in WAL mode needs the ``-wal`` and ``-shm`` files
-    to exist or be creatable. In a directory this user cannot write, with no ``-wal`` file
-    (no writer has the store open, and every commit is in the database file), the file is
-    opened as immutable: it is read without locks, which is safe while nobody writes.
-    """
-    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
-        db = _connect(path, "rw")
-        db.execute("PRAGMA query_only=ON")
-        return db
-    db = _connect(path, "ro")
-    try:
-        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        return db
-    except sqlite3.OperationalError:
-        db.close()
-        if path.with_name(path.name + "-wal").exists():
-            raise
-    return _connect(path, "ro", immutable=True)
 
 
 def _row_name(namespace: object, name: object) -> str:

@@ -1,0 +1,220 @@
+"""How staged bytes reach the disk: on a background thread, by the kernel, or into a pack.
+
+Staging is bound by three costs that can overlap: reading the source, hashing, and writing
+(then fsyncing). The writers here take the writing off the hashing thread (hashlib and the
+``os`` calls release the GIL), so the three run at once instead of adding up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import mmap
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Final, Protocol, runtime_checkable
+
+from ..errors import ContentError
+from .files import reserve, start_writeback, write_all
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+#: Chunks of the staging pipeline: larger than reads elsewhere, so that handing them between
+#: threads costs little.
+PIPELINE_CHUNK: Final = 4 << 20
+#: The name of a staging directory's pack (staged files have 32 hexadecimal digits).
+PACK_NAME: Final = "pack"
+#: Errors of ``copy_file_range`` that mean the kernel cannot copy between these two files.
+_NO_KERNEL_COPY: Final = frozenset(
+    {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
+)
+_NEW_FILE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
+@runtime_checkable
+class FileRange(Protocol):
+    """A source whose bytes are a range of a regular file (a member of an archive file).
+
+    Its bytes can be copied by the kernel into the staged file, and hashed there: they then
+    never pass through a user-space buffer, and what is hashed is exactly what is stored,
+    whatever happens to the source file meanwhile.
+    """
+
+    def tell(self) -> int:
+        """How many of the source's bytes were consumed (staging by copy starts at 0)."""
+
+    def copy_range(self, fd: int, start: int, length: int) -> int:
+        """Copy bytes [start, start + length) of the source to *fd* at offset *start*, with
+        ``copy_file_range``; returns how many were copied (fewer at the end of the file)."""
+
+    def consumed(self, n: int) -> None:
+        """*n* more bytes of the source were staged (the source's position and progress)."""
+
+
+class BackgroundWriter:
+    """Writes a staged file's chunks in order on a background thread, then fsyncs it there.
+
+    Writes go to one single-threaded queue in submission order (the pool's first thread is
+    reserved by submitting each write only after the previous one), so the file is written
+    sequentially; :meth:`finish` returns a future of the fsync and close.
+    """
+
+    def __init__(self, path: Path, pool: ThreadPoolExecutor) -> None:
+        self.fd = os.open(path, _NEW_FILE, 0o600)
+        self.pool = pool
+        self.pending: dict[int, Future[None]] = {}
+        self.last: Future[None] | None = None
+
+    def write(self, turn: int, chunk: memoryview) -> None:
+        previous = self.last
+
+        def job() -> None:
+            if previous is not None:
+                previous.result()
+            write_all(self.fd, chunk)
+            start_writeback(self.fd, len(chunk))
+
+        self.last = self.pending[turn] = self.pool.submit(job)
+
+    def wait_for(self, turn: int) -> None:
+        """Wait until the chunk of *turn* is written (its buffer may then be reused)."""
+        future = self.pending.pop(turn, None)
+        if future is not None:
+            future.result()
+
+    def finish(self) -> Future[None]:
+        previous = self.last
+        fd = self.fd
+        if previous is not None:
+            previous.result()  # a write error belongs to this blob, reported now
+        self.pending.clear()
+        return self.pool.submit(_fsync_and_close, fd)
+
+    def abandon(self) -> None:
+        """Wait for the writes in flight, ignoring their errors, and close the file."""
+        for future in self.pending.values():
+            with contextlib.suppress(BaseException):
+                future.result()
+        if self.last is not None:
+            with contextlib.suppress(BaseException):
+                self.last.result()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def _fsync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Pack:
+    """A staging directory's small blobs, one after another in one file (see PACK_LIMIT)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, _NEW_FILE, 0o600)
+        self.size = 0
+
+    def append(self, data: bytes | bytearray) -> int:
+        """Write *data* at the end; returns its offset."""
+        offset, view = self.size, memoryview(data)
+        while view:
+            view = view[os.pwrite(self.fd, view, offset + len(data) - len(view)) :]
+        self.size += len(data)
+        return offset
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def copy_and_hash(
+    source: FileRange,
+    size: int,
+    path: Path,
+    hasher: hashlib._Hash,
+    what: str,
+    on_chunk: Callable[[int], None] | None,
+    pool: ThreadPoolExecutor,
+) -> Future[None] | None:
+    """Stage by kernel copy: a pool thread copies chunk k + 1 into the new file at *path*
+    while this thread hashes chunk k where it landed (mapped, not read: no copy at all here).
+
+    Returns the future of the staged file's fsync, or None (having removed the file) when the
+    very first copy finds that the kernel cannot copy between these files (another
+    filesystem, on an older kernel): the caller then reads and writes instead.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    pending: list[tuple[int, int, Future[int]]] = []
+    planned = 0
+
+    def plan_next() -> None:
+        nonlocal planned
+        length = min(PIPELINE_CHUNK, size - planned)
+        pending.append((planned, length, pool.submit(_copy, source, fd, planned, length)))
+        planned += length
+
+    try:
+        reserve(fd, size)  # a range of a file: the file holds all of it (see FileRange)
+        plan_next()
+        while pending:
+            start, length, future = pending.pop(0)
+            try:
+                got = future.result()
+            except OSError as exc:
+                if start == 0 and exc.errno in _NO_KERNEL_COPY:
+                    os.close(fd)
+                    path.unlink(missing_ok=True)
+                    return None
+                raise
+            if got < length:
+                raise ContentError(f"{what}: truncated, {start + got} of {size} bytes present")
+            if planned < size:
+                plan_next()
+            with mmap.mmap(fd, length, offset=start, prot=mmap.PROT_READ) as mapped:
+                hasher.update(mapped)
+            start_writeback(fd, length, start + length)
+            source.consumed(length)
+            if on_chunk is not None:
+                on_chunk(length)
+    except BaseException:
+        for _, _, future in pending:
+            with contextlib.suppress(BaseException):
+                future.result()
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    return pool.submit(_fsync_and_close, fd)
+
+
+def _copy(source: FileRange, fd: int, start: int, length: int) -> int:
+    """Bytes [*start*, *start* + *length*) of *source* copied to *fd* (one kernel copy may
+    copy fewer); how many were, fewer only at the end of the source's file."""
+    done = 0
+    while done < length:
+        got = source.copy_range(fd, start + done, length - done)
+        if not got:
+            break
+        done += got
+    return done
+
+
+class HashingWriter:
+    """A file wrapper that hashes and counts what passes through it."""
+
+    def __init__(self, raw: IO[bytes], hasher: hashlib._Hash) -> None:
+        self.raw = raw
+        self.hasher = hasher
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hasher.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
