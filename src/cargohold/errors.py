@@ -4,20 +4,43 @@ Every failure a user can cause or meet is a :class:`CargoholdError`, so the CLI 
 line and exit 1 for all of them and keep tracebacks for real bugs. The subclasses let library
 callers tell the kinds apart without parsing messages (the httpx model).
 
-The registry client's failures are one branch of the tree::
+The whole tree (a second base in brackets)::
 
     CargoholdError
+    ├── AlreadyExistsError
+    ├── ContentError
+    │   ├── DamagedBlobError
+    │   └── UnreadableContentError
+    ├── CorruptMetadataError
     ├── CredentialsError (ValueError)
-    └── RegistryError
-        ├── AuthenticationError
-        │   └── ForeignRealmError
-        ├── AccessDeniedError
-        ├── RegistryNotFoundError (NotFoundError)
-        ├── RegistryContentError (ContentError)
-        ├── RegistryServerError
-        ├── RegistryConnectionError
-        │   └── RegistryTooSlowError
-        └── RegistryProtocolError
+    ├── InUseError
+    ├── InvalidArchiveError
+    │   ├── InvalidDocumentError
+    │   ├── MissingContentError (NotFoundError)
+    │   └── NoMatchingPlatformError (NotFoundError)
+    ├── InvalidDigestError (ValueError)
+    ├── InvalidFilterError (ValueError)
+    ├── InvalidLabelError (ValueError)
+    ├── InvalidPlatformError (ValueError)
+    ├── InvalidReferenceError (ValueError)
+    ├── MetadataError (sqlite3.Error)
+    │   └── StoreLockedError
+    ├── NotFoundError (LookupError)
+    │   └── NoStoreError
+    ├── OutputPathError
+    ├── ReadOnlyStoreError (PermissionError)
+    ├── RegistryError
+    │   ├── AccessDeniedError
+    │   ├── AuthenticationError
+    │   │   └── ForeignRealmError
+    │   ├── RegistryConnectionError
+    │   │   └── RegistryTooSlowError
+    │   ├── RegistryContentError (ContentError)
+    │   ├── RegistryNotFoundError (NotFoundError)
+    │   ├── RegistryProtocolError
+    │   └── RegistryServerError
+    ├── StorageFullError (OSError)
+    └── StoreFormatError
 
 :class:`BelowSpeedFloor` and :class:`TransferDropped` are not failures but signals inside the
 registry client (a body too slow, a download to resume); they never reach its callers.
@@ -26,10 +49,7 @@ registry client (a body too slow, a download to resume); they never reach its ca
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .oci.digests import Digest
+from typing import Any
 
 
 class CargoholdError(Exception):
@@ -113,7 +133,7 @@ class DamagedBlobError(ContentError):
     the bytes its digest names. The message names the repair, since nothing but the user can
     make it (an import skips blobs the store claims to have)."""
 
-    def __init__(self, digest: Digest, problem: str) -> None:
+    def __init__(self, digest: object, problem: str) -> None:
         super().__init__(
             f"blob {digest} in the store {problem}: the store's copy is damaged;"
             " 'cargohold image check --verify' lists the images it breaks; import them again"
@@ -151,7 +171,7 @@ class RegistryError(CargoholdError):
         reference: str | None = None,
         code: str | None = None,
         status_code: int | None = None,
-        digest: Digest | None = None,
+        digest: object = None,
     ) -> None:
         super().__init__(message)
         self.registry = registry
@@ -230,3 +250,11 @@ class StoreLockedError(MetadataError):
 
     def __init__(self) -> None:
         super().__init__("the store is locked by another cargohold process; gave up waiting")
+
+
+class MissingContentError(InvalidArchiveError, NotFoundError):
+    """A descriptor points at content that is not there."""
+
+
+class NoMatchingPlatformError(InvalidArchiveError, NotFoundError):
+    """An index has no manifest for the platforms asked for."""

@@ -16,6 +16,8 @@ from ..errors import (
     ContentError,
     InvalidArchiveError,
     InvalidDocumentError,
+    MissingContentError,
+    NoMatchingPlatformError,
     NotFoundError,
     UnreadableContentError,
 )
@@ -48,14 +50,6 @@ class ContentSource(Protocol):
 
     def read_blob(self, digest: Digest, limit: int) -> bytes:
         """The bytes of a small blob (a manifest, index or config)."""
-
-
-class MissingContentError(InvalidArchiveError, NotFoundError):
-    """A descriptor points at content that is not there."""
-
-
-class NoMatchingPlatformError(InvalidArchiveError, NotFoundError):
-    """An index has no manifest for the platforms asked for."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,11 +29,13 @@ from ..errors import (
     ContentError,
     InvalidDocumentError,
     InvalidReferenceError,
+    MissingContentError,
+    NoMatchingPlatformError,
     NotFoundError,
 )
 from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME
 from ..oci.digests import Digest
-from ..oci.graph import MAX_INDEX_DEPTH, MissingContentError, NoMatchingPlatformError, walk
+from ..oci.graph import MAX_INDEX_DEPTH, walk
 from ..oci.mediatypes import (
     DEFAULT_JSON_LIMIT,
     MAX_JSON_LIMIT,
