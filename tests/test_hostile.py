@@ -24,7 +24,7 @@ import pytest
 
 import hostile
 from cargohold import CargoholdError, Store
-from cargohold.oci.graph import tree
+from cargohold.oci.tree import tree
 from cargohold.oci.mediatypes import Descriptor
 from cargohold.operations.inspecting import inspect_archive
 from clisupport import assert_one_error_line, run, seed

@@ -24,7 +24,7 @@ from click.shell_completion import CompletionItem, get_completion_class
 from ..archive.compression import Compression
 from ..errors import CargoholdError, ReadOnlyStoreError
 from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, Limits
-from ..oci.graph import TreeNode
+from ..oci.tree import TreeNode
 from ..operations.context import DEFAULT_NAMESPACE, default_root
 from ..operations.results import iso_time
 from ..operations.store import Store

@@ -7,19 +7,16 @@ over small documents, so the rules for platforms, nesting and verification live 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Final, Literal, Protocol
+from typing import Final, Protocol
 
 from ..errors import (
-    CargoholdError,
     ContentError,
-    InvalidArchiveError,
     InvalidDocumentError,
     MissingContentError,
     NoMatchingPlatformError,
     NotFoundError,
-    UnreadableContentError,
 )
 from .digests import Digest
 from .mediatypes import (
@@ -234,7 +231,7 @@ def _read_present(
     """A document found present a moment ago; another process's gc may have removed it since,
     which *missing_ok* walks (listing, inspection) record like any absent content."""
     try:
-        return _read(source, desc)
+        return read_document(source, desc)
     except NotFoundError:
         message = f"{what}: {desc.digest} ({desc.media_type}) is missing"
         if missing_ok:
@@ -243,7 +240,7 @@ def _read_present(
         raise MissingContentError(message) from None
 
 
-def _read(source: ContentSource, desc: Descriptor) -> bytes:
+def read_document(source: ContentSource, desc: Descriptor) -> bytes:
     limit = source.document_limit
     if desc.size > limit:
         raise InvalidDocumentError(
@@ -262,265 +259,9 @@ def iter_children(source: ContentSource, desc: Descriptor) -> Iterator[Descripto
     """Direct children of a stored document, for reachability: every platform, no filtering."""
     if is_index(desc.media_type):
         yield from parse_index(
-            _read(source, desc), f"index {desc.digest}", desc.media_type
+            read_document(source, desc), f"index {desc.digest}", desc.media_type
         ).manifests
     elif is_manifest(desc.media_type):
         yield from parse_manifest(
-            _read(source, desc), f"manifest {desc.digest}", desc.media_type
+            read_document(source, desc), f"manifest {desc.digest}", desc.media_type
         ).blobs
-
-
-Role = Literal["index", "manifest", "blob"]
-
-
-def role_of(media_type: str) -> Role:
-    """How a descriptor with *media_type* is followed: an index or a manifest is read for its
-    children, anything else is a leaf."""
-    if is_index(media_type):
-        return "index"
-    return "manifest" if is_manifest(media_type) else "blob"
-
-
-class Reachability:
-    """Which blobs a set of roots reaches, every platform, through every way a digest is reached.
-
-    One walk for garbage collection, namespace holdings and content users. A digest is visited
-    once per *role* (index, manifest, leaf), not once: the same bytes may be named as a layer by
-    one image and as a manifest by another, and a walk that met the layer first and then skipped
-    the manifest would miss that manifest's config and layers (and gc would sweep them). The
-    children of a document depend only on its digest and role, so they are read once and
-    remembered across every :meth:`closure` of this object.
-    """
-
-    def __init__(
-        self,
-        source: ContentSource,
-        present: Callable[[Digest], bool] | None = None,
-        *,
-        skip_unreadable: bool = False,
-    ) -> None:
-        self._source = source
-        self._present = present or (lambda digest: source.blob_size(digest) is not None)
-        self._skip_unreadable = skip_unreadable
-        self._children: dict[tuple[Digest, Role], tuple[Descriptor, ...]] = {}
-
-    def closure(self, roots: Iterable[Descriptor]) -> set[Digest]:
-        """Every digest reachable from *roots* (absent ones included: they are still needed).
-
-        Raises :class:`UnreadableContentError` for a present document that does not parse
-        (unless *skip_unreadable*, which treats it as a leaf): a caller that deletes what is not
-        reached must not guess what it would have reached.
-        """
-        reached: set[Digest] = set()
-        visited: set[tuple[Digest, Role]] = set()
-        stack = list(roots)
-        while stack:
-            desc = stack.pop()
-            key = (desc.digest, role_of(desc.media_type))
-            if key in visited:
-                continue
-            visited.add(key)
-            reached.add(desc.digest)
-            if key[1] != "blob":
-                stack.extend(self._children_of(desc, key))
-        return reached
-
-    def _children_of(self, desc: Descriptor, key: tuple[Digest, Role]) -> tuple[Descriptor, ...]:
-        found = self._children.get(key)
-        if found is None:
-            found = ()
-            if self._present(desc.digest):
-                try:
-                    found = tuple(iter_children(self._source, desc))
-                except NotFoundError:
-                    found = ()  # removed since it was seen: nothing below it to keep
-                except CargoholdError as exc:
-                    if not self._skip_unreadable:
-                        raise UnreadableContentError(desc.digest, exc) from None
-            self._children[key] = found
-        return found
-
-
-@dataclass(slots=True)
-class TreeNode:
-    """One descriptor of an image's graph as ``image inspect`` shows it, absent ones included."""
-
-    descriptor: Descriptor
-    role: str  # "index", "manifest", "config", "layer" or "blob"
-    present: bool
-    children: list[TreeNode] = field(default_factory=list)
-    #: Why the node's document could not be read (present but unreadable or malformed).
-    problem: str | None = None
-    #: The document appears earlier in the tree; its children are shown there.
-    repeated: bool = False
-
-    def to_json(self) -> dict[str, object]:
-        d = self.descriptor
-        out: dict[str, object] = {
-            "role": self.role,
-            "mediaType": d.media_type,
-            "digest": str(d.digest),
-            "size": d.size,
-            "present": self.present,
-        }
-        if d.platform is not None:
-            out["platform"] = str(d.platform)
-        if d.annotations:
-            out["annotations"] = dict(d.annotations)
-        if self.problem is not None:
-            out["problem"] = self.problem
-        if self.repeated:
-            out["repeated"] = True
-        if self.children:
-            out["children"] = [c.to_json() for c in self.children]
-        return out
-
-    def walk(self) -> Iterator[TreeNode]:
-        yield self
-        for child in self.children:
-            yield from child.walk()
-
-
-def tree(source: ContentSource, target: Descriptor) -> TreeNode:
-    """The whole graph below *target*, every platform, with absent content marked, never
-    raising for content problems (inspection is how users find them).
-
-    A document met a second time (indexes may list a manifest more than once) is shown
-    without its children, marked ``repeated``: a small archive of indexes that list each
-    other many times would otherwise unfold into an exponential tree.
-    """
-    role = "manifest" if is_manifest(target.media_type) else "index"
-    return _tree_node(source, target, role, 0, set())
-
-
-def _tree_node(
-    source: ContentSource, desc: Descriptor, role: str, depth: int, seen: set[Digest]
-) -> TreeNode:
-    if role == "index":  # a child of an index: named by what it is
-        if is_manifest(desc.media_type):
-            role = "manifest"
-        elif not is_index(desc.media_type):
-            role = "blob"
-    size = source.blob_size(desc.digest)
-    node = TreeNode(desc, role, size is not None)
-    if size is None:
-        return node
-    if size != desc.size:
-        node.problem = f"{desc.digest} has {size} bytes, its descriptor says {desc.size}"
-        return node
-    if is_index(desc.media_type) or is_manifest(desc.media_type):
-        if desc.digest in seen:
-            node.repeated = True
-            node.role = "index" if is_index(desc.media_type) else "manifest"
-            return node
-        seen.add(desc.digest)
-    try:
-        if is_index(desc.media_type):
-            node.role = "index"
-            if depth >= MAX_INDEX_DEPTH:
-                raise InvalidDocumentError(f"indexes nested deeper than {MAX_INDEX_DEPTH}")
-            index = parse_index(_read(source, desc), f"index {desc.digest}", desc.media_type)
-            node.children = [
-                _tree_node(source, c, "index", depth + 1, seen) for c in index.manifests
-            ]
-        elif is_manifest(desc.media_type):
-            node.role = "manifest"
-            manifest = parse_manifest(
-                _read(source, desc), f"manifest {desc.digest}", desc.media_type
-            )
-            node.children = [_tree_node(source, manifest.config, "config", depth + 1, seen)]
-            node.children += [
-                _tree_node(source, x, "layer", depth + 1, seen) for x in manifest.layers
-            ]
-    except (InvalidArchiveError, ContentError, NotFoundError) as exc:
-        node.problem = str(exc)
-    return node
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigSummary:
-    """The parts of an image config people look for, read leniently (configs vary)."""
-
-    created: str | None
-    platform: Platform | None
-    entrypoint: list[str] | None
-    cmd: list[str] | None
-    env: list[str]
-    working_dir: str
-    user: str
-    labels: dict[str, str]
-    exposed_ports: list[str]
-    volumes: list[str]
-    stop_signal: str
-    layers: int
-    history: list[dict[str, object]]
-
-    @classmethod
-    def parse(cls, data: bytes, what: str) -> ConfigSummary:
-        doc = parse_config(data, what)
-        config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
-        assert isinstance(config, dict)
-        rootfs = doc.get("rootfs")
-        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-        history = doc.get("history")
-        return cls(
-            created=config_created(doc),
-            platform=config_platform(doc),
-            entrypoint=_strings(config.get("Entrypoint")),
-            cmd=_strings(config.get("Cmd")),
-            env=_strings(config.get("Env")) or [],
-            working_dir=_text(config.get("WorkingDir")),
-            user=_text(config.get("User")),
-            labels=_string_dict(config.get("Labels")),
-            exposed_ports=sorted(map(str, config.get("ExposedPorts") or {}))
-            if isinstance(config.get("ExposedPorts"), dict)
-            else [],
-            volumes=sorted(map(str, config.get("Volumes") or {}))
-            if isinstance(config.get("Volumes"), dict)
-            else [],
-            stop_signal=_text(config.get("StopSignal")),
-            layers=len(diff_ids) if isinstance(diff_ids, list) else 0,
-            history=[
-                {
-                    "created": _text(h.get("created")),
-                    "createdBy": _text(h.get("created_by")),
-                    "comment": _text(h.get("comment")),
-                    "emptyLayer": h.get("empty_layer") is True,
-                }
-                for h in (history if isinstance(history, list) else [])
-                if isinstance(h, dict)
-            ],
-        )
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "created": self.created,
-            "platform": str(self.platform) if self.platform else None,
-            "entrypoint": self.entrypoint,
-            "cmd": self.cmd,
-            "env": self.env,
-            "workingDir": self.working_dir,
-            "user": self.user,
-            "labels": self.labels,
-            "exposedPorts": self.exposed_ports,
-            "volumes": self.volumes,
-            "stopSignal": self.stop_signal,
-            "layers": self.layers,
-            "history": self.history,
-        }
-
-
-def _string_dict(value: object) -> dict[str, str]:
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
-
-
-def _strings(value: object) -> list[str] | None:
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    if isinstance(value, str):
-        return [value]
-    return None
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""

@@ -10,7 +10,7 @@ from ..errors import (
     InUseError,
 )
 from ..oci.digests import Digest
-from ..oci.graph import tree
+from ..oci.tree import tree
 from .context import (
     StoreContext,
     image_target,

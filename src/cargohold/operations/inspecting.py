@@ -15,10 +15,12 @@ from ..errors import (
     NotFoundError,
 )
 from ..limits import Limits
+from ..oci.config import ConfigSummary
 from ..oci.digests import Digest
-from ..oci.graph import ConfigSummary, ContentSource, TreeNode, tree, walk
+from ..oci.graph import ContentSource, walk
 from ..oci.mediatypes import MAX_JSON_LIMIT, config_platform, is_index, parse_config
 from ..oci.platforms import Platform, PlatformMatcher
+from ..oci.tree import TreeNode, tree
 from ..progress import Progress
 from ..storage.blobs import BlobStore
 from ..storage.ingest import HASH_ONLY, StagedBlob

@@ -6,10 +6,11 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..oci.config import ConfigSummary
 from ..oci.digests import Digest
-from ..oci.graph import ConfigSummary, TreeNode
 from ..oci.mediatypes import Descriptor
 from ..oci.platforms import Platform
+from ..oci.tree import TreeNode
 from ..storage.gc import GcResult
 from ..storage.metadata import ImageRecord
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from ..errors import CargoholdError, UnreadableContentError
 from ..oci.digests import Digest
-from ..oci.graph import Reachability
 from ..oci.mediatypes import Descriptor
+from ..oci.reachability import Reachability
 from .blobs import BlobStore
 from .leases import Leases
 from .metadata import MetadataStore
