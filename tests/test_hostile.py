@@ -24,8 +24,8 @@ import pytest
 
 import hostile
 from cargohold import CargoholdError, Store
-from cargohold.oci.tree import tree
 from cargohold.oci.mediatypes import Descriptor
+from cargohold.oci.tree import tree
 from cargohold.operations.inspecting import inspect_archive
 from clisupport import assert_one_error_line, run, seed
 from hostile import CASES, CONTROLS, Case, by_name

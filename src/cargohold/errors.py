@@ -43,7 +43,8 @@ The whole tree (a second base in brackets)::
     └── StoreFormatError
 
 :class:`BelowSpeedFloor` and :class:`TransferDropped` are not failures but signals inside the
-registry client (a body too slow, a download to resume); they never reach its callers.
+registry client (a body too slow, a download to resume), and :class:`TransferCancelled` one
+inside a pull (another download failed); they never reach callers.
 """
 
 from __future__ import annotations
@@ -258,3 +259,7 @@ class MissingContentError(InvalidArchiveError, NotFoundError):
 
 class NoMatchingPlatformError(InvalidArchiveError, NotFoundError):
     """An index has no manifest for the platforms asked for."""
+
+
+class TransferCancelled(Exception):
+    """Another download of the same pull failed; this one stops at its next chunk."""

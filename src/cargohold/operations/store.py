@@ -303,11 +303,11 @@ class Store(StoreContext):
         progress: Progress | None = None,
     ) -> PullResult:
         """Pull *ref* from its registry under its normalised name, all or nothing (see
-        :func:`cargohold.transfer.pull`). *client_factory* makes the
+        :func:`cargohold.operations.pulling.pull`). *client_factory* makes the
         :class:`~cargohold.registry.RegistryClient` for a host (default: TLS, docker config)."""
-        from . import transfer  # the HTTP stack loads only for commands that need it
+        from . import pulling, transfer  # the HTTP stack loads only for commands that need it
 
-        return transfer.pull(
+        return pulling.pull(
             self,
             ref,
             client_factory or transfer.default_client_factory,
@@ -327,10 +327,10 @@ class Store(StoreContext):
         progress: Progress | None = None,
     ) -> PushResult:
         """Push the stored image *ref* to *destination* (default: its own name); see
-        :func:`cargohold.transfer.push`."""
-        from . import transfer
+        :func:`cargohold.operations.pushing.push`."""
+        from . import pushing, transfer
 
-        return transfer.push(
+        return pushing.push(
             self,
             ref,
             destination,
