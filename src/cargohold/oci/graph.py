@@ -132,6 +132,7 @@ class _Options:
     skip_missing: bool
 
 
+# Long: the index and manifest cases of one recursive step, kept side by side to compare.
 def _visit(
     source: ContentSource,
     graph: ImageGraph,

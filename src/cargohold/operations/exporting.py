@@ -26,6 +26,7 @@ from .results import (
 )
 
 
+# Long: a third of it is the public API's keyword arguments; the rest picks the destination.
 def export(
     ctx: StoreContext,
     out: str | Path | BinaryIO,

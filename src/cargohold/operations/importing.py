@@ -32,6 +32,7 @@ from .results import (
 )
 
 
+# Long: a third of it is the public API's keyword arguments; the rest is one lease's scope.
 def import_archive(
     ctx: StoreContext,
     source: str | Path | BinaryIO,

@@ -130,6 +130,7 @@ def check(
     return results
 
 
+# Long: an import's scan and plan run for a report, each step's outcome recorded in it.
 def inspect_archive(
     source: str | Path | BinaryIO,
     root: str | Path | None = None,
@@ -250,6 +251,7 @@ def _config_problem(source: ContentSource, manifest: TreeNode) -> str | None:
     return None
 
 
+# Long: the statuses of one image's manifests are decided together (listed and found counts).
 def _check_image(
     record: ImageRecord,
     root: TreeNode,

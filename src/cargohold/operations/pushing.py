@@ -43,6 +43,7 @@ class _PushPlan:
     warnings: list[str]
 
 
+# Long: a third of it is the public API's keyword arguments; the rest is one client's scope.
 def push(
     store: StoreContext,
     ref: str,
@@ -136,6 +137,7 @@ def _push_blob(
     return "mounted" if mounted else "uploaded"
 
 
+# Long: the reduced index and the by-role sorting must see the same selection.
 def _plan_push(
     store: StoreContext, target: Descriptor, matcher: PlatformMatcher, explicit: bool, name: str
 ) -> _PushPlan:
