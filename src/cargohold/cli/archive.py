@@ -8,7 +8,6 @@ import click
 
 from ..errors import CargoholdError
 from ..limits import Limits
-from ..operations.inspecting import inspect_archive
 from .context import Context, pass_context
 from .options import (
     PlatformSelection,
@@ -52,6 +51,9 @@ def archive_inspect(
     The import estimate uses the platforms an import would (this host's by default,
     --platform, --all-platforms). Exits 1 when the import would fail."""
     refuse_terminal_stdin(source)
+    # Here, not at the top: the archive reader is heavy, and the root's --help loads this module.
+    from ..operations.inspecting import inspect_archive
+
     report = inspect_archive(
         source,
         ctx.root,

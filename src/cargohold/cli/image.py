@@ -1,5 +1,6 @@
 """``cargohold image``: the images of the store. The commands that look at and name images
-are here; those that move images in and out come from :mod:`.image_transfer`."""
+are here; those that move images in and out live in :mod:`.image_transfer`, imported only when
+one of them runs (``image ls`` does not pay for them)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import click
 from ..errors import CargoholdError
 from .completion import complete_images
 from .context import Context, pass_context
-from .groups import AliasedGroup
-from .image_transfer import export, import_, pull, push
+from .groups import AliasedGroup, LazyCommands
 from .options import PlatformSelection, format_option, platform_options
 from .render import (
     echo,
@@ -30,15 +30,22 @@ if TYPE_CHECKING:
     from ..operations.results import CheckResult, ImageInspection, ManifestInspection
 
 
-@click.group(cls=AliasedGroup, aliases={"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"})
+#: The commands of :mod:`.image_transfer`, imported when first looked up.
+TRANSFER_COMMANDS = {
+    "import": ".image_transfer:import_",
+    "export": ".image_transfer:export",
+    "pull": ".image_transfer:pull",
+    "push": ".image_transfer:push",
+}
+
+
+@click.group(
+    cls=AliasedGroup,
+    commands=LazyCommands(__package__ or "cargohold.cli", TRANSFER_COMMANDS),
+    aliases={"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"},
+)
 def image() -> None:
     """Import, export, pull, push, tag, list and remove images (aliases: images, i)."""
-
-
-image.add_command(import_)
-image.add_command(export)
-image.add_command(pull)
-image.add_command(push)
 
 
 @image.command("ls")
