@@ -128,6 +128,7 @@ def _error_line(exc: Exception) -> str:
 
 
 def _exit_interrupted() -> NoReturn:
+    """Ctrl-C: one line and status 130, as a shell reports a command SIGINT ended."""
     echo("cargohold: interrupted", err=True)
     sys.exit(130)
 
