@@ -302,3 +302,55 @@ def test_reading_an_archive_from_a_terminal_is_refused_at_once(
         os.close(master)
     line = assert_one_error_line(proc)
     assert "terminal" in line and "stdin" in line
+
+
+# -- what a command loads -------------------------------------------------------------------
+
+#: Runs the entry point with the arguments given, then names the command-line modules loaded.
+_REPORT_CLI_MODULES = """
+import atexit, sys
+atexit.register(lambda: print(" ".join(sorted(
+    m for m in sys.modules if m.startswith("cargohold.cli."))), file=sys.stderr))
+from cargohold.cli.main import main
+main(sys.argv[1:])
+"""
+
+GROUP_MODULES = {
+    "cargohold.cli.archive",
+    "cargohold.cli.completion",
+    "cargohold.cli.content",
+    "cargohold.cli.image",
+    "cargohold.cli.image_transfer",
+    "cargohold.cli.namespace",
+}
+
+
+def cli_modules_loaded_by(root: Path, *args: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _REPORT_CLI_MODULES, "--root", str(root), *args],
+        capture_output=True,
+        env=clean_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    return set(proc.stderr.decode().splitlines()[-1].split())
+
+
+@pytest.mark.parametrize(
+    ("args", "groups"),
+    [
+        (["--version"], set()),
+        (["image", "ls"], {"cargohold.cli.image", "cargohold.cli.completion"}),
+        (["ns", "ls"], {"cargohold.cli.namespace"}),
+        (["--help"], GROUP_MODULES - {"cargohold.cli.image_transfer"}),
+    ],
+    ids=" ".join,
+)
+def test_a_command_group_is_loaded_only_when_used(
+    root: Path, tmp_path: Path, args: list[str], groups: set[str]
+) -> None:
+    """Start-up pays for the group that runs: --version loads none, image ls not even the
+    transfer commands, the root's help every group (for their short help) and nothing more."""
+    seed(root, tmp_path, "example.com/a:1")
+    assert cli_modules_loaded_by(root, *args) & GROUP_MODULES == groups

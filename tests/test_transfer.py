@@ -523,3 +523,44 @@ def test_cli_failures_are_one_line(server: FakeServer, tmp_path: Path) -> None:
     assert "--plain-http is only allowed" in assert_one_error_line(proc)
     proc = run(root, "image", "push", "--plain-http", "example.com/absent:1")
     assert "not found" in assert_one_error_line(proc)
+
+
+@pytest.mark.parametrize(
+    ("options", "selected"),
+    [([], {HOST}), (["--platform", OTHER], {OTHER}), (["--all-platforms"], {HOST, OTHER})],
+    ids=["default", "one", "all"],
+)
+def test_cli_pull_selects_platforms(
+    server: FakeServer,
+    published: tuple[ArchiveBuilder, dict[str, Any]],
+    tmp_path: Path,
+    options: list[str],
+    selected: set[str],
+) -> None:
+    ref = f"{server.netloc}/{REPO}:v1"
+    proc = run(
+        tmp_path / "root", "image", "pull", "--plain-http", "--format", "json", *options, ref
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(proc.stdout)["platforms"]) == selected
+
+
+@pytest.mark.parametrize(
+    ("options", "selected"),
+    [([], {HOST, OTHER}), (["--platform", OTHER], {OTHER}), (["--all-platforms"], {HOST, OTHER})],
+    ids=["default", "one", "all"],
+)
+def test_cli_push_selects_platforms(
+    server: FakeServer,
+    published: tuple[ArchiveBuilder, dict[str, Any]],
+    tmp_path: Path,
+    options: list[str],
+    selected: set[str],
+) -> None:
+    root, ref = tmp_path / "root", f"{server.netloc}/{REPO}:v1"
+    pulled = run(root, "image", "pull", "--plain-http", "-q", "--all-platforms", ref)
+    assert pulled.returncode == 0, pulled.stderr
+    dest = f"{server.netloc}/team/copy:v1"
+    proc = run(root, "image", "push", "--plain-http", "--format", "json", *options, ref, dest)
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(proc.stdout)["platforms"]) == selected

@@ -1,0 +1,100 @@
+"""``cargohold archive``: what an archive holds, looked at without importing it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from ..errors import CargoholdError
+from ..limits import Limits
+from .context import Context, pass_context
+from .options import (
+    PlatformSelection,
+    format_option,
+    limit_options,
+    platform_options,
+    progress_option,
+)
+from .progress import make_progress
+from .render import echo, print_fields, print_json, print_rows, warn
+from .streams import refuse_terminal_stdin
+from .units import human_size
+
+if TYPE_CHECKING:
+    from ..operations.results import ArchiveReport
+
+
+@click.group()
+def archive() -> None:
+    """Look into image archives without importing them."""
+
+
+@archive.command("inspect")
+@click.argument("source", metavar="FILE|-")
+@platform_options
+@limit_options
+@format_option
+@progress_option
+@pass_context
+def archive_inspect(
+    ctx: Context,
+    source: str,
+    selection: PlatformSelection,
+    limits: Limits,
+    output_format: str,
+    progress_mode: str,
+) -> None:
+    """What an archive holds (images, names, platforms, blobs, size) and how much an import
+    would add to this store, with every blob verified; nothing is written anywhere.
+
+    The import estimate uses the platforms an import would (this host's by default,
+    --platform, --all-platforms). Exits 1 when the import would fail."""
+    refuse_terminal_stdin(source)
+    # Here, not at the top: the archive reader is heavy, and the root's --help loads this module.
+    from ..operations.inspecting import inspect_archive
+
+    report = inspect_archive(
+        source,
+        ctx.root,
+        platforms=selection.platforms,
+        all_platforms=selection.all_platforms,
+        progress=make_progress(progress_mode),
+        limits=limits,
+    )
+    for warning in report.warnings:
+        warn(warning)
+    if output_format == "json":
+        print_json(report.to_json())
+    else:
+        _print_report(report)
+    if report.problem is not None:
+        raise CargoholdError(f"import would fail: {report.problem}")
+
+
+def _print_report(report: ArchiveReport) -> None:
+    """The archive's format and blobs, a row per image name, and what an import would add."""
+    print_fields(
+        [
+            ("Format", "OCI image layout" if report.format == "oci" else "docker archive"),
+            ("Blobs", f"{report.blobs}, {human_size(report.size)}"),
+        ]
+    )
+    echo()
+    print_rows(
+        ("NAME", "DIGEST", "PLATFORMS", "SIZE", "MISSING"),
+        [
+            (
+                name,
+                str(image.target.digest),
+                ",".join(str(p) for p in image.platforms) or "-",
+                human_size(image.size),
+                str(len(image.missing)),
+            )
+            for image in report.images
+            for name in image.names
+        ],
+    )
+    echo()
+    if report.importable:
+        echo(f"Import would add {report.new_blobs} blobs, {human_size(report.bytes_to_add)}")

@@ -1,0 +1,111 @@
+"""``cargohold content``: the blobs of the store, listed, read, removed and collected."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from ..errors import CargoholdError
+from .context import Context, pass_context
+from .groups import AliasedGroup
+from .options import format_option
+from .render import age, echo, print_json, print_rows
+from .units import human_size
+
+
+@click.group(cls=AliasedGroup, aliases={"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"})
+def content() -> None:
+    """Work with the content (blobs) of the store."""
+
+
+@content.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Print only digests.")
+@format_option
+@pass_context
+def content_ls(ctx: Context, quiet: bool, output_format: str) -> None:
+    """List every blob of the store: digest, size, age, and the images that use it (images
+    of other namespaces are shown as NAMESPACE/NAME)."""
+    with ctx.store("read") as store:
+        infos = store.content()
+    if output_format == "json":
+        print_json([i.to_json() for i in infos])
+    elif quiet:
+        for info in infos:
+            echo(str(info.digest))
+    else:
+        now = time.time()
+        print_rows(
+            ("DIGEST", "SIZE", "AGE", "USED BY"),
+            [
+                (
+                    str(i.digest),
+                    human_size(i.size),
+                    age(now - i.created_at),
+                    ",".join(u.qualified(ctx.namespace) for u in i.users) or "-",
+                )
+                for i in infos
+            ],
+        )
+
+
+@content.command("get")
+@click.argument("digest", metavar="DIGEST")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash the bytes as they are written; exit 1 after the last one if they do not"
+    " match DIGEST.",
+)
+@pass_context
+def content_get(ctx: Context, digest: str, verify: bool) -> None:
+    """Write a blob's bytes to stdout."""
+    with ctx.store("read") as store, store.read_content(digest, verify=verify) as source:
+        out = sys.stdout.buffer
+        while chunk := source.read(1 << 20):
+            out.write(chunk)
+        out.flush()
+
+
+@content.command("rm")
+@click.argument("digests", metavar="DIGEST...", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Remove content even if images use it.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@format_option
+@pass_context
+def content_rm(
+    ctx: Context, digests: tuple[str, ...], force: bool, quiet: bool, output_format: str
+) -> None:
+    """Remove blobs. Content an image uses is refused unless --force (the image then shows
+    as incomplete in image check); content an import in progress holds is always refused."""
+    with ctx.store("write") as store:
+        result = store.remove_content(digests, force=force)
+    if output_format == "json":
+        print_json({"removed": result.removed, "missing": result.missing})
+    elif not quiet:
+        for digest in result.removed:
+            echo(digest)
+    if result.missing:
+        raise CargoholdError(f"content not found: {', '.join(result.missing)}")
+
+
+@content.command("gc")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@format_option
+@pass_context
+def gc(ctx: Context, dry_run: bool, output_format: str) -> None:
+    """Remove content that no image and no import in progress needs, and abandoned ingests."""
+    with ctx.store("write") as store:
+        result = store.gc(dry_run=dry_run)
+    if output_format == "json":
+        print_json(
+            {
+                "dryRun": dry_run,
+                "removed": [{"digest": str(d), "size": s} for d, s in result.removed],
+                "bytesFreed": result.bytes_freed,
+            }
+        )
+        return
+    verb = "would be removed" if dry_run else "removed"
+    echo(f"{len(result.removed)} blobs {verb}, {human_size(result.bytes_freed)}")

@@ -1,0 +1,343 @@
+"""``cargohold image``: the images of the store. The commands that look at and name images
+are here; those that move images in and out live in :mod:`.image_transfer`, imported only when
+one of them runs (``image ls`` does not pay for them)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Literal, cast
+
+import click
+
+from ..errors import CargoholdError
+from .completion import complete_images
+from .context import Context, pass_context
+from .groups import AliasedGroup, LazyCommands
+from .options import PlatformSelection, format_option, platform_options
+from .render import (
+    echo,
+    iso_utc,
+    json_or_dash,
+    labels_text,
+    print_fields,
+    print_json,
+    print_rows,
+    print_tree,
+)
+from .units import human_size
+
+if TYPE_CHECKING:
+    from ..operations.results import CheckResult, ImageInspection, ManifestInspection
+
+
+#: The commands of :mod:`.image_transfer`, imported when first looked up.
+TRANSFER_COMMANDS = {
+    "import": ".image_transfer:import_",
+    "export": ".image_transfer:export",
+    "pull": ".image_transfer:pull",
+    "push": ".image_transfer:push",
+}
+
+
+@click.group(
+    cls=AliasedGroup,
+    commands=LazyCommands(__package__ or "cargohold.cli", TRANSFER_COMMANDS),
+    aliases={"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"},
+)
+def image() -> None:
+    """Import, export, pull, push, tag, list and remove images (aliases: images, i)."""
+
+
+@image.command("ls")
+@click.argument("filters", metavar="[FILTER...]", nargs=-1)
+@click.option("-q", "--quiet", is_flag=True, help="Print only image names.")
+@format_option
+@pass_context
+def ls(ctx: Context, filters: tuple[str, ...], quiet: bool, output_format: str) -> None:
+    """List images (alias: list), those matching any FILTER when given.
+
+    A filter is containerd's: name==REF, name~=REGEX (RE2 syntax, as Go's), target.digest==DIGEST,
+    target.mediatype==TYPE, labels."KEY"==VALUE, annotations."KEY"!=VALUE, or a bare field
+    that must be present. Commas inside one FILTER require all; several FILTERs require any.
+
+    \b
+      cargohold image ls 'name~=^docker.io/library/' 'labels."env"==prod,name~=:v1'
+    """
+    with ctx.store("read") as store:
+        if quiet and output_format != "json":
+            for name in store.list_names(filters):
+                echo(name)
+            return
+        infos = store.list_images(filters)
+    if output_format == "json":
+        print_json([info.to_json() for info in infos])
+    else:
+        print_rows(
+            ("REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"),
+            [
+                (
+                    i.record.name,
+                    i.record.media_type,
+                    str(i.record.digest),
+                    human_size(i.size),
+                    ",".join(str(p) for p in i.platforms) or "-",
+                    labels_text(i.record.labels),
+                )
+                for i in infos
+            ],
+        )
+
+
+@image.command("inspect")
+@click.argument("ref", metavar="REF", shell_complete=complete_images)
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH[/VARIANT]",
+    help="Summarise only these platforms' configs (repeatable); with --raw, the one to show.",
+)
+@click.option(
+    "--raw",
+    type=click.Choice(["manifest", "config", "index"]),
+    help="Print the stored document, byte for byte (manifest and config: this host's"
+    " platform, or --platform).",
+)
+@format_option
+@pass_context
+def inspect(
+    ctx: Context,
+    ref: str,
+    platforms: tuple[str, ...],
+    raw: str | None,
+    output_format: str,
+) -> None:
+    """Show an image: its tree (index, manifests and their platforms, configs, layers) and
+    a summary of each config (created, platform, entrypoint, cmd, env, labels, history)."""
+    with ctx.store("read") as store:
+        if raw is not None:
+            if len(platforms) > 1:
+                raise click.UsageError("--raw shows one document: give at most one --platform")
+            which = cast(Literal["index", "manifest", "config"], raw)
+            data = store.raw_document(ref, which, platforms[0] if platforms else None)
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return
+        result = store.inspect(ref, platforms)
+    if output_format == "json":
+        print_json(result.to_json())
+    else:
+        _print_inspection(result)
+
+
+def _print_inspection(result: ImageInspection) -> None:
+    """The image's record, its tree, then a summary of each manifest's config."""
+    r = result.record
+    print_fields(
+        [
+            ("Name", r.name),
+            ("Digest", str(r.digest)),
+            ("Media type", r.media_type),
+            ("Labels", labels_text(r.labels)),
+            ("Imported", iso_utc(r.created_at)),
+            ("Updated", iso_utc(r.updated_at)),
+        ]
+        + ([("Partial", "yes: some manifests of its index were not imported")] if r.partial else [])
+    )
+    echo()
+    print_tree(result.tree)
+    for manifest in result.manifests:
+        echo()
+        echo(f"{manifest.platform or 'no platform'} (manifest {manifest.node.descriptor.digest})")
+        _print_manifest_summary(manifest)
+
+
+def _print_manifest_summary(manifest: ManifestInspection) -> None:
+    """A manifest's config as docker inspect shows it, and its layers' count and size."""
+    layers = manifest.node.children[1:]
+    layer_text = f"{len(layers)} ({human_size(sum(n.descriptor.size for n in layers))})"
+    config = manifest.config
+    if config is None:
+        print_fields([("Config", "not in the store"), ("Layers", layer_text)], indent=2)
+        return
+    print_fields(
+        [
+            ("Created", config.created or "-"),
+            ("Platform", str(config.platform) if config.platform else "-"),
+            ("Entrypoint", json_or_dash(config.entrypoint)),
+            ("Cmd", json_or_dash(config.cmd)),
+            ("Env", config.env),
+            ("Working dir", config.working_dir or "-"),
+            ("User", config.user or "-"),
+            ("Ports", ", ".join(config.exposed_ports) or "-"),
+            ("Volumes", ", ".join(config.volumes) or "-"),
+            ("Labels", [f"{k}={v}" for k, v in sorted(config.labels.items())]),
+            ("Layers", layer_text),
+            (
+                "History",
+                [
+                    f"{h['created'] or '-'}  {h['createdBy'] or h['comment'] or '-'}"
+                    + ("  (empty layer)" if h["emptyLayer"] else "")
+                    for h in config.history
+                ],
+            ),
+        ],
+        indent=2,
+    )
+
+
+@image.command("check")
+@click.argument("refs", metavar="[REF...]", nargs=-1, shell_complete=complete_images)
+@platform_options
+@click.option("--verify", is_flag=True, help="Also re-hash every blob and report corrupt ones.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the names of complete images.")
+@format_option
+@pass_context
+def check(
+    ctx: Context,
+    refs: tuple[str, ...],
+    selection: PlatformSelection,
+    verify: bool,
+    quiet: bool,
+    output_format: str,
+) -> None:
+    """Check that images' content is all in the store (every image when no REF is given).
+
+    One line per manifest: complete (n/n), incomplete (n/m) when blobs are missing, corrupt
+    when a blob has the wrong size or (with --verify) its bytes no longer match its digest,
+    invalid when an index, manifest or config cannot be read as one (every document is
+    parsed, with or without --verify), unavailable when the manifest itself is absent,
+    partial for an image imported with --skip-missing. By default the manifests the store
+    holds are checked; with --platform or --all-platforms the selected ones must be there.
+    Exits 1 when anything is missing, corrupt or invalid."""
+    with ctx.store("read") as store:
+        results = store.check(
+            refs,
+            platforms=selection.platforms,
+            all_platforms=selection.all_platforms,
+            verify=verify,
+        )
+    bad = [r for r in results if not r.ok]
+    if output_format == "json":
+        print_json([r.to_json() for r in results])
+    elif quiet:
+        failed = {r.record.name for r in bad}
+        for name in dict.fromkeys(r.record.name for r in results):
+            if name not in failed:
+                echo(name)
+    else:
+        _print_checks(results, bad)
+    if bad:
+        images = len({r.record.name for r in bad})
+        raise CargoholdError(
+            f"{images} image(s) with missing, corrupt or unreadable content"
+            f" ({len(bad)} of {len(results)} checks failed)"
+        )
+
+
+def _print_checks(results: list[CheckResult], bad: list[CheckResult]) -> None:
+    """A row per manifest checked, then a line per problem of the failed ones."""
+    print_rows(
+        ("REF", "TYPE", "DIGEST", "PLATFORM", "STATUS", "SIZE"),
+        [
+            (
+                r.record.name,
+                r.record.media_type,
+                str(r.record.digest),
+                str(r.platform) if r.platform else "-",
+                r.summary(),
+                f"{human_size(r.size)}/{human_size(r.total_size)}",
+            )
+            for r in results
+        ],
+    )
+    for r in bad:
+        where = f"{r.record.name} ({r.platform or 'no platform'})"
+        for digest in r.missing:
+            echo(f"{where}: missing {digest}")
+        for digest in r.corrupt:
+            echo(f"{where}: corrupt {digest}")
+        if r.problem:
+            echo(f"{where}: {r.problem}")
+
+
+@image.command("label")
+@click.argument("ref", metavar="REF", shell_complete=complete_images)
+@click.argument("labels", metavar="KEY=VALUE...", nargs=-1)
+@click.option("-r", "--replace-all", is_flag=True, help="Replace all labels with the ones given.")
+@format_option
+@pass_context
+def label(
+    ctx: Context, ref: str, labels: tuple[str, ...], replace_all: bool, output_format: str
+) -> None:
+    """Set labels on an image; KEY= (empty value) removes KEY. Prints the labels after."""
+    changes: dict[str, str] = {}
+    for item in labels:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="KEY=VALUE")
+        changes[key] = value
+    with ctx.store("write") as store:
+        result = store.label(ref, changes, replace_all=replace_all)
+        name = store.resolve(ref).name
+    if output_format == "json":
+        print_json({"name": name, "labels": result})
+        return
+    for key, value in sorted(result.items()):
+        echo(f"{key}={value}")
+
+
+@image.command("tag")
+@click.argument("source", metavar="SRC", shell_complete=complete_images)
+@click.argument("targets", metavar="DST...", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Move names that point at another image.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing.")
+@format_option
+@pass_context
+def tag(
+    ctx: Context,
+    source: str,
+    targets: tuple[str, ...],
+    force: bool,
+    quiet: bool,
+    output_format: str,
+) -> None:
+    """Give an image more names."""
+    with ctx.store("write") as store:
+        names = store.tag(source, targets, force=force)
+        digest = store.resolve(names[0]).digest
+    if output_format == "json":
+        print_json({"source": source, "names": names, "digest": str(digest)})
+    elif not quiet:
+        for name in names:
+            echo(name)
+
+
+@image.command("rm")
+@click.argument("refs", metavar="REF...", nargs=-1, required=True, shell_complete=complete_images)
+@click.option("--no-gc", is_flag=True, help="Remove names only; leave content for a later gc.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@format_option
+@pass_context
+def rm(ctx: Context, refs: tuple[str, ...], no_gc: bool, quiet: bool, output_format: str) -> None:
+    """Remove image names and free the content no image uses (aliases: remove, delete, del)."""
+    with ctx.store("write") as store:
+        result = store.remove(refs, collect_garbage=not no_gc)
+    if output_format == "json":
+        print_json(
+            {
+                "removed": result.removed,
+                "missing": result.missing,
+                "blobsRemoved": len(result.gc.removed) if result.gc else 0,
+                "bytesFreed": result.gc.bytes_freed if result.gc else 0,
+            }
+        )
+    elif not quiet:
+        for name in result.removed:
+            echo(name)
+        if result.gc is not None:
+            echo(
+                f"{len(result.gc.removed)} blobs removed, {human_size(result.gc.bytes_freed)} freed"
+            )
+    if result.missing:
+        raise CargoholdError(f"image not found: {', '.join(result.missing)}")
