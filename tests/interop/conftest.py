@@ -66,8 +66,9 @@ DISABLED_PLUGINS: Final = (
 _INTEROP_DIR: Final = Path(__file__).parent
 
 # The main suite's helpers (clisupport, imagefactory, fakeregistry) for interop tests run alone.
-if str(_INTEROP_DIR.parent) not in sys.path:
-    sys.path.append(str(_INTEROP_DIR.parent))
+_SUPPORT_DIR: Final = _INTEROP_DIR.parent / "support"
+if str(_SUPPORT_DIR) not in sys.path:
+    sys.path.append(str(_SUPPORT_DIR))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -7,7 +7,7 @@ imported it. The umoci layout directory is imported as it lies on disk.
 skopeo 1.9.3 cannot write an archive holding two images: a second ``skopeo copy`` into an
 existing ``docker-archive:`` fails with "docker-archive doesn't support modifying existing
 images". What it can write is one image under several names (``--additional-tag``), which is
-tested here; archives of several images are covered by tests/test_archive_shapes.py.
+tested here; archives of several images are covered by tests/integration/test_archive_shapes.py.
 """
 
 from __future__ import annotations

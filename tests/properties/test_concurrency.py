@@ -58,7 +58,7 @@ MIX = {"import": 6, "tag": 2, "remove": 4, "gc": 2, "export_reimport": 2, "list_
 #: Beyond this many names a worker removes before it adds more, so images fall out of use and
 #: gc deletes their blobs while other workers may be importing them again.
 MAX_NAMES = 4
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 WORKER_SCRIPT = Path(__file__).resolve().parent / "concurrency_worker.py"
 
 

@@ -1,6 +1,6 @@
 """Crash safety: kill -9 at many instants of import, export, tag, rm and gc; run out of disk.
 
-Each operation is first run to its end through ``tests/crashpoints.py`` with N = 0, which
+Each operation is first run to its end through ``tests/properties/crashpoints.py`` with N = 0, which
 counts the I/O operations (file system calls and SQLite statements) it performs. Then, for many
 instants N across that range, a fresh copy of the same store runs the same command killed with
 SIGKILL just before (or just after) the N-th operation, and the store must be sound: every

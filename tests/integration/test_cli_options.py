@@ -16,7 +16,7 @@ from cargohold.oci.platforms import Platform
 from cargohold.operations.store import Store
 from clisupport import assert_one_error_line, run
 from imagefactory import ArchiveBuilder
-from test_store import HOST, OTHER
+from snapshots import HOST, OTHER
 
 NAME = "example.com/multi:1"
 

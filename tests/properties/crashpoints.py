@@ -1,6 +1,6 @@
 """Run the cargohold CLI and kill it with SIGKILL at the N-th I/O operation.
 
-Usage: ``python tests/crashpoints.py N [--after] -- <cargohold arguments>``
+Usage: ``python tests/properties/crashpoints.py N [--after] -- <cargohold arguments>``
 
 Before ``cargohold.cli.main`` runs, the functions through which cargohold changes the disk are
 wrapped (``os.write``, ``os.pwrite``, ``os.rename``, ``os.replace``, ``os.fsync``, ``os.unlink``,
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from cargohold.cli import main as cli
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cargohold import Store
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _build() -> bytes:

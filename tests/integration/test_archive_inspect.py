@@ -27,15 +27,13 @@ from cargohold.oci.platforms import Platform
 from cargohold.operations.inspecting import inspect_archive
 from cargohold.operations.results import ArchiveReport
 from clisupport import ERROR_PREFIX, assert_one_error_line, run
-from imagefactory import OCI_CONFIG, OCI_MANIFEST, ArchiveBuilder, digest_of, dumps
-from test_archive_shapes import (
+from dockerimages import (
     COMPRESSORS,
     DOCKER_LAYER_GZIP,
     HOST,
     OCI_LAYER_ZSTD,
     OTHER,
     DockerImage,
-    Entry,
     classic_save,
     containerd_store_save,
     crane_save,
@@ -45,13 +43,13 @@ from test_archive_shapes import (
     layer,
     oci_archive,
     oci_entries,
-    pipe_reader,
     plain_manifest,
     repositories_file,
     skopeo_save,
-    tar_bytes,
     write_archive,
 )
+from imagefactory import OCI_CONFIG, OCI_MANIFEST, ArchiveBuilder, digest_of, dumps
+from streams import Entry, pipe_reader, tar_bytes
 
 REPORT_KEYS = [
     "format",

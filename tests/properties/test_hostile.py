@@ -1,4 +1,4 @@
-"""Every archive of the hostile corpus (``tests/hostile.py``) is refused cleanly.
+"""Every archive of the hostile corpus (``tests/support/hostile.py``) is refused cleanly.
 
 Cleanly means: the import raises a :class:`CargoholdError` (never another exception, never a
 hang), its message is one line that says what is wrong, and the store is exactly as it was,
@@ -12,12 +12,9 @@ from __future__ import annotations
 import multiprocessing
 import re
 import shutil
-import signal
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytest
@@ -29,8 +26,9 @@ from cargohold.oci.tree import tree
 from cargohold.operations.inspecting import inspect_archive
 from clisupport import assert_one_error_line, run, seed
 from hostile import CASES, CONTROLS, Case, by_name
+from snapshots import snapshot
 from streams import pipe_reader
-from test_store import snapshot
+from timelimits import Hung, time_limit
 
 #: The corpus must not shrink unnoticed.
 MIN_CASES = 450
@@ -60,24 +58,6 @@ class Outcome:
         if self.kind == "escaped":
             return f"raised {self.error_type} (not a CargoholdError): {self.message[:300]!r}"
         return f"hung: {self.message}"
-
-
-class Hung(BaseException):
-    """Raised into an import that ran past its time (a BaseException: nothing swallows it)."""
-
-
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def expire(signum: int, frame: FrameType | None) -> None:
-        raise Hung(f"no answer in {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def import_in_process(root: Path, path: Path, source: str, kwargs: Mapping[str, Any]) -> Outcome:

@@ -9,7 +9,6 @@ import json
 import os
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from cargohold.errors import (
     StoreFormatError,
 )
 from cargohold.oci.digests import Digest
-from cargohold.oci.platforms import Platform
 from cargohold.operations.results import ImportResult
 from cargohold.operations.store import Store
 from imagefactory import (
@@ -42,9 +40,8 @@ from imagefactory import (
     dumps,
     write_tar,
 )
+from snapshots import HOST, OTHER, Snapshot, snapshot
 
-HOST = str(Platform.host())
-OTHER = "linux/arm64" if HOST != "linux/arm64" else "linux/amd64"
 ABSENT = next(p for p in ("linux/s390x", "linux/riscv64") if p not in (HOST, OTHER))
 
 
@@ -55,45 +52,6 @@ ABSENT = next(p for p in ("linux/s390x", "linux/riscv64") if p not in (HOST, OTH
 def store(tmp_path: Path) -> Iterator[Store]:
     with Store(tmp_path / "root") as s:
         yield s
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything an import may change, to compare a store before and after a failure."""
-
-    images: tuple[tuple[str, str, str], ...]
-    targets: frozenset[tuple[str, str]]
-    blobs: frozenset[tuple[str, bytes]]
-    ingest: tuple[str, ...]
-    leases: tuple[str, ...]
-    lock_files: tuple[str, ...]
-
-
-def snapshot(store: Store) -> Snapshot:
-    blobs_dir = store.root / "content" / "blobs"
-    ingest_dir = store.root / "content" / "ingest"
-    leases_dir = store.root / "leases"
-    blobs = frozenset(
-        (p.relative_to(blobs_dir).as_posix(), hashlib.sha256(p.read_bytes()).digest())
-        for p in (blobs_dir.rglob("*") if blobs_dir.exists() else ())
-        if p.is_file()
-    )
-    ingest = tuple(
-        sorted(p.relative_to(ingest_dir).as_posix() for p in ingest_dir.rglob("*"))
-        if ingest_dir.exists()
-        else ()
-    )
-    lock_files = tuple(sorted(p.name for p in leases_dir.iterdir()) if leases_dir.exists() else ())
-    return Snapshot(
-        images=tuple(
-            (r.name, str(r.digest), r.media_type) for r in store.meta.list_images(store.namespace)
-        ),
-        targets=frozenset((m, str(d)) for m, d in store.meta.all_targets()),
-        blobs=blobs,
-        ingest=ingest,
-        leases=tuple(store.meta.lease_ids()),
-        lock_files=lock_files,
-    )
 
 
 def stored_blobs(store: Store) -> set[str]:

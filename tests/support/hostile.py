@@ -5,8 +5,8 @@ Every archive here is wrong in exactly one way (the rest of it is a valid image,
 is what the importer has to find): member names that escape or collide, links and special
 files, digests and sizes that lie, JSON that parsers disagree on, graphs that are too deep or
 too wide, truncated and corrupt streams, decompression bombs, invalid names, and docker
-``manifest.json`` files that point anywhere. ``tests/test_hostile.py`` imports each one into a
-store and checks the one-line error and that the store did not change.
+``manifest.json`` files that point anywhere. ``tests/properties/test_hostile.py`` imports each
+one into a store and checks the one-line error and that the store did not change.
 
 Raw tar headers are written by hand where :mod:`tarfile` would refuse to write the bytes
 (non-UTF-8 names, sparse members, absurd extended headers); bombs are streamed to disk, never
@@ -33,6 +33,16 @@ import zstandard
 
 from cargohold.limits import Limits
 from cargohold.oci.platforms import Platform
+from dockerimages import (
+    DOCKER_MANIFEST,
+    OCI_LAYER,
+    DockerImage,
+    classic_save,
+    crane_save,
+    demo_image,
+    hex_of,
+    skopeo_save,
+)
 from imagefactory import (
     OCI_CONFIG,
     OCI_INDEX,
@@ -43,16 +53,6 @@ from imagefactory import (
     layer_tar,
 )
 from streams import BLOCK, DIR, END, Content, Entry, Link, Special, tar_body, tar_bytes
-from test_archive_shapes import (
-    DOCKER_MANIFEST,
-    OCI_LAYER,
-    DockerImage,
-    classic_save,
-    crane_save,
-    demo_image,
-    hex_of,
-    skopeo_save,
-)
 
 # --- the corpus ------------------------------------------------------------------------------
 

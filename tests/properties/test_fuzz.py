@@ -30,11 +30,11 @@ from hypothesis import strategies as st
 
 from cargohold import CargoholdError, Store
 from clisupport import seed
+from dockerimages import HOST, classic_save, demo_image
 from imagefactory import ArchiveBuilder
+from snapshots import snapshot
 from streams import DIR, Content, Entry, Link, Special, tar_bytes
-from test_archive_shapes import HOST, classic_save, demo_image
-from test_hostile import time_limit
-from test_store import snapshot
+from timelimits import time_limit
 
 # -- seeds ------------------------------------------------------------------------------------
 

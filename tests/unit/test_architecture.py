@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "cargohold"
+SRC = Path(__file__).resolve().parents[2] / "src" / "cargohold"
 
 #: Each package and the packages below it that it may import (the top-level modules errors,
 #: limits, progress and version are shared by all).

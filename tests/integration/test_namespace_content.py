@@ -17,6 +17,7 @@ from cargohold.oci.digests import Digest
 from cargohold.operations.context import STORE_FORMAT
 from cargohold.operations.store import Store
 from clisupport import assert_one_error_line, run
+from dockerimages import DockerImage, classic_save
 from imagefactory import (
     OCI_CONFIG,
     OCI_LAYER_GZIP,
@@ -26,9 +27,8 @@ from imagefactory import (
     dumps,
     layer_tar,
 )
+from snapshots import HOST, snapshot
 from streams import tar_bytes
-from test_archive_shapes import DockerImage, classic_save
-from test_store import HOST, snapshot
 
 NAMESPACES = ["default", "other"]
 
@@ -248,7 +248,7 @@ def test_image_rm_releases_what_no_image_of_the_namespace_reaches(tmp_path: Path
 
 def test_pull_downloads_what_the_namespace_does_not_hold(tmp_path: Path) -> None:
     from fakeregistry import FakeRegistry, serve
-    from test_transfer import REPO, factory_for, publish
+    from registryhelpers import REPO, factory_for, publish
 
     registry = FakeRegistry()
     builder = ArchiveBuilder()
@@ -374,7 +374,7 @@ def layer_and_manifest_index(tmp_path: Path) -> tuple[Path, str, str]:
 
 def test_push_sends_a_manifest_that_is_also_a_layer_as_a_manifest(tmp_path: Path) -> None:
     from fakeregistry import FakeRegistry, serve
-    from test_transfer import factory_for
+    from registryhelpers import factory_for
 
     archive, manifest, _ = layer_and_manifest_index(tmp_path)
     registry = FakeRegistry()

@@ -17,44 +17,27 @@ import pytest
 from cargohold.errors import CargoholdError
 from cargohold.oci.digests import Digest
 from cargohold.operations.store import Store
-from cargohold.operations.transfer import ClientFactory, default_client_factory, is_loopback
+from cargohold.operations.transfer import default_client_factory, is_loopback
 from cargohold.registry.client import (
     AuthenticationError,
     Credentials,
     ForeignRealmError,
-    RegistryClient,
     RegistryContentError,
     RegistryError,
     RegistryServerError,
-    RetryPolicy,
 )
 from clisupport import archive, assert_one_error_line, run
 from fakeregistry import Exchange, FakeRegistry, FakeServer, TokenService, serve
 from imagefactory import OCI_INDEX, OCI_MANIFEST, ArchiveBuilder, platform_json
-from test_store import HOST, OTHER, snapshot
+from registryhelpers import REPO, factory_for, publish
+from snapshots import HOST, OTHER, snapshot
 
-REPO = "team/app"
 PASSWORD = "hunter2-very-secret"
 ALICE = Credentials("alice", PASSWORD)
 USERS = {"alice": PASSWORD}
 #: A layer big enough (and incompressible) that a download is seen in the middle (the client
 #: reads 16 KiB chunks).
 BIG = {"big.bin": random.Random(7).randbytes(200_000)}
-
-
-def factory_for(**kwargs: Any) -> ClientFactory:
-    def make(host: str) -> RegistryClient:
-        return RegistryClient(
-            host,
-            plain_http=True,
-            trust_env=False,
-            use_docker_config=False,
-            retry=RetryPolicy(attempts=3, sleep=lambda _: None),
-            chunk_size=16 << 10,
-            **kwargs,
-        )
-
-    return make
 
 
 def multi_platform(builder: ArchiveBuilder) -> dict[str, Any]:
@@ -65,21 +48,6 @@ def multi_platform(builder: ArchiveBuilder) -> dict[str, Any]:
         desc["platform"] = platform_json(platform)
         manifests.append(desc)
     return builder.index(manifests)
-
-
-def publish(
-    registry: FakeRegistry, builder: ArchiveBuilder, top: dict[str, Any], repo: str, tag: str
-) -> Digest:
-    """Put the builder's content into *repo* of the registry, *top* under *tag*."""
-    for data in builder.blobs.values():
-        media_type = None
-        if data.startswith(b"{"):
-            media_type = json.loads(data).get("mediaType")
-        if media_type in (OCI_INDEX, OCI_MANIFEST):
-            registry.add_manifest(repo, None, data, media_type)
-        else:
-            registry.add_blob(repo, data)
-    return registry.add_manifest(repo, tag, builder.blobs[top["digest"]], top["mediaType"])
 
 
 @pytest.fixture
