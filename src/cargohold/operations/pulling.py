@@ -241,11 +241,11 @@ class _Puller:
             raise
         return StagedBlob(desc.digest, desc.size, path)
 
-    def source(self) -> _PulledContent:
-        return _PulledContent(self.store, self.staged, self.reused)
+    def source(self) -> PulledContent:
+        return PulledContent(self.store, self.staged, self.reused)
 
 
-class _PulledContent:
+class PulledContent:
     """The store's content plus what this pull staged: the walk's view before the commit."""
 
     document_limit: int = MAX_JSON_LIMIT
