@@ -30,11 +30,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from cargohold.cli import main as cli
+
+T = TypeVar("T")
 
 OUT_ENV = "CRASHPOINTS_OUT"
 
@@ -72,7 +74,7 @@ class Crasher:
         # cargohold writes and fsyncs staged blobs on background threads
         self.lock = threading.Lock()
 
-    def around(self, what: str, call: Callable[[], Any]) -> Any:
+    def around(self, what: str, call: Callable[[], T]) -> T:
         with self.lock:
             self.count += 1
             here = self.count
@@ -158,7 +160,7 @@ def install(crasher: Crasher) -> None:
     def connecting(*args: Any, **kwargs: Any) -> Any:
         return _Connection(crasher, connect(*args, **kwargs))
 
-    sqlite3.connect = connecting  # type: ignore[assignment]
+    sqlite3.connect = connecting
 
 
 def parse(argv: list[str]) -> tuple[int, bool, list[str]]:

@@ -218,8 +218,8 @@ def run_workers(
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        output = (scratch / f"output{n}.txt").read_text(errors="replace")
-        assert code == 0, f"worker {n} exited with {code}:\n{output}"
+        printed = (scratch / f"output{n}.txt").read_text(errors="replace")
+        assert code == 0, f"worker {n} exited with {code}:\n{printed}"
         reports.append(json.loads((scratch / f"report{n}.json").read_text()))
     return reports
 

@@ -293,8 +293,8 @@ def nested(index: bytes | dict[str, Any], **kw: Any) -> Callable[[], bytes]:
     )
 
 
-def edited(doc: dict[str, Any], edit: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
-    copy = json.loads(json.dumps(doc))
+def edited(doc: dict[str, Any], edit: Callable[..., object]) -> dict[str, Any]:
+    copy: dict[str, Any] = json.loads(json.dumps(doc))
     edit(copy)
     return copy
 
@@ -499,7 +499,7 @@ SPARSE: Final = r"sparse|type|not allowed"
 def _sparse_image(sparse_member: bytes) -> bytes:
     """A whole valid image whose second layer is a sparse member: if the importer expands it, the
     import succeeds, having written 64 MiB from 1 KiB of archive (1 TiB works the same way)."""
-    sparse = {
+    sparse: dict[str, Any] = {
         "mediaType": OCI_LAYER,
         "digest": f"sha256:{zeros_hex(_SPARSE_SIZE)}",
         "size": _SPARSE_SIZE,
@@ -1406,7 +1406,7 @@ add(
 
 HEADER_LIMIT: Final = r"extended header of \d+ bytes exceeds"
 _TWO_MIB: Final = 2 << 20
-for _label, _kind in [
+for _label, _header_type in [
     ("pax", tarfile.XHDTYPE),
     ("pax-global", tarfile.XGLTYPE),
     ("pax-solaris", tarfile.SOLARIS_XHDTYPE),
@@ -1417,7 +1417,8 @@ for _label, _kind in [
         f"{_label}-header-2mib",
         HEADER_LIMIT,
         functools.partial(
-            lambda k: _BODY + member(b"big", b"9" * _TWO_MIB, kind=k) + member(b"x") + END, _kind
+            lambda k: _BODY + member(b"big", b"9" * _TWO_MIB, kind=k) + member(b"x") + END,
+            _header_type,
         ),
     )
 add(
@@ -1726,7 +1727,7 @@ def _skopeo(links: Mapping[str, Content], extra: Sequence[Entry] = ()) -> bytes:
 _FIRST_LINK: Final = next(n for n, c in skopeo_save(DOCKER) if isinstance(c, Link))
 _FIRST_LAYER: Final = f"{hex_of(DOCKER.layers[0])}.tar"
 LINK_ERROR: Final = r"symbolic link|leaves the archive|not a regular file|backslash|NUL|longer"
-for _label, _target, _extra in [
+_LINK_CASES: Final[list[tuple[str, Content, list[Entry]]]] = [
     ("absolute", Link("/etc/passwd"), []),
     ("absolute-inside", Link(f"/{_FIRST_LAYER}"), []),
     ("escaping", Link("../../../etc/passwd"), []),
@@ -1738,7 +1739,8 @@ for _label, _target, _extra in [
     ("backslash", Link("..\\" + _FIRST_LAYER), []),
     ("hardlink", Special(tarfile.LNKTYPE, _FIRST_LAYER), []),
     ("chardev", Special(tarfile.CHRTYPE), []),
-]:
+]
+for _label, _target, _extra in _LINK_CASES:
     add(
         f"docker-layer-link-{_label}",
         LINK_ERROR + "|hard link|device|not allowed",

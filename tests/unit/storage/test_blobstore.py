@@ -10,7 +10,7 @@ import stat
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import pytest
 
@@ -58,6 +58,7 @@ def test_stage_and_commit_gives_a_read_only_blob(store: BlobStore, tmp_path: Pat
 def test_stage_without_expected_digest_computes_it(store: BlobStore) -> None:
     staged = store.stage_bytes(DATA, store.staging_dir("l"))
     assert staged.digest == digest_of(DATA)
+    assert staged.path is not None
     assert staged.path.read_bytes() == DATA
 
 
@@ -101,6 +102,7 @@ def test_short_source_without_expected_digest_raises(store: BlobStore) -> None:
 def test_stage_reads_only_the_declared_size(store: BlobStore) -> None:
     source = io.BytesIO(DATA + b"trailing bytes of the next tar member")
     staged = store.stage(source, len(DATA), store.staging_dir("l"), digest_of(DATA))
+    assert staged.path is not None
     assert staged.path.read_bytes() == DATA
     assert source.tell() == len(DATA)
 
@@ -110,6 +112,7 @@ def test_commit_of_an_existing_digest_deduplicates(store: BlobStore) -> None:
     assert store.commit(first) is True
     staging = store.staging_dir("b")
     second = store.stage_bytes(DATA, staging)
+    assert second.path is not None
     assert second.path.exists()
 
     assert store.commit(second) is False
@@ -204,8 +207,8 @@ def member(tmp_path: Path) -> Iterator[Callable[[bytes], IO[bytes]]]:
         info.size = len(data)
         path.write_bytes(info.tobuf() + data + bytes(-len(data) % 512) + bytes(1024))
         if declared is not None:  # the file ends before the member does
-            with path.open("r+b") as f:
-                f.truncate(512 + declared)
+            with path.open("r+b") as cut:
+                cut.truncate(512 + declared)
         f = path.open("rb")
         files.append(f)
         tar = tarfile.open(fileobj=f)  # noqa: SIM115 (closed with the file, after the test)
@@ -223,7 +226,12 @@ def test_member_of_a_file_is_copied_by_the_kernel(
 ) -> None:
     copies: list[int] = []
     real = os.copy_file_range
-    monkeypatch.setattr(os, "copy_file_range", lambda *a: copies.append(a[2]) or real(*a))
+
+    def counted(*a: Any) -> int:
+        copies.append(a[2])
+        return real(*a)
+
+    monkeypatch.setattr(os, "copy_file_range", counted)
     source = member(BIG)
     seen: list[int] = []
 
