@@ -15,9 +15,7 @@ The whole tree (a second base in brackets)::
     ├── CredentialsError (ValueError)
     ├── InUseError
     ├── InvalidArchiveError
-    │   ├── InvalidDocumentError
-    │   ├── MissingContentError (NotFoundError)
-    │   └── NoMatchingPlatformError (NotFoundError)
+    │   └── InvalidDocumentError
     ├── InvalidDigestError (ValueError)
     ├── InvalidFilterError (ValueError)
     ├── InvalidLabelError (ValueError)
@@ -26,6 +24,10 @@ The whole tree (a second base in brackets)::
     ├── MetadataError (sqlite3.Error)
     │   └── StoreLockedError
     ├── NotFoundError (LookupError)
+    │   ├── MissingContentError
+    │   │   └── ArchiveMissingContentError (InvalidArchiveError)
+    │   ├── NoMatchingPlatformError
+    │   │   └── ArchiveNoMatchingPlatformError (InvalidArchiveError)
     │   └── NoStoreError
     ├── OutputPathError
     ├── ReadOnlyStoreError (PermissionError)
@@ -253,12 +255,22 @@ class StoreLockedError(MetadataError):
         super().__init__("the store is locked by another cargohold process; gave up waiting")
 
 
-class MissingContentError(InvalidArchiveError, NotFoundError):
-    """A descriptor points at content that is not there."""
+class MissingContentError(NotFoundError):
+    """A descriptor points at content that is not there (in the store, a registry's answer, or
+    an archive)."""
 
 
-class NoMatchingPlatformError(InvalidArchiveError, NotFoundError):
+class NoMatchingPlatformError(NotFoundError):
     """An index has no manifest for the platforms asked for."""
+
+
+class ArchiveMissingContentError(MissingContentError, InvalidArchiveError):
+    """An archive's descriptor points at content the archive does not hold (nor the importing
+    namespace): the archive is incomplete."""
+
+
+class ArchiveNoMatchingPlatformError(NoMatchingPlatformError, InvalidArchiveError):
+    """None of an archive's images is for the platforms asked for."""
 
 
 class TransferCancelled(Exception):

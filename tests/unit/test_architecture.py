@@ -115,3 +115,18 @@ def test_imports_only_go_down_the_layers(package: str) -> None:
             if len(parts) > 1 and parts[1] not in allowed:
                 wrong.append(f"{module} imports {target}")
     assert wrong == []
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared test code lives in tests/support; a test module importing another would run that
+    module's tests' fixtures and helpers from the wrong place."""
+    tests = Path(__file__).resolve().parents[1]
+    names = {p.stem for p in tests.rglob("test_*.py")}
+    found = []
+    for path in tests.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in names:
+                found.append(f"{path.name} imports {node.module}")
+            elif isinstance(node, ast.Import):
+                found += [f"{path.name} imports {a.name}" for a in node.names if a.name in names]
+    assert found == []

@@ -11,9 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import InvalidArchiveError, InvalidDocumentError, NotFoundError
+from ..errors import (
+    ArchiveMissingContentError,
+    ArchiveNoMatchingPlatformError,
+    InvalidArchiveError,
+    InvalidDocumentError,
+    MissingContentError,
+    NoMatchingPlatformError,
+    NotFoundError,
+)
 from ..oci.digests import Digest
-from ..oci.mediatypes import DEFAULT_JSON_LIMIT
+from ..oci.graph import ImageGraph, walk
+from ..oci.mediatypes import DEFAULT_JSON_LIMIT, Descriptor
+from ..oci.platforms import PlatformMatcher
 from ..storage.blobs import BlobStore
 from ..storage.ingest import StagedBlob
 from .members import BLOB_NAME, member_name
@@ -98,3 +108,21 @@ class ArchiveContents:
         if size is None:
             raise InvalidArchiveError(f"{what}: {path!r} is not a file in the archive")
         return StagedBlob(digest, size, self.store.path(digest))
+
+
+def walk_archive(
+    contents: ArchiveContents,
+    target: Descriptor,
+    matcher: PlatformMatcher,
+    what: str,
+    skip_missing: bool = False,
+) -> ImageGraph:
+    """The graph of one of the archive's images: what the model calls missing content or no
+    matching platform is here a fault of the archive (an incomplete or wrong archive), so the
+    errors are the archive's kind as well."""
+    try:
+        return walk(contents, target, matcher, what, skip_missing=skip_missing)
+    except MissingContentError as exc:
+        raise ArchiveMissingContentError(str(exc)) from None
+    except NoMatchingPlatformError as exc:
+        raise ArchiveNoMatchingPlatformError(str(exc)) from None

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from ..errors import CargoholdError, InvalidArchiveError, InvalidReferenceError
 from ..oci.digests import Digest
-from ..oci.graph import ImageGraph, walk
+from ..oci.graph import ImageGraph
 from ..oci.mediatypes import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
@@ -32,7 +32,7 @@ from ..oci.platforms import PlatformMatcher
 from ..oci.references import Reference, parse_repository
 from ..storage.ingest import StagedBlob
 from . import compression
-from .contents import ArchiveContents
+from .contents import ArchiveContents, walk_archive
 from .members import Member
 from .plan import ImportPlan, assign_names
 
@@ -144,7 +144,7 @@ def plan_docker(
         desc, last_layer = _docker_manifest(contents, entry, what, stage, compress_layer)
         if not matcher.matches(desc.platform):
             continue
-        graph = walk(contents, desc, matcher, what)
+        graph = walk_archive(contents, desc, matcher, what)
         names = _docker_names(entry, what)
         if not names:
             layer_id = last_layer.rpartition("/")[0]

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from ..errors import InvalidArchiveError, InvalidReferenceError
 from ..oci.digests import Digest
-from ..oci.graph import ImageGraph, walk
+from ..oci.graph import ImageGraph
 from ..oci.mediatypes import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
@@ -26,7 +26,7 @@ from ..oci.mediatypes import (
 )
 from ..oci.platforms import PlatformMatcher
 from ..oci.references import Reference, check_name_digest, is_tag, parse_repository
-from .contents import ArchiveContents
+from .contents import ArchiveContents, walk_archive
 from .plan import ImportPlan, PlannedImage, assign_names
 
 
@@ -56,7 +56,7 @@ def plan_oci(
             continue
         if not matcher.matches(entry.platform):
             continue
-        graph = walk(contents, entry, matcher, what, skip_missing=skip_missing)
+        graph = walk_archive(contents, entry, matcher, what, skip_missing=skip_missing)
         graphs.append((entry, graph, _entry_names(entry, base, what)))
     if not graphs:
         _refuse_empty(index.manifests, matcher)
