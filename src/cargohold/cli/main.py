@@ -29,6 +29,7 @@ COMMANDS = {
     "completion": ".completion:completion",
     "content": ".content:content",
     "image": ".image:image",
+    "info": ".info:info",
     "namespace": ".namespace:namespace",
 }
 

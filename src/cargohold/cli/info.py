@@ -1,0 +1,37 @@
+"""``cargohold info``: where the store is, and what its content takes on disk."""
+
+from __future__ import annotations
+
+import click
+
+from ..operations.info import store_info
+from .context import Context, pass_context
+from .options import format_option
+from .render import print_fields, print_json
+from .units import human_size
+
+
+@click.command("info")
+@format_option
+@pass_context
+def info(ctx: Context, output_format: str) -> None:
+    """Where the store is and what it holds: root, format, namespaces, images, blobs and their
+    size, and what `content gc` would reclaim now (docker system df, for a store)."""
+    with ctx.store("read") as store:
+        found = store_info(store)
+    if output_format == "json":
+        print_json(found.to_json())
+        return
+    reclaim = f"{found.reclaimable_blobs} blobs ({human_size(found.reclaimable_bytes)})"
+    if found.reclaimable_blobs:
+        reclaim += ": cargohold content gc removes them"
+    print_fields(
+        [
+            ("Root", found.root),
+            ("Format", f"{found.format} (cargohold {found.version})"),
+            ("Namespaces", str(found.namespaces)),
+            ("Images", f"{found.images} (all namespaces)"),
+            ("Blobs", f"{found.blobs} ({human_size(found.bytes)})"),
+            ("Reclaimable", reclaim),
+        ]
+    )

@@ -1,0 +1,63 @@
+"""Where a store is and what it holds: the disk-usage report (``cargohold info``).
+
+Read-only: what collection would reclaim is computed from the same reachability gc marks
+with (every namespace's images plus the blobs live imports hold), without its write lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..oci.digests import Digest
+from ..storage.gc import held_content
+from ..version import __version__
+from .context import VERSION_FILE, StoreContext, check_version
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """A store's location, format and what its content takes."""
+
+    root: str
+    format: int
+    version: str
+    namespaces: int
+    images: int
+    blobs: int
+    bytes: int
+    reclaimable_blobs: int
+    reclaimable_bytes: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "root": self.root,
+            "format": self.format,
+            "version": self.version,
+            "namespaces": self.namespaces,
+            "images": self.images,
+            "blobs": self.blobs,
+            "bytes": self.bytes,
+            "reclaimableBlobs": self.reclaimable_blobs,
+            "reclaimableBytes": self.reclaimable_bytes,
+        }
+
+
+def store_info(ctx: StoreContext) -> StoreInfo:
+    """The store's figures; reclaimable is what ``content gc`` would remove now."""
+    present = {digest: size for digest, size, _ in ctx.blobs.iter_blobs()}
+    live = [lease for lease in ctx.meta.lease_ids() if ctx.leases.is_alive(lease)]
+    kept: set[Digest] = {Digest.parse(d) for d in ctx.meta.leased_digests(live)}
+    for digests in held_content(ctx.meta, ctx.blobs, present.keys(), skip_unreadable=True).values():
+        kept |= digests
+    reclaimable = [size for digest, size in present.items() if digest not in kept]
+    return StoreInfo(
+        root=str(ctx.root),
+        format=check_version(ctx.root, "read") if (ctx.root / VERSION_FILE).exists() else 0,
+        version=__version__,
+        namespaces=len(ctx.meta.namespaces()),
+        images=len(ctx.meta.all_images()),
+        blobs=len(present),
+        bytes=sum(present.values()),
+        reclaimable_blobs=len(reclaimable),
+        reclaimable_bytes=sum(reclaimable),
+    )
