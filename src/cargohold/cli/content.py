@@ -15,7 +15,10 @@ from .render import age, echo, print_json, print_rows
 from .units import human_size
 
 
-@click.group(cls=AliasedGroup, aliases={"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"})
+@click.group(
+    cls=AliasedGroup,
+    aliases={"list": "ls", "remove": "rm", "delete": "rm", "del": "rm", "prune": "gc"},
+)
 def content() -> None:
     """Work with the content (blobs) of the store."""
 
@@ -95,7 +98,8 @@ def content_rm(
 @format_option
 @pass_context
 def gc(ctx: Context, dry_run: bool, output_format: str) -> None:
-    """Remove content that no image and no import in progress needs, and abandoned ingests."""
+    """Remove content that no image and no import in progress needs, and abandoned ingests
+    (alias: prune, ctr's word)."""
     with ctx.store("write") as store:
         result = store.gc(dry_run=dry_run)
     if output_format == "json":

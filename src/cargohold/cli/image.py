@@ -13,7 +13,13 @@ from ..errors import CargoholdError
 from .completion import complete_images
 from .context import Context, pass_context
 from .groups import AliasedGroup, LazyCommands
-from .options import PlatformSelection, format_option, platform_options
+from .options import (
+    PLATFORM_HELP,
+    PlatformSelection,
+    format_option,
+    platform_options,
+    split_platforms,
+)
 from .render import (
     echo,
     iso_utc,
@@ -45,7 +51,7 @@ TRANSFER_COMMANDS = {
     aliases={"list": "ls", "remove": "rm", "delete": "rm", "del": "rm"},
 )
 def image() -> None:
-    """Import, export, pull, push, tag, list and remove images (aliases: images, i)."""
+    """Import, export, pull, push, tag, list and remove images (alias: i; also images CMD)."""
 
 
 @image.command("ls")
@@ -88,6 +94,19 @@ def ls(ctx: Context, filters: tuple[str, ...], quiet: bool, output_format: str) 
         )
 
 
+#: ``cargohold images``: the list, as docker's and podman's ``images`` (``images CMD`` is
+#: still ``image CMD``: the root sends it there).
+images = click.Command(
+    "images",
+    callback=ls.callback,
+    params=ls.params,
+    help=(ls.help or "").replace(
+        "List images (alias: list)", "List images as image ls does (images CMD runs image CMD)", 1
+    ),
+    short_help="List images, as image ls.",
+)
+
+
 @image.command("inspect")
 @click.argument("ref", metavar="REF", shell_complete=complete_images)
 @click.option(
@@ -95,7 +114,8 @@ def ls(ctx: Context, filters: tuple[str, ...], quiet: bool, output_format: str) 
     "platforms",
     multiple=True,
     metavar="OS/ARCH[/VARIANT]",
-    help="Summarise only these platforms' configs (repeatable); with --raw, the one to show.",
+    callback=split_platforms,
+    help=f"Summarise only these platforms' configs. {PLATFORM_HELP} With --raw, the one to show.",
 )
 @click.option(
     "--raw",
@@ -316,10 +336,18 @@ def tag(
 @image.command("rm")
 @click.argument("refs", metavar="REF...", nargs=-1, required=True, shell_complete=complete_images)
 @click.option("--no-gc", is_flag=True, help="Remove names only; leave content for a later gc.")
+@click.option(
+    "--sync",
+    is_flag=True,
+    help="Accepted for ctr's scripts; a no-op: rm has done all its work (the gc too, unless"
+    " --no-gc) when it returns.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @format_option
 @pass_context
-def rm(ctx: Context, refs: tuple[str, ...], no_gc: bool, quiet: bool, output_format: str) -> None:
+def rm(
+    ctx: Context, refs: tuple[str, ...], no_gc: bool, sync: bool, quiet: bool, output_format: str
+) -> None:
     """Remove image names and free the content no image uses (aliases: remove, delete, del)."""
     with ctx.store("write") as store:
         result = store.remove(refs, collect_garbage=not no_gc)

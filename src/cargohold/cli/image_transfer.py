@@ -32,9 +32,20 @@ if TYPE_CHECKING:
 
 @click.command("import")
 @click.argument("archive", metavar="FILE|-")
-@click.option("--base-name", metavar="NAME", help="Repository for bare tags in the archive.")
+@click.option(
+    "--base-name",
+    metavar="NAME",
+    help="Repository for bare tags in the archive. Default: FILE's name; from stdin,"
+    " import-YYYY-MM-DD (today's date).",
+)
 @click.option("--tag", "tags", multiple=True, metavar="REF", help="Name the image REF instead.")
 @click.option("--digests", is_flag=True, help="Also name each image <base-name>@<digest>.")
+@click.option(
+    "--skip-digest-for-named",
+    is_flag=True,
+    help="With --digests, give digest names only to images the archive leaves unnamed"
+    " (as ctr; those are named by digest here anyway, so --digests is then a no-op).",
+)
 @click.option("--index-name", metavar="NAME", help="Keep the archive's index as image NAME.")
 @platform_options
 @click.option("--force", is_flag=True, help="Replace existing names even with older images.")
@@ -48,6 +59,16 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Gzip uncompressed docker-archive layers on the way in (their digests change).",
 )
+@click.option(
+    "--no-unpack",
+    is_flag=True,
+    help="Accepted for ctr's scripts; a no-op: cargohold never unpacks layers.",
+)
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Accepted for ctr's scripts; a no-op: the import always runs in this process.",
+)
 @limit_options
 @format_option
 @progress_option
@@ -59,17 +80,24 @@ def import_(
     base_name: str | None,
     tags: tuple[str, ...],
     digests: bool,
+    skip_digest_for_named: bool,
     index_name: str | None,
     selection: PlatformSelection,
     force: bool,
     skip_missing: bool,
     compress_blobs: bool,
+    no_unpack: bool,
+    local: bool,
     limits: Limits,
     output_format: str,
     progress_mode: str,
     quiet: bool,
 ) -> None:
     """Import the images of an OCI image layout archive (FILE, or - for stdin).
+
+    Bare tags in the archive are put under --base-name, by default FILE's name without its
+    extension; from stdin, import-YYYY-MM-DD (today's date, with a warning), so a pipe that
+    should name its image the same every day gives --base-name.
 
     Every blob is verified; nothing is stored unless the whole archive is sound.
     """
@@ -79,7 +107,7 @@ def import_(
             archive,
             base_name=base_name,
             tags=tags,
-            digests=digests,
+            digests=digests and not skip_digest_for_named,
             index_name=index_name,
             platforms=selection.platforms,
             all_platforms=selection.all_platforms,
@@ -91,10 +119,32 @@ def import_(
         )
     for warning in result.warnings:
         warn(warning)
+    if archive == "-" and base_name is None and not tags:
+        _warn_dated_names(result)
     if output_format == "json":
         print_json(result.to_json())
     elif not quiet:
         _print_imported(result)
+
+
+def _warn_dated_names(result: ImportResult) -> None:
+    """Bare tags read from stdin go under ``import-YYYY-MM-DD`` (ctr's rule): the same pipe
+    run tomorrow names its image anew, so say so once, and what keeps the name stable."""
+    from ..archive.plan import default_base_name
+    from ..oci.references import Reference
+
+    fallback = Reference.parse(default_base_name(None))
+    dated = [
+        name
+        for name in dict.fromkeys(item.name for item in result.images)
+        if (ref := Reference.parse(name)).tag is not None
+        and (ref.domain, ref.path) == (fallback.domain, fallback.path)
+    ]
+    if dated:
+        warn(
+            f"bare tags from stdin named after today's date: {', '.join(dated)};"
+            " give --base-name REPO to name them the same every day"
+        )
 
 
 def _print_imported(result: ImportResult) -> None:

@@ -29,16 +29,30 @@ COMMANDS = {
     "completion": ".completion:completion",
     "content": ".content:content",
     "image": ".image:image",
+    "images": ".image:images",
     "info": ".info:info",
     "namespace": ".namespace:namespace",
 }
 
 #: Other names of the root's commands.
-ALIASES = {"images": "image", "i": "image", "namespaces": "namespace", "ns": "namespace"}
+ALIASES = {"i": "image", "namespaces": "namespace", "ns": "namespace"}
 
 
 class RootGroup(AliasedGroup):
     """The top-level group: a Ctrl-C in any command ends it with status 130, as a shell's."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """``images`` lists images (docker's and podman's word), but ``images CMD``, where CMD
+        is a command of the image group, stays ``image CMD`` as it always was."""
+        if len(args) > 1 and args[0] == "images":
+            group = self.get_command(ctx, "image")
+            if isinstance(group, AliasedGroup) and (
+                args[1] in group.commands or args[1] in group.aliases
+            ):
+                args = ["image", *args[1:]]
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import click
 
+from ..errors import InvalidPlatformError
 from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, Limits
+from ..oci.platforms import Platform
 
 if TYPE_CHECKING:
     from ..operations.transfer import ClientFactory
@@ -32,6 +34,29 @@ class PlatformSelection:
 
     platforms: tuple[str, ...] = ()
     all_platforms: bool = False
+
+
+def split_platforms(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """``--platform`` values as docker, podman and crane take them: repeated, or several in
+    one value separated by commas. Each is checked here, so that a platform that cannot be
+    one is a usage error naming the option (exit 2) before the command opens the store."""
+    platforms: list[str] = []
+    for value in values:
+        for item in value.split(","):
+            item = item.strip()
+            try:
+                Platform.parse(item)
+            except InvalidPlatformError as exc:
+                raise click.BadParameter(str(exc), ctx, param) from None
+            if item not in platforms:
+                platforms.append(item)
+    return tuple(platforms)
+
+
+#: ``--platform``'s help, shared by every command that takes it.
+PLATFORM_HELP = "Comma-separated or repeated: linux/amd64,linux/arm64."
 
 
 def platform_options(body: F) -> F:
@@ -50,7 +75,8 @@ def platform_options(body: F) -> F:
         "platforms",
         multiple=True,
         metavar="OS/ARCH[/VARIANT]",
-        help="Platform to select (repeatable). Default: this host's platform.",
+        callback=split_platforms,
+        help=f"Platforms to select. {PLATFORM_HELP} Default: this host's platform.",
     )(f)
 
 
