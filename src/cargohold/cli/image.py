@@ -316,13 +316,24 @@ def tag(
 @image.command("rm")
 @click.argument("refs", metavar="REF...", nargs=-1, required=True, shell_complete=complete_images)
 @click.option("--no-gc", is_flag=True, help="Remove names only; leave content for a later gc.")
+@click.option("-f", "--force", is_flag=True, help="A digest given removes every name of its image.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @format_option
 @pass_context
-def rm(ctx: Context, refs: tuple[str, ...], no_gc: bool, quiet: bool, output_format: str) -> None:
-    """Remove image names and free the content no image uses (aliases: remove, delete, del)."""
+def rm(
+    ctx: Context,
+    refs: tuple[str, ...],
+    no_gc: bool,
+    force: bool,
+    quiet: bool,
+    output_format: str,
+) -> None:
+    """Remove image names and free the content no image uses (aliases: remove, delete, del).
+
+    REF is a name, or an image's digest (or a unique prefix of its hex): that removes the
+    image's one name; an image with several is refused unless --force removes them all."""
     with ctx.store("write") as store:
-        result = store.remove(refs, collect_garbage=not no_gc)
+        result = store.remove(refs, collect_garbage=not no_gc, force=force)
     if output_format == "json":
         print_json(
             {
