@@ -123,3 +123,27 @@ def test_rm_of_an_unknown_digest_is_reported_missing(root: Path) -> None:
     proc = run(root, "image", "rm", "ffff" * 16)
     assert "image not found: " + "ffff" * 16 in assert_one_error_line(proc)
     assert len(stored_names(root)) == 2
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (["name==app:1"], ["docker.io/library/app:1"]),
+        (["name!=app:1"], ["example.com/other:2"]),
+        (["name~=^app:"], ["docker.io/library/app:1"]),
+        (["app"], ["docker.io/library/app:1"]),
+        (["app:1"], ["docker.io/library/app:1"]),
+        (["app:2"], []),
+        (["example.com/other"], ["example.com/other:2"]),
+        (["*:2"], ["example.com/other:2"]),
+        (["ap*", "example.com/*"], ["docker.io/library/app:1", "example.com/other:2"]),
+    ],
+    ids=["equal", "not-equal", "regex", "bare", "bare-tag", "bare-none", "bare-full", "glob", "or"],
+)
+def test_ls_takes_short_names(root: Path, filters: list[str], expected: list[str]) -> None:
+    assert ok(run(root, "image", "ls", "-q", *filters)).splitlines() == expected
+
+
+def test_ls_bare_argument_that_is_no_name_is_one_line_error(root: Path) -> None:
+    line = assert_one_error_line(run(root, "image", "ls", "App"))
+    assert "invalid filter 'App': neither a selector" in line

@@ -59,9 +59,12 @@ def ls(ctx: Context, filters: tuple[str, ...], quiet: bool, output_format: str) 
     A filter is containerd's: name==REF, name~=REGEX (RE2 syntax, as Go's), target.digest==DIGEST,
     target.mediatype==TYPE, labels."KEY"==VALUE, annotations."KEY"!=VALUE, or a bare field
     that must be present. Commas inside one FILTER require all; several FILTERs require any.
+    Names may be short (name==app:1; name~= searches the short form too); a FILTER that is
+    no field is a name or */? glob (alpine: every tag of alpine).
 
     \b
       cargohold image ls 'name~=^docker.io/library/' 'labels."env"==prod,name~=:v1'
+      cargohold image ls alpine 'my-app:*'
     """
     with ctx.store("read") as store:
         if quiet and output_format != "json":
