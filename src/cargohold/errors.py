@@ -95,6 +95,10 @@ class NotFoundError(CargoholdError, LookupError):
     """A named image, namespace or blob does not exist."""
 
 
+class AmbiguousImageError(CargoholdError, LookupError):
+    """A digest prefix begins the target digests of several images; the message lists them."""
+
+
 class AlreadyExistsError(CargoholdError):
     """A name is already taken and the caller did not ask to replace it."""
 

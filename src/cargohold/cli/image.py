@@ -65,9 +65,12 @@ def ls(ctx: Context, filters: tuple[str, ...], quiet: bool, output_format: str) 
     A filter is containerd's: name==REF, name~=REGEX (RE2 syntax, as Go's), target.digest==DIGEST,
     target.mediatype==TYPE, labels."KEY"==VALUE, annotations."KEY"!=VALUE, or a bare field
     that must be present. Commas inside one FILTER require all; several FILTERs require any.
+    Names may be short (name==app:1; name~= searches the short form too); a FILTER that is
+    no field is a name or */? glob (alpine: every tag of alpine).
 
     \b
       cargohold image ls 'name~=^docker.io/library/' 'labels."env"==prod,name~=:v1'
+      cargohold image ls alpine 'my-app:*'
     """
     with ctx.store("read") as store:
         if quiet and output_format != "json":
@@ -342,15 +345,25 @@ def tag(
     help="Accepted for ctr's scripts; a no-op: rm has done all its work (the gc too, unless"
     " --no-gc) when it returns.",
 )
+@click.option("-f", "--force", is_flag=True, help="A digest given removes every name of its image.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @format_option
 @pass_context
 def rm(
-    ctx: Context, refs: tuple[str, ...], no_gc: bool, sync: bool, quiet: bool, output_format: str
+    ctx: Context,
+    refs: tuple[str, ...],
+    no_gc: bool,
+    sync: bool,
+    force: bool,
+    quiet: bool,
+    output_format: str,
 ) -> None:
-    """Remove image names and free the content no image uses (aliases: remove, delete, del)."""
+    """Remove image names and free the content no image uses (aliases: remove, delete, del).
+
+    REF is a name, or an image's digest (or a unique prefix of its hex): that removes the
+    image's one name; an image with several is refused unless --force removes them all."""
     with ctx.store("write") as store:
-        result = store.remove(refs, collect_garbage=not no_gc)
+        result = store.remove(refs, collect_garbage=not no_gc, force=force)
     if output_format == "json":
         print_json(
             {

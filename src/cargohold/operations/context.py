@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Final
 
 from ..errors import (
+    AmbiguousImageError,
     ContentError,
+    InvalidReferenceError,
     NoStoreError,
     NotFoundError,
     ReadOnlyStoreError,
     StoreFormatError,
 )
-from ..oci.digests import Digest
+from ..oci.digests import ALGORITHMS, Digest
 from ..oci.mediatypes import Descriptor
 from ..oci.platforms import Platform, PlatformMatcher
 from ..oci.references import Reference
@@ -38,6 +40,8 @@ MAX_TRAILING_BYTES: Final = 64 << 20
 #: Stored blobs up to this size are re-hashed before an import lets them stand for its own
 #: (documents are this small, and a damaged document would decide what else is read).
 VERIFY_REUSED_BELOW: Final = 1 << 20
+#: The fewest hex digits of an image's target digest that name it (``image inspect 5e0b``).
+MIN_DIGEST_PREFIX: Final = 4
 
 
 def default_root() -> Path:
@@ -103,12 +107,54 @@ class StoreContext:
         self.meta.close()
 
     def resolve(self, ref: str) -> ImageRecord:
-        """The stored image a user's name means (short forms accepted)."""
-        name = str(Reference.parse(ref))
-        record = self.meta.get_image(self.namespace, name)
-        if record is None:
+        """The stored image a user's name means: a name (short forms accepted), a name pinned
+        to the digest its image has (``app@sha256:...`` for the stored ``app:1``), or the
+        image's target digest, whole or as a unique prefix of its hex (see :meth:`by_digest`).
+
+        A stored name wins over a digest prefix that is also a valid name (``5e0ba3e7ce5e``),
+        as in docker. Several names of one image: the first by name stands for it.
+        """
+        reference = _parse_or_none(ref)
+        if reference is not None:
+            record = self.meta.get_image(self.namespace, str(reference))
+            if record is None and reference.digest is not None:
+                record = self._pinned(reference)
+            if record is not None:
+                return record
+        if digest_query(ref) is not None:
+            return self.by_digest(ref)[0]
+        if reference is None:
+            Reference.parse(ref)  # not a name and not a digest: say why as a name
+        raise NotFoundError(f"image {ref} not found in namespace {self.namespace}")
+
+    def _pinned(self, reference: Reference) -> ImageRecord | None:
+        """A stored name of *reference*'s repository whose image has *reference*'s digest."""
+        for record in self.meta.list_images(self.namespace):
+            if record.digest == reference.digest:
+                stored = _parse_or_none(record.name)
+                if stored is not None and stored.repository == reference.repository:
+                    return record
+        return None
+
+    def by_digest(self, ref: str) -> list[ImageRecord]:
+        """The names (sorted) of the one image whose target digest *ref* is or begins:
+        ``sha256:<hex>``, or at least :data:`MIN_DIGEST_PREFIX` hex digits with or without
+        ``sha256:``. NotFoundError when none, AmbiguousImageError when the prefix begins
+        the digests of several images."""
+        algorithm, prefix = digest_query(ref) or ("", "-")  # "-" begins no digest
+        records = [
+            r
+            for r in self.meta.list_images(self.namespace)
+            if r.digest.hex.startswith(prefix) and algorithm in ("", r.digest.algorithm)
+        ]
+        digests = sorted({str(r.digest) for r in records})
+        if not digests:
             raise NotFoundError(f"image {ref} not found in namespace {self.namespace}")
-        return record
+        if len(digests) > 1:
+            raise AmbiguousImageError(
+                f"{ref} is the start of the digests of several images: {', '.join(digests)}"
+            )
+        return sorted(records, key=lambda r: r.name)
 
     def reusable(self, lease_id: str, digest: Digest, size: int) -> bool:
         """Whether an import or pull into this namespace may let the store's copy of *digest*
@@ -155,6 +201,28 @@ class StoreContext:
                     self.meta.end_lease(lease_id)
                 finally:
                     self.leases.release(lease_id, fd)
+
+
+def digest_query(ref: str) -> tuple[str, str] | None:
+    """``(algorithm or "", hex prefix)`` when *ref* can stand for an image's target digest:
+    ``sha256:<hex>`` (whole or a prefix) or bare hex of at least :data:`MIN_DIGEST_PREFIX`
+    digits (docker takes any unique prefix of an image ID; a shorter one would too easily
+    be a name someone meant)."""
+    algorithm, colon, prefix = ref.rpartition(":")
+    if colon and algorithm not in ALGORITHMS:
+        return None
+    if len(prefix) < MIN_DIGEST_PREFIX or not re.fullmatch(r"[a-f0-9]+", prefix):
+        return None
+    if len(prefix) > ALGORITHMS.get(algorithm, max(ALGORITHMS.values())):
+        return None
+    return algorithm, prefix
+
+
+def _parse_or_none(ref: str) -> Reference | None:
+    try:
+        return Reference.parse(ref)
+    except InvalidReferenceError:
+        return None
 
 
 def image_target(record: ImageRecord) -> Descriptor:

@@ -6,6 +6,13 @@ inventing a friendlier language: arguments are OR-ed, comma-separated selectors 
 matches a missing field, ``~=`` is an unanchored search that does not need the field present,
 and ``/regex/`` or ``|regex|`` quote a regular expression with the same escapes as ``"..."``.
 
+Two additions for names, because every command takes the short form (``alpine:3.19``): the
+value of ``name==`` and ``name!=`` is normalised as a reference when it is one (``app:1`` means
+``docker.io/library/app:1``), and ``name~=`` searches the short form as well as the stored one.
+An argument that is neither selectors nor a known field (``alpine``, ``'app*'``) is a name or a
+shell-style glob, matched as podman's and docker's positional argument is: against the stored
+and the short form, each with and without its tag, so ``alpine`` lists every tag of alpine.
+
 Deliberate differences: containerd lets a selector on an unknown field silently match nothing,
 and compiles a regular expression only when matching (a bad one then matches nothing). Both
 turn a typo into an empty listing that looks like "no such images", so both are errors here,
@@ -18,19 +25,25 @@ archive chose. RE2 has no backreferences or lookaround; such a pattern is a filt
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from string import ascii_letters, digits
 from typing import Any, Final
 
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 
-from ..errors import InvalidFilterError
+from ..errors import InvalidFilterError, InvalidReferenceError
+from ..oci.references import Reference
 from ..storage.metadata import ImageRecord
 
 _FIELD_CHARS: Final = frozenset(ascii_letters + digits + "-_")
 _OPERATORS: Final = ("==", "!=", "~=")
+_FIELD_HEADS: Final = frozenset({"name", "target", "labels", "annotations"})
+#: What a bare argument (a name or a glob, no operator) is made of.
+_NAME_OR_GLOB: Final = re.compile(r"[A-Za-z0-9._/:@*?\[\]-]+")
 _KNOWN_FIELDS: Final = "name, target.digest, target.mediatype, labels.<key>, annotations.<key>"
 _SIMPLE_ESCAPES: Final = {
     "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"
@@ -76,8 +89,75 @@ class _Selector:
         if self.operator == "!=":
             return value != self.value
         if self.pattern is not None:
+            if self.path == ("name",):  # the short form too, as podman: name~=^alpine:
+                return any(self.pattern.search(form) for form in _name_forms(record.name)[::2])
             return self.pattern.search(value)
         return present
+
+
+@dataclass(frozen=True, slots=True)
+class _NamePattern:
+    """A bare argument (``image ls alpine``, ``'app*'``): a name or shell-style glob matched
+    against the stored name and its short form, each with and without its tag or digest, so
+    that ``alpine`` lists every tag of alpine, as ``docker images alpine`` does."""
+
+    pattern: str
+    #: For a pattern that is a name: what it normalises to (``library/alpine`` is
+    #: ``docker.io/library/alpine``), the whole name when a tag or digest was given.
+    normalised: str | None = None
+
+    def matches(self, record: ImageRecord) -> bool:
+        forms = _name_forms(record.name)
+        if self.normalised is not None and self.normalised in forms[:2]:
+            return True
+        return any(fnmatchcase(form, self.pattern) for form in forms)
+
+
+def _name_forms(name: str) -> tuple[str, ...]:
+    """The stored *name*, its repository, its short form and the short repository (in that
+    order); just the name if it does not parse."""
+    try:
+        reference = Reference.parse(name)
+    except InvalidReferenceError:
+        return (name,)
+    familiar = reference.familiar()
+    suffix = f":{reference.tag}" if reference.tag is not None else f"@{reference.digest}"
+    return (name, reference.repository, familiar, familiar.removesuffix(suffix))
+
+
+def _normalised_name(value: str) -> str:
+    """A ``name==``/``name!=`` value as stored: ``app:1`` is ``docker.io/library/app:1``."""
+    try:
+        return str(Reference.parse(value))
+    except InvalidReferenceError:
+        return value  # matches nothing stored, as containerd's would
+
+
+def _is_bare(text: str) -> bool:
+    """Whether a filter argument is a bare name or glob rather than selectors: only the
+    characters of names and globs, and not beginning with a field (``name`` and ``labels.x``
+    test presence; ``target.size`` stays an unknown field)."""
+    text = text.strip()
+    if not text or not _NAME_OR_GLOB.fullmatch(text):
+        return False
+    return text.split(".")[0] not in _FIELD_HEADS
+
+
+def _name_pattern(text: str) -> _NamePattern:
+    """A bare argument as a name pattern; one without glob characters must be an image name,
+    so that a typo is an error rather than an empty listing."""
+    pattern = text.strip()
+    if any(char in pattern for char in "*?["):
+        return _NamePattern(pattern)
+    try:
+        reference = Reference.parse(pattern)
+    except InvalidReferenceError as err:
+        raise InvalidFilterError(
+            f"invalid filter {pattern!r}: neither a selector (field==value) nor an image"
+            f" name: {err}"
+        ) from None
+    explicit = "@" in pattern or ":" in pattern.rpartition("/")[2]
+    return _NamePattern(pattern, str(reference) if explicit else reference.repository)
 
 
 def _lookup(record: ImageRecord, path: tuple[str, ...]) -> tuple[str, bool]:
@@ -161,6 +241,8 @@ class _Parser:
                 raise self.error(
                     f"invalid regular expression {value!r}: {err}", value_pos
                 ) from None
+        if path == ["name"] and operator in ("==", "!="):
+            value = _normalised_name(value)
         return _Selector(tuple(path), operator, value, pattern)
 
     def segment(self) -> str:
@@ -246,7 +328,9 @@ class ImageFilter:
     __slots__ = ("_alternatives", "_expressions")
 
     def __init__(
-        self, expressions: tuple[str, ...], alternatives: tuple[tuple[_Selector, ...], ...]
+        self,
+        expressions: tuple[str, ...],
+        alternatives: tuple[tuple[_Selector | _NamePattern, ...], ...],
     ) -> None:
         self._expressions = expressions
         self._alternatives = alternatives
@@ -257,7 +341,13 @@ class ImageFilter:
         if isinstance(expressions, str):
             raise TypeError("ImageFilter.parse takes a sequence of expressions, not one string")
         texts = tuple(expressions)
-        return cls(texts, tuple(_Parser(text).parse() for text in texts))
+        return cls(
+            texts,
+            tuple(
+                (_name_pattern(text),) if _is_bare(text) else _Parser(text).parse()
+                for text in texts
+            ),
+        )
 
     def matches(self, record: ImageRecord) -> bool:
         if not self._alternatives:

@@ -10,12 +10,20 @@ before any name points at them, and names change in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from ..archive.compression import Compression
-from ..errors import AlreadyExistsError, InUseError, InvalidLabelError, NotFoundError
+from ..errors import (
+    AlreadyExistsError,
+    AmbiguousImageError,
+    InUseError,
+    InvalidLabelError,
+    InvalidReferenceError,
+    NotFoundError,
+)
 from ..limits import Limits
 from ..oci.digests import Digest
 from ..oci.graph import walk
@@ -24,7 +32,7 @@ from ..oci.references import Reference, check_name_digest
 from ..progress import Progress
 from ..storage.gc import GcResult, collect
 from ..storage.metadata import ImageRecord, Namespace
-from .context import StoreContext, check_namespace, image_target, renamed
+from .context import StoreContext, check_namespace, digest_query, image_target, renamed
 from .results import (
     CheckResult,
     ContentInfo,
@@ -108,20 +116,49 @@ class Store(StoreContext):
                 self.meta.put_image(db, self.namespace, renamed(record, name))
         return names
 
-    def remove(self, refs: Sequence[str], collect_garbage: bool = True) -> RemoveResult:
+    def remove(
+        self, refs: Sequence[str], collect_garbage: bool = True, force: bool = False
+    ) -> RemoveResult:
         """Remove names, then the content no image needs any more; unknown names are reported
-        after the others are gone."""
+        after the others are gone.
+
+        A ref that is no stored name but an image's target digest (or a unique prefix of it,
+        as :meth:`resolve` takes) removes that image's name; when the image has several names
+        that is refused, naming them, unless *force* removes them all (docker's ``rmi`` of an
+        ID with several tags does the same).
+        """
         result = RemoveResult()
         with self.meta.transaction() as db:
             for ref in refs:
-                name = str(Reference.parse(ref))
-                if self.meta.delete_image(db, self.namespace, name):
-                    result.removed.append(name)
-                else:
+                names = self._names_to_remove(ref, force)
+                removed = [n for n in names if self.meta.delete_image(db, self.namespace, n)]
+                result.removed.extend(removed)
+                if not removed:
                     result.missing.append(ref)
         if collect_garbage and result.removed:
             result.gc = self.gc()
         return result
+
+    def _names_to_remove(self, ref: str, force: bool) -> list[str]:
+        """The names *ref* removes: itself when it is a name (stored or not: an unknown name
+        is reported missing), else the names of the image whose digest it is (none when no
+        image's is)."""
+        if digest_query(ref) is None:
+            return [str(Reference.parse(ref))]
+        with contextlib.suppress(InvalidReferenceError):
+            name = str(Reference.parse(ref))
+            if self.meta.get_image(self.namespace, name) is not None:
+                return [name]  # a stored name wins over a digest prefix
+        try:
+            names = [record.name for record in self.by_digest(ref)]
+        except NotFoundError:
+            return []
+        if len(names) > 1 and not force:
+            raise AmbiguousImageError(
+                f"image {ref} has several names: {', '.join(names)}"
+                " (remove them by name, or all with --force)"
+            )
+        return names
 
     def gc(self, dry_run: bool = False) -> GcResult:
         return collect(self.meta, self.blobs, self.leases, dry_run=dry_run)

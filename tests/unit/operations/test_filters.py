@@ -138,7 +138,9 @@ def test_arguments_are_or_ed(expressions: tuple[str, ...], expected: list[str]) 
     ("expression", "expected"),
     [
         ("name~=alpine", ["alpine:3.20"]),  # a search, not a full match
-        ("name~=^alpine", []),
+        ("name~=^alpine", ["alpine:3.20"]),  # the short form is searched too
+        ("name~=^docker\\.io/library/alpine:", ["alpine:3.20"]),
+        ("name~=^library/", []),  # neither the stored nor the short form begins so
         ("name~=:3\\.20$", ["alpine:3.20"]),
         ("name~=.", ["alpine:3.20", "busybox:latest", "app:dev"]),
         ("labels.missing~=.*", ["alpine:3.20", "busybox:latest", "app:dev"]),
@@ -147,6 +149,48 @@ def test_arguments_are_or_ed(expressions: tuple[str, ...], expected: list[str]) 
 )
 def test_regex_is_an_unanchored_search(expression: str, expected: list[str]) -> None:
     assert matching(expression) == expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("name==alpine:3.20", ["alpine:3.20"]),
+        ("name!=alpine:3.20", ["busybox:latest", "app:dev"]),
+        ("name==busybox", ["busybox:latest"]),  # the default tag, as everywhere
+        ("name==localhost/app:dev", ["app:dev"]),
+        ("name==ALPINE:3.20", []),  # no reference: compared as typed, matches nothing
+    ],
+)
+def test_name_equality_takes_the_short_form(expression: str, expected: list[str]) -> None:
+    assert matching(expression) == expected
+
+
+@pytest.mark.parametrize(
+    ("expressions", "expected"),
+    [
+        (("alpine",), ["alpine:3.20"]),  # every tag of the repository
+        (("alpine:3.20",), ["alpine:3.20"]),
+        (("alpine:3.19",), []),
+        (("docker.io/library/busybox",), ["busybox:latest"]),
+        (("library/busybox:latest",), ["busybox:latest"]),
+        (("localhost/app",), ["app:dev"]),
+        (("app",), []),  # localhost/app is not docker.io/library/app
+        (("*box*",), ["busybox:latest"]),
+        (("alp?ne:*",), ["alpine:3.20"]),
+        (("*/app:dev",), ["app:dev"]),
+        (("alpine", "busybox"), ["alpine:3.20", "busybox:latest"]),
+        (("alpine", "labels.tier==tools"), ["alpine:3.20", "busybox:latest"]),
+    ],
+)
+def test_a_bare_argument_is_a_name_or_glob(
+    expressions: tuple[str, ...], expected: list[str]
+) -> None:
+    assert matching(*expressions) == expected
+
+
+def test_a_bare_argument_that_is_no_name_is_an_error() -> None:
+    with pytest.raises(InvalidFilterError, match=r"invalid filter 'Alpine': neither a selector"):
+        ImageFilter.parse(["Alpine"])
 
 
 def test_regex_on_a_value_with_a_lone_surrogate() -> None:
