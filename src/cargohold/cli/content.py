@@ -8,6 +8,7 @@ import time
 import click
 
 from ..errors import CargoholdError
+from ..operations.results import ImageUser
 from .context import Context, pass_context
 from .groups import AliasedGroup
 from .options import format_option
@@ -29,7 +30,8 @@ def content() -> None:
 @pass_context
 def content_ls(ctx: Context, quiet: bool, output_format: str) -> None:
     """List every blob of the store: digest, size, age, and the images that use it (images
-    of other namespaces are shown as NAMESPACE/NAME)."""
+    of other namespaces are shown as NAMESPACE/NAME; past three, the rest are counted, as in
+    "+998 more", and --format json lists them all)."""
     with ctx.store("read") as store:
         infos = store.content()
     if output_format == "json":
@@ -46,11 +48,24 @@ def content_ls(ctx: Context, quiet: bool, output_format: str) -> None:
                     str(i.digest),
                     human_size(i.size),
                     age(now - i.created_at),
-                    ",".join(u.qualified(ctx.namespace) for u in i.users) or "-",
+                    used_by(i.users, ctx.namespace),
                 )
                 for i in infos
             ],
         )
+
+
+#: How many of a blob's users the table names before it says how many more there are.
+USED_BY_SHOWN = 3
+
+
+def used_by(users: list[ImageUser], namespace: str) -> str:
+    """The USED BY cell: the first few names and a count of the rest, so a blob a thousand
+    tags share stays one readable row (``--format json`` lists every user)."""
+    names = [u.qualified(namespace) for u in users[:USED_BY_SHOWN]]
+    if len(users) > USED_BY_SHOWN:
+        names.append(f"+{len(users) - USED_BY_SHOWN} more")
+    return ",".join(names) or "-"
 
 
 @content.command("get")

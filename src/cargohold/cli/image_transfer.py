@@ -48,7 +48,11 @@ if TYPE_CHECKING:
 )
 @click.option("--index-name", metavar="NAME", help="Keep the archive's index as image NAME.")
 @platform_options
-@click.option("--force", is_flag=True, help="Replace existing names even with older images.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace existing names even with images that are not newer (same or older created).",
+)
 @click.option(
     "--skip-missing",
     is_flag=True,

@@ -4,6 +4,9 @@ An import and a pull stage verified blobs under a lease and end the same way: th
 new images need are leased, renamed into place and synced, and only then, in one transaction,
 does the namespace record what it now holds and do the names move. A crash before that
 transaction leaves no name pointing at anything, and gc collects what was committed.
+
+A name that moved may have left content no image uses any more: after the transaction, the
+same collection ``image rm`` runs removes it, so replacing an image never piles up blobs.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..errors import CargoholdError
 from ..oci.digests import Digest
 from ..oci.graph import walk
 from ..oci.mediatypes import Descriptor
 from ..oci.platforms import PlatformMatcher
+from ..storage.gc import GcResult, collect
 from ..storage.ingest import StagedBlob
 from ..storage.metadata import ImageRecord
 from .context import StoreContext, image_target
@@ -42,6 +47,8 @@ class Committed:
     bytes_written: int = 0
     bytes_deduplicated: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: The collection run after a name moved off another image (None when none moved).
+    gc: GcResult | None = None
 
 
 def commit(
@@ -54,8 +61,9 @@ def commit(
     force: bool,
 ) -> Committed:
     """Commit the *needed* blobs (those *staged*; the rest the namespace holds already) and
-    then the names of *images*. Without *force* a name keeps a newer image than its new one
-    (``kept``); a pull passes *force*, as the registry's answer is the image wanted."""
+    then the names of *images*. Without *force* a name keeps an image as new as its new one
+    or newer (``kept``); a pull passes *force*, as the registry's answer is the image wanted.
+    When a name moved (``updated``), what the old image alone used is collected."""
     done = Committed()
     ctx.meta.add_to_lease(lease_id, list(needed))
     staged_blobs = (staged.get(digest) for digest in needed)
@@ -75,7 +83,7 @@ def commit(
                 ctx.meta.put_image(db, ctx.namespace, _record(ctx, image))
             elif action == "kept":
                 done.warnings.append(
-                    f"{image.name}: kept the stored image, the archive's is older"
+                    f"{image.name}: kept the stored image, the archive's is not newer"
                     " (use --force to replace it)"
                 )
             done.images.append(ImportedImage(image.name, image.target.digest, action))
@@ -84,7 +92,23 @@ def commit(
                     f"{image.name}: imported partially, {image.skipped} manifest(s)"
                     " of its index were not in the archive"
                 )
+    if any(image.action == "updated" for image in done.images):
+        done.gc = _collect_replaced(ctx, done.warnings)
     return done
+
+
+def _collect_replaced(ctx: StoreContext, warnings: list[str]) -> GcResult | None:
+    """The collection ``image rm`` runs, after the names' transaction has committed.
+
+    It marks from every image of every namespace and every live lease (this commit's among
+    them), so nothing the new image or any other name uses can go. The names have moved
+    already, so a collection that cannot run is a warning, not the command's failure.
+    """
+    try:
+        return collect(ctx.meta, ctx.blobs, ctx.leases)
+    except CargoholdError as exc:
+        warnings.append(f"content the replaced image used was not collected: {exc}")
+        return None
 
 
 def _record(ctx: StoreContext, image: NewImage) -> ImageRecord:
@@ -112,6 +136,9 @@ def _action(ctx: StoreContext, image: NewImage, force: bool) -> Action:
     old = walk(
         ctx.blobs, image_target(existing), PlatformMatcher.all(), existing.name, missing_ok=True
     )
-    if old.created and image.created and image.created < old.created:
+    # Equal is not newer: an image replaces another only when it is strictly newer, so two
+    # images of the same ``created`` do not flip a name back and forth. Without a ``created``
+    # on either side there is no order to go by, and the archive asked for wins, as before.
+    if old.created and image.created and image.created <= old.created:
         return "kept"
     return "updated"

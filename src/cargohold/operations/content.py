@@ -57,7 +57,7 @@ def remove_content(
             elif str(digest) in leased:
                 raise InUseError(f"blob {digest} is being written by an import in progress")
             elif users.get(digest) and not force:
-                names = ", ".join(u.qualified(ctx.namespace) for u in users[digest])
+                names = _some_names(users[digest], ctx.namespace)
                 raise InUseError(f"blob {digest} is used by {names} (use --force to remove it)")
         for digest in wanted:
             size = ctx.blobs.blob_size(digest)
@@ -68,12 +68,31 @@ def remove_content(
     return result
 
 
+def _some_names(users: list[ImageUser], namespace: str, shown: int = 3) -> str:
+    """The first few users of a blob and a count of the rest: one readable error line even
+    when a thousand tags share the blob."""
+    names = ", ".join(u.qualified(namespace) for u in users[:shown])
+    return f"{names} and {len(users) - shown} more" if len(users) > shown else names
+
+
 def image_users(ctx: StoreContext) -> dict[Digest, list[ImageUser]]:
+    """Every blob an image of any namespace reaches, with the images that reach it.
+
+    Each distinct target (digest and media type) is walked once, however many names point at
+    it: a thousand tags of one image cost one walk, not a thousand.
+    """
+    reached: dict[tuple[Digest, str], list[Digest]] = {}
     users: dict[Digest, list[ImageUser]] = {}
     for namespace, record in ctx.meta.all_images():
-        for node in tree(ctx.blobs, image_target(record)).walk():
-            found = users.setdefault(node.descriptor.digest, [])
-            user = ImageUser(namespace, record.name)
-            if user not in found:
-                found.append(user)
+        key = (record.digest, record.media_type)
+        digests = reached.get(key)
+        if digests is None:
+            walked = (
+                node.descriptor.digest for node in tree(ctx.blobs, image_target(record)).walk()
+            )
+            digests = reached[key] = list(dict.fromkeys(walked))
+        # A (namespace, name) is one record and a target's digests are distinct: no repeats.
+        user = ImageUser(namespace, record.name)
+        for digest in digests:
+            users.setdefault(digest, []).append(user)
     return users
