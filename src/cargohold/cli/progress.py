@@ -33,6 +33,7 @@ class PlainProgress(Progress):
         self._title: str | None = None
         self._total: int | None = None
         self._done = 0
+        self._skipped = 0
         self._started = 0.0
         self._last_time = 0.0
         self._last_done = 0
@@ -43,12 +44,18 @@ class PlainProgress(Progress):
         self._title = title
         self._total = total
         self._done = 0
+        self._skipped = 0
         self._started = self._last_time = self._clock()
         self._last_done = 0
 
     def update(self, done: int) -> None:
         if self._title is None:
             return
+        if self._total is not None and done == self._total and self._done > 0:
+            # An archive's reader reports what it read as it reads (the headers first), and
+            # what it did not read (stored members passed over, the end padding) as one
+            # jump to the total at the end.
+            self._skipped = done - self._done
         self._done = done
         self._maybe_report()
 
@@ -65,8 +72,13 @@ class PlainProgress(Progress):
         elapsed = self._clock() - self._started
         # Only what was done: finish() cannot tell success from failure, and a successful run
         # may legitimately stop short of the total (a tar's trailing padding goes unread).
+        # Bytes passed over without reading them (members whose blobs are stored) are not a
+        # speed: a run that read hardly anything says so instead of "3.2 GiB/s".
+        read = self._done - self._skipped
         line = f"{title}: {human_size(self._done)} in {duration(elapsed)}"
-        if elapsed > 0:
+        if self._skipped > read:
+            line += f", {human_size(read)} read: the rest was skipped (already stored)"
+        elif elapsed > 0:
             line += f", {human_size(self._done / elapsed)}/s"
         self._write(line)
 
@@ -95,7 +107,7 @@ class PlainProgress(Progress):
 MODES = ("auto", "plain", "none")
 
 
-def _isatty(stream: IO[str] | None) -> bool:
+def isatty(stream: IO[str] | None) -> bool:
     try:
         return stream is not None and stream.isatty()
     except (ValueError, OSError):  # closed or detached
@@ -112,10 +124,11 @@ def make_progress(
 ) -> Progress:
     """The renderer for a ``--progress`` *mode*.
 
-    "auto" animates only when stdout and stderr are both terminals: with stdout redirected,
-    the run is a script's or a pipeline's and the terminal, if any, belongs to someone who
-    did not ask for a display; a dumb terminal cannot redraw lines. The isatty arguments
-    default to the real streams and exist so that the choice can be tested.
+    "auto" animates whenever stderr is a terminal, where the display goes: stdout may well
+    be a pipe (``image export - | ssh host cargohold image import -``) while someone watches
+    the terminal; a dumb terminal cannot redraw lines. *stdout_isatty* is accepted and no
+    longer decides. The isatty arguments default to the real streams and exist so that the
+    choice can be tested.
     """
     if mode not in MODES:
         raise ValueError(f"unknown progress mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -124,11 +137,10 @@ def make_progress(
     err = stream if stream is not None else sys.stderr
     if mode == "plain":
         return PlainProgress(err)
-    if stdout_isatty is None:
-        stdout_isatty = _isatty(sys.stdout)
+    del stdout_isatty
     if stderr_isatty is None:
-        stderr_isatty = _isatty(err)
-    if stdout_isatty and stderr_isatty and os.environ.get("TERM") != "dumb":
+        stderr_isatty = isatty(err)
+    if stderr_isatty and os.environ.get("TERM") != "dumb":
         from rich.console import Console
 
         from .terminal import RichProgress

@@ -6,6 +6,7 @@ from __future__ import annotations
 import rich.progress
 from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.table import Column
 from rich.text import Text
 
 from ..progress import Progress
@@ -32,9 +33,26 @@ def _average_speed(task: rich.progress.Task) -> float | None:
     return task.completed / elapsed
 
 
+def _one_line() -> Column:
+    """A column that never wraps: a wrapped cell turns the display into fragments over
+    many lines, redrawn on every tick; a cell cut with "…" keeps each line whole."""
+    return Column(no_wrap=True, overflow="ellipsis")
+
+
+#: What the columns other than the bar usually take: a 14-character label, "100%",
+#: "512.0 MiB of 1.2 GiB", "98.7 MiB/s", "eta 0:00:00" and the spaces between, with room to
+#: spare; an unusually wide cell is cut with "…" rather than wrapped.
+_TEXT_WIDTH = 66
+
+
+def _bar_width(console_width: int) -> int:
+    """The bar takes what the other columns leave, between 5 and 30 columns."""
+    return max(5, min(30, console_width - _TEXT_WIDTH))
+
+
 class _BarColumn(rich.progress.ProgressColumn):
     def __init__(self, width: int) -> None:
-        super().__init__()
+        super().__init__(table_column=_one_line())
         self._bar = rich.progress.BarColumn(bar_width=width)
 
     def render(self, task: rich.progress.Task) -> RenderableType:
@@ -44,6 +62,9 @@ class _BarColumn(rich.progress.ProgressColumn):
 
 
 class _PercentColumn(rich.progress.ProgressColumn):
+    def __init__(self) -> None:
+        super().__init__(table_column=_one_line())
+
     def render(self, task: rich.progress.Task) -> RenderableType:
         if task.total is None:
             return Text("")
@@ -51,6 +72,9 @@ class _PercentColumn(rich.progress.ProgressColumn):
 
 
 class _SizeColumn(rich.progress.ProgressColumn):
+    def __init__(self) -> None:
+        super().__init__(table_column=_one_line())
+
     def render(self, task: rich.progress.Task) -> RenderableType:
         done = human_size(task.completed)
         if task.total is None:
@@ -59,6 +83,9 @@ class _SizeColumn(rich.progress.ProgressColumn):
 
 
 class _SpeedColumn(rich.progress.ProgressColumn):
+    def __init__(self) -> None:
+        super().__init__(table_column=_one_line())
+
     def render(self, task: rich.progress.Task) -> RenderableType:
         if task.fields.get("kind") != _OVERALL:
             return Text("")
@@ -71,6 +98,9 @@ class _SpeedColumn(rich.progress.ProgressColumn):
 
 
 class _TimeColumn(rich.progress.ProgressColumn):
+    def __init__(self) -> None:
+        super().__init__(table_column=_one_line())
+
     def render(self, task: rich.progress.Task) -> RenderableType:
         if task.fields.get("kind") != _OVERALL or task.total is None:
             return Text("")
@@ -104,8 +134,8 @@ class RichProgress(Progress):
         if self._display is not None:
             self.finish()
         display = rich.progress.Progress(
-            rich.progress.TextColumn("{task.description}"),
-            _BarColumn(30),
+            rich.progress.TextColumn("{task.description}", table_column=_one_line()),
+            _BarColumn(_bar_width(self._console.width)),
             _PercentColumn(),
             _SizeColumn(),
             _SpeedColumn(),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+from ..oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+
 
 def human_size(size: float) -> str:
     """Binary units, because blob and disk sizes are powers of two far more often than not."""
@@ -14,11 +18,19 @@ def human_size(size: float) -> str:
 
 
 def short_name(name: str) -> str:
-    """A digest is unreadable at full length; 12 hex digits identify a blob in practice."""
+    """A blob's label: a digest is unreadable at full length, and 12 hex digits identify a
+    blob in practice. A member name holding a digest's hex (a docker layer's
+    ``<64 hex>/layer.tar``) is shown by those 12 digits; another name, cut to 24 characters."""
     algorithm, sep, encoded = name.partition(":")
-    if sep and len(encoded) > 12:
+    if sep and "/" not in name and len(encoded) > 12:
         return f"{algorithm}:{encoded[:12]}"
-    return name
+    found = _HEX64.search(name)
+    if found is not None:
+        return found.group()[:12]
+    return ellipsis(name, 24)
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def duration(seconds: float) -> str:
@@ -37,3 +49,23 @@ def eta(seconds: float | None) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"eta {hours}:{minutes:02d}:{secs:02d}" if hours else f"eta {minutes}:{secs:02d}"
+
+
+#: Media types of image roots by their short names in ``image ls`` (docker's manifest list
+#: and manifest keep "docker" in front: the two families differ in what they may carry).
+SHORT_MEDIA_TYPES = {
+    OCI_INDEX: "index",
+    OCI_MANIFEST: "manifest",
+    DOCKER_MANIFEST_LIST: "docker-list",
+    DOCKER_MANIFEST: "docker-manifest",
+}
+
+
+def short_media_type(media_type: str) -> str:
+    """A root's media type as a word; one not listed stays whole, as it is rare and telling."""
+    return SHORT_MEDIA_TYPES.get(media_type, media_type)
+
+
+def ellipsis(text: str, width: int) -> str:
+    """*text* cut to *width* characters, the cut shown by a trailing "…"."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"

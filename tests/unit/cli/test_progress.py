@@ -69,6 +69,10 @@ def test_short_name() -> None:
     assert short_name(DIGEST) == "sha256:0123456789ab"
     assert short_name("sha256:abc") == "sha256:abc"
     assert short_name("layer.tar") == "layer.tar"
+    # docker save's member names: the digest's hex they hold, not 68 characters
+    assert short_name("0123456789abcdef" * 4 + "/layer.tar") == "0123456789ab"
+    assert short_name("blobs/sha256/" + "0123456789abcdef" * 4) == "0123456789ab"
+    assert short_name("a-very-long-member-name-of-no-digest.tar") == "a-very-long-member-name…"
 
 
 # -- plain ----------------------------------------------------------------------------------
@@ -263,7 +267,7 @@ def test_rich_finish_mid_blob_removes_it() -> None:
     ("mode", "quiet", "stdout_tty", "stderr_tty", "term", "expected"),
     [
         ("auto", False, True, True, "xterm", RichProgress),
-        ("auto", False, False, True, "xterm", Progress),
+        ("auto", False, False, True, "xterm", RichProgress),
         ("auto", False, True, False, "xterm", Progress),
         ("auto", False, False, False, "xterm", Progress),
         ("auto", False, True, True, "dumb", Progress),
