@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import ctypes
+import errno
+import fcntl
 import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import tempfile
+import termios
 from pathlib import Path
 
 from cargohold.operations.store import Store
@@ -71,6 +78,59 @@ def run(
         check=False,
         preexec_fn=_bound_by_permissions if bound_by_permissions else None,
     )
+
+
+def run_on_terminal(
+    root: Path | None, *args: str, columns: int = 80, stdout_piped: bool = False
+) -> tuple[int, str, bytes]:
+    """Run ``python -m cargohold`` on a pseudo-terminal *columns* wide (stdin, stderr, and
+    stdout unless *stdout_piped*): its exit status, what the terminal received, and what
+    went to the pipe. The terminal is read until the child's side closes (EOF, or EIO on
+    Linux), which happens when the process exits, so no timing is involved."""
+    environment = clean_environment()
+    environment["TERM"] = "xterm-256color"
+    for name in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "TTY_INTERACTIVE"):
+        environment.pop(name, None)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
+    with tempfile.TemporaryFile() as piped:
+        try:
+            proc = subprocess.Popen(
+                command(root, *args),
+                stdin=slave,
+                stdout=piped if stdout_piped else slave,
+                stderr=slave,
+                env=environment,
+                close_fds=True,
+            )
+        finally:
+            os.close(slave)
+        chunks = []
+        try:
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError as e:
+                    if e.errno != errno.EIO:
+                        raise
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+        finally:
+            os.close(master)
+            code = proc.wait(timeout=60)
+        piped.seek(0)
+        return code, b"".join(chunks).decode(errors="replace"), piped.read()
+
+
+#: Escape sequences a terminal display sends (CSI, OSC, and two-character ones).
+ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def screen_lines(output: str) -> list[str]:
+    """The lines a terminal display drew, escape sequences removed, each redraw on its own."""
+    return [line for line in re.split(r"[\r\n]+", ANSI.sub("", output)) if line.strip()]
 
 
 def lines(data: bytes) -> list[str]:

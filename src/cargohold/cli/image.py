@@ -4,6 +4,7 @@ one of them runs (``image ls`` does not pay for them)."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -20,8 +21,10 @@ from .options import (
     platform_options,
     split_platforms,
 )
+from .progress import isatty
 from .render import (
     echo,
+    fit_rows,
     iso_utc,
     json_or_dash,
     labels_text,
@@ -30,10 +33,10 @@ from .render import (
     print_rows,
     print_tree,
 )
-from .units import human_size
+from .units import human_size, short_media_type
 
 if TYPE_CHECKING:
-    from ..operations.results import CheckResult, ImageInspection, ManifestInspection
+    from ..operations.results import CheckResult, ImageInfo, ImageInspection, ManifestInspection
 
 
 #: The commands of :mod:`.image_transfer`, imported when first looked up.
@@ -57,9 +60,16 @@ def image() -> None:
 @image.command("ls")
 @click.argument("filters", metavar="[FILTER...]", nargs=-1)
 @click.option("-q", "--quiet", is_flag=True, help="Print only image names.")
+@click.option(
+    "--no-trunc",
+    is_flag=True,
+    help="Full digests, media types, platforms and labels (always so when stdout is no terminal).",
+)
 @format_option
 @pass_context
-def ls(ctx: Context, filters: tuple[str, ...], quiet: bool, output_format: str) -> None:
+def ls(
+    ctx: Context, filters: tuple[str, ...], quiet: bool, no_trunc: bool, output_format: str
+) -> None:
     """List images (alias: list), those matching any FILTER when given.
 
     A filter is containerd's: name==REF, name~=REGEX (RE2 syntax, as Go's), target.digest==DIGEST,
@@ -67,6 +77,11 @@ def ls(ctx: Context, filters: tuple[str, ...], quiet: bool, output_format: str) 
     that must be present. Commas inside one FILTER require all; several FILTERs require any.
     Names may be short (name==app:1; name~= searches the short form too); a FILTER that is
     no field is a name or */? glob (alpine: every tag of alpine).
+
+    On a terminal rows are shortened to fit its width: 12 hex digits of the digest (as docker's
+    IMAGE ID), short media types (index, manifest, docker-list, docker-manifest), the first
+    platform and how many more, then labels, platforms and names cut with "…" as needed.
+    --no-trunc, or stdout not a terminal, prints every value whole.
 
     \b
       cargohold image ls 'name~=^docker.io/library/' 'labels."env"==prod,name~=:v1'
@@ -80,21 +95,47 @@ def ls(ctx: Context, filters: tuple[str, ...], quiet: bool, output_format: str) 
         infos = store.list_images(filters)
     if output_format == "json":
         print_json([info.to_json() for info in infos])
+    elif no_trunc or not isatty(sys.stdout):
+        print_rows(IMAGE_COLUMNS, [_full_row(i) for i in infos])
     else:
+        width = shutil.get_terminal_size().columns
         print_rows(
-            ("REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"),
-            [
-                (
-                    i.record.name,
-                    i.record.media_type,
-                    str(i.record.digest),
-                    human_size(i.size),
-                    ",".join(str(p) for p in i.platforms) or "-",
-                    labels_text(i.record.labels),
-                )
-                for i in infos
-            ],
+            IMAGE_COLUMNS, fit_rows(IMAGE_COLUMNS, [_short_row(i) for i in infos], width, _SHRINK)
         )
+
+
+IMAGE_COLUMNS = ("REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS")
+
+#: What gives room on a narrow terminal: labels first, then platforms, then the name (cut at
+#: its start, so that its tag stays); digest, type and size are short already.
+_SHRINK = ((5, 8, False), (4, 11, False), (0, 24, True))
+
+
+def _full_row(i: ImageInfo) -> tuple[str, ...]:
+    """A row of ``image ls --no-trunc``: every value whole, for scripts and wide screens."""
+    return (
+        i.record.name,
+        i.record.media_type,
+        str(i.record.digest),
+        human_size(i.size),
+        ",".join(str(p) for p in i.platforms) or "-",
+        labels_text(i.record.labels),
+    )
+
+
+def _short_row(i: ImageInfo) -> tuple[str, ...]:
+    """A row that fits a terminal: a full digest and media type alone take 110 columns."""
+    platforms = [str(p) for p in i.platforms]
+    return (
+        i.record.name,
+        short_media_type(i.record.media_type),
+        i.record.digest.hex[:12],
+        human_size(i.size),
+        f"{platforms[0]} +{len(platforms) - 1}"
+        if len(platforms) > 1
+        else "".join(platforms) or "-",
+        labels_text(i.record.labels),
+    )
 
 
 #: ``cargohold images``: the list, as docker's and podman's ``images`` (``images CMD`` is

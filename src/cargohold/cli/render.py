@@ -43,6 +43,38 @@ def print_rows(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
+def fit_rows(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    width: int,
+    shrink: Sequence[tuple[int, int, bool]],
+) -> list[list[str]]:
+    """*rows* cut to print in *width* columns with :func:`print_rows`.
+
+    *shrink* names the columns that may give room, in the order they give it, each as
+    (index, narrowest width, cut at the left). A cut shows as "…"; a column cut at the left
+    keeps its end (a name's tag). What no column may give is left: the row then overflows.
+    """
+    table = [[terminal_safe(cell) for cell in row] for row in [columns, *rows]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    excess = sum(widths) + 2 * (len(columns) - 1) - width
+    for index, narrowest, left in shrink:
+        if excess <= 0:
+            break
+        target = max(narrowest, len(columns[index]), widths[index] - excess)
+        excess -= widths[index] - target
+        widths[index] = min(widths[index], target)
+        for row in table[1:]:
+            row[index] = _cut(row[index], widths[index], left)
+    return table[1:]
+
+
+def _cut(text: str, width: int, left: bool) -> str:
+    if len(text) <= width:
+        return text
+    return "…" + text[len(text) - width + 1 :] if left else text[: width - 1] + "…"
+
+
 def print_fields(fields: Sequence[tuple[str, str | Sequence[str]]], indent: int = 0) -> None:
     """``Name:  value`` lines; a list value is shown one item a line. Each item is escaped on
     its own, so a newline inside an item (an Env entry, a history line) cannot forge a line."""
