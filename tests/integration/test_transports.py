@@ -161,3 +161,11 @@ def test_either_form_imports_back_under_its_name(root: Path, tmp_path: Path, for
     ok(run(root, "image", "export", "--ref-name", form, str(out), NAME))
     ok(run(tmp_path / "back", "image", "import", str(out)))
     assert stored_names(tmp_path / "back") == [NAME]
+
+
+def test_export_refuses_a_name_claiming_another_digest(root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.tar"
+    claimed = "example.com/x@sha256:" + "0" * 64
+    line = assert_one_error_line(run(root, "image", "export", f"oci-archive:{out}:{claimed}", NAME))
+    assert claimed in line
+    assert not out.exists()

@@ -32,7 +32,7 @@ def archive() -> None:
 
 
 @archive.command("inspect")
-@click.argument("source", metavar="[TRANSPORT:]FILE|-")
+@click.argument("source", metavar="FILE|-")
 @platform_options
 @limit_options
 @format_option

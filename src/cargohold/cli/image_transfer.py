@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 
 @click.command("import")
-@click.argument("archive", metavar="[TRANSPORT:]FILE|-")
+@click.argument("archive", metavar="FILE|-")
 @click.option(
     "--base-name",
     metavar="NAME",
@@ -174,7 +174,7 @@ def _print_imported(result: ImportResult) -> None:
 
 
 @click.command("export")
-@click.argument("out", metavar="[TRANSPORT:]OUT|-")
+@click.argument("out", metavar="OUT|-")
 @click.argument("refs", metavar="REF...", nargs=-1, required=True)
 @platform_options
 @click.option("--skip-manifest-json", is_flag=True, help="Leave out docker's manifest.json.")

@@ -16,7 +16,7 @@ from ..errors import (
     NotFoundError,
 )
 from ..oci.platforms import Platform
-from ..oci.references import Reference, is_tag
+from ..oci.references import Reference, check_name_digest, is_tag
 from ..progress import Progress
 from ..storage import outputs
 from ..storage.metadata import ImageRecord
@@ -114,4 +114,5 @@ def _renamed(records: list[ImageRecord], name: str) -> ImageRecord:
     record = records[0]
     if is_tag(name):
         name = str(Reference.parse(record.name).with_tag(name))
+    check_name_digest(name, record.digest)
     return dataclasses.replace(record, name=str(Reference.parse(name)))
