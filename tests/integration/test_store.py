@@ -670,10 +670,11 @@ def test_export_index_json_has_one_entry_per_name(store: Store, tmp_path: Path) 
         for e in index["manifests"]
     ]
     multi_digest = store.resolve("example.com/multi:1").digest
+    # the OCI ref name is the full reference by default (``--ref-name tag`` writes the tag)
     assert entries == [
-        (str(multi_digest), "example.com/multi:1", "1"),
-        (single_desc["digest"], "docker.io/library/three:layers", "layers"),
-        (single_desc["digest"], "ghcr.io/o/three:v1", "v1"),
+        (str(multi_digest), "example.com/multi:1", "example.com/multi:1"),
+        (single_desc["digest"], "docker.io/library/three:layers", "docker.io/library/three:layers"),
+        (single_desc["digest"], "ghcr.io/o/three:v1", "ghcr.io/o/three:v1"),
     ]
     assert [e["mediaType"] for e in index["manifests"]] == [OCI_INDEX, OCI_MANIFEST, OCI_MANIFEST]
 

@@ -349,3 +349,25 @@ def test_export_round_trip_is_byte_identical(demo_export: Path, tmp_path: Path) 
     again = export(second_store, tmp_path / "again.tar", DEMO_REF)
 
     assert again.read_bytes() == demo_export.read_bytes()
+
+
+def test_skopeo_selects_the_full_ref_name_in_an_export(
+    skopeo: Skopeo, umoci_image: OciLayout, demo_store: Path, tmp_path: Path
+) -> None:
+    ok(cargohold("image", "tag", DEMO_REF, "example.com/team/app:v1", root=demo_store))
+    out = export(demo_store, tmp_path / "out.tar", DEMO_REF, "example.com/team/app:v1")
+    copied = tmp_path / "somewhere"
+    skopeo.copy(f"oci-archive:{out}:example.com/team/app:v1", f"oci:{copied}")
+    [descriptor] = json.loads((copied / "index.json").read_text())["manifests"]
+    assert descriptor["digest"] == umoci_image.manifest_digest
+
+
+def test_umoci_lists_two_images_tagged_latest_apart(
+    umoci: Umoci, demo_store: Path, tmp_path: Path
+) -> None:
+    names = ["example.com/a/app:latest", "example.com/b/app:latest"]
+    for name in names:
+        ok(cargohold("image", "tag", DEMO_REF, name, root=demo_store))
+    layout = tmp_path / "layout"
+    ok(cargohold("image", "export", f"oci:{layout}", *names, root=demo_store))
+    assert sorted(umoci.run("ls", "--layout", str(layout)).stdout.split()) == names

@@ -15,7 +15,7 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, Final, cast
+from typing import IO, BinaryIO, Final, Literal, cast
 
 from ..errors import CargoholdError, ContentError, DamagedBlobError, StorageFullError
 from ..oci.digests import Digest
@@ -44,6 +44,11 @@ _BLOCK: Final = 512
 #: Bytes per sendfile call: small enough for the progress display to move on large blobs.
 _SENDFILE_CHUNK: Final = 64 << 20
 
+#: What ``org.opencontainers.image.ref.name`` holds: the full reference (what skopeo and umoci
+#: need to tell two images of the same tag apart) or only its tag (what ``ctr export`` writes).
+RefNameForm = Literal["full", "tag"]
+REF_NAME_FORMS: Final[tuple[RefNameForm, ...]] = ("full", "tag")
+
 
 @dataclass(slots=True)
 class ExportPlan:
@@ -61,8 +66,12 @@ def plan_export(
     matcher: PlatformMatcher,
     skip_manifest_json: bool = False,
     skip_non_distributable: bool = False,
+    ref_name: RefNameForm = "full",
 ) -> ExportPlan:
-    """Resolve each image for the selected platforms; fails naming any content that is missing."""
+    """Resolve each image for the selected platforms; fails naming any content that is missing.
+
+    *ref_name* chooses the OCI ref name's form; ``io.containerd.image.name`` always holds the
+    full name, and containerd reads that first."""
     plan = ExportPlan()
     entries: list[dict[str, object]] = []
     docker: dict[Digest, _DockerEntry] = {}
@@ -79,7 +88,9 @@ def plan_export(
                 plan.blobs[digest] = desc
         annotations = dict(image.annotations)
         annotations[ANNOTATION_IMAGE_NAME] = str(reference)
-        annotations[ANNOTATION_REF_NAME] = reference.oci_ref_name()
+        annotations[ANNOTATION_REF_NAME] = (
+            str(reference) if ref_name == "full" else reference.oci_ref_name()
+        )
         entries.append(
             Descriptor(target.media_type, target.digest, target.size, annotations).to_json()
         )

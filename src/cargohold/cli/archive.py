@@ -19,6 +19,7 @@ from .options import (
 from .progress import make_progress
 from .render import echo, print_fields, print_json, print_rows, warn
 from .streams import refuse_terminal_stdin
+from .transports import parse_location
 from .units import human_size
 
 if TYPE_CHECKING:
@@ -49,7 +50,10 @@ def archive_inspect(
     would add to this store, with every blob verified; nothing is written anywhere.
 
     The import estimate uses the platforms an import would (this host's by default,
-    --platform, --all-platforms). Exits 1 when the import would fail."""
+    --platform, --all-platforms). Exits 1 when the import would fail. skopeo's
+    oci-archive:FILE, docker-archive:FILE and oci:DIR are understood (a reference after the
+    path is ignored here)."""
+    source = parse_location(source).path
     refuse_terminal_stdin(source)
     # Here, not at the top: the archive reader is heavy, and the root's --help loads this module.
     from ..operations.inspecting import inspect_archive

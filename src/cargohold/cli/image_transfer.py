@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..errors import CargoholdError
 from ..limits import Limits
 from .completion import complete_images
 from .context import Context, pass_context
@@ -22,10 +23,12 @@ from .options import (
 from .progress import make_progress
 from .render import echo, print_json, warn
 from .streams import is_stdout, refuse_terminal_stdin, refuse_terminal_stdout
+from .transports import Location, parse_location
 from .units import human_size
 
 if TYPE_CHECKING:
     from ..archive.compression import Compression
+    from ..archive.writer import RefNameForm
     from ..operations.results import ImportResult
     from ..operations.transfer import ClientFactory
 
@@ -103,8 +106,16 @@ def import_(
     extension; from stdin, import-YYYY-MM-DD (today's date, with a warning), so a pipe that
     should name its image the same every day gives --base-name.
 
+    skopeo's oci-archive:FILE, docker-archive:FILE and oci:DIR are understood; a reference
+    after the path (oci-archive:FILE:REF) names the image REF, as --tag does. A file whose
+    name merely starts like that is still read as a file.
+
     Every blob is verified; nothing is stored unless the whole archive is sound.
     """
+    location = parse_location(archive)
+    archive = location.path
+    if location.reference is not None:
+        tags = (location.reference, *tags)
     refuse_terminal_stdin(archive)
     with ctx.store("write") as store:
         result = store.import_archive(
@@ -181,9 +192,15 @@ def _print_imported(result: ImportResult) -> None:
     "--format",
     "archive_format",
     type=click.Choice(["tar", "oci-dir"]),
-    default="tar",
+    help="A tar archive (the default), or an OCI image layout directory at OUT.",
+)
+@click.option(
+    "--ref-name",
+    type=click.Choice(["full", "tag"]),
+    default="full",
     show_default=True,
-    help="A tar archive, or an OCI image layout directory at OUT.",
+    help="What org.opencontainers.image.ref.name holds: the full reference, which skopeo"
+    " and umoci need, or only the tag, as ctr export writes.",
 )
 @click.option(
     "--sync",
@@ -217,7 +234,8 @@ def export(
     skip_manifest_json: bool,
     skip_non_distributable: bool,
     compress: Compression,
-    archive_format: str,
+    archive_format: str | None,
+    ref_name: RefNameForm,
     sync: bool,
     verify: bool,
     progress_mode: str,
@@ -230,9 +248,16 @@ def export(
     With --compress the whole archive is gzip or zstd compressed; cargohold, ctr 2.x, docker
     and podman read those directly. With --format oci-dir, OUT is a new layout directory.
 
+    skopeo's prefixes choose the format: oci-archive:OUT and docker-archive:OUT write the
+    tar (both hold index.json and manifest.json), oci:DIR a layout directory. A reference
+    after the path (oci-archive:OUT:NAME) writes the one image REF under NAME.
+
     A regular file at OUT is replaced atomically (keeping its mode, and its group and owner
     where permitted); a symlink is written through to its file; a FIFO or device at OUT is
     written in place, like -."""
+    location = parse_location(out)
+    out = location.path
+    layout_dir = _layout_dir(location, archive_format, skip_manifest_json)
     refuse_terminal_stdout(out)
     with ctx.store("read") as store:
         result = store.export(
@@ -243,14 +268,33 @@ def export(
             skip_manifest_json=skip_manifest_json,
             skip_non_distributable=skip_non_distributable,
             compress=compress,
-            layout_dir=archive_format == "oci-dir",
+            layout_dir=layout_dir,
             progress=make_progress(progress_mode, quiet=quiet),
             sync=sync,
             verify=verify,
+            ref_name=ref_name,
+            name_as=location.reference,
         )
     if output_format == "json":
         # with the archive on stdout, the report goes to stderr
         print_json(result.to_json(), err=is_stdout(out))
+
+
+def _layout_dir(location: Location, archive_format: str | None, skip_manifest_json: bool) -> bool:
+    """Whether to write a layout directory: --format, or the transport prefix; the two must
+    agree, and docker-archive: without manifest.json would not be a docker archive."""
+    if location.transport is None:
+        return archive_format == "oci-dir"
+    wanted = "oci-dir" if location.transport == "oci" else "tar"
+    if archive_format is not None and archive_format != wanted:
+        raise CargoholdError(
+            f"--format {archive_format} contradicts {location.transport}:{location.path}"
+        )
+    if location.transport == "docker-archive" and skip_manifest_json:
+        raise CargoholdError(
+            f"docker-archive:{location.path} needs manifest.json; drop --skip-manifest-json"
+        )
+    return wanted == "oci-dir"
 
 
 @click.command("pull")

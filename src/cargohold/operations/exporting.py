@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,13 +10,16 @@ from typing import BinaryIO
 
 from ..archive import writer as archive_export
 from ..archive.compression import Compression
+from ..archive.writer import RefNameForm
 from ..errors import (
     CargoholdError,
     NotFoundError,
 )
 from ..oci.platforms import Platform
+from ..oci.references import Reference, check_name_digest, is_tag
 from ..progress import Progress
 from ..storage import outputs
+from ..storage.metadata import ImageRecord
 from .context import (
     StoreContext,
     finishing,
@@ -41,6 +45,8 @@ def export(
     progress: Progress | None = None,
     sync: bool = False,
     verify: bool = False,
+    ref_name: RefNameForm = "full",
+    name_as: str | None = None,
 ) -> ExportResult:
     """Write the images *refs* to *out* (a path, ``"-"`` for stdout, or a binary stream).
 
@@ -53,6 +59,10 @@ def export(
     usually copied on, not kept). With *verify* every blob is hashed as it is written and
     one that does not match its digest fails the export before the rename (on a stream,
     the stream stops short of the archive's index documents).
+
+    *ref_name* is the form of ``org.opencontainers.image.ref.name``: the full reference
+    (default) or only its tag, as ``ctr export`` writes. *name_as* writes the one image of
+    *refs* under that name instead of its stored one (skopeo's ``oci-archive:FILE:NAME``).
     """
     if not refs:
         raise NotFoundError("no image to export")
@@ -64,8 +74,10 @@ def export(
         if record.name not in seen:
             seen.add(record.name)
             records.append(record)
+    if name_as is not None:
+        records = [_renamed(records, name_as)]
     plan = archive_export.plan_export(
-        ctx.blobs, records, matcher, skip_manifest_json, skip_non_distributable
+        ctx.blobs, records, matcher, skip_manifest_json, skip_non_distributable, ref_name
     )
     progress = progress or Progress()
     with finishing(progress):
@@ -90,3 +102,17 @@ def export(
                 plan, ctx.blobs, stream, compress, progress, verify=verify
             )
     return ExportResult([r.name for r in records], len(plan.blobs), written, len(plan.skipped))
+
+
+def _renamed(records: list[ImageRecord], name: str) -> ImageRecord:
+    """The one image to export, under *name* (a full reference, or a bare tag of its own
+    repository); naming several images with one name would write the name twice."""
+    if len(records) != 1:
+        raise CargoholdError(
+            f"one name ({name}) for {len(records)} images: export them one at a time"
+        )
+    record = records[0]
+    if is_tag(name):
+        name = str(Reference.parse(record.name).with_tag(name))
+    check_name_digest(name, record.digest)
+    return dataclasses.replace(record, name=str(Reference.parse(name)))

@@ -44,6 +44,7 @@ from .results import (
 )
 
 if TYPE_CHECKING:
+    from ..archive.writer import RefNameForm
     from .transfer import ClientFactory, PullResult, PushResult
 
 #: containerd's limit on a label's key and value together.
@@ -308,6 +309,8 @@ class Store(StoreContext):
         progress: Progress | None = None,
         sync: bool = False,
         verify: bool = False,
+        ref_name: RefNameForm = "full",
+        name_as: str | None = None,
     ) -> ExportResult:
         """Write the images *refs* to *out*, a path, ``"-"`` for stdout, or a binary stream
         (see :func:`cargohold.operations.exporting.export`)."""
@@ -326,6 +329,8 @@ class Store(StoreContext):
             progress=progress,
             sync=sync,
             verify=verify,
+            ref_name=ref_name,
+            name_as=name_as,
         )
 
     # -- registries ----------------------------------------------------------------------
