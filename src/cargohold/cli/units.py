@@ -37,3 +37,8 @@ def eta(seconds: float | None) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"eta {hours}:{minutes:02d}:{secs:02d}" if hours else f"eta {minutes}:{secs:02d}"
+
+
+def counted(count: int, noun: str) -> str:
+    """*count* and *noun*, the noun plural unless the count is one: ``1 blob``, ``2 blobs``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
