@@ -1170,7 +1170,7 @@ def test_namespace_rm_of_a_namespace_with_images_is_refused(root: Path, tmp_path
     load(root, image, namespace="team")
     proc = run(root, "namespace", "rm", "team")
     line = assert_one_error_line(proc)
-    assert "team" in line
+    assert line.endswith("namespace team still has 1 image; remove it first")
     assert proc.stdout == b""
     assert stored_names(root, "team") == [image.name]
     with Store(root) as store:
@@ -1209,7 +1209,7 @@ def test_tag_json(root: Path, alpine: Built) -> None:
     proc = run(root, "image", "tag", "--format", "json", "alpine:3", "example.com/a:1", "b:2")
     doc = json.loads(ok(proc))
     assert doc == {
-        "source": "alpine:3",
+        "source": alpine.name,
         "names": ["example.com/a:1", "docker.io/library/b:2"],
         "digest": alpine.digest,
     }
@@ -1254,7 +1254,9 @@ def test_export_json_report(root: Path, tmp_path: Path, alpine: Built) -> None:
         ok(run(root, "image", "export", "--output-format", "json", str(out), "alpine:3"))
     )
     assert set(doc) == EXPORT_KEYS
-    assert doc["images"] == [alpine.name]
+    assert doc["images"] == [
+        {"name": alpine.name, "digest": alpine.digest, "mediaType": OCI_MANIFEST}
+    ]
     assert doc["blobs"] == 3
     assert doc["bytesWritten"] == out.stat().st_size
     assert doc["skippedNonDistributable"] == 0
@@ -1274,7 +1276,7 @@ def test_export_to_a_name_of_stdout_reports_on_stderr(
     proc = run(root, "image", "export", "--output-format", "json", "/dev/stdout", alpine.name)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == out.read_bytes()  # the archive alone, no report after it
-    assert json.loads(proc.stderr)["images"] == [alpine.name]
+    assert [i["name"] for i in json.loads(proc.stderr)["images"]] == [alpine.name]
 
 
 def test_export_quiet_text_prints_nothing(root: Path, tmp_path: Path, alpine: Built) -> None:
@@ -1484,9 +1486,8 @@ def row_warnings(proc: subprocess.CompletedProcess[bytes], *names: str) -> None:
     for warning, name in zip(warnings, names, strict=True):
         assert warning.startswith("cargohold: warning: metadata.db: image ")
         assert f"{name!r} of namespace 'default'" in warning
-    assert error == (
-        f"cargohold: error: {len(names)} unreadable record(s) of the store's metadata left out"
-    )
+    records = "1 unreadable record" if len(names) == 1 else f"{len(names)} unreadable records"
+    assert error == f"cargohold: error: {records} of the store's metadata left out"
 
 
 def test_unreadable_rows_are_left_out_of_listings_and_reported(

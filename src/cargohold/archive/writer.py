@@ -165,7 +165,8 @@ def write_archive(
     preallocate: bool = False,
     verify: bool = False,
 ) -> int:
-    """Stream the archive to *out*; returns the number of (uncompressed) tar bytes.
+    """Stream the archive to *out*; returns the number of bytes written to *out* (compressed,
+    when *compress* is not ``"none"``: what lands in the file, not the tar inside it).
 
     Uncompressed, blob data is copied by the kernel (``sendfile``) where it can be: the bytes
     never pass through Python. Each blob must be a regular file of its descriptor's size.
@@ -190,14 +191,14 @@ def write_archive(
     gate = _Gate(out)
     writer = compression.compressor(compress, cast(IO[bytes], gate))
     try:
-        written = _write_tar(plan, blobs, _StreamSink(writer), meter)
+        _write_tar(plan, blobs, _StreamSink(writer), meter)
     except BaseException:
         gate.shut()  # the compressor's end is not written: a reader sees a truncated stream
         raise
     finally:
         writer.close()
     out.flush()
-    return written
+    return gate.written
 
 
 class _Gate:
@@ -211,10 +212,12 @@ class _Gate:
     def __init__(self, out: IO[bytes]) -> None:
         self._out = out
         self._open = True
+        self.written = 0  # what reached *out*: the size of the compressed stream
 
     def write(self, data: bytes) -> int:
         if self._open:
             self._out.write(data)
+            self.written += len(data)
         return len(data)
 
     def flush(self) -> None:

@@ -20,7 +20,7 @@ from .progress import make_progress
 from .render import echo, print_fields, print_json, print_rows, warn
 from .streams import refuse_terminal_stdin
 from .transports import parse_location
-from .units import human_size
+from .units import counted, human_size
 
 if TYPE_CHECKING:
     from ..operations.results import ArchiveReport
@@ -101,4 +101,7 @@ def _print_report(report: ArchiveReport) -> None:
     )
     echo()
     if report.importable:
-        echo(f"Import would add {report.new_blobs} blobs, {human_size(report.bytes_to_add)}")
+        echo(
+            f"Import would add {counted(report.new_blobs, 'blob')},"
+            f" {human_size(report.bytes_to_add)}"
+        )

@@ -13,7 +13,7 @@ from .context import Context, pass_context
 from .groups import AliasedGroup
 from .options import format_option
 from .render import age, echo, print_json, print_rows
-from .units import human_size
+from .units import counted, human_size
 
 
 @click.group(
@@ -105,7 +105,7 @@ def content_rm(
         for digest in result.removed:
             echo(digest)
     if result.missing:
-        raise CargoholdError(f"content not found: {', '.join(result.missing)}")
+        raise CargoholdError(f"{_blobs_not_found(result.missing)} not found in the store")
 
 
 @content.command("gc")
@@ -126,5 +126,14 @@ def gc(ctx: Context, dry_run: bool, output_format: str) -> None:
             }
         )
         return
+    if dry_run:  # what would go, so it can be checked before it is gone
+        for digest, size in result.removed:
+            echo(f"{digest}  {human_size(size)}")
     verb = "would be removed" if dry_run else "removed"
-    echo(f"{len(result.removed)} blobs {verb}, {human_size(result.bytes_freed)}")
+    echo(f"{counted(len(result.removed), 'blob')} {verb}, {human_size(result.bytes_freed)}")
+
+
+def _blobs_not_found(digests: list[str]) -> str:
+    """``blob D`` or ``blobs D1, D2``: the subject of the store's one not-found wording."""
+    noun = "blob" if len(digests) == 1 else "blobs"
+    return f"{noun} {', '.join(digests)}"

@@ -33,7 +33,7 @@ from .render import (
     print_rows,
     print_tree,
 )
-from .units import human_size, short_media_type
+from .units import counted, human_size, short_media_type
 
 if TYPE_CHECKING:
     from ..operations.results import CheckResult, ImageInfo, ImageInspection, ManifestInspection
@@ -294,7 +294,7 @@ def check(
     if bad:
         images = len({r.record.name for r in bad})
         raise CargoholdError(
-            f"{images} image(s) with missing, corrupt or unreadable content"
+            f"{counted(images, 'image')} with missing, corrupt or unreadable content"
             f" ({len(bad)} of {len(results)} checks failed)"
         )
 
@@ -368,10 +368,10 @@ def tag(
 ) -> None:
     """Give an image more names."""
     with ctx.store("write") as store:
+        record = store.resolve(source)  # the stored name, as the new names are normalised
         names = store.tag(source, targets, force=force)
-        digest = store.resolve(names[0]).digest
     if output_format == "json":
-        print_json({"source": source, "names": names, "digest": str(digest)})
+        print_json({"source": record.name, "names": names, "digest": str(record.digest)})
     elif not quiet:
         for name in names:
             echo(name)
@@ -419,7 +419,11 @@ def rm(
             echo(name)
         if result.gc is not None:
             echo(
-                f"{len(result.gc.removed)} blobs removed, {human_size(result.gc.bytes_freed)} freed"
+                f"{counted(len(result.gc.removed), 'blob')} removed,"
+                f" {human_size(result.gc.bytes_freed)} freed"
             )
     if result.missing:
-        raise CargoholdError(f"image not found: {', '.join(result.missing)}")
+        noun = "image" if len(result.missing) == 1 else "images"
+        raise CargoholdError(
+            f"{noun} {', '.join(result.missing)} not found in namespace {ctx.namespace}"
+        )

@@ -24,7 +24,7 @@ from .progress import make_progress
 from .render import echo, print_json, warn
 from .streams import is_stdout, refuse_terminal_stdin, refuse_terminal_stdout
 from .transports import Location, parse_location
-from .units import human_size
+from .units import counted, human_size
 
 if TYPE_CHECKING:
     from ..archive.compression import Compression
@@ -168,7 +168,8 @@ def _print_imported(result: ImportResult) -> None:
     for item in result.images:
         echo(f"{item.name:<{width}}  {item.digest.algorithm}:{item.digest.short}  {item.action}")
     echo(
-        f"{result.blobs_written} blobs written, {human_size(result.bytes_written)} written,"
+        f"{counted(result.blobs_written, 'blob')} written,"
+        f" {human_size(result.bytes_written)} written,"
         f" {human_size(result.bytes_deduplicated)} deduplicated"
     )
 
@@ -334,7 +335,8 @@ def pull(
     elif not quiet:
         echo(f"{result.name}  {result.digest.algorithm}:{result.digest.short}  {result.action}")
         echo(
-            f"{result.blobs_downloaded} blobs downloaded ({human_size(result.bytes_downloaded)}),"
+            f"{counted(result.blobs_downloaded, 'blob')} downloaded"
+            f" ({human_size(result.bytes_downloaded)}),"
             f" {result.blobs_present} already present"
         )
 
@@ -382,6 +384,7 @@ def push(
     elif not quiet:
         echo(f"{result.destination}  {result.digest.algorithm}:{result.digest.short}  pushed")
         echo(
-            f"{result.blobs_uploaded} blobs uploaded ({human_size(result.bytes_uploaded)}),"
+            f"{counted(result.blobs_uploaded, 'blob')} uploaded"
+            f" ({human_size(result.bytes_uploaded)}),"
             f" {result.blobs_mounted} mounted, {result.blobs_present} already there"
         )

@@ -8,7 +8,7 @@ from ..operations.info import store_info
 from .context import Context, pass_context
 from .options import format_option
 from .render import print_fields, print_json
-from .units import human_size
+from .units import counted, human_size
 
 
 @click.command("info")
@@ -22,7 +22,7 @@ def info(ctx: Context, output_format: str) -> None:
     if output_format == "json":
         print_json(found.to_json())
         return
-    reclaim = f"{found.reclaimable_blobs} blobs ({human_size(found.reclaimable_bytes)})"
+    reclaim = f"{counted(found.reclaimable_blobs, 'blob')} ({human_size(found.reclaimable_bytes)})"
     if found.reclaimable_blobs:
         reclaim += ": cargohold content gc removes them"
     print_fields(

@@ -22,6 +22,7 @@ from ..version import __version__
 from .context import Context, pass_context
 from .groups import AliasedGroup, LazyCommands
 from .render import echo
+from .units import counted
 
 #: The root's commands, each imported from its module when first looked up.
 COMMANDS = {
@@ -97,9 +98,8 @@ def after_command(ctx: Context, /, result: object, **params: object) -> None:
     """A command that listed what it could but left out unreadable rows of the store's
     metadata (warned about already) exits 1, so that a script notices."""
     if ctx.unreadable:
-        raise CargoholdError(
-            f"{len(ctx.unreadable)} unreadable record(s) of the store's metadata left out"
-        )
+        records = counted(len(ctx.unreadable), "unreadable record")
+        raise CargoholdError(f"{records} of the store's metadata left out")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

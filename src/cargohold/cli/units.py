@@ -69,3 +69,8 @@ def short_media_type(media_type: str) -> str:
 def ellipsis(text: str, width: int) -> str:
     """*text* cut to *width* characters, the cut shown by a trailing "…"."""
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def counted(count: int, noun: str) -> str:
+    """*count* and *noun*, the noun plural unless the count is one: ``1 blob``, ``2 blobs``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -169,9 +169,14 @@ def _visit(
         if absent and not missing_ok:
             listing = ", ".join(f"{c.digest} ({c.platform or 'no platform'})" for c in absent)
             if not options.skip_missing or len(absent) == len(selected):
+                some = (
+                    "1 selected manifest that is"
+                    if len(absent) == 1
+                    else f"{len(absent)} selected manifests that are"
+                )
                 raise MissingContentError(
-                    f"{what}: index {desc.digest.short} lists {len(absent)} selected manifest(s)"
-                    f" that are missing: {listing}; select the platforms that are present"
+                    f"{what}: index {desc.digest.short} lists {some}"
+                    f" missing: {listing}; select the platforms that are present"
                     " with --platform, or import what is there with --skip-missing"
                 )
             graph.skipped.extend(absent)

@@ -88,10 +88,12 @@ def commit(
                 )
             done.images.append(ImportedImage(image.name, image.target.digest, action))
             if image.skipped:
-                done.warnings.append(
-                    f"{image.name}: imported partially, {image.skipped} manifest(s)"
-                    " of its index were not in the archive"
+                some = (
+                    "1 manifest of its index was"
+                    if image.skipped == 1
+                    else f"{image.skipped} manifests of its index were"
                 )
+                done.warnings.append(f"{image.name}: imported partially, {some} not in the archive")
     if any(image.action == "updated" for image in done.images):
         done.gc = _collect_replaced(ctx, done.warnings)
     return done

@@ -101,7 +101,8 @@ def export(
             written = archive_export.write_archive(
                 plan, ctx.blobs, stream, compress, progress, verify=verify
             )
-    return ExportResult([r.name for r in records], len(plan.blobs), written, len(plan.skipped))
+    names = [r.name for r in records]
+    return ExportResult(names, len(plan.blobs), written, len(plan.skipped), records)
 
 
 def _renamed(records: list[ImageRecord], name: str) -> ImageRecord:

@@ -47,12 +47,19 @@ class ImportResult:
 class ExportResult:
     images: list[str]
     blobs: int
+    #: Bytes written to the output (with compression, the compressed size).
     bytes_written: int
     skipped_non_distributable: int
+    #: The exported images' records, in *images*' order (for the JSON's name, digest, type).
+    records: list[ImageRecord] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
+        """Images as objects, the keys import's JSON gives them, so scripts read both alike."""
         return {
-            "images": self.images,
+            "images": [
+                {"name": r.name, "digest": str(r.digest), "mediaType": r.media_type}
+                for r in self.records
+            ],
             "blobs": self.blobs,
             "bytesWritten": self.bytes_written,
             "skippedNonDistributable": self.skipped_non_distributable,

@@ -252,7 +252,9 @@ class Store(StoreContext):
         with self.meta.transaction() as db:
             count = self.meta.count_images(name)
             if count:
-                raise InUseError(f"namespace {name} still has {count} image(s); remove them first")
+                images = "1 image" if count == 1 else f"{count} images"
+                them = "it" if count == 1 else "them"
+                raise InUseError(f"namespace {name} still has {images}; remove {them} first")
             if not self.meta.delete_namespace(db, name):
                 raise NotFoundError(f"namespace {name} not found")
             self.meta.release_namespace(db, name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -145,25 +146,41 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext:
 
 
 def _is_transient(exc: httpx.TransportError) -> bool:
-    """Whether trying again may help: not for a refused certificate or a malformed URL."""
+    """Whether trying again may help: not for a refused certificate, a malformed URL or a host
+    name the resolver says does not exist (a temporary resolver failure is tried again)."""
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.ProxyError):
         return False
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
             return False
+        if isinstance(cause, socket.gaierror) and cause.errno == socket.EAI_NONAME:
+            return False
         cause = cause.__cause__ or cause.__context__
     return True
 
 
 def transport_reason(exc: httpx.TransportError) -> str:
-    """Why the network failed, in one line (a refused certificate said plainly)."""
+    """Why the network failed, in one line (a refused certificate and an unknown host said
+    plainly: ``[Errno -2] Name or service not known`` does not say which name)."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
             return f"TLS certificate verification failed ({clean(cause.verify_message or '')})"
+        if isinstance(cause, socket.gaierror):
+            reason = clean(cause.strerror or str(cause))
+            return f"cannot resolve registry host {_host_of(exc)} ({reason})"
         cause = cause.__cause__ or cause.__context__
     return clean(str(exc)) or type(exc).__name__
+
+
+def _host_of(exc: httpx.TransportError) -> str:
+    """The host the failed request was for (``unknown`` when httpx did not record it)."""
+    try:
+        host = exc.request.url.host
+    except RuntimeError:  # an error raised outside a request has none
+        return "unknown"
+    return clean(host) or "unknown"
 
 
 class Session:
