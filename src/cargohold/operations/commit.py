@@ -19,6 +19,7 @@ from ..oci.digests import Digest
 from ..oci.graph import walk
 from ..oci.mediatypes import Descriptor
 from ..oci.platforms import PlatformMatcher
+from ..oci.reachability import role_of
 from ..storage.gc import GcResult, collect
 from ..storage.ingest import StagedBlob
 from ..storage.metadata import ImageRecord
@@ -66,9 +67,11 @@ def commit(
     When a name moved (``updated``), what the old image alone used is collected."""
     done = Committed()
     ctx.meta.add_to_lease(lease_id, list(needed))
-    staged_blobs = (staged.get(digest) for digest in needed)
+    order = children_first(needed)
+    staged_blobs = (staged.get(digest) for digest in order)
     written = iter(ctx.blobs.commit_many(b for b in staged_blobs if b is not None))
-    for digest, desc in needed.items():
+    for digest in order:
+        desc = needed[digest]
         if digest in staged and next(written):
             done.blobs_written += 1
             done.bytes_written += desc.size
@@ -97,6 +100,17 @@ def commit(
     if any(image.action == "updated" for image in done.images):
         done.gc = _collect_replaced(ctx, done.warnings)
     return done
+
+
+def children_first(needed: Mapping[Digest, Descriptor]) -> list[Digest]:
+    """The order blobs are committed in: configs and layers, then manifests, then indexes
+    (nested ones innermost first). A walk lists parents before children; committed in that
+    order, a reader (``image check`` of another name whose index lists the same manifest)
+    could see a manifest whose config is not there yet."""
+    leaves = [d for d, desc in needed.items() if role_of(desc.media_type) == "blob"]
+    manifests = [d for d, desc in needed.items() if role_of(desc.media_type) == "manifest"]
+    indexes = [d for d, desc in needed.items() if role_of(desc.media_type) == "index"]
+    return [*leaves, *manifests, *reversed(indexes)]
 
 
 def _collect_replaced(ctx: StoreContext, warnings: list[str]) -> GcResult | None:

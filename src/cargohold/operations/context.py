@@ -169,10 +169,10 @@ class StoreContext:
         if not self.meta.holds(self.namespace, digest) or self.blobs.regular_size(digest) != size:
             return False
         # Leased only now (a transaction costs more than a tiny member; what is read instead is
-        # leased with the plan before it is committed), then looked at again: gc may have swept
-        # it just before.
+        # leased with the plan before it is committed), then looked at again, holdings too: a
+        # gc may have swept it, or released it, just before.
         self.meta.add_to_lease(lease_id, [digest])
-        if self.blobs.regular_size(digest) != size:
+        if not self.meta.holds(self.namespace, digest) or self.blobs.regular_size(digest) != size:
             return False
         if size > VERIFY_REUSED_BELOW:
             return True
