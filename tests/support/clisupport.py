@@ -105,27 +105,34 @@ def run_on_terminal(
             )
         finally:
             os.close(slave)
-        chunks = []
-        try:
-            while True:
-                try:
-                    data = os.read(master, 65536)
-                except OSError as e:
-                    if e.errno != errno.EIO:
-                        raise
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-        finally:
-            os.close(master)
-            code = proc.wait(timeout=60)
+        output = read_terminal(master, proc)
         piped.seek(0)
-        return code, b"".join(chunks).decode(errors="replace"), piped.read()
+        return proc.returncode, output, piped.read()
 
 
 #: Escape sequences a terminal display sends (CSI, OSC, and two-character ones).
 ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def read_terminal(master: int, proc: subprocess.Popen[bytes]) -> str:
+    """All a child wrote to a pseudo-terminal, read until its side is closed (EOF, or EIO on
+    Linux: when the process exits, so no timing is involved); closes *master*, reaps *proc*."""
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError as e:
+                if e.errno != errno.EIO:
+                    raise
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        proc.wait(timeout=60)
+    return b"".join(chunks).decode(errors="replace")
 
 
 def screen_lines(output: str) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import io
 import os
@@ -21,6 +20,7 @@ from cargohold.cli.progress import PlainProgress, make_progress
 from cargohold.cli.terminal import RichProgress
 from cargohold.cli.units import human_size, short_name
 from cargohold.progress import Progress
+from clisupport import read_terminal
 from imagefactory import ArchiveBuilder
 
 MiB = 1 << 20
@@ -355,22 +355,8 @@ def run_on_pty(args: list[str]) -> tuple[int, str]:
         )
     finally:
         os.close(slave)
-    chunks = []
-    try:
-        while True:
-            try:
-                data = os.read(master, 65536)
-            except OSError as e:
-                if e.errno != errno.EIO:
-                    raise
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(master)
-        code = proc.wait(timeout=60)
-    return code, b"".join(chunks).decode(errors="replace")
+    output = read_terminal(master, proc)
+    return proc.returncode, output
 
 
 def run_piped(args: list[str]) -> subprocess.CompletedProcess[bytes]:
