@@ -1042,6 +1042,21 @@ def test_gc_keeps_every_platform_of_a_stored_index(store: Store, tmp_path: Path)
     assert stored_blobs(store) == set(builder.blobs)
 
 
+def test_gc_keeps_what_a_leased_manifest_lists(store: Store, tmp_path: Path) -> None:
+    """A manifest an import in progress has leased (its reuse check said yes) keeps its config
+    and layers through a collection: otherwise the manifest outlives them, and an image whose
+    index lists it (a host-only import of the same index, committed next) reads as incomplete."""
+    path, builder, index = multi_platform_archive(tmp_path)
+    other = child_for(builder, index, OTHER)
+    store.import_archive(path, all_platforms=True, tags=["example.com/all:1"])
+    with store.lease() as lease_id:
+        assert store.reusable(lease_id, Digest.parse(other), len(builder.blobs[other]))
+        store.remove(["example.com/all:1"])  # collects while the lease holds the manifest
+        assert image_blobs(builder, index)[OTHER] <= stored_blobs(store)
+    store.import_archive(path, tags=["example.com/host:1"])
+    assert [r.summary() for r in store.check(["example.com/host:1"]) if not r.ok] == []
+
+
 # -- store format and namespaces ------------------------------------------------------------
 
 

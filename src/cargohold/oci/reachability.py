@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Literal
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final, Literal
 
 from ..errors import (
     CargoholdError,
@@ -16,9 +17,13 @@ from .mediatypes import (
     Descriptor,
     is_index,
     is_manifest,
+    parse_index,
+    parse_manifest,
 )
 
 Role = Literal["index", "manifest", "blob"]
+#: The media type a blob of unknown kind is followed as when it is not a document.
+UNKNOWN_TYPE: Final = "application/octet-stream"
 
 
 def role_of(media_type: str) -> Role:
@@ -72,6 +77,35 @@ class Reachability:
             if key[1] != "blob":
                 stack.extend(self._children_of(desc, key))
         return reached
+
+    def closure_of_blobs(self, sizes: Mapping[Digest, int | None]) -> set[Digest]:
+        """Every digest reachable from blobs whose media types are not known, by their sizes
+        (None: absent). An import leases a blob when it decides to use the store's copy,
+        before it knows what the blob is; a manifest kept that way must keep what it lists,
+        or it outlives its config and layers, and an image whose index lists it (committed
+        by that import next) reads as incomplete. A present blob small enough to be a
+        document is read and followed as the index or manifest it parses as, else a leaf.
+        """
+        return self.closure(self._as_document(digest, size) for digest, size in sizes.items())
+
+    def _as_document(self, digest: Digest, size: int | None) -> Descriptor:
+        leaf = Descriptor(UNKNOWN_TYPE, digest, 0)
+        if size is None or size > self._source.document_limit:
+            return leaf
+        try:
+            data = self._source.read_blob(digest, self._source.document_limit)
+        except CargoholdError:
+            return leaf  # gone since, or damaged: what it would list is not known
+        what = f"blob {digest}"
+        with contextlib.suppress(CargoholdError):
+            index = parse_index(data, what)
+            self._children.setdefault((digest, "index"), index.manifests)
+            return Descriptor(index.media_type, digest, size)
+        with contextlib.suppress(CargoholdError):
+            manifest = parse_manifest(data, what)
+            self._children.setdefault((digest, "manifest"), manifest.blobs)
+            return Descriptor(manifest.media_type, digest, size)
+        return leaf
 
     def _children_of(self, desc: Descriptor, key: tuple[Digest, Role]) -> tuple[Descriptor, ...]:
         found = self._children.get(key)

@@ -62,9 +62,11 @@ def collect(
         # One directory scan first: the walk then asks it, not the disk, whether a blob is
         # there. A blob committed after the scan is never in the sweep, so it cannot be lost.
         present = {digest: size for digest, size, _ in blobs.iter_blobs()}
-        reachable: set[Digest] = {Digest.parse(d) for d in meta.leased_digests(live)}
+        leased = {Digest.parse(d) for d in meta.leased_digests(live)}
+        reach = Reachability(blobs, present.__contains__)
         try:
-            held = held_content(meta, blobs, present.keys())
+            held = held_content(meta, blobs, present.keys(), reach=reach)
+            reachable = reach.closure_of_blobs({d: present.get(d) for d in leased})
         except UnreadableContentError as exc:
             raise CargoholdError(
                 f"garbage collection stopped, nothing was removed: {exc}"
@@ -85,10 +87,13 @@ def held_content(
     present: Collection[Digest],
     *,
     skip_unreadable: bool = False,
+    reach: Reachability | None = None,
 ) -> dict[str, set[Digest]]:
     """What each namespace holds: the *present* blobs its images reach (one graph walk, whose
-    documents are read once however many namespaces share them)."""
-    reach = Reachability(blobs, present.__contains__, skip_unreadable=skip_unreadable)
+    documents are read once however many namespaces share them; *reach* when the caller
+    walks more with it)."""
+    if reach is None:
+        reach = Reachability(blobs, present.__contains__, skip_unreadable=skip_unreadable)
     held: dict[str, set[Digest]] = {}
     for namespace in meta.holding_namespaces():
         roots = [Descriptor(t, d, 0) for t, d in meta.namespace_targets(namespace)]
