@@ -97,6 +97,7 @@ def test_image_ls_json(root: Path, tmp_path: Path) -> None:
         "mediaType",
         "size",
         "platforms",
+        "storedPlatforms",
         "createdAt",
         "updatedAt",
         "labels",
@@ -104,7 +105,7 @@ def test_image_ls_json(root: Path, tmp_path: Path) -> None:
     assert entry["name"] == "example.com/app:1"
     assert entry["digest"].startswith("sha256:")
     assert entry["mediaType"] == OCI_MANIFEST
-    assert entry["platforms"] == ["linux/amd64"]
+    assert entry["platforms"] == entry["storedPlatforms"] == ["linux/amd64"]
     assert entry["labels"] == {}
     assert isinstance(entry["size"], int) and entry["size"] > 0
     for key in ("createdAt", "updatedAt"):

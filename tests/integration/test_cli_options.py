@@ -112,3 +112,87 @@ def test_limits_out_of_range_are_a_usage_error_before_the_store_is_made(tmp_path
         "Error: document limit must be between 1 KiB and 67108864 bytes"
     )
     assert not root.exists()
+
+
+# -- one report flag, quiet everywhere, podman's boolean spelling ---------------------------
+
+
+@pytest.fixture
+def stored_root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    archive, _ = multi_platform_archive(tmp_path / "a.tar")
+    assert run(root, "image", "import", "-q", str(archive)).returncode == 0
+    return root
+
+
+def test_export_format_json_is_the_report_and_the_old_spelling_works(
+    stored_root: Path, tmp_path: Path
+) -> None:
+    reports = []
+    for flag in ("--format", "--output-format"):
+        out = tmp_path / f"{flag}.tar"
+        proc = run(stored_root, "image", "export", flag, "json", str(out), NAME)
+        assert proc.returncode == 0, proc.stderr
+        reports.append(json.loads(proc.stdout))
+        assert tarfile.is_tarfile(out)
+    assert reports[0]["images"] == reports[1]["images"]
+
+
+@pytest.mark.parametrize("flag", ["--format", "--layout"])
+def test_export_layout_directory_by_either_flag(
+    stored_root: Path, tmp_path: Path, flag: str
+) -> None:
+    out = tmp_path / "layout"
+    assert run(stored_root, "image", "export", flag, "oci-dir", str(out), NAME).returncode == 0
+    assert (out / "index.json").is_file()
+
+
+def test_export_format_and_layout_that_disagree_are_a_usage_error(
+    stored_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "x"
+    proc = run(
+        stored_root, "image", "export", "--format", "oci-dir", "--layout", "tar", str(out), NAME
+    )
+    assert proc.returncode == 2
+    assert "contradicts" in proc.stderr.decode()
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["archive", "inspect", "-q"], [NAME]),
+        (["content", "gc", "-q", "--dry-run"], []),
+        (["info", "-q"], None),
+        (["image", "inspect", "-q", NAME], None),
+        (["image", "label", "-q", NAME, "a=b"], []),
+        (["namespace", "create", "-q", "other"], []),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_quiet_on_every_command_that_prints(
+    stored_root: Path, tmp_path: Path, args: list[str], expected: list[str] | None
+) -> None:
+    if args[:2] == ["archive", "inspect"]:
+        args = [*args, str(multi_platform_archive(tmp_path / "b.tar")[0])]
+    proc = run(stored_root, *args)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.decode().splitlines()
+    if expected is None:  # one value: the root, or the image's digest
+        assert len(lines) == 1 and (lines[0] == str(stored_root) or lines[0].startswith("sha256:"))
+    else:
+        assert lines == expected
+
+
+def test_tls_verify_takes_podmans_spelling_and_insecure_says_what_to_use(
+    stored_root: Path,
+) -> None:
+    refused = run(stored_root, "image", "pull", "--tls-verify=false", "127.0.0.1:9/x:1")
+    assert refused.returncode == 1  # parsed: it got as far as connecting
+    bad = run(stored_root, "image", "pull", "--tls-verify=maybe", "127.0.0.1:9/x:1")
+    assert bad.returncode == 2 and "not true or false" in bad.stderr.decode()
+    insecure = run(stored_root, "image", "pull", "--insecure", "127.0.0.1:9/x:1")
+    assert insecure.returncode == 2
+    assert "--tls-verify=false" in insecure.stderr.decode()
+    assert "--user" not in insecure.stderr.decode()

@@ -1604,6 +1604,41 @@ def test_completion_of_image_names_of_the_namespace(root: Path, tmp_path: Path) 
     assert complete(root, "image", "rm", "docker.io/l") == []
 
 
+def test_completion_of_short_image_names(root: Path, tmp_path: Path) -> None:
+    """A name is completed in the form being typed: every command takes the short one."""
+    load(root, single(tmp_path, "docker.io/library/alpine:3"), single(tmp_path, "example.com/a:1"))
+    assert complete(root, "image", "inspect", "alp") == ["alpine:3"]
+    assert complete(root, "image", "tag", "exa") == ["example.com/a:1"]
+
+
+def test_completion_of_namespaces(root: Path, tmp_path: Path) -> None:
+    load(root, single(tmp_path, "docker.io/library/alpine:3"), namespace="team")
+    ok(run(root, "namespace", "create", "tools"))
+    assert sorted(complete(root, "-n", "t")) == ["team", "tools"]
+
+
+def test_completion_of_paths(root: Path) -> None:
+    """Archive and output arguments are left to the shell's own file completion (click says
+    so with a ``file`` item), and --root to its directory completion."""
+
+    def kinds(*words: str) -> list[str]:
+        all_words = ["cargohold", *words]
+        proc = run(
+            None,
+            env={
+                "_CARGOHOLD_COMPLETE": "bash_complete",
+                "COMP_WORDS": " ".join(shlex.quote(w) for w in all_words),
+                "COMP_CWORD": str(len(all_words) - 1),
+            },
+        )
+        return [line.partition(",")[0] for line in ok(proc).splitlines()]
+
+    assert kinds("--root", str(root), "image", "import", "ar") == ["file"]
+    assert kinds("--root", str(root), "image", "export", "ou") == ["file"]
+    assert kinds("--root", str(root), "archive", "inspect", "ar") == ["file"]
+    assert kinds("--root", "/v") == ["dir"]
+
+
 def test_completion_without_a_store_creates_nothing(tmp_path: Path) -> None:
     missing = tmp_path / "no-store"
     assert complete(missing, "image", "inspect", "docker.io/l") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_image_ls_on_a_wide_terminal_cuts_only_digests_and_types(listed_root: Pa
         "index",
         digest[7:19],
         *["1.6", "KiB"],
-        *["linux/amd64", "+3"],
+        *["linux/amd64", "(+3)"],  # the host's stored; three more listed by the index only
         "env=prod",
     ]
     assert service.split()[:2] == ["registry.example.com:5000/team/service:1", "manifest"]
@@ -76,7 +77,17 @@ def test_image_ls_no_trunc_on_a_terminal(listed_root: Path) -> None:
     digest = full_digest(listed_root, "docker.io/library/alpine:3.20")
     assert digest in output
     assert "application/vnd.oci.image.index.v1+json" in output
-    assert "linux/amd64,linux/arm/v7,linux/arm64,linux/s390x" in output
+    assert "linux/amd64,(linux/arm/v7),(linux/arm64),(linux/s390x)" in output
+
+
+def test_image_ls_says_which_platforms_are_stored(listed_root: Path) -> None:
+    """A default import takes the host's platform of an index: the others are listed, not
+    stored, and ``image ls`` tells them apart (in parentheses; two lists in JSON)."""
+    proc = run(listed_root, "image", "ls", "--format", "json", "alpine")
+    assert proc.returncode == 0, proc.stderr
+    (image,) = json.loads(proc.stdout)
+    assert image["platforms"] == ["linux/amd64", "linux/arm/v7", "linux/arm64", "linux/s390x"]
+    assert image["storedPlatforms"] == ["linux/amd64"]
 
 
 def test_image_ls_piped_keeps_full_values(listed_root: Path) -> None:

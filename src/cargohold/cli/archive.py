@@ -8,6 +8,7 @@ import click
 
 from ..errors import CargoholdError
 from ..limits import Limits
+from .completion import complete_paths
 from .context import Context, pass_context
 from .options import (
     PlatformSelection,
@@ -32,9 +33,10 @@ def archive() -> None:
 
 
 @archive.command("inspect")
-@click.argument("source", metavar="FILE|-")
+@click.argument("source", metavar="FILE|DIR|-", shell_complete=complete_paths)
 @platform_options
 @limit_options
+@click.option("-q", "--quiet", is_flag=True, help="Print only the names of the archive's images.")
 @format_option
 @progress_option
 @pass_context
@@ -43,6 +45,7 @@ def archive_inspect(
     source: str,
     selection: PlatformSelection,
     limits: Limits,
+    quiet: bool,
     output_format: str,
     progress_mode: str,
 ) -> None:
@@ -63,13 +66,17 @@ def archive_inspect(
         ctx.root,
         platforms=selection.platforms,
         all_platforms=selection.all_platforms,
-        progress=make_progress(progress_mode),
+        progress=make_progress("none" if quiet else progress_mode),
         limits=limits,
     )
     for warning in report.warnings:
         warn(warning)
     if output_format == "json":
         print_json(report.to_json())
+    elif quiet:
+        for image in report.images:
+            for name in image.names:
+                echo(name)
     else:
         _print_report(report)
     if report.problem is not None:

@@ -110,9 +110,12 @@ def content_rm(
 
 @content.command("gc")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print only the digests removed (or, --dry-run, to remove)."
+)
 @format_option
 @pass_context
-def gc(ctx: Context, dry_run: bool, output_format: str) -> None:
+def gc(ctx: Context, dry_run: bool, quiet: bool, output_format: str) -> None:
     """Remove content that no image and no import in progress needs, and abandoned ingests
     (alias: prune, ctr's word)."""
     with ctx.store("write") as store:
@@ -125,6 +128,10 @@ def gc(ctx: Context, dry_run: bool, output_format: str) -> None:
                 "bytesFreed": result.bytes_freed,
             }
         )
+        return
+    if quiet:
+        for digest, _ in result.removed:
+            echo(str(digest))
         return
     if dry_run:  # what would go, so it can be checked before it is gone
         for digest, size in result.removed:

@@ -36,6 +36,7 @@ from .render import (
 from .units import counted, human_size, short_media_type
 
 if TYPE_CHECKING:
+    from ..oci.platforms import Platform
     from ..operations.results import CheckResult, ImageInfo, ImageInspection, ManifestInspection
 
 
@@ -80,7 +81,9 @@ def ls(
 
     On a terminal rows are shortened to fit its width: 12 hex digits of the digest (as docker's
     IMAGE ID), short media types (index, manifest, docker-list, docker-manifest), the first
-    platform and how many more, then labels, platforms and names cut with "…" as needed.
+    stored platform and how many more, then labels, platforms and names cut with "…" as needed.
+    A platform in parentheses is listed by the image's index but not stored (a default import
+    takes only this host's); --format json has both lists (platforms, storedPlatforms).
     --no-trunc, or stdout not a terminal, prints every value whole.
 
     \b
@@ -118,24 +121,39 @@ def _full_row(i: ImageInfo) -> tuple[str, ...]:
         i.record.media_type,
         str(i.record.digest),
         human_size(i.size),
-        ",".join(str(p) for p in i.platforms) or "-",
+        ",".join(_platform_text(i, p) for p in i.platforms) or "-",
         labels_text(i.record.labels),
     )
 
 
+def _platform_text(i: ImageInfo, platform: Platform) -> str:
+    """A platform the index lists but the store does not hold is shown in parentheses."""
+    return str(platform) if platform in i.stored_platforms else f"({platform})"
+
+
 def _short_row(i: ImageInfo) -> tuple[str, ...]:
     """A row that fits a terminal: a full digest and media type alone take 110 columns."""
-    platforms = [str(p) for p in i.platforms]
     return (
         i.record.name,
         short_media_type(i.record.media_type),
         i.record.digest.hex[:12],
         human_size(i.size),
-        f"{platforms[0]} +{len(platforms) - 1}"
-        if len(platforms) > 1
-        else "".join(platforms) or "-",
+        _short_platforms(i),
         labels_text(i.record.labels),
     )
+
+
+def _short_platforms(i: ImageInfo) -> str:
+    """The first stored platform, how many more are stored, and in parentheses how many are
+    only listed: ``linux/amd64 +1 (+2)``."""
+    stored = [p for p in i.platforms if p in i.stored_platforms]
+    listed = len(i.platforms) - len(stored)
+    if not stored:
+        if not listed:
+            return "-"
+        return f"({i.platforms[0]})" + (f" (+{listed - 1})" if listed > 1 else "")
+    text = str(stored[0]) + (f" +{len(stored) - 1}" if len(stored) > 1 else "")
+    return text + (f" (+{listed})" if listed else "")
 
 
 #: ``cargohold images``: the list, as docker's and podman's ``images`` (``images CMD`` is
@@ -167,6 +185,7 @@ images = click.Command(
     help="Print the stored document, byte for byte (manifest and config: this host's"
     " platform, or --platform).",
 )
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image's digest.")
 @format_option
 @pass_context
 def inspect(
@@ -174,6 +193,7 @@ def inspect(
     ref: str,
     platforms: tuple[str, ...],
     raw: str | None,
+    quiet: bool,
     output_format: str,
 ) -> None:
     """Show an image: its tree (index, manifests and their platforms, configs, layers) and
@@ -186,6 +206,9 @@ def inspect(
             data = store.raw_document(ref, which, platforms[0] if platforms else None)
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
+            return
+        if quiet and output_format != "json":
+            echo(str(store.resolve(ref).digest))
             return
         result = store.inspect(ref, platforms)
     if output_format == "json":
@@ -329,10 +352,16 @@ def _print_checks(results: list[CheckResult], bad: list[CheckResult]) -> None:
 @click.argument("ref", metavar="REF", shell_complete=complete_images)
 @click.argument("labels", metavar="KEY=VALUE...", nargs=-1)
 @click.option("-r", "--replace-all", is_flag=True, help="Replace all labels with the ones given.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing.")
 @format_option
 @pass_context
 def label(
-    ctx: Context, ref: str, labels: tuple[str, ...], replace_all: bool, output_format: str
+    ctx: Context,
+    ref: str,
+    labels: tuple[str, ...],
+    replace_all: bool,
+    quiet: bool,
+    output_format: str,
 ) -> None:
     """Set labels on an image; KEY= (empty value) removes KEY. Prints the labels after."""
     changes: dict[str, str] = {}
@@ -346,6 +375,8 @@ def label(
         name = store.resolve(ref).name
     if output_format == "json":
         print_json({"name": name, "labels": result})
+        return
+    if quiet:
         return
     for key, value in sorted(result.items()):
         echo(f"{key}={value}")

@@ -9,9 +9,10 @@ import click
 
 from ..errors import CargoholdError
 from ..limits import Limits
-from .completion import complete_images
+from .completion import complete_images, complete_paths
 from .context import Context, pass_context
 from .options import (
+    BoolValueCommand,
     PlatformSelection,
     format_option,
     limit_options,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 
 @click.command("import")
-@click.argument("archive", metavar="FILE|-")
+@click.argument("archive", metavar="FILE|DIR|-", shell_complete=complete_paths)
 @click.option(
     "--base-name",
     metavar="NAME",
@@ -175,7 +176,7 @@ def _print_imported(result: ImportResult) -> None:
 
 
 @click.command("export")
-@click.argument("out", metavar="OUT|-")
+@click.argument("out", metavar="OUT|-", shell_complete=complete_paths)
 @click.argument("refs", metavar="REF...", nargs=-1, required=True)
 @platform_options
 @click.option("--skip-manifest-json", is_flag=True, help="Leave out docker's manifest.json.")
@@ -190,7 +191,7 @@ def _print_imported(result: ImportResult) -> None:
     help="Compress the whole archive.",
 )
 @click.option(
-    "--format",
+    "--layout",
     "archive_format",
     type=click.Choice(["tar", "oci-dir"]),
     help="A tar archive (the default), or an OCI image layout directory at OUT.",
@@ -219,12 +220,17 @@ def _print_imported(result: ImportResult) -> None:
 @progress_option
 @quiet_option
 @click.option(
+    "--format",
+    "format_choice",
+    type=click.Choice(["text", "json", "tar", "oci-dir"]),
+    help="Report format, as on every command: text (the default), or json for what was"
+    " written. tar and oci-dir choose the archive's form instead, as --layout does.",
+)
+@click.option(
     "--output-format",
     "output_format",
     type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Report format (--format chooses the archive's): json prints what was written.",
+    hidden=True,  # the first spelling of --format json, kept for scripts
 )
 @pass_context
 def export(
@@ -241,13 +247,14 @@ def export(
     verify: bool,
     progress_mode: str,
     quiet: bool,
-    output_format: str,
+    format_choice: str | None,
+    output_format: str | None,
 ) -> None:
     """Write images to an archive (OUT, or - for stdout): an OCI image layout with docker's
     manifest.json, readable by ctr, skopeo, podman and docker. Byte-reproducible.
 
     With --compress the whole archive is gzip or zstd compressed; cargohold, ctr 2.x, docker
-    and podman read those directly. With --format oci-dir, OUT is a new layout directory.
+    and podman read those directly. With --layout oci-dir, OUT is a new layout directory.
 
     skopeo's prefixes choose the format: oci-archive:OUT and docker-archive:OUT write the
     tar (both hold index.json and manifest.json), oci:DIR a layout directory. A reference
@@ -258,6 +265,14 @@ def export(
     written in place, like -."""
     location = parse_location(out)
     out = location.path
+    if format_choice in ("tar", "oci-dir"):
+        if archive_format not in (None, format_choice):
+            raise click.UsageError(
+                f"--format {format_choice} contradicts --layout {archive_format}"
+            )
+        archive_format = format_choice
+    elif format_choice is not None:
+        output_format = format_choice
     layout_dir = _layout_dir(location, archive_format, skip_manifest_json)
     refuse_terminal_stdout(out)
     with ctx.store("read") as store:
@@ -289,7 +304,7 @@ def _layout_dir(location: Location, archive_format: str | None, skip_manifest_js
     wanted = "oci-dir" if location.transport == "oci" else "tar"
     if archive_format is not None and archive_format != wanted:
         raise CargoholdError(
-            f"--format {archive_format} contradicts {location.transport}:{location.path}"
+            f"--layout {archive_format} contradicts {location.transport}:{location.path}"
         )
     if location.transport == "docker-archive" and skip_manifest_json:
         raise CargoholdError(
@@ -298,7 +313,7 @@ def _layout_dir(location: Location, archive_format: str | None, skip_manifest_js
     return wanted == "oci-dir"
 
 
-@click.command("pull")
+@click.command("pull", cls=BoolValueCommand)
 @click.argument("ref", metavar="REF")
 @platform_options
 @registry_options
@@ -341,7 +356,7 @@ def pull(
         )
 
 
-@click.command("push")
+@click.command("push", cls=BoolValueCommand)
 @click.argument("ref", metavar="REF", shell_complete=complete_images)
 @click.argument("destination", metavar="[DEST]", required=False)
 @platform_options

@@ -7,20 +7,24 @@ import click
 from ..operations.info import store_info
 from .context import Context, pass_context
 from .options import format_option
-from .render import print_fields, print_json
+from .render import echo, print_fields, print_json
 from .units import counted, human_size
 
 
 @click.command("info")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the store's root.")
 @format_option
 @pass_context
-def info(ctx: Context, output_format: str) -> None:
+def info(ctx: Context, quiet: bool, output_format: str) -> None:
     """Where the store is and what it holds: root, format, namespaces, images, blobs and their
     size, and what `content gc` would reclaim now (docker system df, for a store)."""
     with ctx.store("read") as store:
         found = store_info(store)
     if output_format == "json":
         print_json(found.to_json())
+        return
+    if quiet:
+        echo(str(found.root))
         return
     reclaim = f"{counted(found.reclaimable_blobs, 'blob')} ({human_size(found.reclaimable_bytes)})"
     if found.reclaimable_blobs:

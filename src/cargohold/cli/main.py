@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import click
+from click.shell_completion import CompletionItem
 
 from ..errors import CargoholdError
 from ..operations.context import DEFAULT_NAMESPACE
@@ -63,6 +64,15 @@ class RootGroup(AliasedGroup):
             _exit_interrupted()
 
 
+def _complete_namespaces(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    # Here, not at the top: the completion module opens stores, which --version never needs.
+    from .completion import complete_namespaces
+
+    return complete_namespaces(ctx, param, incomplete)
+
+
 @click.group(
     cls=RootGroup,
     commands=LazyCommands(__package__ or "cargohold.cli", COMMANDS),
@@ -73,6 +83,7 @@ class RootGroup(AliasedGroup):
     "--root",
     envvar="CARGOHOLD_ROOT",
     metavar="DIR",
+    type=click.Path(file_okay=False),  # completes directories
     help="Store root. Default: $CARGOHOLD_ROOT, /var/lib/cargohold as root, else the user"
     " data directory.",
 )
@@ -82,6 +93,7 @@ class RootGroup(AliasedGroup):
     envvar="CARGOHOLD_NAMESPACE",
     default=DEFAULT_NAMESPACE,
     show_default=True,
+    shell_complete=_complete_namespaces,
     help="Namespace of image names (env CARGOHOLD_NAMESPACE).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")

@@ -40,21 +40,35 @@ def namespace_ls(ctx: Context, quiet: bool, output_format: str) -> None:
 
 @namespace.command("create")
 @click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing.")
+@format_option
 @pass_context
-def namespace_create(ctx: Context, names: tuple[str, ...]) -> None:
-    """Create namespaces (importing into a new namespace also creates it)."""
+def namespace_create(ctx: Context, names: tuple[str, ...], quiet: bool, output_format: str) -> None:
+    """Create namespaces (importing into a new namespace also creates it). Prints each name;
+    --format json: {created: [NAME...]}."""
     with ctx.store("write") as store:
         for name in names:
             store.create_namespace(name)
-            echo(name)
+    _print_names("created", names, quiet, output_format)
 
 
 @namespace.command("rm")
 @click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing.")
+@format_option
 @pass_context
-def namespace_rm(ctx: Context, names: tuple[str, ...]) -> None:
-    """Remove namespaces; one that still has images is refused."""
+def namespace_rm(ctx: Context, names: tuple[str, ...], quiet: bool, output_format: str) -> None:
+    """Remove namespaces; one that still has images is refused. Prints each name;
+    --format json: {removed: [NAME...]}."""
     with ctx.store("write") as store:
         for name in names:
             store.remove_namespace(name)
+    _print_names("removed", names, quiet, output_format)
+
+
+def _print_names(key: str, names: tuple[str, ...], quiet: bool, output_format: str) -> None:
+    if output_format == "json":
+        print_json({key: list(names)})
+    elif not quiet:
+        for name in names:
             echo(name)

@@ -219,12 +219,18 @@ def _registry_flags(f: F) -> F:
         " (as curl's --speed-limit); 0 turns the floor off.",
     )(f)
     f = click.option(
-        "--tls-verify",
-        type=click.BOOL,
+        "--tls-verify/--no-tls-verify",
         default=True,
         show_default=True,
-        metavar="BOOLEAN",
-        help="Verify the registry's TLS certificate (--tls-verify=false to skip).",
+        help="Verify the registry's TLS certificate (--tls-verify=false, as podman and"
+        " skopeo spell it, works too).",
+    )(f)
+    f = click.option(
+        "--insecure",
+        is_flag=True,
+        hidden=True,
+        expose_value=False,
+        callback=_refuse_insecure,
     )(f)
     f = click.option(
         "--ca-cert",
@@ -252,6 +258,43 @@ def _registry_flags(f: F) -> F:
         is_flag=True,
         help="HTTP without TLS, for a registry on this machine (localhost, 127.0.0.1, [::1]).",
     )(f)
+
+
+def _refuse_insecure(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--insecure`` (crane's, oras's) means two things here: say which options they are,
+    rather than click's guess of the nearest name (``--user``)."""
+    if value:
+        raise click.UsageError(
+            "no --insecure here: --tls-verify=false skips certificate checks,"
+            " --plain-http talks HTTP without TLS",
+            ctx,
+        )
+
+
+class BoolValueCommand(click.Command):
+    """A command whose boolean flags also take podman's and skopeo's ``--flag=true|false``
+    (click's flags take no value; ``--tls-verify=false`` is what their users type)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        flags = {
+            name
+            for param in self.params
+            if isinstance(param, click.Option) and param.is_bool_flag and param.secondary_opts
+            for name in param.opts
+        }
+        return super().parse_args(ctx, [_flag_spelling(arg, flags) for arg in args])
+
+
+def _flag_spelling(arg: str, flags: set[str]) -> str:
+    """``--tls-verify=false`` as ``--no-tls-verify``, ``--tls-verify=true`` as ``--tls-verify``."""
+    name, sep, value = arg.partition("=")
+    if not sep or name not in flags:
+        return arg
+    if value.lower() in ("true", "1", "yes"):
+        return name
+    if value.lower() in ("false", "0", "no"):
+        return "--no-" + name.removeprefix("--")
+    raise click.BadParameter(f"{value!r} is not true or false", param_hint=name)
 
 
 def _client_factory(

@@ -72,13 +72,17 @@ class ImageInfo:
 
     record: ImageRecord
     size: int
+    #: Every platform the image names (its index's list, or its one manifest's).
     platforms: list[Platform]
+    #: Those whose manifest, config and layers are all in the store.
+    stored_platforms: list[Platform] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {
             **record_json(self.record),
             "size": self.size,
             "platforms": [str(p) for p in self.platforms],
+            "storedPlatforms": [str(p) for p in self.stored_platforms],
         }
 
 

@@ -78,7 +78,7 @@ class Store(StoreContext):
             shared = known.get(record.digest)
             if shared is None or shared.record.size != record.size:
                 shared = known[record.digest] = self.info(record, host)
-            infos.append(ImageInfo(record, shared.size, shared.platforms))
+            infos.append(ImageInfo(record, shared.size, shared.platforms, shared.stored_platforms))
         return infos
 
     def list_names(self, filters: Sequence[str] = ()) -> list[str]:
@@ -89,7 +89,8 @@ class Store(StoreContext):
         return [r.name for r in self.meta.list_images(self.namespace) if selected.matches(r)]
 
     def info(self, record: ImageRecord, matcher: PlatformMatcher) -> ImageInfo:
-        """Size (of the manifest *matcher* prefers, as ctr counts it) and all platforms."""
+        """Size (of the manifest *matcher* prefers, as ctr counts it), the platforms its index
+        lists, and those the store holds whole (a default import takes only this host's)."""
         graph = walk(
             self.blobs, image_target(record), PlatformMatcher.all(), record.name, missing_ok=True
         )
@@ -99,7 +100,17 @@ class Store(StoreContext):
             if chosen.descriptor.digest != record.digest:
                 size += chosen.descriptor.size
             size += sum(d.size for d in chosen.manifest.blobs)
-        return ImageInfo(record, size, sorted(graph.platforms, key=Platform.sort_key))
+        stored = {
+            m.platform
+            for m in graph.manifests
+            if m.platform is not None and all(b.digest in graph.blobs for b in m.manifest.blobs)
+        }
+        return ImageInfo(
+            record,
+            size,
+            sorted(graph.platforms, key=Platform.sort_key),
+            sorted(stored, key=Platform.sort_key),
+        )
 
     def tag(self, source: str, targets: Sequence[str], force: bool = False) -> list[str]:
         """Give the image *source* names further names; existing names move only with *force*."""
