@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cargohold import CargoholdError, Store
+from cargohold.cli.jsonout import check_json
 from clisupport import seed
 from dockerimages import HOST, classic_save, demo_image
 from imagefactory import ArchiveBuilder
@@ -97,7 +98,7 @@ def import_soundly_or_cleanly(seeded: Path, data: bytes) -> None:
             after = snapshot(store)
             assert after.ingest == () and after.leases == () and after.lock_files == ()
             problems = [c for c in store.check(verify=True) if not c.ok]
-            assert not problems, [c.to_json() for c in problems]
+            assert not problems, [check_json(c) for c in problems]
 
 
 # -- byte mutations ---------------------------------------------------------------------------

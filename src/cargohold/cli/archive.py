@@ -10,6 +10,7 @@ from ..errors import CargoholdError
 from ..limits import Limits
 from .completion import complete_paths
 from .context import Context, pass_context
+from .jsonout import archive_report_json
 from .options import (
     PlatformSelection,
     format_option,
@@ -72,7 +73,7 @@ def archive_inspect(
     for warning in report.warnings:
         warn(warning)
     if output_format == "json":
-        print_json(report.to_json())
+        print_json(archive_report_json(report))
     elif quiet:
         for image in report.images:
             for name in image.names:

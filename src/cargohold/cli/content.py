@@ -11,6 +11,7 @@ from ..errors import CargoholdError
 from ..operations.results import ImageUser
 from .context import Context, pass_context
 from .groups import AliasedGroup
+from .jsonout import content_json, gc_json
 from .options import format_option
 from .render import age, echo, print_json, print_rows
 from .units import counted, human_size
@@ -35,7 +36,7 @@ def content_ls(ctx: Context, quiet: bool, output_format: str) -> None:
     with ctx.store("read") as store:
         infos = store.content()
     if output_format == "json":
-        print_json([i.to_json() for i in infos])
+        print_json([content_json(i) for i in infos])
     elif quiet:
         for info in infos:
             echo(str(info.digest))
@@ -121,13 +122,7 @@ def gc(ctx: Context, dry_run: bool, quiet: bool, output_format: str) -> None:
     with ctx.store("write") as store:
         result = store.gc(dry_run=dry_run)
     if output_format == "json":
-        print_json(
-            {
-                "dryRun": dry_run,
-                "removed": [{"digest": str(d), "size": s} for d, s in result.removed],
-                "bytesFreed": result.bytes_freed,
-            }
-        )
+        print_json(gc_json(result, dry_run))
         return
     if quiet:
         for digest, _ in result.removed:

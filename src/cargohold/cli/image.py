@@ -14,6 +14,7 @@ from ..errors import CargoholdError
 from .completion import complete_images
 from .context import Context, pass_context
 from .groups import AliasedGroup, LazyCommands
+from .jsonout import check_json, image_json, inspection_json
 from .options import (
     PLATFORM_HELP,
     PlatformSelection,
@@ -97,7 +98,7 @@ def ls(
             return
         infos = store.list_images(filters)
     if output_format == "json":
-        print_json([info.to_json() for info in infos])
+        print_json([image_json(info) for info in infos])
     elif no_trunc or not isatty(sys.stdout):
         print_rows(IMAGE_COLUMNS, [_full_row(i) for i in infos])
     else:
@@ -212,7 +213,7 @@ def inspect(
             return
         result = store.inspect(ref, platforms)
     if output_format == "json":
-        print_json(result.to_json())
+        print_json(inspection_json(result))
     else:
         _print_inspection(result)
 
@@ -306,7 +307,7 @@ def check(
         )
     bad = [r for r in results if not r.ok]
     if output_format == "json":
-        print_json([r.to_json() for r in results])
+        print_json([check_json(r) for r in results])
     elif quiet:
         failed = {r.record.name for r in bad}
         for name in dict.fromkeys(r.record.name for r in results):

@@ -11,6 +11,7 @@ from ..errors import CargoholdError
 from ..limits import Limits
 from .completion import complete_images, complete_paths
 from .context import Context, pass_context
+from .jsonout import export_json, import_json, pull_json, push_json
 from .options import (
     BoolValueCommand,
     PlatformSelection,
@@ -138,7 +139,7 @@ def import_(
     if archive == "-" and base_name is None and not tags:
         _warn_dated_names(result)
     if output_format == "json":
-        print_json(result.to_json())
+        print_json(import_json(result))
     elif not quiet:
         _print_imported(result)
 
@@ -293,7 +294,7 @@ def export(
         )
     if output_format == "json":
         # with the archive on stdout, the report goes to stderr
-        print_json(result.to_json(), err=is_stdout(out))
+        print_json(export_json(result), err=is_stdout(out))
 
 
 def _layout_dir(location: Location, archive_format: str | None, skip_manifest_json: bool) -> bool:
@@ -346,7 +347,7 @@ def pull(
             progress=make_progress(progress_mode, quiet=quiet),
         )
     if output_format == "json":
-        print_json(result.to_json())
+        print_json(pull_json(result))
     elif not quiet:
         echo(f"{result.name}  {result.digest.algorithm}:{result.digest.short}  {result.action}")
         echo(
@@ -395,7 +396,7 @@ def push(
     for warning in result.warnings:
         warn(warning)
     if output_format == "json":
-        print_json(result.to_json())
+        print_json(push_json(result))
     elif not quiet:
         echo(f"{result.destination}  {result.digest.algorithm}:{result.digest.short}  pushed")
         echo(

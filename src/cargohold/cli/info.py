@@ -6,6 +6,7 @@ import click
 
 from ..operations.info import store_info
 from .context import Context, pass_context
+from .jsonout import store_info_json
 from .options import format_option
 from .render import echo, print_fields, print_json
 from .units import counted, human_size
@@ -21,7 +22,7 @@ def info(ctx: Context, quiet: bool, output_format: str) -> None:
     with ctx.store("read") as store:
         found = store_info(store)
     if output_format == "json":
-        print_json(found.to_json())
+        print_json(store_info_json(found))
         return
     if quiet:
         echo(str(found.root))

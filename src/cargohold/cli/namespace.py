@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..operations.results import iso_time
 from .context import Context, pass_context
 from .groups import AliasedGroup
+from .jsonout import iso_time, names_json
 from .options import format_option
 from .render import echo, print_json, print_rows
 
@@ -68,7 +68,7 @@ def namespace_rm(ctx: Context, names: tuple[str, ...], quiet: bool, output_forma
 
 def _print_names(key: str, names: tuple[str, ...], quiet: bool, output_format: str) -> None:
     if output_format == "json":
-        print_json({key: list(names)})
+        print_json(names_json(key, names))
     elif not quiet:
         for name in names:
             echo(name)

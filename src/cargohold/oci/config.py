@@ -67,23 +67,6 @@ class ConfigSummary:
             ],
         )
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "created": self.created,
-            "platform": str(self.platform) if self.platform else None,
-            "entrypoint": self.entrypoint,
-            "cmd": self.cmd,
-            "env": self.env,
-            "workingDir": self.working_dir,
-            "user": self.user,
-            "labels": self.labels,
-            "exposedPorts": self.exposed_ports,
-            "volumes": self.volumes,
-            "stopSignal": self.stop_signal,
-            "layers": self.layers,
-            "history": self.history,
-        }
-
 
 def _string_dict(value: object) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}

@@ -36,27 +36,6 @@ class TreeNode:
     #: The document appears earlier in the tree; its children are shown there.
     repeated: bool = False
 
-    def to_json(self) -> dict[str, object]:
-        d = self.descriptor
-        out: dict[str, object] = {
-            "role": self.role,
-            "mediaType": d.media_type,
-            "digest": str(d.digest),
-            "size": d.size,
-            "present": self.present,
-        }
-        if d.platform is not None:
-            out["platform"] = str(d.platform)
-        if d.annotations:
-            out["annotations"] = dict(d.annotations)
-        if self.problem is not None:
-            out["problem"] = self.problem
-        if self.repeated:
-            out["repeated"] = True
-        if self.children:
-            out["children"] = [c.to_json() for c in self.children]
-        return out
-
     def walk(self) -> Iterator[TreeNode]:
         yield self
         for child in self.children:

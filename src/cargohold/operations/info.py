@@ -28,19 +28,6 @@ class StoreInfo:
     reclaimable_blobs: int
     reclaimable_bytes: int
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "root": self.root,
-            "format": self.format,
-            "version": self.version,
-            "namespaces": self.namespaces,
-            "images": self.images,
-            "blobs": self.blobs,
-            "bytes": self.bytes,
-            "reclaimableBlobs": self.reclaimable_blobs,
-            "reclaimableBytes": self.reclaimable_bytes,
-        }
-
 
 def store_info(ctx: StoreContext) -> StoreInfo:
     """The store's figures; reclaimable is what ``content gc`` would remove now."""

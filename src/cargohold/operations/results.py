@@ -1,8 +1,8 @@
-"""What operations return: plain dataclasses, each with the JSON the CLI prints for it."""
+"""What operations return: plain dataclasses (the JSON the CLI prints for them is
+:mod:`cargohold.cli.jsonout`'s)."""
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,16 +32,6 @@ class ImportResult:
     bytes_deduplicated: int = 0
     warnings: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "images": [
-                {"name": i.name, "digest": str(i.digest), "action": i.action} for i in self.images
-            ],
-            "blobs": self.blobs_written,
-            "bytesWritten": self.bytes_written,
-            "bytesDeduplicated": self.bytes_deduplicated,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class ExportResult:
@@ -52,18 +42,6 @@ class ExportResult:
     skipped_non_distributable: int
     #: The exported images' records, in *images*' order (for the JSON's name, digest, type).
     records: list[ImageRecord] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        """Images as objects, the keys import's JSON gives them, so scripts read both alike."""
-        return {
-            "images": [
-                {"name": r.name, "digest": str(r.digest), "mediaType": r.media_type}
-                for r in self.records
-            ],
-            "blobs": self.blobs,
-            "bytesWritten": self.bytes_written,
-            "skippedNonDistributable": self.skipped_non_distributable,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +54,6 @@ class ImageInfo:
     platforms: list[Platform]
     #: Those whose manifest, config and layers are all in the store.
     stored_platforms: list[Platform] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            **record_json(self.record),
-            "size": self.size,
-            "platforms": [str(p) for p in self.platforms],
-            "storedPlatforms": [str(p) for p in self.stored_platforms],
-        }
 
 
 @dataclass(slots=True)
@@ -101,18 +71,6 @@ class ManifestInspection:
     platform: Platform | None
     config: ConfigSummary | None
 
-    def to_json(self) -> dict[str, object]:
-        d = self.node.descriptor
-        return {
-            "digest": str(d.digest),
-            "mediaType": d.media_type,
-            "size": d.size,
-            "platform": str(self.platform) if self.platform else None,
-            "layers": [c.to_json() for c in self.node.children[1:]],
-            "layersSize": sum(c.descriptor.size for c in self.node.children[1:]),
-            "config": self.config.to_json() if self.config else None,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class ImageInspection:
@@ -121,17 +79,6 @@ class ImageInspection:
     record: ImageRecord
     tree: TreeNode
     manifests: list[ManifestInspection]
-
-    def to_json(self) -> dict[str, object]:
-        r = self.record
-        return {
-            **record_json(r),
-            "size": r.size,
-            "annotations": r.annotations,
-            "partial": r.partial,
-            "tree": self.tree.to_json(),
-            "manifests": [m.to_json() for m in self.manifests],
-        }
 
 
 CheckStatus = Literal["complete", "incomplete", "corrupt", "unavailable", "invalid", "partial"]
@@ -182,23 +129,6 @@ class CheckResult:
         required = "?" if self.required is None else str(self.required)
         return f"{self.status} ({self.available}/{required})"
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "name": self.record.name,
-            "digest": str(self.record.digest),
-            "mediaType": self.record.media_type,
-            "platform": str(self.platform) if self.platform else None,
-            "manifest": str(self.nodes[0].descriptor.digest) if self.nodes else None,
-            "status": self.status,
-            "available": self.available,
-            "required": self.required,
-            "size": self.size,
-            "totalSize": self.total_size,
-            "missing": self.missing,
-            "corrupt": self.corrupt,
-            "problem": self.problem,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class ImageUser:
@@ -219,14 +149,6 @@ class ContentInfo:
     created_at: float
     users: list[ImageUser]
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "digest": str(self.digest),
-            "size": self.size,
-            "createdAt": iso_time(self.created_at),
-            "usedBy": [{"namespace": u.namespace, "name": u.name} for u in self.users],
-        }
-
 
 @dataclass(slots=True)
 class ArchiveImage:
@@ -237,16 +159,6 @@ class ArchiveImage:
     platforms: list[Platform]
     size: int
     missing: list[str]
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "names": self.names,
-            "digest": str(self.target.digest),
-            "mediaType": self.target.media_type,
-            "platforms": [str(p) for p in self.platforms],
-            "size": self.size,
-            "missing": self.missing,
-        }
 
 
 @dataclass(slots=True)
@@ -262,35 +174,3 @@ class ArchiveReport:
     bytes_to_add: int = 0
     problem: str | None = None
     warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "format": self.format,
-            "images": [i.to_json() for i in self.images],
-            "blobs": self.blobs,
-            "size": self.size,
-            "importable": self.importable,
-            "newBlobs": self.new_blobs,
-            "bytesToAdd": self.bytes_to_add,
-            "problem": self.problem,
-            "warnings": self.warnings,
-        }
-
-
-def record_json(record: ImageRecord) -> dict[str, object]:
-    """The keys every JSON view of an image shares."""
-    return {
-        "name": record.name,
-        "digest": str(record.digest),
-        "mediaType": record.media_type,
-        "createdAt": iso_time(record.created_at),
-        "updatedAt": iso_time(record.updated_at),
-        "labels": record.labels,
-    }
-
-
-def iso_time(timestamp: float) -> str:
-    """A stored timestamp as JSON output shows it: RFC 3339, UTC, microseconds."""
-    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime(
-        "%Y-%m-%dT%H:%M:%S.%fZ"
-    )

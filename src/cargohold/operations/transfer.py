@@ -81,19 +81,6 @@ class PullResult:
     blobs_present: int = 0
     manifests_downloaded: int = 0
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "digest": str(self.digest),
-            "mediaType": self.media_type,
-            "action": self.action,
-            "platforms": [str(p) for p in self.platforms],
-            "manifestsDownloaded": self.manifests_downloaded,
-            "blobsDownloaded": self.blobs_downloaded,
-            "bytesDownloaded": self.bytes_downloaded,
-            "blobsPresent": self.blobs_present,
-        }
-
 
 @dataclass(slots=True)
 class PushResult:
@@ -108,20 +95,6 @@ class PushResult:
     blobs_mounted: int = 0
     blobs_present: int = 0
     warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "destination": self.destination,
-            "digest": str(self.digest),
-            "mediaType": self.media_type,
-            "platforms": [str(p) for p in self.platforms],
-            "manifests": self.manifests,
-            "blobsUploaded": self.blobs_uploaded,
-            "bytesUploaded": self.bytes_uploaded,
-            "blobsMounted": self.blobs_mounted,
-            "blobsPresent": self.blobs_present,
-        }
 
 
 # -- pull ------------------------------------------------------------------------------------

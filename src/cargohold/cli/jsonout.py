@@ -1,0 +1,261 @@
+"""The JSON contract of ``--format json``: what every command prints, in one place.
+
+The library returns plain dataclasses; the keys scripts rely on (camelCase, stable within a
+major version, README lists them per command) are chosen here and nowhere else. Keys shared by
+several views (an image's record) come from one function, so ``image ls``, ``image inspect``
+and ``content ls`` cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..oci.config import ConfigSummary
+    from ..oci.tree import TreeNode
+    from ..operations.info import StoreInfo
+    from ..operations.results import (
+        ArchiveImage,
+        ArchiveReport,
+        CheckResult,
+        ContentInfo,
+        ExportResult,
+        ImageInfo,
+        ImageInspection,
+        ImportResult,
+        ManifestInspection,
+    )
+    from ..operations.transfer import PullResult, PushResult
+    from ..storage.gc import GcResult
+    from ..storage.metadata import ImageRecord
+
+JSON = dict[str, object]
+
+
+def iso_time(timestamp: float) -> str:
+    """A stored timestamp as JSON output shows it: RFC 3339, UTC, microseconds."""
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ"
+    )
+
+
+def record_json(record: ImageRecord) -> JSON:
+    """The keys every JSON view of an image shares."""
+    return {
+        "name": record.name,
+        "digest": str(record.digest),
+        "mediaType": record.media_type,
+        "createdAt": iso_time(record.created_at),
+        "updatedAt": iso_time(record.updated_at),
+        "labels": record.labels,
+    }
+
+
+def import_json(result: ImportResult) -> JSON:
+    return {
+        "images": [
+            {"name": i.name, "digest": str(i.digest), "action": i.action} for i in result.images
+        ],
+        "blobs": result.blobs_written,
+        "bytesWritten": result.bytes_written,
+        "bytesDeduplicated": result.bytes_deduplicated,
+    }
+
+
+def export_json(result: ExportResult) -> JSON:
+    """Images as objects, the keys import's JSON gives them, so scripts read both alike."""
+    return {
+        "images": [
+            {"name": r.name, "digest": str(r.digest), "mediaType": r.media_type}
+            for r in result.records
+        ],
+        "blobs": result.blobs,
+        "bytesWritten": result.bytes_written,
+        "skippedNonDistributable": result.skipped_non_distributable,
+    }
+
+
+def image_json(info: ImageInfo) -> JSON:
+    """An image as ``image ls`` lists it."""
+    return {
+        **record_json(info.record),
+        "size": info.size,
+        "platforms": [str(p) for p in info.platforms],
+        "storedPlatforms": [str(p) for p in info.stored_platforms],
+    }
+
+
+def tree_json(node: TreeNode) -> JSON:
+    d = node.descriptor
+    out: JSON = {
+        "role": node.role,
+        "mediaType": d.media_type,
+        "digest": str(d.digest),
+        "size": d.size,
+        "present": node.present,
+    }
+    if d.platform is not None:
+        out["platform"] = str(d.platform)
+    if d.annotations:
+        out["annotations"] = dict(d.annotations)
+    if node.problem is not None:
+        out["problem"] = node.problem
+    if node.repeated:
+        out["repeated"] = True
+    if node.children:
+        out["children"] = [tree_json(c) for c in node.children]
+    return out
+
+
+def config_json(config: ConfigSummary) -> JSON:
+    return {
+        "created": config.created,
+        "platform": str(config.platform) if config.platform else None,
+        "entrypoint": config.entrypoint,
+        "cmd": config.cmd,
+        "env": config.env,
+        "workingDir": config.working_dir,
+        "user": config.user,
+        "labels": config.labels,
+        "exposedPorts": config.exposed_ports,
+        "volumes": config.volumes,
+        "stopSignal": config.stop_signal,
+        "layers": config.layers,
+        "history": config.history,
+    }
+
+
+def manifest_json(manifest: ManifestInspection) -> JSON:
+    d = manifest.node.descriptor
+    layers = manifest.node.children[1:]
+    return {
+        "digest": str(d.digest),
+        "mediaType": d.media_type,
+        "size": d.size,
+        "platform": str(manifest.platform) if manifest.platform else None,
+        "layers": [tree_json(c) for c in layers],
+        "layersSize": sum(c.descriptor.size for c in layers),
+        "config": config_json(manifest.config) if manifest.config else None,
+    }
+
+
+def inspection_json(inspection: ImageInspection) -> JSON:
+    r = inspection.record
+    return {
+        **record_json(r),
+        "size": r.size,
+        "annotations": r.annotations,
+        "partial": r.partial,
+        "tree": tree_json(inspection.tree),
+        "manifests": [manifest_json(m) for m in inspection.manifests],
+    }
+
+
+def check_json(check: CheckResult) -> JSON:
+    return {
+        "name": check.record.name,
+        "digest": str(check.record.digest),
+        "mediaType": check.record.media_type,
+        "platform": str(check.platform) if check.platform else None,
+        "manifest": str(check.nodes[0].descriptor.digest) if check.nodes else None,
+        "status": check.status,
+        "available": check.available,
+        "required": check.required,
+        "size": check.size,
+        "totalSize": check.total_size,
+        "missing": check.missing,
+        "corrupt": check.corrupt,
+        "problem": check.problem,
+    }
+
+
+def content_json(info: ContentInfo) -> JSON:
+    return {
+        "digest": str(info.digest),
+        "size": info.size,
+        "createdAt": iso_time(info.created_at),
+        "usedBy": [{"namespace": u.namespace, "name": u.name} for u in info.users],
+    }
+
+
+def archive_image_json(image: ArchiveImage) -> JSON:
+    return {
+        "names": image.names,
+        "digest": str(image.target.digest),
+        "mediaType": image.target.media_type,
+        "platforms": [str(p) for p in image.platforms],
+        "size": image.size,
+        "missing": image.missing,
+    }
+
+
+def archive_report_json(report: ArchiveReport) -> JSON:
+    return {
+        "format": report.format,
+        "images": [archive_image_json(i) for i in report.images],
+        "blobs": report.blobs,
+        "size": report.size,
+        "importable": report.importable,
+        "newBlobs": report.new_blobs,
+        "bytesToAdd": report.bytes_to_add,
+        "problem": report.problem,
+        "warnings": report.warnings,
+    }
+
+
+def pull_json(result: PullResult) -> JSON:
+    return {
+        "name": result.name,
+        "digest": str(result.digest),
+        "mediaType": result.media_type,
+        "action": result.action,
+        "platforms": [str(p) for p in result.platforms],
+        "manifestsDownloaded": result.manifests_downloaded,
+        "blobsDownloaded": result.blobs_downloaded,
+        "bytesDownloaded": result.bytes_downloaded,
+        "blobsPresent": result.blobs_present,
+    }
+
+
+def push_json(result: PushResult) -> JSON:
+    return {
+        "name": result.name,
+        "destination": result.destination,
+        "digest": str(result.digest),
+        "mediaType": result.media_type,
+        "platforms": [str(p) for p in result.platforms],
+        "manifests": result.manifests,
+        "blobsUploaded": result.blobs_uploaded,
+        "bytesUploaded": result.bytes_uploaded,
+        "blobsMounted": result.blobs_mounted,
+        "blobsPresent": result.blobs_present,
+    }
+
+
+def store_info_json(info: StoreInfo) -> JSON:
+    return {
+        "root": info.root,
+        "format": info.format,
+        "version": info.version,
+        "namespaces": info.namespaces,
+        "images": info.images,
+        "blobs": info.blobs,
+        "bytes": info.bytes,
+        "reclaimableBlobs": info.reclaimable_blobs,
+        "reclaimableBytes": info.reclaimable_bytes,
+    }
+
+
+def gc_json(result: GcResult, dry_run: bool) -> JSON:
+    return {
+        "dryRun": dry_run,
+        "removed": [{"digest": str(d), "size": s} for d, s in result.removed],
+        "bytesFreed": result.bytes_freed,
+    }
+
+
+def names_json(key: str, names: Sequence[str]) -> JSON:
+    """``{created: [...]}``, ``{removed: [...]}``: what a command did to some names."""
+    return {key: list(names)}
