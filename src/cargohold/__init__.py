@@ -1,42 +1,54 @@
-"""cargohold: a local content-addressable store of OCI images, moved in and out as tarballs."""
+"""cargohold: a local content-addressable store of OCI images, moved in and out as tarballs.
+
+Every public name is loaded when first used: the command line imports this package for every
+command (``cargohold --version`` among them), and a store's verbs need SQLite, the archive
+readers and more, which a command that does not touch them should not pay for.
+"""
 
 from __future__ import annotations
 
-from .errors import (
-    AlreadyExistsError,
-    CargoholdError,
-    ContentError,
-    CorruptMetadataError,
-    DamagedBlobError,
-    InUseError,
-    InvalidArchiveError,
-    InvalidDigestError,
-    InvalidDocumentError,
-    InvalidFilterError,
-    InvalidLabelError,
-    InvalidPlatformError,
-    InvalidReferenceError,
-    NoStoreError,
-    NotFoundError,
-    OutputPathError,
-    ReadOnlyStoreError,
-    StoreFormatError,
-)
-from .oci.digests import Digest
-from .oci.platforms import Platform
-from .oci.references import Reference
-from .operations.results import (
-    ArchiveReport,
-    CheckResult,
-    ExportResult,
-    ImageInfo,
-    ImageInspection,
-    ImportResult,
-)
-from .operations.store import Store
-from .progress import Progress
-from .storage.metadata import StoreMode
+import importlib
+from typing import TYPE_CHECKING
+
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .errors import (
+        AlreadyExistsError,
+        CargoholdError,
+        ContentError,
+        CorruptMetadataError,
+        DamagedBlobError,
+        InUseError,
+        InvalidArchiveError,
+        InvalidDigestError,
+        InvalidDocumentError,
+        InvalidFilterError,
+        InvalidLabelError,
+        InvalidPlatformError,
+        InvalidReferenceError,
+        NoStoreError,
+        NotFoundError,
+        OutputPathError,
+        ReadOnlyStoreError,
+        StoreFormatError,
+    )
+    from .oci.digests import Digest
+    from .oci.platforms import Platform
+    from .oci.references import Reference
+    from .operations.inspecting import inspect_archive
+    from .operations.results import (
+        ArchiveReport,
+        CheckResult,
+        ExportResult,
+        ImageInfo,
+        ImageInspection,
+        ImportResult,
+    )
+    from .operations.store import Store
+    from .progress import Progress
+    from .storage.metadata import StoreMode
+    from .version import __version__
 
 __all__ = [
     "AlreadyExistsError",
@@ -73,11 +85,50 @@ __all__ = [
     "inspect_archive",
 ]
 
+#: Where each public name is defined.
+_LAZY = {
+    "AlreadyExistsError": ".errors",
+    "ArchiveReport": ".operations.results",
+    "CargoholdError": ".errors",
+    "CheckResult": ".operations.results",
+    "ContentError": ".errors",
+    "CorruptMetadataError": ".errors",
+    "DamagedBlobError": ".errors",
+    "Digest": ".oci.digests",
+    "ExportResult": ".operations.results",
+    "ImageInfo": ".operations.results",
+    "ImageInspection": ".operations.results",
+    "ImportResult": ".operations.results",
+    "InUseError": ".errors",
+    "InvalidArchiveError": ".errors",
+    "InvalidDigestError": ".errors",
+    "InvalidDocumentError": ".errors",
+    "InvalidFilterError": ".errors",
+    "InvalidLabelError": ".errors",
+    "InvalidPlatformError": ".errors",
+    "InvalidReferenceError": ".errors",
+    "NoStoreError": ".errors",
+    "NotFoundError": ".errors",
+    "OutputPathError": ".errors",
+    "Platform": ".oci.platforms",
+    "Progress": ".progress",
+    "ReadOnlyStoreError": ".errors",
+    "Reference": ".oci.references",
+    "Store": ".operations.store",
+    "StoreFormatError": ".errors",
+    "StoreMode": ".storage.metadata",
+    "inspect_archive": ".operations.inspecting",
+}
+
 
 def __getattr__(name: str) -> object:
-    """``inspect_archive`` loads the archive readers, which most commands never need."""
-    if name == "inspect_archive":
-        from .operations.inspecting import inspect_archive
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # looked up once
+    return value
 
-        return inspect_archive
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

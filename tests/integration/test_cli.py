@@ -355,3 +355,28 @@ def test_a_command_group_is_loaded_only_when_used(
     transfer commands, the root's help every group (for their short help) and nothing more."""
     seed(root, tmp_path, "example.com/a:1")
     assert cli_modules_loaded_by(root, *args) & GROUP_MODULES == groups
+
+
+_REPORT_DOMAIN_MODULES = """
+import atexit, sys
+atexit.register(lambda: print(" ".join(sorted(
+    m for m in sys.modules if m.startswith("cargohold.") and not m.startswith("cargohold.cli"))),
+    file=sys.stderr))
+from cargohold.cli.main import main
+main(sys.argv[1:])
+"""
+
+
+def test_version_loads_no_store_code() -> None:
+    """``cargohold --version`` (and every command's start) pays for the command line alone:
+    the store, the model and the archive readers load only when a command uses them."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _REPORT_DOMAIN_MODULES, "--version"],
+        capture_output=True,
+        env=clean_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    loaded = set(proc.stderr.decode().splitlines()[-1].split())
+    assert loaded <= {"cargohold.defaults", "cargohold.errors", "cargohold.version"}, loaded

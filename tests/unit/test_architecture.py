@@ -12,7 +12,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "cargohold"
 
 #: Each package and the packages below it that it may import (the top-level modules errors,
-#: limits, progress and version are shared by all).
+#: limits, progress, version and defaults are shared by all).
 LAYERS: dict[str, set[str]] = {
     "cli": {"operations", "archive", "registry", "storage", "oci"},
     "operations": {"archive", "registry", "storage", "oci"},
@@ -21,7 +21,7 @@ LAYERS: dict[str, set[str]] = {
     "storage": {"oci"},
     "oci": set(),
 }
-SHARED = {"errors", "limits", "progress", "version"}
+SHARED = {"defaults", "errors", "limits", "progress", "version"}
 
 
 def module_name(path: Path) -> str:

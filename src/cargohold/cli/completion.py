@@ -10,9 +10,10 @@ from pathlib import Path
 import click
 from click.shell_completion import CompletionItem, get_completion_class
 
+from ..defaults import DEFAULT_NAMESPACE
 from ..errors import CargoholdError
 from ..oci.references import Reference
-from ..operations.context import DEFAULT_NAMESPACE, default_root
+from ..operations.context import default_root
 from ..operations.store import Store
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import ReadOnlyStoreError
-from ..operations.store import Store
-from ..storage.metadata import StoreMode
 from .render import warn
+
+if TYPE_CHECKING:
+    from ..operations.store import Store
+    from ..storage.metadata import StoreMode
 
 
 class Context:
@@ -29,6 +32,10 @@ class Context:
         """The store, opened for what the command does: to read (creates nothing, works for
         a user who may only read the store) or to write (creates it, needs write access).
         Each row of metadata a listing had to leave out is warned about as it closes."""
+        # Here, not at the top: the root group loads this module for every command, and
+        # --version and --help need no store.
+        from ..operations.store import Store
+
         try:
             store = Store(self.root, self.namespace, mode)
         except ReadOnlyStoreError as exc:

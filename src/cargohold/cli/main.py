@@ -17,8 +17,8 @@ from typing import Any, NoReturn
 import click
 from click.shell_completion import CompletionItem
 
+from ..defaults import DEFAULT_NAMESPACE
 from ..errors import CargoholdError
-from ..operations.context import DEFAULT_NAMESPACE
 from ..version import __version__
 from .context import Context, pass_context
 from .groups import AliasedGroup, LazyCommands

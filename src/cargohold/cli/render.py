@@ -10,13 +10,15 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..oci.tree import TreeNode
 from .text import terminal_safe
 from .units import human_size
+
+if TYPE_CHECKING:
+    from ..oci.tree import TreeNode
 
 
 def echo(line: str = "", err: bool = False) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import re
-
-from ..oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 
 def human_size(size: float) -> str:
@@ -51,19 +50,24 @@ def eta(seconds: float | None) -> str:
     return f"eta {hours}:{minutes:02d}:{secs:02d}" if hours else f"eta {minutes}:{secs:02d}"
 
 
-#: Media types of image roots by their short names in ``image ls`` (docker's manifest list
-#: and manifest keep "docker" in front: the two families differ in what they may carry).
-SHORT_MEDIA_TYPES = {
-    OCI_INDEX: "index",
-    OCI_MANIFEST: "manifest",
-    DOCKER_MANIFEST_LIST: "docker-list",
-    DOCKER_MANIFEST: "docker-manifest",
-}
+@functools.cache
+def short_media_types() -> dict[str, str]:
+    """Media types of image roots by their short names in ``image ls`` (docker's manifest list
+    and manifest keep "docker" in front: the two families differ in what they may carry)."""
+    # Here, not at the top: every command loads this module, most never show a media type.
+    from ..oci.mediatypes import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+
+    return {
+        OCI_INDEX: "index",
+        OCI_MANIFEST: "manifest",
+        DOCKER_MANIFEST_LIST: "docker-list",
+        DOCKER_MANIFEST: "docker-manifest",
+    }
 
 
 def short_media_type(media_type: str) -> str:
     """A root's media type as a word; one not listed stays whole, as it is rare and telling."""
-    return SHORT_MEDIA_TYPES.get(media_type, media_type)
+    return short_media_types().get(media_type, media_type)
 
 
 def ellipsis(text: str, width: int) -> str:

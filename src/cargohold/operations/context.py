@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
+from ..defaults import DEFAULT_NAMESPACE
 from ..errors import (
     AmbiguousImageError,
     ContentError,
@@ -34,7 +35,6 @@ from ..storage.metadata import ImageRecord, MetadataStore, StoreMode
 #: The on-disk format this version writes; a store with a higher number is refused.
 STORE_FORMAT: Final = 2
 VERSION_FILE: Final = "VERSION"
-DEFAULT_NAMESPACE: Final = "default"
 #: Most data accepted after a tar's end-of-archive marker (writers pad to a record size).
 MAX_TRAILING_BYTES: Final = 64 << 20
 #: Stored blobs up to this size are re-hashed before an import lets them stand for its own
