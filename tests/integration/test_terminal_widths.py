@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from clisupport import run, run_on_terminal, screen_lines
+from clisupport import clean_environment, command, run, run_on_terminal, screen_lines
 from dockerimages import DockerImage, classic_save, write_archive
 from imagefactory import ArchiveBuilder, layer_tar
 
@@ -143,3 +144,40 @@ def test_plain_progress_of_an_import_that_read_nothing(
     final = rf"^import: 40\.0 MiB in [0-9.]+ s, {skipped}$"
     assert re.search(final, stderr, re.MULTILINE), stderr
     assert "iB/s" not in stderr
+
+
+def test_stdin_redirected_from_a_file_is_read_as_the_file(
+    tmp_path: Path, docker_archive: Path
+) -> None:
+    """``image import - < big.tar`` reads like ``image import big.tar``: a layer the store
+    has is skipped, not read (through a pipe every byte has to pass); a file partly read
+    already is read from where its reader stopped."""
+    root = tmp_path / "root"
+    assert run(root, "image", "import", "-q", str(docker_archive)).returncode == 0
+    with docker_archive.open("rb") as redirected:
+        proc = subprocess.run(
+            command(root, "image", "import", "--progress", "plain", "-"),
+            stdin=redirected,
+            capture_output=True,
+            env=clean_environment(),
+            timeout=120,
+            check=False,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert "the rest was skipped (already stored)" in proc.stderr.decode()
+
+    shifted = tmp_path / "shifted.tar"
+    prefix = b"not part of the archive\n"
+    shifted.write_bytes(prefix + docker_archive.read_bytes())
+    with shifted.open("rb") as partly_read:
+        partly_read.seek(len(prefix))
+        proc = subprocess.run(
+            command(root, "image", "import", "--base-name", "shifted", "-"),
+            stdin=partly_read,
+            capture_output=True,
+            env=clean_environment(),
+            timeout=120,
+            check=False,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert b"example.com/big:1" in proc.stdout

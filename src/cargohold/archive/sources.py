@@ -40,16 +40,14 @@ def open_members(
             f = path.open("rb")
         except FileNotFoundError:
             raise NotFoundError(f"archive {source} not found") from None
-        with f:
-            seekable = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
-            total = os.fstat(f.fileno()).st_size if seekable else None
-            progress.start(title, total)
-            counted = _Counted(f, progress)
-            reader = cast(IO[bytes], counted)
-            with _tar_members(reader, seekable, limits, f.fileno(), counted.advance) as members:
-                yield members
-            if total is not None:
-                progress.update(total)  # the tar's end padding is never read
+        with f, _file_members(f, progress, title, limits) as members:
+            yield members
+        return
+    stream = sys.stdin.buffer if isinstance(source, (str, Path)) else source
+    whole = _whole_file(stream)
+    if whole is not None:  # stdin redirected from a file: read it as the file
+        with whole, _file_members(whole, progress, title, limits) as members:
+            yield members
         return
     stream = sys.stdin.buffer if isinstance(source, (str, Path)) else source
     with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -68,6 +66,40 @@ def open_members(
         yield members
     if total is not None:
         progress.update(total)
+
+
+@contextmanager
+def _file_members(
+    f: BinaryIO, progress: Progress, title: str, limits: Limits | None
+) -> Iterator[Iterator[Member]]:
+    """The members of an open archive file: an uncompressed regular file's member data is
+    read by offset, straight from the file (the kernel copies it where it lands)."""
+    seekable = stat.S_ISREG(os.fstat(f.fileno()).st_mode)
+    total = os.fstat(f.fileno()).st_size if seekable else None
+    progress.start(title, total)
+    counted = _Counted(f, progress)
+    reader = cast(IO[bytes], counted)
+    with _tar_members(reader, seekable, limits, f.fileno(), counted.advance) as members:
+        yield members
+    if total is not None:
+        progress.update(total)  # the tar's end padding is never read
+
+
+def _whole_file(stream: IO[bytes]) -> BinaryIO | None:
+    """*stream* as a file of its own when it is a regular file read from its start (``<
+    archive.tar``, ``/dev/stdin`` on a file): then it is read as the file named would be,
+    by offset and with the kernel's copy. None for a pipe, a terminal, or a file that was
+    partly read already (its archive starts where the reading stopped)."""
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        # The position as the reader sees it (nothing buffered ahead) and as the file has it.
+        if stream.tell() != 0 or os.lseek(fd, 0, os.SEEK_CUR) != 0:
+            return None
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    return os.fdopen(os.dup(fd), "rb")
 
 
 class _Counted(io.RawIOBase):
