@@ -133,6 +133,51 @@ def gc(ctx: Context, dry_run: bool, output_format: str) -> None:
     echo(f"{counted(len(result.removed), 'blob')} {verb}, {human_size(result.bytes_freed)}")
 
 
+@content.command("inventory")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    default="-",
+    show_default=True,
+    metavar="FILE|-",
+    help="Where to write the inventory (- for stdout).",
+)
+@click.option("--sync", is_flag=True, help="Flush the file to disk before it takes its name.")
+@format_option
+@pass_context
+def content_inventory(ctx: Context, out: str, sync: bool, output_format: str) -> None:
+    """Write what this namespace holds (every blob's digest and size, every image name and
+    its target) for a sender to export only the rest: image export --against FILE.
+
+    A versioned JSON document (application/vnd.cargohold.inventory.v1+json) with a digest of
+    its own body, zstd-compressed when over 1 MiB. With -o FILE a line (or --format json)
+    says what was written; with stdout, nothing else is printed."""
+    if out == "-" and sys.stdout.isatty():
+        raise CargoholdError("refusing to write an inventory to a terminal; use -o FILE")
+    with ctx.store("read") as store:
+        result = store.write_inventory(out, sync=sync)
+    if out == "-":
+        return
+    if output_format == "json":
+        print_json(
+            {
+                "namespace": result.namespace,
+                "blobs": result.blobs,
+                "size": result.size,
+                "images": result.images,
+                "digest": str(result.digest),
+                "bytesWritten": result.bytes_written,
+            }
+        )
+    else:
+        echo(
+            f"inventory of namespace {result.namespace}: {counted(result.blobs, 'blob')}"
+            f" ({human_size(result.size)}), {counted(result.images, 'image')};"
+            f" {human_size(result.bytes_written)} written to {out} ({result.digest})"
+        )
+
+
 def _blobs_not_found(digests: list[str]) -> str:
     """``blob D`` or ``blobs D1, D2``: the subject of the store's one not-found wording."""
     noun = "blob" if len(digests) == 1 else "blobs"

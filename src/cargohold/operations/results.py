@@ -52,6 +52,9 @@ class ExportResult:
     skipped_non_distributable: int
     #: The exported images' records, in *images*' order (for the JSON's name, digest, type).
     records: list[ImageRecord] = field(default_factory=list)
+    #: Blobs a delta export left out (the receiver holds them), and their bytes.
+    blobs_omitted: int = 0
+    bytes_omitted: int = 0
 
     def to_json(self) -> dict[str, object]:
         """Images as objects, the keys import's JSON gives them, so scripts read both alike."""
@@ -63,6 +66,8 @@ class ExportResult:
             "blobs": self.blobs,
             "bytesWritten": self.bytes_written,
             "skippedNonDistributable": self.skipped_non_distributable,
+            "blobsOmitted": self.blobs_omitted,
+            "bytesOmitted": self.bytes_omitted,
         }
 
 
@@ -246,6 +251,26 @@ class ArchiveImage:
 
 
 @dataclass(slots=True)
+class ArchiveDelta:
+    """What a delta archive left out, and whether the namespace it was inspected for holds it
+    (*namespace* None: there was no store to look at)."""
+
+    blobs: int
+    size: int
+    namespace: str | None
+    missing: list[tuple[Digest, int]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "blobsOmitted": self.blobs,
+            "bytesOmitted": self.size,
+            "namespace": self.namespace,
+            "missing": [{"digest": str(d), "size": size} for d, size in self.missing],
+            "bytesMissing": sum(size for _, size in self.missing),
+        }
+
+
+@dataclass(slots=True)
 class ArchiveReport:
     """What ``archive inspect`` found, and what an import would add to the store."""
 
@@ -258,10 +283,13 @@ class ArchiveReport:
     bytes_to_add: int = 0
     problem: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Set for a delta archive (an export --against).
+    delta: ArchiveDelta | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
             "format": self.format,
+            "delta": self.delta.to_json() if self.delta is not None else None,
             "images": [i.to_json() for i in self.images],
             "blobs": self.blobs,
             "size": self.size,
