@@ -42,7 +42,8 @@ class Holdings:
 
     source: str
     kind: str  # "inventory", "archive" or "layout"
-    blobs: dict[Digest, int] = field(default_factory=dict)
+    #: Digest (``algorithm:hex``) to size, as strings (see :class:`.inventory.Inventory`).
+    blobs: dict[str, int] = field(default_factory=dict)
     #: The namespace an inventory describes (None for archives and layouts).
     namespace: str | None = None
     #: The digest of an inventory's body.
@@ -65,7 +66,10 @@ def read_holdings(path: Path, limits: Limits | None = None) -> Holdings:
         raise NotFoundError(f"--against {path}: not a file") from None
     if is_inventory(start):
         return _inventory_holdings(path)
-    return _archive_holdings(path, limits)
+    try:
+        return _archive_holdings(path, limits)
+    except InvalidArchiveError as exc:
+        raise InvalidArchiveError(f"--against {path}: {exc}") from None
 
 
 def _decompressed_start(f: io.BufferedReader, kind: compression.Compression, path: Path) -> bytes:
@@ -101,8 +105,8 @@ def _archive_holdings(path: Path, limits: Limits | None) -> Holdings:
             digest = _blob_digest(name)
             if digest is not None:
                 held.blobs[digest] = member.size
-    for digest, size in omitted.items():
-        held.blobs.setdefault(digest, size)
+    for omitted_digest, size in omitted.items():
+        held.blobs.setdefault(str(omitted_digest), size)
     return held
 
 
@@ -126,16 +130,16 @@ def _layout_holdings(path: Path) -> Holdings:
                     held.blobs[digest] = st.st_size
     delta = path / DELTA_MEMBER
     if delta.is_file():
-        for digest, size in parse_delta(delta.read_bytes(), _DELTA_LIMIT).items():
-            held.blobs.setdefault(digest, size)
+        for omitted_digest, size in parse_delta(delta.read_bytes(), _DELTA_LIMIT).items():
+            held.blobs.setdefault(str(omitted_digest), size)
     return held
 
 
-def _blob_digest(name: str) -> Digest | None:
+def _blob_digest(name: str) -> str | None:
     match = BLOB_NAME.match(name)
     if match is None:
         return None
     try:
-        return Digest.parse(f"{match.group(1)}:{match.group(2)}")
+        return str(Digest.parse(f"{match.group(1)}:{match.group(2)}"))
     except InvalidDigestError:
         return None

@@ -3,16 +3,17 @@ sender ships only the rest (``content inventory``, ``image export --against``).
 
 Format, version 1 (media type :data:`INVENTORY_MEDIA_TYPE`): one JSON object ::
 
-    {"mediaType": "application/vnd.cargohold.inventory.v1+json",
-     "digest": "sha256:<hex>",            # of the canonical body, below
-     "namespace": "default",              # the namespace it describes
+    {"digest": "sha256:<hex>",            # of the canonical body, below
+     "blobs": [["sha256:<hex>", <size>], ...],
      "created": "2026-01-31T12:00:00Z",   # when it was written (optional)
-     "images": [{"name": ..., "digest": ..., "mediaType": ..., "size": ...}, ...],
-     "blobs": [["sha256:<hex>", <size>], ...]}
+     "images": [{"digest": ..., "mediaType": ..., "name": ..., "size": ...}, ...],
+     "mediaType": "application/vnd.cargohold.inventory.v1+json",
+     "namespace": "default"}              # the namespace it describes
 
 ``blobs`` is sorted by digest, ``images`` by name. The canonical body is the object without
 ``digest``, serialised with sorted keys, no whitespace and ASCII escapes (Python's
-``json.dumps(body, sort_keys=True, separators=(",", ":"))``); a reader recomputes it from what
+``json.dumps(body, sort_keys=True, separators=(",", ":"))``); the file is that text with
+``"digest"`` inserted as the first key. A reader recomputes it from what
 it parsed, so a damaged inventory, or one edited by hand, is refused. Keys it does not know are
 kept in the body (and so digested) and otherwise ignored; another version is refused.
 
@@ -34,14 +35,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..errors import (
-    CargoholdError,
-    InvalidDigestError,
-    InvalidDocumentError,
-    InvalidInventoryError,
-)
-from ..oci.digests import Digest
-from ..oci.mediatypes import dump_json, load_json
+from ..errors import CargoholdError, InvalidDigestError, InvalidInventoryError
+from ..oci.digests import ALGORITHMS, Digest
 from . import compression
 
 INVENTORY_MEDIA_TYPE: Final = "application/vnd.cargohold.inventory.v1+json"
@@ -53,6 +48,10 @@ MAX_INVENTORY_BYTES: Final = 512 << 20
 #: Most characters of an image name, a media type or a namespace kept from an inventory.
 _MAX_TEXT: Final = 4096
 _MAX_SIZE: Final = (1 << 63) - 1
+#: A digest of an algorithm :class:`Digest` accepts, in one match (the blob list is long).
+_DIGEST: Final = re.compile(
+    "|".join(f"{algorithm}:[a-f0-9]{{{length}}}" for algorithm, length in ALGORITHMS.items())
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +69,9 @@ class Inventory:
     """What a namespace holds: every blob with its size, every image name with its target."""
 
     namespace: str
-    blobs: dict[Digest, int] = field(default_factory=dict)
+    #: Digest (``algorithm:hex``, validated) to size. Strings, not :class:`Digest` objects: an
+    #: inventory lists every blob of a store, and these are only compared and written out.
+    blobs: dict[str, int] = field(default_factory=dict)
     images: list[InventoryImage] = field(default_factory=list)
     created: str | None = None
     #: The digest of the canonical body (set by :func:`encode` and :func:`decode`).
@@ -82,7 +83,10 @@ class Inventory:
 
 
 def encode(inventory: Inventory) -> bytes:
-    """The inventory's file: JSON, zstd-compressed when large; sets ``inventory.digest``."""
+    """The inventory's file: JSON, zstd-compressed when large; sets ``inventory.digest``.
+
+    The file is the canonical body with ``digest`` put first (one serialisation of a
+    list that can hold a hundred thousand blobs)."""
     body: dict[str, Any] = {"mediaType": INVENTORY_MEDIA_TYPE, "namespace": inventory.namespace}
     if inventory.created is not None:
         body["created"] = inventory.created
@@ -90,11 +94,10 @@ def encode(inventory: Inventory) -> bytes:
         {"name": i.name, "digest": str(i.digest), "mediaType": i.media_type, "size": i.size}
         for i in sorted(inventory.images, key=lambda i: i.name)
     ]
-    body["blobs"] = [[str(d), size] for d, size in sorted(inventory.blobs.items())]
-    inventory.digest = _body_digest(body)
-    document = {"mediaType": body["mediaType"], "digest": str(inventory.digest)}
-    document.update(body)
-    data = dump_json(document)
+    body["blobs"] = [[d, size] for d, size in sorted(inventory.blobs.items())]
+    canonical = _canonical(body)
+    inventory.digest = Digest("sha256", hashlib.sha256(canonical).hexdigest())
+    data = b'{"digest":"' + str(inventory.digest).encode() + b'",' + canonical[1:]
     if len(data) <= COMPRESS_ABOVE:
         return data + b"\n"
     out = io.BytesIO()
@@ -106,20 +109,20 @@ def encode(inventory: Inventory) -> bytes:
 
 def decode(data: bytes, what: str) -> Inventory:
     """Read an inventory file's bytes (plain, zstd or gzip); *what* names it in errors."""
-    try:
-        document = load_json(_decompressed(data, what), what, MAX_INVENTORY_BYTES)
-    except InvalidDocumentError as exc:
-        raise InvalidInventoryError(str(exc)) from None
+    document = _load(_decompressed(data, what), what)
     if not isinstance(document, dict):
         raise InvalidInventoryError(f"{what}: not an inventory (not a JSON object)")
     _check_media_type(document.get("mediaType"), what)
     claimed = document.pop("digest", None)
     if not isinstance(claimed, str):
         raise InvalidInventoryError(f"{what}: the inventory has no digest of its body")
-    actual = _body_digest(document)
+    try:
+        actual = Digest("sha256", hashlib.sha256(_canonical(document)).hexdigest())
+    except (ValueError, RecursionError):
+        raise InvalidInventoryError(f"{what}: not an inventory (unserialisable body)") from None
     if claimed != str(actual):
         raise InvalidInventoryError(
-            f"{what}: damaged inventory: its body hashes to {actual}, it says {claimed[:80]}"
+            f"{what}: damaged inventory: its body hashes to {actual}, it says {claimed[:80]!r}"
         )
     namespace = _text(document.get("namespace"), f"{what}: namespace")
     created = document.get("created")
@@ -154,9 +157,35 @@ def _decompressed(data: bytes, what: str) -> bytes:
         raise InvalidInventoryError(f"{what}: damaged {kind} stream ({exc})") from None
 
 
-def _body_digest(body: dict[str, Any]) -> Digest:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return Digest("sha256", hashlib.sha256(canonical.encode()).hexdigest())
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _load(data: bytes, what: str) -> Any:
+    """Strict JSON (no duplicate keys, no NaN), without a walk of every value: the structure
+    is checked field by field afterwards, and what is too deep fails to parse."""
+    if len(data) > MAX_INVENTORY_BYTES:
+        raise InvalidInventoryError(f"{what}: more than {MAX_INVENTORY_BYTES} bytes")
+    try:
+        return json.loads(
+            data.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant
+        )
+    except InvalidInventoryError as exc:
+        raise InvalidInventoryError(f"{what}: {exc}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        text = (str(exc) or type(exc).__name__).splitlines()[0][:120]
+        raise InvalidInventoryError(f"{what}: not an inventory (invalid JSON: {text})") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise InvalidInventoryError("duplicate key in a JSON object")
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidInventoryError(f"{name} is not valid JSON")
 
 
 def _check_media_type(value: object, what: str) -> None:
@@ -172,17 +201,20 @@ def _check_media_type(value: object, what: str) -> None:
     raise InvalidInventoryError(f"{what}: not a cargohold inventory (mediaType {shown!r})")
 
 
-def _blobs(value: object, what: str) -> dict[Digest, int]:
+def _blobs(value: object, what: str) -> dict[str, int]:
     if not isinstance(value, list):
         raise InvalidInventoryError(f"{what}: blobs must be a list")
-    blobs: dict[Digest, int] = {}
+    blobs: dict[str, int] = {}
     for i, entry in enumerate(value):
-        if not (isinstance(entry, list) and len(entry) == 2):
+        if not (type(entry) is list and len(entry) == 2):
             raise InvalidInventoryError(f"{what}: blobs[{i}] is not a [digest, size] pair")
-        digest = _digest(entry[0], f"{what}: blobs[{i}]")
+        digest, size = entry
+        if type(digest) is not str or not _DIGEST.fullmatch(digest):
+            _digest(digest, f"{what}: blobs[{i}]")  # says what is wrong with it
+            raise InvalidInventoryError(f"{what}: blobs[{i}]: invalid digest")
         if digest in blobs:
             raise InvalidInventoryError(f"{what}: blobs[{i}]: {digest} is listed twice")
-        blobs[digest] = _size(entry[1], f"{what}: blobs[{i}]")
+        blobs[digest] = _size(size, f"{what}: blobs[{i}]")
     return blobs
 
 

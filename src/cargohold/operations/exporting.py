@@ -131,7 +131,8 @@ def receiver_holds(holdings: Sequence[Holdings]) -> Callable[[Descriptor], bool]
     several sites leaves out only what all of them hold."""
 
     def held(desc: Descriptor) -> bool:
-        return all(h.blobs.get(desc.digest) == desc.size for h in holdings)
+        digest = str(desc.digest)
+        return all(h.blobs.get(digest) == desc.size for h in holdings)
 
     return held
 

@@ -33,12 +33,7 @@ def take_inventory(ctx: StoreContext) -> Inventory:
     """The namespace's holdings (the digests it received and verified, as an import reuses
     them), each with the size of the store's copy, and its image names. A held blob whose file
     is gone (``content rm --force``) is not listed: the namespace cannot supply it."""
-    blobs: dict[Digest, int] = {}
-    for text in ctx.meta.holdings(ctx.namespace):
-        digest = Digest.parse(text)
-        size = ctx.blobs.regular_size(digest)
-        if size is not None:
-            blobs[digest] = size
+    blobs = ctx.blobs.regular_sizes(ctx.meta.holdings(ctx.namespace))
     images = [
         InventoryImage(r.name, r.digest, r.media_type, r.size)
         for r in ctx.meta.list_images(ctx.namespace)
