@@ -289,7 +289,6 @@ class ArchiveReport:
     def to_json(self) -> dict[str, object]:
         return {
             "format": self.format,
-            "delta": self.delta.to_json() if self.delta is not None else None,
             "images": [i.to_json() for i in self.images],
             "blobs": self.blobs,
             "size": self.size,
@@ -298,6 +297,7 @@ class ArchiveReport:
             "bytesToAdd": self.bytes_to_add,
             "problem": self.problem,
             "warnings": self.warnings,
+            "delta": self.delta.to_json() if self.delta is not None else None,
         }
 
 
