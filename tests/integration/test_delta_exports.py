@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cargohold import Store
+from cargohold import IncompleteDeltaError, Store
 from clisupport import assert_one_error_line, run
 from imagefactory import ArchiveBuilder, write_tar
 
@@ -372,3 +372,30 @@ def test_full_archive_is_not_a_delta(sites: Sites, tmp_path: Path) -> None:
         ok(run(sites.receiver, "archive", "inspect", "--format", "json", str(sites.update_tar)))
     )
     assert report["delta"] is None
+
+
+def test_delta_as_a_layout_directory_imports(sites: Sites, tmp_path: Path) -> None:
+    inv = inventory(sites.receiver, tmp_path / "inv")
+    layout = tmp_path / "delta-layout"
+    ok(
+        run(
+            sites.sender, "image", "export", "--against", str(inv), "--format", "oci-dir",
+            str(layout), UPDATE,
+        )
+    )  # fmt: skip
+    assert (layout / DELTA_MEMBER).is_file() and not (layout / "manifest.json").exists()
+    ok(run(sites.receiver, "image", "import", str(layout)))
+    ok(run(sites.receiver, "image", "check", "--verify", UPDATE))
+
+
+def test_library_refusal_is_an_incomplete_delta_error(sites: Sites, tmp_path: Path) -> None:
+    delta = delta_for_receiver(sites, tmp_path)
+    with Store(tmp_path / "empty") as store:
+        with pytest.raises(IncompleteDeltaError, match="lacks 2 omitted blobs"):
+            store.import_archive(delta)
+        assert store.list_images() == []
+    with Store(sites.receiver) as store:
+        result = store.export(tmp_path / "again.tar", [BASE], against=[delta])
+    # the delta's omitted blobs are the base's layers (held where it was imported); the base's
+    # config and manifest are not in it
+    assert (result.blobs_omitted, result.blobs) == (2, 2)
