@@ -308,6 +308,9 @@ def test_blob_left_out_of_the_list_is_refused(sites: Sites, tmp_path: Path) -> N
     line = assert_one_error_line(run(sites.receiver, "image", "import", str(forged)))
     assert f"{dropped['digest']} is neither in the archive nor in its list" in line
     assert state(sites.receiver) == before
+    # archive inspect refuses it too (it takes from the store only what the list names)
+    line = assert_one_error_line(run(sites.receiver, "archive", "inspect", str(forged)))
+    assert "import would fail: " in line and f"{dropped['digest']} " in line
 
 
 def test_list_naming_a_blob_the_archive_holds_is_refused(sites: Sites, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from ..archive.delta import incomplete, missing_blobs
+from ..archive.delta import blob_members, check_plan, incomplete, missing_blobs
 from ..archive.plan import ImportPlan, default_base_name
 from ..archive.scan import scan
 from ..archive.sources import open_members
@@ -180,12 +180,16 @@ def inspect_archive(
     matcher = platform_matcher(platforms, all_platforms)
     plan: ImportPlan | None = None
     try:
-        if report.problem is not None:
-            raise CargoholdError(report.problem)
-        plan = plan_archive(contents, matcher, base, stage)
+        if report.problem is None:  # else an incomplete delta: refused before planning
+            plan = plan_archive(contents, matcher, base, stage)
+            if omitted is not None:
+                check_plan(
+                    omitted, blob_members(contents.members) | set(contents.staged), plan.needed
+                )
     except CargoholdError as exc:
         report.problem = str(exc)
-    else:
+        plan = None
+    if plan is not None:
         report.importable = True
         report.warnings.extend(plan.warnings)
         for digest, desc in plan.needed.items():
