@@ -87,6 +87,7 @@ def import_archive(
         omitted = delta_omissions(contents)
         if omitted is not None:
             check_delta_held(ctx, lease_id, omitted)
+            contents.present.update(omitted)  # held, checked and leased: the walk's to use
         plan = plan_archive(
             contents,
             matcher,
