@@ -94,7 +94,8 @@ def encode(inventory: Inventory) -> bytes:
         {"name": i.name, "digest": str(i.digest), "mediaType": i.media_type, "size": i.size}
         for i in sorted(inventory.images, key=lambda i: i.name)
     ]
-    body["blobs"] = [[d, size] for d, size in sorted(inventory.blobs.items())]
+    blobs = inventory.blobs
+    body["blobs"] = [[d, blobs[d]] for d in sorted(blobs)]  # strings sort faster than pairs
     canonical = _canonical(body)
     inventory.digest = Digest("sha256", hashlib.sha256(canonical).hexdigest())
     data = b'{"digest":"' + str(inventory.digest).encode() + b'",' + canonical[1:]
