@@ -18,6 +18,7 @@ The whole tree (a second base in brackets)::
     │   └── InvalidDocumentError
     ├── InvalidDigestError (ValueError)
     ├── InvalidFilterError (ValueError)
+    ├── InvalidInventoryError
     ├── InvalidLabelError (ValueError)
     ├── InvalidPlatformError (ValueError)
     ├── InvalidReferenceError (ValueError)
@@ -28,7 +29,8 @@ The whole tree (a second base in brackets)::
     │   │   └── ArchiveMissingContentError (InvalidArchiveError)
     │   ├── NoMatchingPlatformError
     │   │   └── ArchiveNoMatchingPlatformError (InvalidArchiveError)
-    │   └── NoStoreError
+    │   ├── NoStoreError
+    │   └── IncompleteDeltaError
     ├── OutputPathError
     ├── ReadOnlyStoreError (PermissionError)
     ├── RegistryError
@@ -275,6 +277,16 @@ class ArchiveMissingContentError(MissingContentError, InvalidArchiveError):
 
 class ArchiveNoMatchingPlatformError(NoMatchingPlatformError, InvalidArchiveError):
     """None of an archive's images is for the platforms asked for."""
+
+
+class InvalidInventoryError(CargoholdError):
+    """An inventory is damaged (its body does not match its digest), malformed, of a format
+    version this cargohold does not read, or not an inventory at all."""
+
+
+class IncompleteDeltaError(NotFoundError):
+    """A delta archive omits blobs the importing namespace does not hold: the archive was made
+    for a receiver that has more than this one."""
 
 
 class TransferCancelled(Exception):

@@ -62,6 +62,7 @@ REPORT_KEYS = [
     "bytesToAdd",
     "problem",
     "warnings",
+    "delta",
 ]
 IMAGE_KEYS = ["names", "digest", "mediaType", "platforms", "size", "missing"]
 

@@ -1245,7 +1245,14 @@ def test_rm_no_gc_json(root: Path, alpine: Built) -> None:
     assert stored_digests(root) == set(alpine.blobs_of())
 
 
-EXPORT_KEYS = {"images", "blobs", "bytesWritten", "skippedNonDistributable"}
+EXPORT_KEYS = {
+    "images",
+    "blobs",
+    "bytesWritten",
+    "skippedNonDistributable",
+    "blobsOmitted",
+    "bytesOmitted",
+}
 
 
 def test_export_json_report(root: Path, tmp_path: Path, alpine: Built) -> None:
@@ -1260,6 +1267,7 @@ def test_export_json_report(root: Path, tmp_path: Path, alpine: Built) -> None:
     assert doc["blobs"] == 3
     assert doc["bytesWritten"] == out.stat().st_size
     assert doc["skippedNonDistributable"] == 0
+    assert (doc["blobsOmitted"], doc["bytesOmitted"]) == (0, 0)  # no --against: a full archive
 
     # with the archive on stdout, the report is on stderr
     proc = run(root, "image", "export", "--output-format", "json", "-", alpine.name)

@@ -38,6 +38,8 @@ class ArchiveContents:
     index_json: bytes | None = None
     manifest_json: bytes | None = None
     repositories: bytes | None = None
+    #: A delta export's list of the blobs it left out (``cargohold-delta.json``).
+    delta: bytes | None = None
     staged: dict[Digest, StagedBlob] = field(default_factory=dict)
     #: Blobs the archive contains whose bytes were not read: the importing namespace holds
     #: them, and the store's copy stands for the archive's.

@@ -22,6 +22,7 @@ from ..progress import BLOB_PROGRESS_THRESHOLD, Progress
 from ..storage.blobs import BlobStore
 from ..storage.ingest import HASH_ONLY, StagedBlob
 from .contents import ArchiveContents
+from .delta import DELTA_MEMBER
 from .docker import stored_layers
 from .members import BLOB_NAME, Member, member_name, resolve_link
 
@@ -35,6 +36,7 @@ _SMALL_FILES: Final = {
     "index.json": "index_json",
     "manifest.json": "manifest_json",
     "repositories": "repositories",
+    DELTA_MEMBER: "delta",
 }
 
 

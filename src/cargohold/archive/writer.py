@@ -38,6 +38,7 @@ from ..storage.files import CHUNK_SIZE, reserve
 from ..storage.metadata import ImageRecord
 from . import compression
 from .compression import Compression
+from .delta import DELTA_MEMBER, encode_delta
 
 OCI_LAYOUT: Final = b'{"imageLayoutVersion":"1.0.0"}'
 _BLOCK: Final = 512
@@ -58,6 +59,9 @@ class ExportPlan:
     index_json: bytes = b""
     manifest_json: bytes | None = None
     skipped: list[Descriptor] = field(default_factory=list)
+    #: Blobs left out because the receiver holds them (a delta export), and their list.
+    omitted: dict[Digest, Descriptor] = field(default_factory=dict)
+    delta_json: bytes | None = None
 
 
 def plan_export(
@@ -67,11 +71,13 @@ def plan_export(
     skip_manifest_json: bool = False,
     skip_non_distributable: bool = False,
     ref_name: RefNameForm = "full",
+    held: Callable[[Descriptor], bool] | None = None,
 ) -> ExportPlan:
     """Resolve each image for the selected platforms; fails naming any content that is missing.
 
     *ref_name* chooses the OCI ref name's form; ``io.containerd.image.name`` always holds the
-    full name, and containerd reads that first."""
+    full name, and containerd reads that first. The blobs *held* says the receiver holds are
+    left out (a delta, see :mod:`.delta`): listed in its own member, without ``manifest.json``."""
     plan = ExportPlan()
     entries: list[dict[str, object]] = []
     docker: dict[Digest, _DockerEntry] = {}
@@ -100,7 +106,21 @@ def plan_export(
     plan.index_json = dump_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
     if not skip_manifest_json and docker:
         plan.manifest_json = dump_json([entry.to_json() for entry in docker.values()])
+    if held is not None:
+        _omit_held(plan, held)
     return plan
+
+
+def _omit_held(plan: ExportPlan, held: Callable[[Descriptor], bool]) -> None:
+    """Make *plan* a delta: without the blobs the receiver holds, and without docker's
+    ``manifest.json`` (``docker load`` would half-load it); unchanged when none is held."""
+    plan.omitted = {digest: desc for digest, desc in plan.blobs.items() if held(desc)}
+    if not plan.omitted:
+        return
+    for digest in plan.omitted:
+        del plan.blobs[digest]
+    plan.manifest_json = None
+    plan.delta_json = encode_delta({d: desc.size for d, desc in plan.omitted.items()})
 
 
 @dataclass(slots=True)
@@ -148,6 +168,8 @@ def _records(plan: ExportPlan) -> list[tuple[str, Digest | bytes | None]]:
     records += [(d, None) for d in directories]
     records += [(_blob_path(d), d) for d in plan.blobs]
     records.append(("index.json", plan.index_json))
+    if plan.delta_json is not None:
+        records.append((DELTA_MEMBER, plan.delta_json))
     if plan.manifest_json is not None:
         records.append(("manifest.json", plan.manifest_json))
     records.append(("oci-layout", OCI_LAYOUT))

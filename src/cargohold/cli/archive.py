@@ -25,7 +25,7 @@ from .transports import parse_location
 from .units import counted, human_size
 
 if TYPE_CHECKING:
-    from ..operations.results import ArchiveReport
+    from ..operations.results import ArchiveDelta, ArchiveReport
 
 
 @click.group()
@@ -56,7 +56,10 @@ def archive_inspect(
     The import estimate uses the platforms an import would (this host's by default,
     --platform, --all-platforms). Exits 1 when the import would fail. skopeo's
     oci-archive:FILE, docker-archive:FILE and oci:DIR are understood (a reference after the
-    path is ignored here)."""
+    path is ignored here).
+
+    A delta archive (image export --against) is shown as one, with what it left out and
+    whether this namespace of the store holds all of it (the import's condition)."""
     source = parse_location(source).path
     refuse_terminal_stdin(source)
     # Here, not at the top: the archive reader is heavy, and the root's --help loads this module.
@@ -69,6 +72,7 @@ def archive_inspect(
         all_platforms=selection.all_platforms,
         progress=make_progress("none" if quiet else progress_mode),
         limits=limits,
+        namespace=ctx.namespace,
     )
     for warning in report.warnings:
         warn(warning)
@@ -84,12 +88,24 @@ def archive_inspect(
         raise CargoholdError(f"import would fail: {report.problem}")
 
 
+def _delta_line(delta: ArchiveDelta) -> str:
+    """What a delta left out, and whether the store can supply it."""
+    line = f"yes, {counted(delta.blobs, 'blob')} ({human_size(delta.size)}) omitted"
+    if delta.namespace is None:
+        return f"{line}; no store here to check them against"
+    if not delta.missing:
+        return f"{line}; namespace {delta.namespace} holds them all"
+    lacking = sum(size for _, size in delta.missing)
+    return f"{line}; namespace {delta.namespace} lacks {len(delta.missing)} ({human_size(lacking)})"
+
+
 def _print_report(report: ArchiveReport) -> None:
     """The archive's format and blobs, a row per image name, and what an import would add."""
     print_fields(
         [
             ("Format", "OCI image layout" if report.format == "oci" else "docker archive"),
             ("Blobs", f"{report.blobs}, {human_size(report.size)}"),
+            *([("Delta", _delta_line(report.delta))] if report.delta is not None else []),
         ]
     )
     echo()

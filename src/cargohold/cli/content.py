@@ -11,7 +11,7 @@ from ..errors import CargoholdError
 from ..operations.results import ImageUser
 from .context import Context, pass_context
 from .groups import AliasedGroup
-from .jsonout import content_json, gc_json
+from .jsonout import content_json, gc_json, inventory_json
 from .options import format_option
 from .render import age, echo, print_json, print_rows
 from .units import counted, human_size
@@ -133,6 +133,43 @@ def gc(ctx: Context, dry_run: bool, quiet: bool, output_format: str) -> None:
             echo(f"{digest}  {human_size(size)}")
     verb = "would be removed" if dry_run else "removed"
     echo(f"{counted(len(result.removed), 'blob')} {verb}, {human_size(result.bytes_freed)}")
+
+
+@content.command("inventory")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    default="-",
+    show_default=True,
+    metavar="FILE|-",
+    help="Where to write the inventory (- for stdout).",
+)
+@click.option("--sync", is_flag=True, help="Flush the file to disk before it takes its name.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing (with -o FILE).")
+@format_option
+@pass_context
+def content_inventory(ctx: Context, out: str, sync: bool, quiet: bool, output_format: str) -> None:
+    """Write what this namespace holds (every blob's digest and size, every image name and
+    its target) for a sender to export only the rest: image export --against FILE.
+
+    A versioned JSON document (application/vnd.cargohold.inventory.v1+json) with a digest of
+    its own body, zstd-compressed when over 1 MiB. With -o FILE a line (or --format json)
+    says what was written; with stdout, nothing else is printed."""
+    if out == "-" and sys.stdout.isatty():
+        raise CargoholdError("refusing to write an inventory to a terminal; use -o FILE")
+    with ctx.store("read") as store:
+        result = store.write_inventory(out, sync=sync)
+    if out == "-":
+        return
+    if output_format == "json":
+        print_json(inventory_json(result))
+    elif not quiet:
+        echo(
+            f"inventory of namespace {result.namespace}: {counted(result.blobs, 'blob')}"
+            f" ({human_size(result.size)}), {counted(result.images, 'image')};"
+            f" {human_size(result.bytes_written)} written to {out} ({result.digest})"
+        )
 
 
 def _blobs_not_found(digests: list[str]) -> str:

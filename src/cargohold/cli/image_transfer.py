@@ -218,6 +218,15 @@ def _print_imported(result: ImportResult) -> None:
     " digest (the archive is then not written; a stream stops before its index). Reads the"
     " blobs through Python instead of the kernel's copy: slower.",
 )
+@click.option(
+    "--against",
+    multiple=True,
+    metavar="FILE",
+    help="Leave out the blobs the receiver holds, as FILE says: its inventory (content"
+    " inventory), an archive shipped to it before, or an OCI layout directory. Repeated, a"
+    " blob is left out only when every FILE holds it. The archive is then a delta: it lists"
+    " what it left out, has no manifest.json, and imports only where those blobs are held.",
+)
 @progress_option
 @quiet_option
 @click.option(
@@ -246,6 +255,7 @@ def export(
     ref_name: RefNameForm,
     sync: bool,
     verify: bool,
+    against: tuple[str, ...],
     progress_mode: str,
     quiet: bool,
     format_choice: str | None,
@@ -291,6 +301,7 @@ def export(
             verify=verify,
             ref_name=ref_name,
             name_as=location.reference,
+            against=against,
         )
     if output_format == "json":
         # with the archive on stdout, the report goes to stderr

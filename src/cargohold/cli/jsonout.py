@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from ..oci.config import ConfigSummary
     from ..oci.tree import TreeNode
     from ..operations.info import StoreInfo
+    from ..operations.inventory import InventoryResult
     from ..operations.results import (
+        ArchiveDelta,
         ArchiveImage,
         ArchiveReport,
         CheckResult,
@@ -74,6 +76,8 @@ def export_json(result: ExportResult) -> JSON:
         "blobs": result.blobs,
         "bytesWritten": result.bytes_written,
         "skippedNonDistributable": result.skipped_non_distributable,
+        "blobsOmitted": result.blobs_omitted,
+        "bytesOmitted": result.bytes_omitted,
     }
 
 
@@ -202,6 +206,28 @@ def archive_report_json(report: ArchiveReport) -> JSON:
         "bytesToAdd": report.bytes_to_add,
         "problem": report.problem,
         "warnings": report.warnings,
+        "delta": delta_json(report.delta) if report.delta is not None else None,
+    }
+
+
+def delta_json(delta: ArchiveDelta) -> JSON:
+    return {
+        "blobsOmitted": delta.blobs,
+        "bytesOmitted": delta.size,
+        "namespace": delta.namespace,
+        "missing": [{"digest": str(d), "size": size} for d, size in delta.missing],
+        "bytesMissing": sum(size for _, size in delta.missing),
+    }
+
+
+def inventory_json(result: InventoryResult) -> JSON:
+    return {
+        "namespace": result.namespace,
+        "blobs": result.blobs,
+        "size": result.size,
+        "images": result.images,
+        "digest": str(result.digest),
+        "bytesWritten": result.bytes_written,
     }
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from ..archive import writer as archive_export
 from ..archive.compression import Compression
+from ..archive.holdings import Holdings, read_holdings
 from ..archive.writer import RefNameForm
 from ..errors import (
     CargoholdError,
     NotFoundError,
 )
+from ..oci.mediatypes import Descriptor
 from ..oci.platforms import Platform
 from ..oci.references import Reference, check_name_digest, is_tag
 from ..progress import Progress
@@ -47,6 +49,7 @@ def export(
     verify: bool = False,
     ref_name: RefNameForm = "full",
     name_as: str | None = None,
+    against: Sequence[str | Path] = (),
 ) -> ExportResult:
     """Write the images *refs* to *out* (a path, ``"-"`` for stdout, or a binary stream).
 
@@ -63,6 +66,10 @@ def export(
     *ref_name* is the form of ``org.opencontainers.image.ref.name``: the full reference
     (default) or only its tag, as ``ctr export`` writes. *name_as* writes the one image of
     *refs* under that name instead of its stored one (skopeo's ``oci-archive:FILE:NAME``).
+
+    With *against* (inventories, earlier archives, OCI layout directories: what the receiver
+    holds) the archive is a delta: a blob every one of them holds, with its size, is left out
+    and listed in the archive (see :mod:`cargohold.archive.delta`).
     """
     if not refs:
         raise NotFoundError("no image to export")
@@ -77,7 +84,13 @@ def export(
     if name_as is not None:
         records = [_renamed(records, name_as)]
     plan = archive_export.plan_export(
-        ctx.blobs, records, matcher, skip_manifest_json, skip_non_distributable, ref_name
+        ctx.blobs,
+        records,
+        matcher,
+        skip_manifest_json,
+        skip_non_distributable,
+        ref_name,
+        held=receiver_holds([read_holdings(Path(a)) for a in against]) if against else None,
     )
     progress = progress or Progress()
     with finishing(progress):
@@ -102,7 +115,26 @@ def export(
                 plan, ctx.blobs, stream, compress, progress, verify=verify
             )
     names = [r.name for r in records]
-    return ExportResult(names, len(plan.blobs), written, len(plan.skipped), records)
+    return ExportResult(
+        names,
+        len(plan.blobs),
+        written,
+        len(plan.skipped),
+        records,
+        blobs_omitted=len(plan.omitted),
+        bytes_omitted=sum(desc.size for desc in plan.omitted.values()),
+    )
+
+
+def receiver_holds(holdings: Sequence[Holdings]) -> Callable[[Descriptor], bool]:
+    """Whether every one of *holdings* has the blob, of its descriptor's size: one archive for
+    several sites leaves out only what all of them hold."""
+
+    def held(desc: Descriptor) -> bool:
+        digest = str(desc.digest)
+        return all(h.blobs.get(digest) == desc.size for h in holdings)
+
+    return held
 
 
 def _renamed(records: list[ImageRecord], name: str) -> ImageRecord:

@@ -8,6 +8,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..archive.contents import ArchiveContents
+from ..archive.delta import (
+    DELTA_MEMBER,
+    blob_members,
+    check_archive_omits,
+    check_plan,
+    incomplete,
+    missing_blobs,
+    parse_delta,
+)
 from ..archive.docker import plan_docker
 from ..archive.layout import plan_oci
 from ..archive.plan import ImportPlan, default_base_name
@@ -75,6 +84,10 @@ def import_archive(
             (limits or Limits()).document_bytes,
             held=lambda digest, size: ctx.reusable(lease_id, digest, size),
         )
+        omitted = delta_omissions(contents)
+        if omitted is not None:
+            check_delta_held(ctx, lease_id, omitted)
+            contents.present.update(omitted)  # held, checked and leased: the walk's to use
         plan = plan_archive(
             contents,
             matcher,
@@ -92,6 +105,9 @@ def import_archive(
         if plan.index_blob is not None:
             staged = ctx.blobs.stage_bytes(plan.index_blob, staging, "index.json")
             contents.staged.setdefault(staged.digest, staged)
+        if omitted is not None:
+            shipped = blob_members(contents.members) | set(contents.staged)
+            check_plan(omitted, shipped, plan.needed)
         done = commit(
             ctx,
             lease_id,
@@ -106,6 +122,35 @@ def import_archive(
     result.bytes_deduplicated = done.bytes_deduplicated
     result.warnings.extend(done.warnings)
     return result
+
+
+def delta_omissions(contents: ArchiveContents) -> dict[Digest, int] | None:
+    """The blobs a delta archive says it left out; None when the archive is no delta."""
+    if contents.delta is None:
+        return None
+    if contents.layout is None:
+        raise InvalidArchiveError(
+            f"member {DELTA_MEMBER!r}: a delta archive must be an OCI image layout (no oci-layout)"
+        )
+    omitted = parse_delta(contents.delta, contents.document_limit)
+    check_archive_omits(omitted, contents.members)
+    return omitted
+
+
+def check_delta_held(ctx: StoreContext, lease_id: str, omitted: dict[Digest, int]) -> None:
+    """Refuse a delta whose omitted blobs this namespace does not all hold, before anything is
+    planned; the ones it holds are leased, as a normal import's reused blobs are."""
+
+    def held_size(digest: Digest) -> int | None:
+        if not ctx.meta.holds(ctx.namespace, digest):
+            return None
+        return ctx.blobs.regular_size(digest)
+
+    missing = missing_blobs(
+        omitted, held_size, lambda digest, size: ctx.reusable(lease_id, digest, size)
+    )
+    if missing:
+        raise incomplete(missing, ctx.namespace)
 
 
 def plan_archive(

@@ -7,9 +7,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from ..archive.delta import blob_members, check_plan, incomplete, missing_blobs
 from ..archive.plan import ImportPlan, default_base_name
 from ..archive.scan import scan
 from ..archive.sources import open_members
+from ..defaults import DEFAULT_NAMESPACE
 from ..errors import (
     CargoholdError,
     NotFoundError,
@@ -24,7 +26,7 @@ from ..oci.tree import TreeNode, tree
 from ..progress import Progress
 from ..storage.blobs import BlobStore
 from ..storage.ingest import HASH_ONLY, StagedBlob
-from ..storage.metadata import ImageRecord
+from ..storage.metadata import ImageRecord, MetadataStore
 from .context import (
     VERSION_FILE,
     StoreContext,
@@ -34,8 +36,9 @@ from .context import (
     image_target,
     platform_matcher,
 )
-from .importing import plan_archive
+from .importing import delta_omissions, plan_archive
 from .results import (
+    ArchiveDelta,
     ArchiveImage,
     ArchiveReport,
     CheckResult,
@@ -139,11 +142,13 @@ def inspect_archive(
     all_platforms: bool = False,
     progress: Progress | None = None,
     limits: Limits | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> ArchiveReport:
     """What an archive holds, and what importing it into the store at *root* would add.
 
     Every member is read and verified as an import would, but nothing is written: not to the
-    store (which is only looked at, and need not exist) and not to any temporary file.
+    store (which is only looked at, and need not exist) and not to any temporary file. A delta
+    archive is planned with the blobs it omits taken from *namespace*, when it holds them all.
     """
     store_root = Path(root) if root is not None else default_root()
     if (store_root / VERSION_FILE).is_file():
@@ -161,6 +166,13 @@ def inspect_archive(
         blobs=len(distinct),
         size=sum(distinct.values()),
     )
+    omitted = delta_omissions(contents)
+    if omitted is not None:
+        report.delta = _delta_report(omitted, store_root, namespace, blobs)
+        missing = set(report.delta.missing)
+        contents.held = lambda d, size: omitted.get(d) == size and (d, size) not in missing
+        if report.delta.missing:
+            report.problem = str(incomplete(report.delta.missing, namespace))
 
     def stage(data: bytes) -> StagedBlob:
         return blobs.stage_bytes(data, HASH_ONLY, "manifest")
@@ -168,10 +180,16 @@ def inspect_archive(
     matcher = platform_matcher(platforms, all_platforms)
     plan: ImportPlan | None = None
     try:
-        plan = plan_archive(contents, matcher, base, stage)
+        if report.problem is None:  # else an incomplete delta: refused before planning
+            plan = plan_archive(contents, matcher, base, stage)
+            if omitted is not None:
+                check_plan(
+                    omitted, blob_members(contents.members) | set(contents.staged), plan.needed
+                )
     except CargoholdError as exc:
         report.problem = str(exc)
-    else:
+        plan = None
+    if plan is not None:
         report.importable = True
         report.warnings.extend(plan.warnings)
         for digest, desc in plan.needed.items():
@@ -203,6 +221,28 @@ def inspect_archive(
         if planned.name not in image.names:
             image.names.append(planned.name)
     return report
+
+
+def _delta_report(
+    omitted: dict[Digest, int], root: Path, namespace: str, blobs: BlobStore
+) -> ArchiveDelta:
+    """What a delta omits, and which of those blobs *namespace* of the store at *root* lacks
+    (all of them, when there is no store)."""
+    delta = ArchiveDelta(len(omitted), sum(omitted.values()), None)
+    if not (root / "metadata.db").is_file():
+        delta.missing = sorted(omitted.items())
+        return delta
+    delta.namespace = namespace
+    meta = MetadataStore(root / "metadata.db", "read")
+    try:
+
+        def held_size(digest: Digest) -> int | None:
+            return blobs.regular_size(digest) if meta.holds(namespace, digest) else None
+
+        delta.missing = missing_blobs(omitted, held_size, lambda _d, _s: True)
+    finally:
+        meta.close()
+    return delta
 
 
 def _node_platforms(source: ContentSource, root: TreeNode) -> set[Platform]:

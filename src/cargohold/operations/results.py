@@ -42,6 +42,9 @@ class ExportResult:
     skipped_non_distributable: int
     #: The exported images' records, in *images*' order (for the JSON's name, digest, type).
     records: list[ImageRecord] = field(default_factory=list)
+    #: Blobs a delta export left out (the receiver holds them), and their bytes.
+    blobs_omitted: int = 0
+    bytes_omitted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,17 @@ class ArchiveImage:
 
 
 @dataclass(slots=True)
+class ArchiveDelta:
+    """What a delta archive left out, and whether the namespace it was inspected for holds it
+    (*namespace* None: there was no store to look at)."""
+
+    blobs: int
+    size: int
+    namespace: str | None
+    missing: list[tuple[Digest, int]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class ArchiveReport:
     """What ``archive inspect`` found, and what an import would add to the store."""
 
@@ -174,3 +188,5 @@ class ArchiveReport:
     bytes_to_add: int = 0
     problem: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Set for a delta archive (an export --against).
+    delta: ArchiveDelta | None = None

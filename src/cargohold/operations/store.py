@@ -45,6 +45,7 @@ from .results import (
 
 if TYPE_CHECKING:
     from ..archive.writer import RefNameForm
+    from .inventory import InventoryResult
     from .transfer import ClientFactory, PullResult, PushResult
 
 #: containerd's limit on a label's key and value together.
@@ -247,6 +248,13 @@ class Store(StoreContext):
 
         return content.remove_content(self, digests, force)
 
+    def write_inventory(self, out: str | Path | BinaryIO, sync: bool = False) -> InventoryResult:
+        """Write what this namespace holds, for a sender's ``export --against`` (see
+        :func:`cargohold.operations.inventory.write_inventory`)."""
+        from . import inventory
+
+        return inventory.write_inventory(self, out, sync)
+
     # -- namespaces ----------------------------------------------------------------------
 
     def namespaces(self) -> list[Namespace]:
@@ -324,6 +332,7 @@ class Store(StoreContext):
         verify: bool = False,
         ref_name: RefNameForm = "full",
         name_as: str | None = None,
+        against: Sequence[str | Path] = (),
     ) -> ExportResult:
         """Write the images *refs* to *out*, a path, ``"-"`` for stdout, or a binary stream
         (see :func:`cargohold.operations.exporting.export`)."""
@@ -344,6 +353,7 @@ class Store(StoreContext):
             verify=verify,
             ref_name=ref_name,
             name_as=name_as,
+            against=against,
         )
 
     # -- registries ----------------------------------------------------------------------
