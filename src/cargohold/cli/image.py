@@ -45,6 +45,7 @@ TRANSFER_COMMANDS = {
     "export": ".image_transfer:export",
     "pull": ".image_transfer:pull",
     "push": ".image_transfer:push",
+    "verify": ".image_verify:verify",
 }
 
 

@@ -76,6 +76,12 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Accepted for ctr's scripts; a no-op: the import always runs in this process.",
 )
+@click.option(
+    "--require-signature",
+    metavar="KEY.pub",
+    help="Refuse the archive (nothing is stored) unless each image it imports carries a"
+    " cosign signature by this public key, checked offline.",
+)
 @limit_options
 @format_option
 @progress_option
@@ -95,6 +101,7 @@ def import_(
     compress_blobs: bool,
     no_unpack: bool,
     local: bool,
+    require_signature: str | None,
     limits: Limits,
     output_format: str,
     progress_mode: str,
@@ -110,7 +117,8 @@ def import_(
     after the path (oci-archive:FILE:REF) names the image REF, as --tag does. A file whose
     name merely starts like that is still read as a file.
 
-    Every blob is verified; nothing is stored unless the whole archive is sound.
+    Every blob is verified; nothing is stored unless the whole archive is sound. The
+    signatures, attestations and SBOMs the archive carries for its images are kept with them.
     """
     location = parse_location(archive)
     archive = location.path
@@ -131,6 +139,7 @@ def import_(
             compress_blobs=compress_blobs,
             progress=make_progress(progress_mode, quiet=quiet),
             limits=limits,
+            require_signature=require_signature,
         )
     for warning in result.warnings:
         warn(warning)
@@ -216,6 +225,11 @@ def _print_imported(result: ImportResult) -> None:
     " digest (the archive is then not written; a stream stops before its index). Reads the"
     " blobs through Python instead of the kernel's copy: slower.",
 )
+@click.option(
+    "--no-referrers",
+    is_flag=True,
+    help="Leave out the images' signatures, attestations and SBOMs.",
+)
 @progress_option
 @quiet_option
 @click.option(
@@ -239,6 +253,7 @@ def export(
     ref_name: RefNameForm,
     sync: bool,
     verify: bool,
+    no_referrers: bool,
     progress_mode: str,
     quiet: bool,
     output_format: str,
@@ -275,6 +290,7 @@ def export(
             verify=verify,
             ref_name=ref_name,
             name_as=location.reference,
+            referrers=not no_referrers,
         )
     if output_format == "json":
         # with the archive on stdout, the report goes to stderr

@@ -25,6 +25,7 @@ from .context import (
     finishing,
     platform_matcher,
 )
+from .referrers import referrer_closure
 from .results import (
     ExportResult,
 )
@@ -47,6 +48,7 @@ def export(
     verify: bool = False,
     ref_name: RefNameForm = "full",
     name_as: str | None = None,
+    referrers: bool = True,
 ) -> ExportResult:
     """Write the images *refs* to *out* (a path, ``"-"`` for stdout, or a binary stream).
 
@@ -59,6 +61,9 @@ def export(
     usually copied on, not kept). With *verify* every blob is hashed as it is written and
     one that does not match its digest fails the export before the rename (on a stream,
     the stream stops short of the archive's index documents).
+
+    The referrers the store keeps for the images (signatures, attestations, SBOMs) are
+    written with them unless *referrers* is false (see ``archive.writer._add_referrers``).
 
     *ref_name* is the form of ``org.opencontainers.image.ref.name``: the full reference
     (default) or only its tag, as ``ctr export`` writes. *name_as* writes the one image of
@@ -77,7 +82,13 @@ def export(
     if name_as is not None:
         records = [_renamed(records, name_as)]
     plan = archive_export.plan_export(
-        ctx.blobs, records, matcher, skip_manifest_json, skip_non_distributable, ref_name
+        ctx.blobs,
+        records,
+        matcher,
+        skip_manifest_json,
+        skip_non_distributable,
+        ref_name,
+        (lambda subjects: referrer_closure(ctx, subjects)) if referrers else None,
     )
     progress = progress or Progress()
     with finishing(progress):

@@ -19,6 +19,7 @@ from ..archive.compression import Compression
 from ..errors import (
     AlreadyExistsError,
     AmbiguousImageError,
+    CargoholdError,
     InUseError,
     InvalidLabelError,
     InvalidReferenceError,
@@ -29,6 +30,7 @@ from ..oci.digests import Digest
 from ..oci.graph import walk
 from ..oci.platforms import Platform, PlatformMatcher
 from ..oci.references import Reference, check_name_digest
+from ..oci.referrers import Referrer
 from ..progress import Progress
 from ..storage.gc import GcResult, collect
 from ..storage.metadata import ImageRecord, Namespace
@@ -46,6 +48,7 @@ from .results import (
 if TYPE_CHECKING:
     from ..archive.writer import RefNameForm
     from .transfer import ClientFactory, PullResult, PushResult
+    from .verifying import VerifiedImage
 
 #: containerd's limit on a label's key and value together.
 MAX_LABEL_BYTES = 4096
@@ -276,6 +279,7 @@ class Store(StoreContext):
         compress_blobs: bool = False,
         progress: Progress | None = None,
         limits: Limits | None = None,
+        require_signature: str | Path | None = None,
     ) -> ImportResult:
         """Import an archive (a path, ``"-"`` for stdin, or a binary stream), all or nothing
         (see :func:`cargohold.operations.importing.import_archive`)."""
@@ -295,6 +299,7 @@ class Store(StoreContext):
             compress_blobs=compress_blobs,
             progress=progress,
             limits=limits,
+            require_signature=require_signature,
         )
 
     def export(
@@ -313,6 +318,7 @@ class Store(StoreContext):
         verify: bool = False,
         ref_name: RefNameForm = "full",
         name_as: str | None = None,
+        referrers: bool = True,
     ) -> ExportResult:
         """Write the images *refs* to *out*, a path, ``"-"`` for stdout, or a binary stream
         (see :func:`cargohold.operations.exporting.export`)."""
@@ -333,6 +339,7 @@ class Store(StoreContext):
             verify=verify,
             ref_name=ref_name,
             name_as=name_as,
+            referrers=referrers,
         )
 
     # -- registries ----------------------------------------------------------------------
@@ -383,6 +390,34 @@ class Store(StoreContext):
             all_platforms=all_platforms,
             progress=progress,
         )
+
+    # -- referrers and signatures --------------------------------------------------------
+
+    def referrers(self, subject: str | Digest, artifact_type: str | None = None) -> list[Referrer]:
+        """The referrers kept for *subject* (a digest, or an image's name) in this namespace,
+        cosign's attachments included; a server's referrers API answers from this (see
+        :func:`cargohold.operations.referrers.referrers_response` for the index it serves)."""
+        from .referrers import list_referrers
+
+        digest = subject if isinstance(subject, Digest) else _subject_digest(self, subject)
+        return list_referrers(self, digest, artifact_type)
+
+    def verify(
+        self, refs: Sequence[str], key: str | Path, identity: str | None = None
+    ) -> list[VerifiedImage]:
+        """Check the images *refs* for a cosign signature by the public key file *key*, offline
+        (see :func:`cargohold.operations.verifying.verify`)."""
+        from .verifying import verify
+
+        return verify(self, refs, key, identity)
+
+
+def _subject_digest(ctx: StoreContext, subject: str) -> Digest:
+    """A digest as given, else the target digest of the image *subject* names."""
+    try:
+        return Digest.parse(subject)
+    except CargoholdError:
+        return ctx.resolve(subject).digest
 
 
 def _check_label(key: str, value: str) -> None:
