@@ -317,6 +317,11 @@ def _layout_dir(location: Location, archive_format: str | None, skip_manifest_js
 @click.command("pull")
 @click.argument("ref", metavar="REF")
 @platform_options
+@click.option(
+    "--no-referrers",
+    is_flag=True,
+    help="Leave the image's signatures, attestations and SBOMs in the registry.",
+)
 @registry_options
 @format_option
 @progress_option
@@ -326,6 +331,7 @@ def pull(
     ctx: Context,
     ref: str,
     selection: PlatformSelection,
+    no_referrers: bool,
     client_factory: ClientFactory,
     output_format: str,
     progress_mode: str,
@@ -334,9 +340,11 @@ def pull(
     """Pull the image REF from its registry into the store, under REF's full name.
 
     Every manifest and blob is verified against its digest; blobs the store has are not
-    downloaded; nothing is stored unless the whole image arrived. --format json prints
-    {name, digest, mediaType, action, platforms, manifestsDownloaded, blobsDownloaded,
-    bytesDownloaded, blobsPresent}.
+    downloaded; nothing is stored unless the whole image arrived. The signatures,
+    attestations and SBOMs the registry has for the image come with it (its referrers API,
+    else the referrers tag schema, and cosign's sha256-<hex>.sig/.att/.sbom tags) unless
+    --no-referrers. --format json prints {name, digest, mediaType, action, platforms,
+    manifestsDownloaded, blobsDownloaded, bytesDownloaded, blobsPresent, referrers}.
     """
     with ctx.store("write") as store:
         result = store.pull(
@@ -345,11 +353,16 @@ def pull(
             all_platforms=selection.all_platforms,
             client_factory=client_factory,
             progress=make_progress(progress_mode, quiet=quiet),
+            referrers=not no_referrers,
         )
+    for warning in result.warnings:
+        warn(warning)
     if output_format == "json":
         print_json(result.to_json())
     elif not quiet:
         echo(f"{result.name}  {result.digest.algorithm}:{result.digest.short}  {result.action}")
+        if result.referrers:
+            echo(f"{counted(result.referrers, 'referrer')} (signatures, attestations, SBOMs)")
         echo(
             f"{counted(result.blobs_downloaded, 'blob')} downloaded"
             f" ({human_size(result.bytes_downloaded)}),"
@@ -361,6 +374,11 @@ def pull(
 @click.argument("ref", metavar="REF", shell_complete=complete_images)
 @click.argument("destination", metavar="[DEST]", required=False)
 @platform_options
+@click.option(
+    "--no-referrers",
+    is_flag=True,
+    help="Do not send the image's signatures, attestations and SBOMs.",
+)
 @registry_options
 @format_option
 @progress_option
@@ -371,6 +389,7 @@ def push(
     ref: str,
     destination: str | None,
     selection: PlatformSelection,
+    no_referrers: bool,
     client_factory: ClientFactory,
     output_format: str,
     progress_mode: str,
@@ -381,8 +400,10 @@ def push(
     Default: every platform the store holds. A stored index whose manifests are all pushed
     goes byte for byte; otherwise an index of the pushed manifests is made (with a warning).
     Blobs the registry has are skipped, blobs of REF's repository on the same registry are
-    mounted. --format json prints {name, destination, digest, mediaType, platforms,
-    manifests, blobsUploaded, bytesUploaded, blobsMounted, blobsPresent}.
+    mounted. The image's signatures, attestations and SBOMs follow it (the referrers
+    tag schema where the registry has no referrers API) unless --no-referrers. --format
+    json prints {name, destination, digest, mediaType, platforms, manifests, blobsUploaded,
+    bytesUploaded, blobsMounted, blobsPresent, referrers}.
     """
     with ctx.store("read") as store:
         result = store.push(
@@ -392,6 +413,7 @@ def push(
             all_platforms=selection.all_platforms,
             client_factory=client_factory,
             progress=make_progress(progress_mode, quiet=quiet),
+            referrers=not no_referrers,
         )
     for warning in result.warnings:
         warn(warning)

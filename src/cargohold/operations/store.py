@@ -352,6 +352,7 @@ class Store(StoreContext):
         all_platforms: bool = False,
         client_factory: ClientFactory | None = None,
         progress: Progress | None = None,
+        referrers: bool = True,
     ) -> PullResult:
         """Pull *ref* from its registry under its normalised name, all or nothing (see
         :func:`cargohold.operations.pulling.pull`). *client_factory* makes the
@@ -365,6 +366,7 @@ class Store(StoreContext):
             platforms=platforms,
             all_platforms=all_platforms,
             progress=progress,
+            referrers=referrers,
         )
 
     def push(
@@ -376,6 +378,7 @@ class Store(StoreContext):
         all_platforms: bool = False,
         client_factory: ClientFactory | None = None,
         progress: Progress | None = None,
+        referrers: bool = True,
     ) -> PushResult:
         """Push the stored image *ref* to *destination* (default: its own name); see
         :func:`cargohold.operations.pushing.push`."""
@@ -389,6 +392,7 @@ class Store(StoreContext):
             platforms=platforms,
             all_platforms=all_platforms,
             progress=progress,
+            referrers=referrers,
         )
 
     # -- referrers and signatures --------------------------------------------------------

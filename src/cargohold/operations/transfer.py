@@ -80,6 +80,9 @@ class PullResult:
     bytes_downloaded: int = 0
     blobs_present: int = 0
     manifests_downloaded: int = 0
+    #: Signatures, attestations and SBOMs pulled with the image.
+    referrers: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -92,6 +95,7 @@ class PullResult:
             "blobsDownloaded": self.blobs_downloaded,
             "bytesDownloaded": self.bytes_downloaded,
             "blobsPresent": self.blobs_present,
+            "referrers": self.referrers,
         }
 
 
@@ -108,6 +112,8 @@ class PushResult:
     blobs_mounted: int = 0
     blobs_present: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: Signatures, attestations and SBOMs pushed after the image.
+    referrers: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -121,6 +127,7 @@ class PushResult:
             "bytesUploaded": self.bytes_uploaded,
             "blobsMounted": self.blobs_mounted,
             "blobsPresent": self.blobs_present,
+            "referrers": self.referrers,
         }
 
 
