@@ -316,3 +316,24 @@ def test_a_format_2_store_is_upgraded(tmp_path: Path) -> None:
     with Store(tmp_path / "s") as store:
         assert len(store.referrers(NAME)) == 2
     assert (tmp_path / "s" / VERSION_FILE).read_text() == "3\n"
+
+
+def test_inspect_lists_referrers_and_ls_counts_them(tmp_path: Path) -> None:
+    archive, image, sig_digest, bom_digest = signed_archive(tmp_path, new_key())
+    root = tmp_path / "s"
+    assert run(root, "image", "import", str(archive)).returncode == 0
+    listed = json.loads(run(root, "image", "ls", "--format", "json").stdout)
+    assert [(row["name"], row["referrers"]) for row in listed] == [(NAME, 2)]
+    inspected = json.loads(run(root, "image", "inspect", "--format", "json", NAME).stdout)
+    found = {r["digest"]: r for r in inspected["referrers"]}
+    assert set(found) == {sig_digest, bom_digest}
+    assert found[sig_digest]["kind"] == "signature"
+    assert found[bom_digest]["kind"] == "referrer"
+    assert found[bom_digest]["artifactType"] == SPDX
+    assert found[bom_digest]["subject"] == image["digest"]
+    assert found[bom_digest]["annotations"] == {
+        "org.opencontainers.image.created": "2024-01-01T00:00:00Z"
+    }
+    text = run(root, "image", "inspect", NAME).stdout.decode()
+    assert "Referrers (signatures, attestations, SBOMs)" in text
+    assert sig_digest in text and f"{SPDX}" in text

@@ -35,6 +35,7 @@ from .context import (
     platform_matcher,
 )
 from .importing import plan_archive
+from .referrers import referrer_closure
 from .results import (
     ArchiveImage,
     ArchiveReport,
@@ -71,7 +72,10 @@ def inspect(
         manifests.append(ManifestInspection(node, platform, summary))
     if platforms and not manifests:
         raise NotFoundError(f"image {record.name} has no manifest for {matcher}")
-    return ImageInspection(record, root, manifests)
+    documents = [
+        n.descriptor.digest for n in root.walk() if n.role in ("index", "manifest") and n.present
+    ]
+    return ImageInspection(record, root, manifests, referrer_closure(ctx, documents))
 
 
 def raw_document(

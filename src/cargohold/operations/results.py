@@ -10,6 +10,7 @@ from ..oci.config import ConfigSummary
 from ..oci.digests import Digest
 from ..oci.mediatypes import Descriptor
 from ..oci.platforms import Platform
+from ..oci.referrers import Referrer
 from ..oci.tree import TreeNode
 from ..storage.gc import GcResult
 from ..storage.metadata import ImageRecord
@@ -73,12 +74,15 @@ class ImageInfo:
     record: ImageRecord
     size: int
     platforms: list[Platform]
+    #: Signatures, attestations and SBOMs kept for the image (its referrers, and theirs).
+    referrers: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
             **record_json(self.record),
             "size": self.size,
             "platforms": [str(p) for p in self.platforms],
+            "referrers": self.referrers,
         }
 
 
@@ -117,6 +121,8 @@ class ImageInspection:
     record: ImageRecord
     tree: TreeNode
     manifests: list[ManifestInspection]
+    #: The signatures, attestations and SBOMs kept for the image's documents, and theirs.
+    referrers: list[Referrer] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         r = self.record
@@ -127,7 +133,30 @@ class ImageInspection:
             "partial": r.partial,
             "tree": self.tree.to_json(),
             "manifests": [m.to_json() for m in self.manifests],
+            "referrers": [referrer_json(x) for x in self.referrers],
         }
+
+
+def referrer_json(referrer: Referrer) -> dict[str, object]:
+    """A referrer as ``image inspect --format json`` lists it."""
+    d = referrer.descriptor
+    return {
+        "subject": str(referrer.subject),
+        "kind": referrer_kind(referrer),
+        "mediaType": d.media_type,
+        "digest": str(d.digest),
+        "size": d.size,
+        "artifactType": d.artifact_type,
+        "annotations": dict(d.annotations),
+    }
+
+
+def referrer_kind(referrer: Referrer) -> str:
+    """What a referrer is to people: ``referrer`` (OCI, by its subject), or cosign's
+    ``signature``, ``attestation`` or ``sbom`` (by its tag)."""
+    return {"": "referrer", "sig": "signature", "att": "attestation", "sbom": "sbom"}.get(
+        referrer.kind, referrer.kind
+    )
 
 
 CheckStatus = Literal["complete", "incomplete", "corrupt", "unavailable", "invalid", "partial"]

@@ -81,7 +81,7 @@ class Store(StoreContext):
             shared = known.get(record.digest)
             if shared is None or shared.record.size != record.size:
                 shared = known[record.digest] = self.info(record, host)
-            infos.append(ImageInfo(record, shared.size, shared.platforms))
+            infos.append(ImageInfo(record, shared.size, shared.platforms, shared.referrers))
         return infos
 
     def list_names(self, filters: Sequence[str] = ()) -> list[str]:
@@ -92,7 +92,10 @@ class Store(StoreContext):
         return [r.name for r in self.meta.list_images(self.namespace) if selected.matches(r)]
 
     def info(self, record: ImageRecord, matcher: PlatformMatcher) -> ImageInfo:
-        """Size (of the manifest *matcher* prefers, as ctr counts it) and all platforms."""
+        """Size (of the manifest *matcher* prefers, as ctr counts it), all platforms, and how
+        many referrers (signatures, attestations, SBOMs) are kept for it."""
+        from .referrers import referrer_closure
+
         graph = walk(
             self.blobs, image_target(record), PlatformMatcher.all(), record.name, missing_ok=True
         )
@@ -102,7 +105,9 @@ class Store(StoreContext):
             if chosen.descriptor.digest != record.digest:
                 size += chosen.descriptor.size
             size += sum(d.size for d in chosen.manifest.blobs)
-        return ImageInfo(record, size, sorted(graph.platforms, key=Platform.sort_key))
+        referrers = {r.digest for r in referrer_closure(self, graph.documents)}
+        platforms = sorted(graph.platforms, key=Platform.sort_key)
+        return ImageInfo(record, size, platforms, len(referrers))
 
     def tag(self, source: str, targets: Sequence[str], force: bool = False) -> list[str]:
         """Give the image *source* names further names; existing names move only with *force*."""
