@@ -426,3 +426,5 @@ def push(
             f" ({human_size(result.bytes_uploaded)}),"
             f" {result.blobs_mounted} mounted, {result.blobs_present} already there"
         )
+        if result.referrers:
+            echo(f"{counted(result.referrers, 'referrer')} (signatures, attestations, SBOMs)")

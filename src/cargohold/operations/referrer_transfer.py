@@ -57,7 +57,8 @@ class Fetched:
 def discover_referrers(
     client: RegistryClient, repository: str, subjects: Iterable[Digest], warnings: list[str]
 ) -> list[Fetched]:
-    """The referrers the registry has for *subjects*, and theirs in turn, parents first."""
+    """The referrers the registry has for *subjects*, and theirs in turn, parents first; at
+    most :data:`MAX_REFERRERS` in all (a registry listing more is not to be followed)."""
     found: list[Fetched] = []
     seen: set[tuple[Digest, Digest]] = set()
     level = list(dict.fromkeys(subjects))
@@ -67,6 +68,11 @@ def discover_referrers(
             for desc, kind, data in _listed(client, repository, subject):
                 if (subject, desc.digest) in seen:
                     continue
+                if len(seen) >= MAX_REFERRERS:
+                    warnings.append(
+                        f"{repository}: more than {MAX_REFERRERS} referrers; the rest are left"
+                    )
+                    return found
                 seen.add((subject, desc.digest))
                 fetched = _fetch(client, repository, subject, desc, kind, data, warnings)
                 if fetched is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..oci.digests import Digest
-from ..oci.referrers import MAX_REFERRER_DEPTH, Referrer, referrers_index
+from ..oci.referrers import MAX_REFERRER_DEPTH, Referrer, parse_referrer_tag, referrers_index
 from .context import StoreContext
 
 
@@ -27,6 +27,18 @@ def referrers_response(
     """The body of ``GET /v2/<name>/referrers/<subject>``: an OCI index of the OCI referrers
     (cosign's attachments are served under their tags, not here)."""
     return referrers_index(list_referrers(ctx, subject), artifact_type)
+
+
+def find_attachment(ctx: StoreContext, tag: str) -> Referrer | None:
+    """The cosign attachment kept under *tag* (``sha256-<hex>.sig``, ``.att``, ``.sbom``), for
+    a server answering ``GET /v2/<name>/manifests/<tag>``; None for any other tag or when the
+    namespace keeps none. (A tag-schema tag, ``sha256-<hex>``, is answered with
+    :func:`referrers_response`.)"""
+    parsed = parse_referrer_tag(tag)
+    if parsed is None or not parsed[1]:
+        return None
+    subject, kind = parsed
+    return next((r for r in list_referrers(ctx, subject) if r.kind == kind), None)
 
 
 def referrer_closure(ctx: StoreContext, subjects: Iterable[Digest]) -> list[Referrer]:

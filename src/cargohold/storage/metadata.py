@@ -261,8 +261,10 @@ class MetadataStore:
         return cursor.rowcount > 0
 
     def release_namespace(self, db: sqlite3.Connection, name: str) -> None:
-        """Forget the content a namespace holds (it is being removed)."""
+        """Forget the content a namespace holds, and the referrers it keeps (it is being
+        removed)."""
         db.execute("DELETE FROM namespace_content WHERE namespace = ?", (name,))
+        db.execute("DELETE FROM referrers WHERE namespace = ?", (name,))
 
     @typed_errors
     def count_images(self, namespace: str) -> int:
