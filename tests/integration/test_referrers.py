@@ -337,3 +337,20 @@ def test_inspect_lists_referrers_and_ls_counts_them(tmp_path: Path) -> None:
     text = run(root, "image", "inspect", NAME).stdout.decode()
     assert "Referrers (signatures, attestations, SBOMs)" in text
     assert sig_digest in text and f"{SPDX}" in text
+
+
+def test_a_referrer_whose_content_is_missing_refuses_the_archive(tmp_path: Path) -> None:
+    builder = ArchiveBuilder()
+    image = builder.image(HOST)
+    builder.add(image, name=NAME)
+    bom = sbom(image)
+    add_artifact(builder, bom)
+    layer = json.loads(bom.manifest)["layers"][0]["digest"]
+    archive = builder.write(tmp_path / "a.tar", omit=frozenset({layer}))
+    root = tmp_path / "s"
+    refused = run(root, "image", "import", str(archive))
+    assert refused.returncode == 1
+    [line] = refused.stderr.decode().splitlines()
+    assert line.startswith(ERROR_PREFIX) and layer in line
+    with Store(root) as store:
+        assert store.list_images() == [] and store.content() == []

@@ -159,6 +159,10 @@ def push_referrers(
         )  # fmt: skip
         for leaf in graph.leaves.values():
             push_blob(leaf)
+        nested = [d for d in graph.documents.values() if d.digest != desc.digest]
+        for child in sorted(nested, key=lambda d: is_index(d.media_type)):  # manifests first
+            child_data = store.blobs.read_blob(child.digest, MAX_JSON_LIMIT)
+            client.put_manifest(repository, child.digest, child_data, child.media_type)
         data = store.blobs.read_blob(desc.digest, MAX_JSON_LIMIT)
         reference = attachment_tag(referrer.subject, referrer.kind) if referrer.kind else None
         client.put_manifest(repository, reference or desc.digest, data, desc.media_type)
