@@ -13,6 +13,7 @@ from .errors import (
     InvalidDigestError,
     InvalidDocumentError,
     InvalidFilterError,
+    InvalidKeyError,
     InvalidLabelError,
     InvalidPlatformError,
     InvalidReferenceError,
@@ -20,11 +21,13 @@ from .errors import (
     NotFoundError,
     OutputPathError,
     ReadOnlyStoreError,
+    SignatureError,
     StoreFormatError,
 )
 from .oci.digests import Digest
 from .oci.platforms import Platform
 from .oci.references import Reference
+from .oci.referrers import Referrer
 from .operations.results import (
     ArchiveReport,
     CheckResult,
@@ -56,6 +59,7 @@ __all__ = [
     "InvalidDigestError",
     "InvalidDocumentError",
     "InvalidFilterError",
+    "InvalidKeyError",
     "InvalidLabelError",
     "InvalidPlatformError",
     "InvalidReferenceError",
@@ -66,6 +70,8 @@ __all__ = [
     "Progress",
     "ReadOnlyStoreError",
     "Reference",
+    "Referrer",
+    "SignatureError",
     "Store",
     "StoreFormatError",
     "StoreMode",
