@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         InvalidDocumentError,
         InvalidFilterError,
         InvalidInventoryError,
+        InvalidKeyError,
         InvalidLabelError,
         InvalidPlatformError,
         InvalidReferenceError,
@@ -33,11 +34,13 @@ if TYPE_CHECKING:
         NotFoundError,
         OutputPathError,
         ReadOnlyStoreError,
+        SignatureError,
         StoreFormatError,
     )
     from .oci.digests import Digest
     from .oci.platforms import Platform
     from .oci.references import Reference
+    from .oci.referrers import Referrer
     from .operations.inspecting import inspect_archive
     from .operations.results import (
         ArchiveReport,
@@ -72,6 +75,7 @@ __all__ = [
     "InvalidDocumentError",
     "InvalidFilterError",
     "InvalidInventoryError",
+    "InvalidKeyError",
     "InvalidLabelError",
     "InvalidPlatformError",
     "InvalidReferenceError",
@@ -82,6 +86,8 @@ __all__ = [
     "Progress",
     "ReadOnlyStoreError",
     "Reference",
+    "Referrer",
+    "SignatureError",
     "Store",
     "StoreFormatError",
     "StoreMode",
@@ -100,6 +106,9 @@ _LAZY = {
     "DamagedBlobError": ".errors",
     "IncompleteDeltaError": ".errors",
     "InvalidInventoryError": ".errors",
+    "InvalidKeyError": ".errors",
+    "SignatureError": ".errors",
+    "Referrer": ".oci.referrers",
     "Digest": ".oci.digests",
     "ExportResult": ".operations.results",
     "ImageInfo": ".operations.results",

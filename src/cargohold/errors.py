@@ -43,6 +43,8 @@ The whole tree (a second base in brackets)::
     │   ├── RegistryNotFoundError (NotFoundError)
     │   ├── RegistryProtocolError
     │   └── RegistryServerError
+    ├── SignatureError
+    │   └── InvalidKeyError (ValueError)
     ├── StorageFullError (OSError)
     └── StoreFormatError
 
@@ -150,6 +152,15 @@ class DamagedBlobError(ContentError):
             " import or pull them again"
         )
         self.digest = digest
+
+
+class SignatureError(CargoholdError):
+    """An image carries no signature that verifies with the given key (for ``image verify``
+    and ``image import --require-signature``)."""
+
+
+class InvalidKeyError(SignatureError, ValueError):
+    """A public key file cannot be used: not PEM, or a key type cosign does not sign with."""
 
 
 class OutputPathError(CargoholdError):

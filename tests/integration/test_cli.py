@@ -101,12 +101,14 @@ def test_image_ls_json(root: Path, tmp_path: Path) -> None:
         "createdAt",
         "updatedAt",
         "labels",
+        "referrers",
     }
     assert entry["name"] == "example.com/app:1"
     assert entry["digest"].startswith("sha256:")
     assert entry["mediaType"] == OCI_MANIFEST
     assert entry["platforms"] == entry["storedPlatforms"] == ["linux/amd64"]
     assert entry["labels"] == {}
+    assert entry["referrers"] == 0
     assert isinstance(entry["size"], int) and entry["size"] > 0
     for key in ("createdAt", "updatedAt"):
         assert datetime.datetime.fromisoformat(entry[key].replace("Z", "+00:00")).tzinfo

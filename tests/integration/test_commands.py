@@ -302,7 +302,9 @@ def test_inspect_json(inspected: InspectStore) -> None:
         "partial",
         "tree",
         "manifests",
+        "referrers",
     }
+    assert doc["referrers"] == []
     assert doc["name"] == image.name
     assert doc["digest"] == image.digest
     assert doc["mediaType"] == OCI_INDEX

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cargohold.operations.context import STORE_FORMAT
 from cargohold.operations.store import Store
 from clisupport import assert_one_error_line, run
 from imagefactory import ArchiveBuilder
@@ -27,7 +28,7 @@ def test_info_reports_the_store(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     found = json.loads(proc.stdout)
     assert found["root"] == str(root)
-    assert (found["format"], found["namespaces"], found["images"]) == (2, 2, 1)
+    assert (found["format"], found["namespaces"], found["images"]) == (STORE_FORMAT, 2, 1)
     assert found["blobs"] == len(builder.blobs)
     assert found["bytes"] == sum(len(b) for b in builder.blobs.values())
     assert (found["reclaimableBlobs"], found["reclaimableBytes"]) == (0, 0)

@@ -429,7 +429,7 @@ def test_cli_pull_and_push(
     doc = json.loads(proc.stdout)
     assert set(doc) == {
         "name", "digest", "mediaType", "action", "platforms", "manifestsDownloaded",
-        "blobsDownloaded", "bytesDownloaded", "blobsPresent",
+        "blobsDownloaded", "bytesDownloaded", "blobsPresent", "referrers",
     }  # fmt: skip
     assert (doc["name"], doc["digest"], doc["action"]) == (ref, top["digest"], "created")
 
@@ -439,7 +439,7 @@ def test_cli_pull_and_push(
     doc = json.loads(proc.stdout)
     assert set(doc) == {
         "name", "destination", "digest", "mediaType", "platforms", "manifests",
-        "blobsUploaded", "bytesUploaded", "blobsMounted", "blobsPresent",
+        "blobsUploaded", "bytesUploaded", "blobsMounted", "blobsPresent", "referrers",
     }  # fmt: skip
     assert doc["destination"] == dest and doc["blobsMounted"] == 3
     # only the host's manifest is in the store: an index of it was pushed, with a warning

@@ -28,6 +28,7 @@ from ..oci.platforms import PlatformMatcher
 from ..oci.references import Reference, check_name_digest, is_tag, parse_repository
 from .contents import ArchiveContents, walk_archive
 from .plan import ImportPlan, PlannedImage, assign_names
+from .referrers import plan_referrers, split_entries
 
 
 def plan_oci(
@@ -38,8 +39,10 @@ def plan_oci(
     digest_names: bool = False,
     index_name: str | None = None,
     skip_missing: bool = False,
+    keep_referrers: bool = True,
 ) -> ImportPlan:
-    """Decide which images and names an OCI layout archive yields, and check they are whole."""
+    """Decide which images and names an OCI layout archive yields, and check they are whole;
+    and which of its referrers (signatures, SBOMs: see :mod:`.referrers`) go with them."""
     _check_layout(contents.layout)
     if contents.index_json is None:
         raise InvalidArchiveError("missing index.json in OCI layout")
@@ -47,7 +50,8 @@ def plan_oci(
     base = parse_repository(base_name)
     plan = ImportPlan()
     graphs: list[tuple[Descriptor, ImageGraph, list[str]]] = []
-    for i, entry in enumerate(index.manifests):
+    split = split_entries(contents, index.manifests)
+    for i, entry in split.images:
         what = f"index.json manifests[{i}] ({entry.digest.short})"
         if not (is_index(entry.media_type) or is_manifest(entry.media_type)):
             plan.warnings.append(
@@ -61,6 +65,17 @@ def plan_oci(
     if not graphs:
         _refuse_empty(index.manifests, matcher)
     assign_names(plan, graphs, base, tags, digest_names)
+    if keep_referrers:
+        names = {
+            e.annotations[ANNOTATION_REF_NAME]: e.digest
+            for _, e in split.images
+            if ANNOTATION_REF_NAME in e.annotations
+        }
+        subjects = {d for _, graph, _ in graphs for d in graph.documents}
+        kept = plan_referrers(contents, split.candidates, subjects, names)
+        plan.referrers = kept.referrers
+        plan.needed.update(kept.needed)
+        plan.warnings.extend(kept.warnings)
     if index_name is not None:
         digest = Digest.of_bytes(contents.index_json)
         target = Descriptor(OCI_INDEX, digest, len(contents.index_json))

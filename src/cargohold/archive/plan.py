@@ -19,6 +19,7 @@ from ..oci.digests import Digest
 from ..oci.graph import ImageGraph
 from ..oci.mediatypes import ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor
 from ..oci.references import Reference, check_name_digest, parse_repository
+from ..oci.referrers import Referrer
 
 _ARCHIVE_SUFFIXES: Final = (".tar", ".tgz", ".tar.gz", ".tar.zst", ".tar.zstd", ".tar.xz", ".oci")
 
@@ -42,6 +43,8 @@ class ImportPlan:
     needed: dict[Digest, Descriptor] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     index_blob: bytes | None = None
+    #: The signatures, attestations and SBOMs kept for the images (their blobs are needed).
+    referrers: list[Referrer] = field(default_factory=list)
 
 
 def default_base_name(path: str | None, today: datetime.date | None = None) -> str:

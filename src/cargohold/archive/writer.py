@@ -12,7 +12,7 @@ import io
 import os
 import stat
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, Final, Literal, cast
@@ -32,6 +32,7 @@ from ..oci.mediatypes import (
 )
 from ..oci.platforms import PlatformMatcher
 from ..oci.references import Reference
+from ..oci.referrers import Referrer, attachment_tag, entry_descriptor
 from ..progress import BLOB_PROGRESS_THRESHOLD, Progress
 from ..storage.blobs import BlobStore
 from ..storage.files import CHUNK_SIZE, reserve
@@ -72,12 +73,15 @@ def plan_export(
     skip_non_distributable: bool = False,
     ref_name: RefNameForm = "full",
     held: Callable[[Descriptor], bool] | None = None,
+    referrers: Callable[[Iterable[Digest]], list[Referrer]] | None = None,
 ) -> ExportPlan:
     """Resolve each image for the selected platforms; fails naming any content that is missing.
 
     *ref_name* chooses the OCI ref name's form; ``io.containerd.image.name`` always holds the
-    full name, and containerd reads that first. The blobs *held* says the receiver holds are
-    left out (a delta, see :mod:`.delta`): listed in its own member, without ``manifest.json``."""
+    full name, and containerd reads that first. *referrers* gives the referrers kept for the
+    image's documents (and theirs), which go along: see :func:`_add_referrers`. The blobs
+    *held* says the receiver holds are left out (a delta, see :mod:`.delta`): listed in its own
+    member, without ``manifest.json``."""
     plan = ExportPlan()
     entries: list[dict[str, object]] = []
     docker: dict[Digest, _DockerEntry] = {}
@@ -101,6 +105,9 @@ def plan_export(
             Descriptor(target.media_type, target.digest, target.size, annotations).to_json()
         )
         _add_docker_entry(docker, graph, matcher, reference)
+        if referrers is not None:
+            found = referrers(graph.documents)
+            _add_referrers(blobs, plan, entries, found, reference, ref_name)
     # a digest one image names as a foreign layer may be a document another image needs
     plan.skipped = [desc for desc in plan.skipped if desc.digest not in plan.blobs]
     plan.index_json = dump_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
@@ -109,6 +116,39 @@ def plan_export(
     if held is not None:
         _omit_held(plan, held)
     return plan
+
+
+def _add_referrers(
+    blobs: BlobStore,
+    plan: ExportPlan,
+    entries: list[dict[str, object]],
+    referrers: list[Referrer],
+    reference: Reference,
+    ref_name: RefNameForm,
+) -> None:
+    """Put an image's referrers into the layout as oras does, and its cosign attachments as
+    regctl and cosign's tags do: an OCI referrer (it names its subject itself) is an untagged
+    entry of index.json; an attachment (only its tag names its image) is an entry named
+    ``<repository>:sha256-<hex>.sig``. No document is made up: every blob exported is one the
+    registry or archive served, digests unchanged, and no tag is added for tools that list
+    tags (skopeo, umoci) but cosign's own."""
+    listed = {(e["digest"], str(e.get("annotations", ""))) for e in entries}
+    for referrer in referrers:
+        desc = referrer.descriptor
+        target = Descriptor(desc.media_type, desc.digest, desc.size)
+        graph = walk(blobs, target, PlatformMatcher.all(), f"referrer {desc.digest.short}",
+                     read_configs=False)  # fmt: skip
+        plan.blobs.update(graph.blobs)
+        entry = entry_descriptor(referrer)
+        if referrer.kind:
+            tagged = reference.with_tag(attachment_tag(referrer.subject, referrer.kind))
+            name = str(tagged) if ref_name == "full" else tagged.oci_ref_name()
+            entry = Descriptor(desc.media_type, desc.digest, desc.size, {ANNOTATION_REF_NAME: name})
+        json_entry = entry.to_json()
+        key = (json_entry["digest"], str(json_entry.get("annotations", "")))
+        if key not in listed:
+            listed.add(key)
+            entries.append(json_entry)
 
 
 def _omit_held(plan: ExportPlan, held: Callable[[Descriptor], bool]) -> None:

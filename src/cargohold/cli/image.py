@@ -47,6 +47,7 @@ TRANSFER_COMMANDS = {
     "export": ".image_transfer:export",
     "pull": ".image_transfer:pull",
     "push": ".image_transfer:push",
+    "verify": ".image_verify:verify",
 }
 
 
@@ -238,6 +239,25 @@ def _print_inspection(result: ImageInspection) -> None:
         echo()
         echo(f"{manifest.platform or 'no platform'} (manifest {manifest.node.descriptor.digest})")
         _print_manifest_summary(manifest)
+    if result.referrers:
+        from ..operations.results import referrer_kind
+
+        echo()
+        echo("Referrers (signatures, attestations, SBOMs)")
+        print_rows(
+            ["KIND", "TYPE", "DIGEST", "SIZE", "SUBJECT", "ANNOTATIONS"],
+            [
+                [
+                    referrer_kind(r),
+                    r.descriptor.artifact_type or r.descriptor.media_type,
+                    str(r.digest),
+                    human_size(r.descriptor.size),
+                    r.subject.short,
+                    labels_text(dict(r.descriptor.annotations)),
+                ]
+                for r in result.referrers
+            ],
+        )
 
 
 def _print_manifest_summary(manifest: ManifestInspection) -> None:

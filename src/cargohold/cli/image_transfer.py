@@ -78,6 +78,12 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Accepted for ctr's scripts; a no-op: the import always runs in this process.",
 )
+@click.option(
+    "--require-signature",
+    metavar="KEY.pub",
+    help="Refuse the archive (nothing is stored) unless each image it imports carries a"
+    " cosign signature by this public key, checked offline.",
+)
 @limit_options
 @format_option
 @progress_option
@@ -97,6 +103,7 @@ def import_(
     compress_blobs: bool,
     no_unpack: bool,
     local: bool,
+    require_signature: str | None,
     limits: Limits,
     output_format: str,
     progress_mode: str,
@@ -112,7 +119,8 @@ def import_(
     after the path (oci-archive:FILE:REF) names the image REF, as --tag does. A file whose
     name merely starts like that is still read as a file.
 
-    Every blob is verified; nothing is stored unless the whole archive is sound.
+    Every blob is verified; nothing is stored unless the whole archive is sound. The
+    signatures, attestations and SBOMs the archive carries for its images are kept with them.
     """
     location = parse_location(archive)
     archive = location.path
@@ -133,6 +141,7 @@ def import_(
             compress_blobs=compress_blobs,
             progress=make_progress(progress_mode, quiet=quiet),
             limits=limits,
+            require_signature=require_signature,
         )
     for warning in result.warnings:
         warn(warning)
@@ -227,6 +236,11 @@ def _print_imported(result: ImportResult) -> None:
     " blob is left out only when every FILE holds it. The archive is then a delta: it lists"
     " what it left out, has no manifest.json, and imports only where those blobs are held.",
 )
+@click.option(
+    "--no-referrers",
+    is_flag=True,
+    help="Leave out the images' signatures, attestations and SBOMs.",
+)
 @progress_option
 @quiet_option
 @click.option(
@@ -256,6 +270,7 @@ def export(
     sync: bool,
     verify: bool,
     against: tuple[str, ...],
+    no_referrers: bool,
     progress_mode: str,
     quiet: bool,
     format_choice: str | None,
@@ -302,6 +317,7 @@ def export(
             ref_name=ref_name,
             name_as=location.reference,
             against=against,
+            referrers=not no_referrers,
         )
     if output_format == "json":
         # with the archive on stdout, the report goes to stderr
@@ -328,6 +344,11 @@ def _layout_dir(location: Location, archive_format: str | None, skip_manifest_js
 @click.command("pull", cls=BoolValueCommand)
 @click.argument("ref", metavar="REF")
 @platform_options
+@click.option(
+    "--no-referrers",
+    is_flag=True,
+    help="Leave the image's signatures, attestations and SBOMs in the registry.",
+)
 @registry_options
 @format_option
 @progress_option
@@ -337,6 +358,7 @@ def pull(
     ctx: Context,
     ref: str,
     selection: PlatformSelection,
+    no_referrers: bool,
     client_factory: ClientFactory,
     output_format: str,
     progress_mode: str,
@@ -345,9 +367,11 @@ def pull(
     """Pull the image REF from its registry into the store, under REF's full name.
 
     Every manifest and blob is verified against its digest; blobs the store has are not
-    downloaded; nothing is stored unless the whole image arrived. --format json prints
-    {name, digest, mediaType, action, platforms, manifestsDownloaded, blobsDownloaded,
-    bytesDownloaded, blobsPresent}.
+    downloaded; nothing is stored unless the whole image arrived. The signatures,
+    attestations and SBOMs the registry has for the image come with it (its referrers API,
+    else the referrers tag schema, and cosign's sha256-<hex>.sig/.att/.sbom tags) unless
+    --no-referrers. --format json prints {name, digest, mediaType, action, platforms,
+    manifestsDownloaded, blobsDownloaded, bytesDownloaded, blobsPresent, referrers}.
     """
     with ctx.store("write") as store:
         result = store.pull(
@@ -356,11 +380,16 @@ def pull(
             all_platforms=selection.all_platforms,
             client_factory=client_factory,
             progress=make_progress(progress_mode, quiet=quiet),
+            referrers=not no_referrers,
         )
+    for warning in result.warnings:
+        warn(warning)
     if output_format == "json":
         print_json(pull_json(result))
     elif not quiet:
         echo(f"{result.name}  {result.digest.algorithm}:{result.digest.short}  {result.action}")
+        if result.referrers:
+            echo(f"{counted(result.referrers, 'referrer')} (signatures, attestations, SBOMs)")
         echo(
             f"{counted(result.blobs_downloaded, 'blob')} downloaded"
             f" ({human_size(result.bytes_downloaded)}),"
@@ -372,6 +401,11 @@ def pull(
 @click.argument("ref", metavar="REF", shell_complete=complete_images)
 @click.argument("destination", metavar="[DEST]", required=False)
 @platform_options
+@click.option(
+    "--no-referrers",
+    is_flag=True,
+    help="Do not send the image's signatures, attestations and SBOMs.",
+)
 @registry_options
 @format_option
 @progress_option
@@ -382,6 +416,7 @@ def push(
     ref: str,
     destination: str | None,
     selection: PlatformSelection,
+    no_referrers: bool,
     client_factory: ClientFactory,
     output_format: str,
     progress_mode: str,
@@ -392,8 +427,10 @@ def push(
     Default: every platform the store holds. A stored index whose manifests are all pushed
     goes byte for byte; otherwise an index of the pushed manifests is made (with a warning).
     Blobs the registry has are skipped, blobs of REF's repository on the same registry are
-    mounted. --format json prints {name, destination, digest, mediaType, platforms,
-    manifests, blobsUploaded, bytesUploaded, blobsMounted, blobsPresent}.
+    mounted. The image's signatures, attestations and SBOMs follow it (the referrers
+    tag schema where the registry has no referrers API) unless --no-referrers. --format
+    json prints {name, destination, digest, mediaType, platforms, manifests, blobsUploaded,
+    bytesUploaded, blobsMounted, blobsPresent, referrers}.
     """
     with ctx.store("read") as store:
         result = store.push(
@@ -403,6 +440,7 @@ def push(
             all_platforms=selection.all_platforms,
             client_factory=client_factory,
             progress=make_progress(progress_mode, quiet=quiet),
+            referrers=not no_referrers,
         )
     for warning in result.warnings:
         warn(warning)
@@ -415,3 +453,5 @@ def push(
             f" ({human_size(result.bytes_uploaded)}),"
             f" {result.blobs_mounted} mounted, {result.blobs_present} already there"
         )
+        if result.referrers:
+            echo(f"{counted(result.referrers, 'referrer')} (signatures, attestations, SBOMs)")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..oci.config import ConfigSummary
+    from ..oci.referrers import Referrer
     from ..oci.tree import TreeNode
     from ..operations.info import StoreInfo
     from ..operations.inventory import InventoryResult
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
         ManifestInspection,
     )
     from ..operations.transfer import PullResult, PushResult
+    from ..operations.verifying import VerifiedImage
     from ..storage.gc import GcResult
     from ..storage.metadata import ImageRecord
 
@@ -88,6 +90,7 @@ def image_json(info: ImageInfo) -> JSON:
         "size": info.size,
         "platforms": [str(p) for p in info.platforms],
         "storedPlatforms": [str(p) for p in info.stored_platforms],
+        "referrers": info.referrers,
     }
 
 
@@ -154,6 +157,24 @@ def inspection_json(inspection: ImageInspection) -> JSON:
         "partial": r.partial,
         "tree": tree_json(inspection.tree),
         "manifests": [manifest_json(m) for m in inspection.manifests],
+        "referrers": [referrer_json(x) for x in inspection.referrers],
+    }
+
+
+def referrer_json(referrer: Referrer) -> JSON:
+    """A referrer as ``image inspect --format json`` lists it."""
+    # Here, not at the top: the kind's wording is the library's, and jsonout loads with the CLI.
+    from ..operations.results import referrer_kind
+
+    d = referrer.descriptor
+    return {
+        "subject": str(referrer.subject),
+        "kind": referrer_kind(referrer),
+        "mediaType": d.media_type,
+        "digest": str(d.digest),
+        "size": d.size,
+        "artifactType": d.artifact_type,
+        "annotations": dict(d.annotations),
     }
 
 
@@ -242,6 +263,7 @@ def pull_json(result: PullResult) -> JSON:
         "blobsDownloaded": result.blobs_downloaded,
         "bytesDownloaded": result.bytes_downloaded,
         "blobsPresent": result.blobs_present,
+        "referrers": result.referrers,
     }
 
 
@@ -257,6 +279,17 @@ def push_json(result: PushResult) -> JSON:
         "bytesUploaded": result.bytes_uploaded,
         "blobsMounted": result.blobs_mounted,
         "blobsPresent": result.blobs_present,
+        "referrers": result.referrers,
+    }
+
+
+def verified_json(result: VerifiedImage) -> JSON:
+    return {
+        "name": result.name,
+        "digest": str(result.digest),
+        "verified": result.ok,
+        "validPayloads": [str(d) for d in result.valid],
+        "rejected": result.rejected,
     }
 
 

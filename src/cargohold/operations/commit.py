@@ -20,6 +20,7 @@ from ..oci.graph import walk
 from ..oci.mediatypes import Descriptor
 from ..oci.platforms import PlatformMatcher
 from ..oci.reachability import role_of
+from ..oci.referrers import Referrer
 from ..storage.gc import GcResult, collect
 from ..storage.ingest import StagedBlob
 from ..storage.metadata import ImageRecord
@@ -60,11 +61,14 @@ def commit(
     images: Sequence[NewImage],
     *,
     force: bool,
+    referrers: Sequence[Referrer] = (),
 ) -> Committed:
     """Commit the *needed* blobs (those *staged*; the rest the namespace holds already) and
     then the names of *images*. Without *force* a name keeps an image as new as its new one
     or newer (``kept``); a pull passes *force*, as the registry's answer is the image wanted.
-    When a name moved (``updated``), what the old image alone used is collected."""
+    When a name moved (``updated``), what the old image alone used is collected. *referrers*
+    (whose content is among *needed*) are recorded for their subjects in the same
+    transaction."""
     done = Committed()
     ctx.meta.add_to_lease(lease_id, list(needed))
     order = children_first(needed)
@@ -80,6 +84,7 @@ def commit(
     ctx.blobs.sync()
     with ctx.meta.transaction() as db:
         ctx.meta.hold(db, ctx.namespace, needed)
+        ctx.meta.put_referrers(db, ctx.namespace, referrers)
         for image in images:
             action = _action(ctx, image, force)
             if action in ("created", "updated"):

@@ -33,7 +33,7 @@ from ..storage.leases import Leases
 from ..storage.metadata import ImageRecord, MetadataStore, StoreMode
 
 #: The on-disk format this version writes; a store with a higher number is refused.
-STORE_FORMAT: Final = 2
+STORE_FORMAT: Final = 3
 VERSION_FILE: Final = "VERSION"
 #: Most data accepted after a tar's end-of-archive marker (writers pad to a record size).
 MAX_TRAILING_BYTES: Final = 64 << 20
@@ -85,16 +85,21 @@ class StoreContext:
         self.meta = MetadataStore(self.root / "metadata.db", mode)
         self.leases = Leases(self.root / "leases")
         if found < STORE_FORMAT and mode == "write":
-            self.upgrade()
+            self.upgrade(found)
 
-    def upgrade(self) -> None:
-        """Bring a store of format 1 to format 2: record what each namespace holds (format 1
-        did not keep it) as the blobs its images reach, then write the new format number.
+    def upgrade(self, found: int = 1) -> None:
+        """Bring an older store to this format, then write the new format number.
 
-        A damaged document is passed over (what is below it is not held, so the next import
-        reads it again); a crash before the number is written repeats the work, which sets
-        the same rows.
+        Format 1 did not keep what each namespace holds: it is recorded as the blobs its
+        images reach. A damaged document is passed over (what is below it is not held, so the
+        next import reads it again); a crash before the number is written repeats the work,
+        which sets the same rows. Format 3 added the ``referrers`` table, created empty when
+        the metadata is opened (an older store kept no referrers); the number goes up so that
+        an older cargohold, whose collection would sweep them, refuses the store.
         """
+        if found >= 2:
+            write_version(self.root)
+            return
         present = {digest for digest, _, _ in self.blobs.iter_blobs()}
         with self.meta.transaction() as db:
             for namespace, digests in held_content(

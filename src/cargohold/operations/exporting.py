@@ -27,6 +27,7 @@ from .context import (
     finishing,
     platform_matcher,
 )
+from .referrers import referrer_closure
 from .results import (
     ExportResult,
 )
@@ -50,6 +51,7 @@ def export(
     ref_name: RefNameForm = "full",
     name_as: str | None = None,
     against: Sequence[str | Path] = (),
+    referrers: bool = True,
 ) -> ExportResult:
     """Write the images *refs* to *out* (a path, ``"-"`` for stdout, or a binary stream).
 
@@ -62,6 +64,9 @@ def export(
     usually copied on, not kept). With *verify* every blob is hashed as it is written and
     one that does not match its digest fails the export before the rename (on a stream,
     the stream stops short of the archive's index documents).
+
+    The referrers the store keeps for the images (signatures, attestations, SBOMs) are
+    written with them unless *referrers* is false (see ``archive.writer._add_referrers``).
 
     *ref_name* is the form of ``org.opencontainers.image.ref.name``: the full reference
     (default) or only its tag, as ``ctr export`` writes. *name_as* writes the one image of
@@ -90,6 +95,7 @@ def export(
         skip_manifest_json,
         skip_non_distributable,
         ref_name,
+        referrers=(lambda subjects: referrer_closure(ctx, subjects)) if referrers else None,
         held=receiver_holds([read_holdings(Path(a)) for a in against]) if against else None,
     )
     progress = progress or Progress()

@@ -39,6 +39,7 @@ from .context import (
 from .results import (
     ImportResult,
 )
+from .verifying import load_key, require_signatures
 
 
 # Long: a third of it is the public API's keyword arguments; the rest is one lease's scope.
@@ -57,8 +58,14 @@ def import_archive(
     compress_blobs: bool = False,
     progress: Progress | None = None,
     limits: Limits | None = None,
+    require_signature: str | Path | None = None,
 ) -> ImportResult:
-    """Import an archive (a path, ``"-"`` for stdin, or a binary stream), all or nothing."""
+    """Import an archive (a path, ``"-"`` for stdin, or a binary stream), all or nothing.
+
+    The signatures, attestations and SBOMs the archive carries for the imported images are
+    kept with them. With *require_signature* (a public key file) an image without a valid
+    cosign signature by that key in the archive refuses the whole import."""
+    key = load_key(require_signature) if require_signature is not None else None
     matcher = platform_matcher(platforms, all_platforms)
     path = None if isinstance(source, str) and source == "-" else source
     label = str(path) if isinstance(path, (str, Path)) else None
@@ -102,6 +109,8 @@ def import_archive(
             else None,
         )
         result.warnings.extend(plan.warnings)
+        if key is not None:
+            require_signatures(contents, plan, key, str(require_signature))
         if plan.index_blob is not None:
             staged = ctx.blobs.stage_bytes(plan.index_blob, staging, "index.json")
             contents.staged.setdefault(staged.digest, staged)
@@ -115,6 +124,7 @@ def import_archive(
             plan.needed,
             [NewImage(i.name, i.target, i.created, len(i.skipped)) for i in plan.images],
             force=force,
+            referrers=plan.referrers,
         )
     result.images = done.images
     result.blobs_written = done.blobs_written

@@ -37,6 +37,7 @@ from .context import (
     platform_matcher,
 )
 from .importing import delta_omissions, plan_archive
+from .referrers import referrer_closure
 from .results import (
     ArchiveDelta,
     ArchiveImage,
@@ -74,7 +75,10 @@ def inspect(
         manifests.append(ManifestInspection(node, platform, summary))
     if platforms and not manifests:
         raise NotFoundError(f"image {record.name} has no manifest for {matcher}")
-    return ImageInspection(record, root, manifests)
+    documents = [
+        n.descriptor.digest for n in root.walk() if n.role in ("index", "manifest") and n.present
+    ]
+    return ImageInspection(record, root, manifests, referrer_closure(ctx, documents))
 
 
 def raw_document(

@@ -35,6 +35,7 @@ from ..storage.files import raise_if_full
 from ..storage.ingest import StagedBlob
 from .commit import NewImage, commit
 from .context import StoreContext, finishing, platform_matcher
+from .referrer_transfer import Fetched, discover_referrers
 from .transfer import (
     ClientFactory,
     PullAction,
@@ -52,12 +53,15 @@ def pull(
     platforms: Sequence[str | Platform] = (),
     all_platforms: bool = False,
     progress: Progress | None = None,
+    referrers: bool = True,
 ) -> PullResult:
     """Pull *ref* into *store* under its normalised name, all or nothing.
 
     The top-level target is what the registry returns for *ref* (an index or a manifest);
     of an index only the selected platforms' manifests (default: this host's) and their blobs
-    are fetched. Content the store already has is not downloaded.
+    are fetched. Content the store already has is not downloaded. With *referrers* (the
+    default) the signatures, attestations and SBOMs the registry has for the index and each
+    pulled manifest come too (see :mod:`.referrer_transfer`).
     """
     reference = Reference.parse(ref)
     name = str(reference)
@@ -77,13 +81,34 @@ def pull(
             )
         target = Descriptor(top.media_type, top.digest, len(top.data))
         puller.document(target, top.data, name, depth=0, fetched=True)
+        warnings: list[str] = []
+        found = (
+            discover_referrers(client, reference.path, [target.digest, *puller.seen], warnings)
+            if referrers
+            else []
+        )
+        for fetched in found:
+            what = f"{name}: referrer {fetched.referrer.digest.short}"
+            puller.document(_plain(fetched), fetched.data, what, depth=0, fetched=True)
         puller.fetch_blobs(progress)
         # The import's own walk over what is now staged or stored: sizes, media types and
         # the platform selection checked once more, on exactly the bytes to be committed.
         graph = walk(puller.source(), target, matcher, name)
+        needed = dict(graph.blobs)
+        for fetched in found:
+            what = f"{name}: referrer {fetched.referrer.digest.short}"
+            kept = walk(puller.source(), _plain(fetched), PlatformMatcher.all(), what,
+                        read_configs=False)  # fmt: skip
+            needed.update(kept.blobs)
         # the import's commit; a pull takes what the registry says the name is (force)
         done = commit(
-            store, lease_id, puller.staged, graph.blobs, [NewImage(name, target)], force=True
+            store,
+            lease_id,
+            puller.staged,
+            needed,
+            [NewImage(name, target)],
+            force=True,
+            referrers=[f.referrer for f in found],
         )
     action = cast(PullAction, done.images[0].action)
     return PullResult(
@@ -96,7 +121,15 @@ def pull(
         bytes_downloaded=puller.bytes_downloaded,
         blobs_present=puller.blobs_present,
         manifests_downloaded=puller.manifests_downloaded,
+        referrers=len({f.referrer.digest for f in found}),
+        warnings=warnings,
     )
+
+
+def _plain(fetched: Fetched) -> Descriptor:
+    """A fetched referrer's descriptor as a walk follows it."""
+    desc = fetched.referrer.descriptor
+    return Descriptor(desc.media_type, desc.digest, desc.size)
 
 
 class _Puller:

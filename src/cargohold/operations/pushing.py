@@ -28,6 +28,7 @@ from ..oci.references import Reference
 from ..progress import Progress
 from ..registry.client import RegistryClient
 from .context import StoreContext, finishing, platform_matcher
+from .referrer_transfer import push_referrers
 from .transfer import ClientFactory, PushResult, default_client_factory, run_all
 
 
@@ -53,6 +54,7 @@ def push(
     platforms: Sequence[str | Platform] = (),
     all_platforms: bool = False,
     progress: Progress | None = None,
+    referrers: bool = True,
 ) -> PushResult:
     """Push the stored image *ref* to *destination* (default: its own name).
 
@@ -60,7 +62,10 @@ def push(
     manifests, the index is pushed byte for byte; when some are absent from the store (or not
     selected with ``platforms``), an index listing just the pushed manifests is pushed instead
     (its digest differs, and the result's warnings say so). With explicit ``platforms`` or
-    ``all_platforms``, selected manifests absent from the store are an error.
+    ``all_platforms``, selected manifests absent from the store are an error. With
+    *referrers* (the default) the referrers the store keeps for what was pushed follow it
+    (see :mod:`.referrer_transfer`); those of a stored index go only when it went byte for
+    byte (another index has another digest, which they do not name).
     """
     record = store.resolve(ref)
     source = Reference.parse(record.name)
@@ -109,6 +114,17 @@ def push(
         reference: str | Digest = dest.digest or dest.tag or "latest"
         client.put_manifest(dest.path, reference, plan.top_data, plan.top.media_type)
         result.manifests += 1
+        if referrers:
+            subjects = [d.digest for d, _ in plan.documents]
+            if plan.top.digest == record.digest:
+                subjects.insert(0, record.digest)
+            result.referrers = push_referrers(
+                store,
+                client,
+                dest.path,
+                subjects,
+                lambda desc: _push_blob(store, client, dest.path, desc, mount_from),
+            )
     return result
 
 

@@ -10,6 +10,7 @@ from ..oci.config import ConfigSummary
 from ..oci.digests import Digest
 from ..oci.mediatypes import Descriptor
 from ..oci.platforms import Platform
+from ..oci.referrers import Referrer
 from ..oci.tree import TreeNode
 from ..storage.gc import GcResult
 from ..storage.metadata import ImageRecord
@@ -57,6 +58,8 @@ class ImageInfo:
     platforms: list[Platform]
     #: Those whose manifest, config and layers are all in the store.
     stored_platforms: list[Platform] = field(default_factory=list)
+    #: Signatures, attestations and SBOMs kept for the image (its referrers, and theirs).
+    referrers: int = 0
 
 
 @dataclass(slots=True)
@@ -82,6 +85,16 @@ class ImageInspection:
     record: ImageRecord
     tree: TreeNode
     manifests: list[ManifestInspection]
+    #: The signatures, attestations and SBOMs kept for the image's documents, and theirs.
+    referrers: list[Referrer] = field(default_factory=list)
+
+
+def referrer_kind(referrer: Referrer) -> str:
+    """What a referrer is to people: ``referrer`` (OCI, by its subject), or cosign's
+    ``signature``, ``attestation`` or ``sbom`` (by its tag)."""
+    return {"": "referrer", "sig": "signature", "att": "attestation", "sbom": "sbom"}.get(
+        referrer.kind, referrer.kind
+    )
 
 
 CheckStatus = Literal["complete", "incomplete", "corrupt", "unavailable", "invalid", "partial"]

@@ -19,6 +19,7 @@ from ..archive.compression import Compression
 from ..errors import (
     AlreadyExistsError,
     AmbiguousImageError,
+    CargoholdError,
     InUseError,
     InvalidLabelError,
     InvalidReferenceError,
@@ -29,6 +30,7 @@ from ..oci.digests import Digest
 from ..oci.graph import walk
 from ..oci.platforms import Platform, PlatformMatcher
 from ..oci.references import Reference, check_name_digest
+from ..oci.referrers import Referrer
 from ..progress import Progress
 from ..storage.gc import GcResult, collect
 from ..storage.metadata import ImageRecord, Namespace
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from ..archive.writer import RefNameForm
     from .inventory import InventoryResult
     from .transfer import ClientFactory, PullResult, PushResult
+    from .verifying import VerifiedImage
 
 #: containerd's limit on a label's key and value together.
 MAX_LABEL_BYTES = 4096
@@ -79,7 +82,11 @@ class Store(StoreContext):
             shared = known.get(record.digest)
             if shared is None or shared.record.size != record.size:
                 shared = known[record.digest] = self.info(record, host)
-            infos.append(ImageInfo(record, shared.size, shared.platforms, shared.stored_platforms))
+            infos.append(
+                ImageInfo(
+                    record, shared.size, shared.platforms, shared.stored_platforms, shared.referrers
+                )
+            )
         return infos
 
     def list_names(self, filters: Sequence[str] = ()) -> list[str]:
@@ -91,7 +98,10 @@ class Store(StoreContext):
 
     def info(self, record: ImageRecord, matcher: PlatformMatcher) -> ImageInfo:
         """Size (of the manifest *matcher* prefers, as ctr counts it), the platforms its index
-        lists, and those the store holds whole (a default import takes only this host's)."""
+        lists, those the store holds whole (a default import takes only this host's), and how
+        many referrers (signatures, attestations, SBOMs) are kept for it."""
+        from .referrers import referrer_closure
+
         graph = walk(
             self.blobs, image_target(record), PlatformMatcher.all(), record.name, missing_ok=True
         )
@@ -106,11 +116,13 @@ class Store(StoreContext):
             for m in graph.manifests
             if m.platform is not None and all(b.digest in graph.blobs for b in m.manifest.blobs)
         }
+        referrers = {r.digest for r in referrer_closure(self, graph.documents)}
         return ImageInfo(
             record,
             size,
             sorted(graph.platforms, key=Platform.sort_key),
             sorted(stored, key=Platform.sort_key),
+            len(referrers),
         )
 
     def tag(self, source: str, targets: Sequence[str], force: bool = False) -> list[str]:
@@ -295,6 +307,7 @@ class Store(StoreContext):
         compress_blobs: bool = False,
         progress: Progress | None = None,
         limits: Limits | None = None,
+        require_signature: str | Path | None = None,
     ) -> ImportResult:
         """Import an archive (a path, ``"-"`` for stdin, or a binary stream), all or nothing
         (see :func:`cargohold.operations.importing.import_archive`)."""
@@ -314,6 +327,7 @@ class Store(StoreContext):
             compress_blobs=compress_blobs,
             progress=progress,
             limits=limits,
+            require_signature=require_signature,
         )
 
     def export(
@@ -333,6 +347,7 @@ class Store(StoreContext):
         ref_name: RefNameForm = "full",
         name_as: str | None = None,
         against: Sequence[str | Path] = (),
+        referrers: bool = True,
     ) -> ExportResult:
         """Write the images *refs* to *out*, a path, ``"-"`` for stdout, or a binary stream
         (see :func:`cargohold.operations.exporting.export`)."""
@@ -354,6 +369,7 @@ class Store(StoreContext):
             ref_name=ref_name,
             name_as=name_as,
             against=against,
+            referrers=referrers,
         )
 
     # -- registries ----------------------------------------------------------------------
@@ -366,6 +382,7 @@ class Store(StoreContext):
         all_platforms: bool = False,
         client_factory: ClientFactory | None = None,
         progress: Progress | None = None,
+        referrers: bool = True,
     ) -> PullResult:
         """Pull *ref* from its registry under its normalised name, all or nothing (see
         :func:`cargohold.operations.pulling.pull`). *client_factory* makes the
@@ -379,6 +396,7 @@ class Store(StoreContext):
             platforms=platforms,
             all_platforms=all_platforms,
             progress=progress,
+            referrers=referrers,
         )
 
     def push(
@@ -390,6 +408,7 @@ class Store(StoreContext):
         all_platforms: bool = False,
         client_factory: ClientFactory | None = None,
         progress: Progress | None = None,
+        referrers: bool = True,
     ) -> PushResult:
         """Push the stored image *ref* to *destination* (default: its own name); see
         :func:`cargohold.operations.pushing.push`."""
@@ -403,7 +422,36 @@ class Store(StoreContext):
             platforms=platforms,
             all_platforms=all_platforms,
             progress=progress,
+            referrers=referrers,
         )
+
+    # -- referrers and signatures --------------------------------------------------------
+
+    def referrers(self, subject: str | Digest, artifact_type: str | None = None) -> list[Referrer]:
+        """The referrers kept for *subject* (a digest, or an image's name) in this namespace,
+        cosign's attachments included; a server's referrers API answers from this (see
+        :func:`cargohold.operations.referrers.referrers_response` for the index it serves)."""
+        from .referrers import list_referrers
+
+        digest = subject if isinstance(subject, Digest) else _subject_digest(self, subject)
+        return list_referrers(self, digest, artifact_type)
+
+    def verify(
+        self, refs: Sequence[str], key: str | Path, identity: str | None = None
+    ) -> list[VerifiedImage]:
+        """Check the images *refs* for a cosign signature by the public key file *key*, offline
+        (see :func:`cargohold.operations.verifying.verify`)."""
+        from .verifying import verify
+
+        return verify(self, refs, key, identity)
+
+
+def _subject_digest(ctx: StoreContext, subject: str) -> Digest:
+    """A digest as given, else the target digest of the image *subject* names."""
+    try:
+        return Digest.parse(subject)
+    except CargoholdError:
+        return ctx.resolve(subject).digest
 
 
 def _check_label(key: str, value: str) -> None:

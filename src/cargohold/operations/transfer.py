@@ -80,6 +80,9 @@ class PullResult:
     bytes_downloaded: int = 0
     blobs_present: int = 0
     manifests_downloaded: int = 0
+    #: Signatures, attestations and SBOMs pulled with the image.
+    referrers: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -95,6 +98,8 @@ class PushResult:
     blobs_mounted: int = 0
     blobs_present: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: Signatures, attestations and SBOMs pushed after the image.
+    referrers: int = 0
 
 
 # -- pull ------------------------------------------------------------------------------------

@@ -338,6 +338,26 @@ class RegistryClient:
             )  # fmt: skip
         return digest
 
+    def get_referrers(
+        self, repository: str, subject: Digest, *, limit: int = DEFAULT_JSON_LIMIT
+    ) -> bytes | None:
+        """The referrers API's index of *subject*'s referrers (at most *limit* bytes), or None
+        when the registry has no referrers API (it answers 404 or 405, as Distribution 2.8
+        does); the caller then falls back to the referrers tag schema. The index is not
+        trusted: each referrer it lists is fetched by digest and its ``subject`` checked."""
+        text = f"referrers/{subject}"
+        target = Target(self.host, repository, text)
+        response = self._auth.open(
+            "GET", self._session.url(f"/v2/{repository}/{text}"), target, "referrers list",
+            pull_scopes(repository), headers={"Accept": OCI_INDEX}, follow_redirects=True,
+            attempts=Attempts(self._session.retry), allow={404, 405},
+        )  # fmt: skip
+        with closing(response):
+            if response.status_code in (404, 405):
+                return None
+            expect(self._reporter, response, target, "referrers list", 200)
+            return self._session.read_body(response, target, "referrers list", limit)
+
     # -- blobs -----------------------------------------------------------------------------
 
     def blob_exists(self, repository: str, digest: Digest) -> int | None:

@@ -65,16 +65,19 @@ def collect(
         leased = {Digest.parse(d) for d in meta.leased_digests(live)}
         reach = Reachability(blobs, present.__contains__)
         try:
-            held = held_content(meta, blobs, present.keys(), reach=reach)
+            reached = reach_namespaces(meta, reach)
             reachable = reach.closure_of_blobs({d: present.get(d) for d in leased})
         except UnreadableContentError as exc:
             raise CargoholdError(
                 f"garbage collection stopped, nothing was removed: {exc}"
             ) from None
-        for namespace, digests in held.items():
-            reachable |= digests
+        for namespace, digests in reached.items():
+            held = {d for d in digests if d in present}
+            reachable |= held
             if not dry_run:
-                meta.set_holdings(db, namespace, digests)
+                meta.set_holdings(db, namespace, held)
+                # a referrer goes with its subject: its row now, its blobs in this sweep
+                meta.prune_referrers(db, namespace, digests)
         result.removed = [(d, size) for d, size in present.items() if d not in reachable]
         if not dry_run and result.removed:
             blobs.delete_many([digest for digest, _ in result.removed])
@@ -94,8 +97,26 @@ def held_content(
     walks more with it)."""
     if reach is None:
         reach = Reachability(blobs, present.__contains__, skip_unreadable=skip_unreadable)
-    held: dict[str, set[Digest]] = {}
+    return {
+        namespace: {d for d in digests if d in present}
+        for namespace, digests in reach_namespaces(meta, reach).items()
+    }
+
+
+def reach_namespaces(meta: MetadataStore, reach: Reachability) -> dict[str, set[Digest]]:
+    """Every digest each namespace reaches (absent ones included): what its images reach, and
+    the referrers it keeps of anything reached, with what they reach, until nothing is added
+    (a signature of an SBOM of an image is kept with the image)."""
+    found: dict[str, set[Digest]] = {}
     for namespace in meta.holding_namespaces():
         roots = [Descriptor(t, d, 0) for t, d in meta.namespace_targets(namespace)]
-        held[namespace] = {d for d in reach.closure(roots) if d in present}
-    return held
+        reached = reach.closure(roots)
+        pending = meta.referrers(namespace)
+        while True:
+            kept = [r for r in pending if r.subject in reached]
+            if not kept:
+                break
+            pending = [r for r in pending if r.subject not in reached]
+            reached |= reach.closure(r.descriptor for r in kept)
+        found[namespace] = reached
+    return found

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,8 @@ from typing import Any, Final, Literal
 
 from ..errors import CargoholdError, CorruptMetadataError, ReadOnlyStoreError
 from ..oci.digests import Digest
+from ..oci.mediatypes import Descriptor
+from ..oci.referrers import Referrer
 from .database import connect, open_for_reading, typed_errors
 
 SCHEMA: Final = """
@@ -45,6 +47,17 @@ CREATE TABLE IF NOT EXISTS namespace_content (
     namespace TEXT NOT NULL,
     digest TEXT NOT NULL,
     PRIMARY KEY (namespace, digest)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS referrers (
+    namespace TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    artifact_type TEXT NOT NULL DEFAULT '',
+    annotations TEXT NOT NULL DEFAULT '{}',
+    kind TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (namespace, subject, digest)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leases (
     id TEXT PRIMARY KEY,
@@ -248,8 +261,10 @@ class MetadataStore:
         return cursor.rowcount > 0
 
     def release_namespace(self, db: sqlite3.Connection, name: str) -> None:
-        """Forget the content a namespace holds (it is being removed)."""
+        """Forget the content a namespace holds, and the referrers it keeps (it is being
+        removed)."""
         db.execute("DELETE FROM namespace_content WHERE namespace = ?", (name,))
+        db.execute("DELETE FROM referrers WHERE namespace = ?", (name,))
 
     @typed_errors
     def count_images(self, namespace: str) -> int:
@@ -312,7 +327,9 @@ class MetadataStore:
     def holding_namespaces(self) -> list[str]:
         """Every namespace that holds content or has images (those with neither hold nothing)."""
         rows = self._db.execute(
-            "SELECT namespace FROM namespace_content UNION SELECT namespace FROM images ORDER BY 1"
+            "SELECT namespace FROM namespace_content UNION SELECT namespace FROM images"
+            + (" UNION SELECT namespace FROM referrers" if self._has_referrers() else "")
+            + " ORDER BY 1"
         )
         return [row[0] for row in rows]
 
@@ -332,6 +349,64 @@ class MetadataStore:
         )
         targets = {(t, _digest(d, _row_name(namespace, name))) for name, t, d in rows}
         return sorted(targets, key=lambda t: (t[0], str(t[1])))
+
+    # -- referrers: artifacts kept for a subject (see cargohold.oci.referrers) ------------
+
+    def put_referrers(
+        self, db: sqlite3.Connection, namespace: str, referrers: Iterable[Referrer]
+    ) -> None:
+        """Record, inside the caller's transaction, that *namespace* keeps *referrers*."""
+        db.executemany(
+            "INSERT OR REPLACE INTO referrers (namespace, subject, digest, media_type, size,"
+            " artifact_type, annotations, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    namespace,
+                    str(r.subject),
+                    str(r.digest),
+                    r.descriptor.media_type,
+                    r.descriptor.size,
+                    r.descriptor.artifact_type or "",
+                    _dump(dict(r.descriptor.annotations)),
+                    r.kind,
+                )
+                for r in referrers
+            ],
+        )
+
+    @typed_errors
+    def referrers(self, namespace: str, subject: Digest | None = None) -> list[Referrer]:
+        """The referrers *namespace* keeps (of *subject*, or all), sorted by subject and digest.
+        A store of an older format opened to read has none."""
+        if not self._has_referrers():
+            return []
+        query = (
+            "SELECT subject, digest, media_type, size, artifact_type, annotations, kind"
+            " FROM referrers WHERE namespace = ?"
+        )
+        params: tuple[str, ...] = (namespace,)
+        if subject is not None:
+            query += " AND subject = ?"
+            params = (namespace, str(subject))
+        rows = self._db.execute(query + " ORDER BY subject, digest", params).fetchall()
+        return [_referrer(namespace, row) for row in rows]
+
+    def prune_referrers(
+        self, db: sqlite3.Connection, namespace: str, reached: Collection[Digest]
+    ) -> int:
+        """Forget the referrers of subjects *namespace* no longer reaches; returns how many."""
+        gone = [r for r in self.referrers(namespace) if r.subject not in reached]
+        db.executemany(
+            "DELETE FROM referrers WHERE namespace = ? AND subject = ? AND digest = ?",
+            [(namespace, str(r.subject), str(r.digest)) for r in gone],
+        )
+        return len(gone)
+
+    def _has_referrers(self) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'referrers'"
+        ).fetchone()
+        return row is not None
 
     # -- leases --------------------------------------------------------------------------
 
@@ -431,6 +506,21 @@ def _digest(value: object, what: str) -> Digest:
         return Digest.parse(value)
     except CargoholdError as exc:
         raise CorruptMetadataError(f"{what}: {exc}") from None
+
+
+def _referrer(namespace: str, row: Sequence[Any]) -> Referrer:
+    subject, digest, media_type, size, artifact_type, annotations, kind = row
+    what = f"metadata.db: referrer {digest!r} of {subject!r} in namespace {namespace!r}"
+    if not isinstance(media_type, str) or not isinstance(size, int) or size < 0:
+        raise CorruptMetadataError(f"{what}: invalid media type or size")
+    descriptor = Descriptor(
+        media_type,
+        _digest(digest, what),
+        size,
+        _labels(annotations, f"{what}: annotations"),
+        artifact_type=artifact_type or None,
+    )
+    return Referrer(_digest(subject, what), descriptor, str(kind))
 
 
 def _labels(text: object, what: str) -> dict[str, str]:
