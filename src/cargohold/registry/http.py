@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 import time
@@ -138,7 +139,12 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext:
     context.load_verify_locations(cafile=certifi.where())
     if isinstance(verify, str):
         try:
-            context.load_verify_locations(cafile=verify)
+            if os.path.isdir(verify):  # podman's --cert-dir, skopeo sync's cert-dir
+                for name in sorted(os.listdir(verify)):
+                    if name.endswith(".crt"):
+                        context.load_verify_locations(cafile=os.path.join(verify, name))
+            else:
+                context.load_verify_locations(cafile=verify)
         except (OSError, ssl.SSLError) as exc:
             reason = getattr(exc, "strerror", None) or clean(str(exc))
             raise RegistryError(f"cannot load CA certificate {verify}: {reason}") from None
