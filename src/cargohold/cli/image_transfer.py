@@ -9,6 +9,7 @@ import click
 
 from ..errors import CargoholdError
 from ..limits import Limits
+from .access import client_factory_options as registry_options
 from .completion import complete_images
 from .context import Context, pass_context
 from .options import (
@@ -18,7 +19,6 @@ from .options import (
     platform_options,
     progress_option,
     quiet_option,
-    registry_options,
 )
 from .progress import make_progress
 from .render import echo, print_json, warn

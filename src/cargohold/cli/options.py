@@ -9,20 +9,15 @@ cannot be added to one command and forgotten in its sibling.
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import click
 
 from ..errors import InvalidPlatformError
-from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, Limits
+from ..limits import Limits
 from ..oci.platforms import Platform
-
-if TYPE_CHECKING:
-    from ..operations.transfer import ClientFactory
-    from ..registry.client import RegistryClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -170,124 +165,3 @@ def limit_options(body: F) -> F:
         metavar="SIZE",
         help="Largest JSON document (index, manifest, config) read. [default: 4MiB, at most 64MiB]",
     )(f)
-
-
-def registry_options(body: F) -> F:
-    """The registry options of pull and push, handed to the command as one client factory
-    (``client_factory``)."""
-
-    @functools.wraps(body)
-    def command(
-        *args: Any,
-        plain_http: bool,
-        trust_token_host: bool,
-        user: str | None,
-        password_stdin: bool,
-        ca_cert: str | None,
-        tls_verify: bool,
-        speed_limit: int,
-        speed_time: float,
-        **kwargs: Any,
-    ) -> Any:
-        factory = _client_factory(
-            plain_http=plain_http, user=user, password_stdin=password_stdin, ca_cert=ca_cert,
-            tls_verify=tls_verify, trust_token_host=trust_token_host, speed_limit=speed_limit,
-            speed_time=speed_time,
-        )  # fmt: skip
-        return body(*args, client_factory=factory, **kwargs)
-
-    return _registry_flags(cast(F, command))
-
-
-def _registry_flags(f: F) -> F:
-    """The flags of :func:`registry_options`, in the order help lists them (last first)."""
-    f = click.option(
-        "--speed-time",
-        type=click.FloatRange(min=0, min_open=True, max=86400),
-        default=DEFAULT_SPEED_TIME,
-        show_default=True,
-        metavar="SECONDS",
-        help="How long a transfer may stay below --speed-limit before it is abandoned.",
-    )(f)
-    f = click.option(
-        "--speed-limit",
-        type=click.IntRange(min=0),
-        default=DEFAULT_SPEED_LIMIT,
-        show_default=True,
-        metavar="BYTES",
-        help="Abandon a transfer moving fewer bytes a second than this for --speed-time"
-        " (as curl's --speed-limit); 0 turns the floor off.",
-    )(f)
-    f = click.option(
-        "--tls-verify",
-        type=click.BOOL,
-        default=True,
-        show_default=True,
-        metavar="BOOLEAN",
-        help="Verify the registry's TLS certificate (--tls-verify=false to skip).",
-    )(f)
-    f = click.option(
-        "--ca-cert",
-        metavar="FILE",
-        type=click.Path(dir_okay=False),
-        help="Trust this CA certificate (PEM) besides the system's.",
-    )(f)
-    f = click.option(
-        "--password-stdin", is_flag=True, help="Read the password of --user from stdin."
-    )(f)
-    f = click.option(
-        "--user",
-        metavar="USER[:PASS]",
-        help="Registry credentials (default: those of `docker login`, else anonymous).",
-    )(f)
-    f = click.option(
-        "--trust-token-host",
-        is_flag=True,
-        help="Also send the credentials to a token service at another origin (host or port)"
-        " than the registry's, when the registry names one (never done without this; never"
-        " over plain HTTP to a TLS registry).",
-    )(f)
-    return click.option(
-        "--plain-http",
-        is_flag=True,
-        help="HTTP without TLS, for a registry on this machine (localhost, 127.0.0.1, [::1]).",
-    )(f)
-
-
-def _client_factory(
-    *,
-    plain_http: bool,
-    user: str | None,
-    password_stdin: bool,
-    ca_cert: str | None,
-    tls_verify: bool,
-    trust_token_host: bool,
-    speed_limit: int,
-    speed_time: float,
-) -> ClientFactory:
-    """Makes the registry client the options describe (the HTTP stack loads only here)."""
-    from ..operations.transfer import check_plain_http
-    from ..registry.client import Credentials, RegistryClient
-
-    if password_stdin and user is None:
-        raise click.UsageError("--password-stdin needs --user")
-    credentials = None
-    if user is not None:
-        password = sys.stdin.readline() if password_stdin else None
-        credentials = Credentials.from_user_option(user, password)
-    verify: bool | str = ca_cert if ca_cert is not None and tls_verify else tls_verify
-
-    def factory(host: str) -> RegistryClient:
-        if plain_http:
-            check_plain_http(host)
-        return RegistryClient(
-            host,
-            credentials=credentials,
-            plain_http=plain_http,
-            verify=verify,
-            allow_foreign_realm=trust_token_host,
-            speed_limit=speed_limit,
-            speed_time=speed_time,
-        )
-
-    return factory

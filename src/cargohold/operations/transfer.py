@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, TypeVar
 
 from ..errors import (
-    CargoholdError,
     TransferCancelled,
 )
 from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME
@@ -175,12 +174,3 @@ def is_loopback(host: str) -> bool:
         or address == "::1"
         or (address.startswith("127.") and address.replace(".", "").isdigit())
     )
-
-
-def check_plain_http(host: str) -> None:
-    """Plain HTTP is for registries on this machine only."""
-    if not is_loopback(host):
-        raise CargoholdError(
-            f"--plain-http is only allowed for a registry on this machine (localhost,"
-            f" 127.0.0.1, [::1]), not {host}"
-        )

@@ -1,0 +1,230 @@
+"""How the registry commands reach a registry: TLS or plain HTTP, which certificates, whose
+credentials. The flags are podman's and skopeo's (``--tls-verify``, ``--creds``,
+``--authfile``, ``--cert-dir``), handed to the command as one :class:`RegistryAccess`, which
+makes the client factory the operations take.
+
+Plain HTTP and unverified TLS are allowed for any host (a site's registry on its LAN often has
+no certificate), with one warning per host that is not this machine. ``--tls-verify=false``
+also lets a registry that does not speak TLS be reached over plain HTTP, as podman and skopeo
+do. Credentials given with ``--creds`` go only to the registry the command names.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import click
+
+from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME
+from .render import warn
+
+if TYPE_CHECKING:
+    from ..operations.transfer import ClientFactory
+    from ..registry.client import Credentials, RegistryClient
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class HostAccess:
+    """What a skopeo-sync file says of one registry: TLS, CA certificates, credentials."""
+
+    tls_verify: bool | None = None
+    cert_dir: str | None = None
+    credentials: Credentials | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryAccess:
+    """The registry flags of one command."""
+
+    plain_http: bool = False
+    tls_verify: bool = True
+    ca_cert: str | None = None
+    credentials: Credentials | None = None
+    authfile: str | None = None
+    trust_token_host: bool = False
+    speed_limit: int = DEFAULT_SPEED_LIMIT
+    speed_time: float = DEFAULT_SPEED_TIME
+    #: Per-registry settings (a skopeo-sync file's), over the flags.
+    hosts: Mapping[str, HostAccess] = field(default_factory=dict)
+
+    def with_hosts(self, hosts: Mapping[str, HostAccess]) -> RegistryAccess:
+        return replace(self, hosts=hosts)
+
+    def factory(self) -> ClientFactory:
+        """Makes the client of a host as the flags say (the HTTP stack loads only here); warns
+        once per host reached without TLS or without verifying it, unless it is this machine."""
+        from ..operations.transfer import is_loopback
+        from ..registry.client import RegistryClient
+        from ..registry.credentials import is_docker_hub
+        from ..registry.http import answers_plain_http_only
+
+        lock = threading.Lock()
+        plain: dict[str, bool] = {}
+
+        def insecure(host: str, verify: bool | str) -> bool:
+            """Whether *host* is reached over plain HTTP; warns the first time it is."""
+            with lock:
+                if host not in plain:
+                    plain[host] = self.plain_http or (
+                        verify is False
+                        and not is_docker_hub(host)
+                        and answers_plain_http_only(host)
+                    )
+                    if not is_loopback(host):
+                        if plain[host]:
+                            warn(f"{host} is reached over plain HTTP: what is sent can be read")
+                        elif verify is False:
+                            warn(f"the TLS certificate of {host} is not verified")
+                return plain[host]
+
+        def make(host: str) -> RegistryClient:
+            settings = self.hosts.get(host, HostAccess())
+            tls_verify = self.tls_verify if settings.tls_verify is None else settings.tls_verify
+            ca = settings.cert_dir or self.ca_cert
+            verify: bool | str = ca if ca is not None and tls_verify else tls_verify
+            return RegistryClient(
+                host,
+                credentials=settings.credentials or self.credentials,
+                config_path=self.authfile,
+                plain_http=insecure(host, verify),
+                verify=verify,
+                allow_foreign_realm=self.trust_token_host,
+                speed_limit=self.speed_limit,
+                speed_time=self.speed_time,
+            )
+
+        return make
+
+
+def read_credentials(user: str | None, password_stdin: bool) -> Credentials | None:
+    """``--creds USER[:PASS]`` (or ``--user``), the password perhaps from stdin."""
+    from ..registry.client import Credentials
+
+    if password_stdin and user is None:
+        raise click.UsageError("--password-stdin needs --creds (or --user)")
+    if user is None:
+        return None
+    password = sys.stdin.readline() if password_stdin else None
+    return Credentials.from_user_option(user, password)
+
+
+def registry_options(body: F) -> F:
+    """The registry flags, handed to the command as ``access`` (a :class:`RegistryAccess`)."""
+
+    @functools.wraps(body)
+    def command(
+        *args: Any,
+        plain_http: bool,
+        trust_token_host: bool,
+        user: str | None,
+        password_stdin: bool,
+        authfile: str | None,
+        ca_cert: str | None,
+        tls_verify: bool,
+        speed_limit: int,
+        speed_time: float,
+        **kwargs: Any,
+    ) -> Any:
+        access = RegistryAccess(
+            plain_http=plain_http, tls_verify=tls_verify, ca_cert=ca_cert,
+            credentials=read_credentials(user, password_stdin), authfile=authfile,
+            trust_token_host=trust_token_host, speed_limit=speed_limit, speed_time=speed_time,
+        )  # fmt: skip
+        return body(*args, access=access, **kwargs)
+
+    return _registry_flags(cast(F, command))
+
+
+def client_factory_options(body: F) -> F:
+    """The registry flags, handed to the command as ``client_factory``."""
+
+    @functools.wraps(body)
+    def command(*args: Any, access: RegistryAccess, **kwargs: Any) -> Any:
+        return body(*args, client_factory=access.factory(), **kwargs)
+
+    return registry_options(cast(F, command))
+
+
+def _registry_flags(f: F) -> F:
+    """The flags of :func:`registry_options`, in the order help lists them (last first)."""
+    f = click.option(
+        "--speed-time",
+        type=click.FloatRange(min=0, min_open=True, max=86400),
+        default=DEFAULT_SPEED_TIME,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long a transfer may stay below --speed-limit before it is abandoned.",
+    )(f)
+    f = click.option(
+        "--speed-limit",
+        type=click.IntRange(min=0),
+        default=DEFAULT_SPEED_LIMIT,
+        show_default=True,
+        metavar="BYTES",
+        help="Abandon a transfer moving fewer bytes a second than this for --speed-time"
+        " (as curl's --speed-limit); 0 turns the floor off.",
+    )(f)
+    f = tls_verify_option(f)
+    f = click.option(
+        "--ca-cert",
+        "--cert-dir",
+        "ca_cert",
+        metavar="PATH",
+        type=click.Path(),
+        help="Trust this CA certificate (PEM), or the *.crt files of this directory, besides"
+        " the system's.",
+    )(f)
+    f = authfile_option(f)
+    f = click.option(
+        "--password-stdin", is_flag=True, help="Read the password of --creds from stdin."
+    )(f)
+    f = click.option(
+        "--creds",
+        "--user",
+        "user",
+        metavar="USER[:PASS]",
+        help="Registry credentials (default: those stored by `cargohold login`, `podman login`"
+        " or `docker login`, else anonymous).",
+    )(f)
+    f = click.option(
+        "--trust-token-host",
+        is_flag=True,
+        help="Also send the credentials to a token service at another origin (host or port)"
+        " than the registry's, when the registry names one (never done without this; never"
+        " over plain HTTP to a TLS registry).",
+    )(f)
+    return click.option(
+        "--plain-http",
+        is_flag=True,
+        help="HTTP without TLS (warned about unless the registry is on this machine).",
+    )(f)
+
+
+def tls_verify_option(f: F) -> F:
+    return click.option(
+        "--tls-verify",
+        type=click.BOOL,
+        default=True,
+        show_default=True,
+        metavar="BOOLEAN",
+        help="Verify the registry's TLS certificate; --tls-verify=false skips that, and falls"
+        " back to plain HTTP for a registry without TLS (warned about unless it is on this"
+        " machine).",
+    )(f)
+
+
+def authfile_option(f: F) -> F:
+    return click.option(
+        "--authfile",
+        metavar="FILE",
+        type=click.Path(dir_okay=False),
+        help="The auth.json to read credentials from (default: $REGISTRY_AUTH_FILE, else"
+        " podman's, then docker's config.json).",
+    )(f)
