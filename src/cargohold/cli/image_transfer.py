@@ -9,7 +9,7 @@ import click
 
 from ..errors import CargoholdError
 from ..limits import Limits
-from .access import client_factory_options as registry_options
+from .access import RegistryAccess, client_factory_options, registry_options
 from .completion import complete_images
 from .context import Context, pass_context
 from .options import (
@@ -23,6 +23,7 @@ from .options import (
 from .progress import make_progress
 from .render import echo, print_json, warn
 from .streams import is_stdout, refuse_terminal_stdin, refuse_terminal_stdout
+from .sync import jobs_option
 from .transports import Location, parse_location
 from .units import counted, human_size
 
@@ -301,7 +302,7 @@ def _layout_dir(location: Location, archive_format: str | None, skip_manifest_js
 @click.command("pull")
 @click.argument("ref", metavar="REF")
 @platform_options
-@registry_options
+@client_factory_options
 @format_option
 @progress_option
 @quiet_option
@@ -342,8 +343,16 @@ def pull(
 
 
 @click.command("push")
-@click.argument("ref", metavar="REF", shell_complete=complete_images)
-@click.argument("destination", metavar="[DEST]", required=False)
+@click.argument("ref", metavar="REF|DEST", shell_complete=complete_images)
+@click.argument("rest", metavar="[DEST] | [FILTER...]", nargs=-1)
+@click.option(
+    "--all",
+    "push_all",
+    is_flag=True,
+    help="Push every image (or those FILTERs select, as image ls) under DEST, a registry and"
+    " optional path prefix, keeping each image's repository path and tag.",
+)
+@jobs_option
 @platform_options
 @registry_options
 @format_option
@@ -353,28 +362,43 @@ def pull(
 def push(
     ctx: Context,
     ref: str,
-    destination: str | None,
+    rest: tuple[str, ...],
+    push_all: bool,
+    jobs: int,
     selection: PlatformSelection,
-    client_factory: ClientFactory,
+    access: RegistryAccess,
     output_format: str,
     progress_mode: str,
     quiet: bool,
 ) -> None:
-    """Push the stored image REF to a registry, as DEST (default: REF's own name).
+    """Push the stored image REF to a registry, as DEST (default: REF's own name); with
+    --all, every image of the namespace (or those FILTERs select) under DEST.
 
     Default: every platform the store holds. A stored index whose manifests are all pushed
     goes byte for byte; otherwise an index of the pushed manifests is made (with a warning).
     Blobs the registry has are skipped, blobs of REF's repository on the same registry are
     mounted. --format json prints {name, destination, digest, mediaType, platforms,
     manifests, blobsUploaded, bytesUploaded, blobsMounted, blobsPresent}.
+
+    With --all (-j N images at a time), DEST is host[:port][/prefix]:
+    docker.io/library/alpine:3 goes to DEST/library/alpine:3. A blob an earlier image put in
+    another repository is mounted. One failed image does not stop the others (exit status 1
+    when any failed); --format json prints {images: [{name, destination, action, digest,
+    bytes, blobsUploaded, blobsMounted, blobsPresent, error}], pushed, failed, bytes}.
     """
+    if push_all:
+        _push_all(ctx, ref, rest, jobs, selection, access, output_format, progress_mode, quiet)
+        return
+    if len(rest) > 1:
+        raise click.UsageError("push takes REF and at most one DEST (FILTERs go with --all)")
+    destination = rest[0] if rest else None
     with ctx.store("read") as store:
         result = store.push(
             ref,
             destination,
             platforms=selection.platforms,
             all_platforms=selection.all_platforms,
-            client_factory=client_factory,
+            client_factory=access.factory(),
             progress=make_progress(progress_mode, quiet=quiet),
         )
     for warning in result.warnings:
@@ -388,3 +412,35 @@ def push(
             f" ({human_size(result.bytes_uploaded)}),"
             f" {result.blobs_mounted} mounted, {result.blobs_present} already there"
         )
+
+
+def _push_all(
+    ctx: Context,
+    dest: str,
+    filters: tuple[str, ...],
+    jobs: int,
+    selection: PlatformSelection,
+    access: RegistryAccess,
+    output_format: str,
+    progress_mode: str,
+    quiet: bool,
+) -> None:
+    """``image push --all DEST [FILTER...]``."""
+    from .sync import print_push_all, push_all_json, push_reporter
+
+    with ctx.store("read") as store:
+        result = store.push_all(
+            dest,
+            filters,
+            platforms=selection.platforms,
+            all_platforms=selection.all_platforms,
+            client_factory=access.factory(),
+            jobs=jobs,
+            report=push_reporter(progress_mode, quiet),
+        )
+    if output_format == "json":
+        print_json(push_all_json(result.entries))
+    elif not quiet:
+        print_push_all(result.entries)
+    if result.failed:
+        raise CargoholdError(f"{len(result.failed)} of {len(result.entries)} images failed")

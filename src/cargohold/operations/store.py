@@ -11,7 +11,7 @@ before any name points at them, and names change in one transaction.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
@@ -45,6 +45,9 @@ from .results import (
 
 if TYPE_CHECKING:
     from ..archive.writer import RefNameForm
+    from .pushingall import PushAllEntry, PushAllResult
+    from .syncing import SyncEntry, SyncResult
+    from .synclists import SyncList
     from .transfer import ClientFactory, PullResult, PushResult
 
 #: containerd's limit on a label's key and value together.
@@ -382,6 +385,60 @@ class Store(StoreContext):
             platforms=platforms,
             all_platforms=all_platforms,
             progress=progress,
+        )
+
+    def sync(
+        self,
+        lists: SyncList,
+        *,
+        platforms: Sequence[str | Platform] = (),
+        all_platforms: bool = False,
+        client_factory: ClientFactory | None = None,
+        jobs: int = 4,
+        dry_run: bool = False,
+        prune: bool = False,
+        report: Callable[[SyncEntry], None] | None = None,
+    ) -> SyncResult:
+        """Bring the store in line with *lists* (see :func:`cargohold.operations.syncing.sync`;
+        read them with :func:`cargohold.operations.synclists.read`)."""
+        from . import syncing, transfer
+
+        return syncing.sync(
+            self,
+            lists,
+            client_factory or transfer.default_client_factory,
+            platforms=platforms,
+            all_platforms=all_platforms,
+            jobs=jobs,
+            dry_run=dry_run,
+            prune=prune,
+            report=report,
+        )
+
+    def push_all(
+        self,
+        dest: str,
+        filters: Sequence[str] = (),
+        *,
+        platforms: Sequence[str | Platform] = (),
+        all_platforms: bool = False,
+        client_factory: ClientFactory | None = None,
+        jobs: int = 4,
+        report: Callable[[PushAllEntry], None] | None = None,
+    ) -> PushAllResult:
+        """Push every image (those *filters* select) under *dest*, keeping repository paths
+        and tags (see :func:`cargohold.operations.pushingall.push_all`)."""
+        from . import pushingall, transfer
+
+        return pushingall.push_all(
+            self,
+            dest,
+            client_factory or transfer.default_client_factory,
+            filters=filters,
+            platforms=platforms,
+            all_platforms=all_platforms,
+            jobs=jobs,
+            report=report,
         )
 
 

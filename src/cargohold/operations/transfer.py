@@ -35,6 +35,7 @@ from ..oci.mediatypes import (
 )
 from ..oci.platforms import Platform
 from ..registry.client import RegistryClient
+from .context import StoreContext
 
 __all__ = [
     "PARALLEL_TRANSFERS",
@@ -174,3 +175,66 @@ def is_loopback(host: str) -> bool:
         or address == "::1"
         or (address.startswith("127.") and address.replace(".", "").isdigit())
     )
+
+
+class SharedClients:
+    """One client per registry host for an operation over many images (a sync, a push of a
+    whole namespace): one connection pool, one token cache, one credential lookup, instead of
+    one per image. Used as the images' client factory; :meth:`close` closes them all."""
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self._factory = factory
+        self._clients: dict[str, RegistryClient] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str) -> RegistryClient:
+        with self._lock:
+            client = self._clients.get(host)
+            if client is None:
+                client = self._clients[host] = self._factory(host)
+                client.shared = True
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+    def __enter__(self) -> SharedClients:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ThreadStores:
+    """The store opened once per thread of a pool: a store's SQLite connection runs one
+    transaction at a time, so images synced or pushed in parallel each need their own."""
+
+    def __init__(self, store: StoreContext) -> None:
+        self._store = store
+        self._local = threading.local()
+        self._opened: list[StoreContext] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> StoreContext:
+        context: StoreContext | None = getattr(self._local, "context", None)
+        if context is None:
+            context = StoreContext(self._store.root, self._store.namespace, self._store.mode)
+            self._local.context = context
+            with self._lock:
+                self._opened.append(context)
+        return context
+
+    def close(self) -> None:
+        with self._lock:
+            for context in self._opened:
+                context.close()
+            self._opened.clear()
+
+    def __enter__(self) -> ThreadStores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
