@@ -127,6 +127,10 @@ def test_sync_a_text_list_then_again_unchanged_moved_and_pruned(
     text.write_text("# the site's images\n\n" + "\n".join(listed) + "  # pinned later\n")
     root = tmp_path / "root"
 
+    status, doc, stderr = _sync(root, "--plain-http", "--dry-run", str(text), env=env)
+    assert status == 0, stderr
+    assert _actions(doc) == dict.fromkeys(listed, "created") and doc["bytes"] == 0
+    assert run(root, "image", "ls", "-q").stdout == b""
     status, doc, stderr = _sync(root, "--plain-http", str(text), env=env)
     assert status == 0, stderr
     assert _actions(doc) == dict.fromkeys(listed, "created")
@@ -210,9 +214,14 @@ def test_sync_failures_do_not_stop_the_others(
     text = tmp_path / "list.txt"
     text.write_text("\n".join(listed) + "\n")
     env = _environment(tmp_path)
-    proc = run(tmp_path / "root", "sync", "--format", "json", "--tls-verify=false", str(text),
-               env=env)  # fmt: skip
+    proc = run(tmp_path / "root", "sync", "--creds", "u:p", "--tls-verify=false", str(text))
+    assert proc.returncode == 2 and b"--creds is for one registry" in proc.stderr
+    proc = run(tmp_path / "root", "sync", "--format", "json", "--tls-verify=false",
+               "--progress", "plain", str(text), env=env)  # fmt: skip
     assert proc.returncode == 1
+    progress = proc.stderr.decode().splitlines()[:-1]
+    assert [line.split(" ")[0] for line in progress] == ["[1]", "[2]", "[3]", "[4]"]
+    assert sorted(line.split(" ")[1].rstrip(":") for line in progress) == sorted(listed)
     doc = json.loads(proc.stdout)
     assert _actions(doc) == {listed[0]: "created", listed[1]: "failed",
                              listed[2]: "failed", listed[3]: "created"}  # fmt: skip
