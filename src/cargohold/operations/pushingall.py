@@ -88,7 +88,7 @@ def push_all(
     homes = BlobHomes()
     lock = threading.Lock()
 
-    with SharedClients(client_factory) as clients, ThreadStores(store) as stores:
+    with SharedClients(client_factory) as clients, ThreadStores(store, jobs) as stores:
 
         def one(target: tuple[str, str]) -> PushAllEntry:
             name, destination = target

@@ -105,7 +105,7 @@ def sync(
     """
     result = SyncResult(dry_run=dry_run)
     default = (tuple(str(p) for p in platforms), all_platforms)
-    with SharedClients(client_factory) as clients, ThreadStores(store) as stores:
+    with SharedClients(client_factory) as clients, ThreadStores(store, jobs) as stores:
         images, failures = _expand(lists.sources, clients, default)
         for failure in failures:
             if report is not None:

@@ -210,21 +210,27 @@ class SharedClients:
 
 class ThreadStores:
     """The store opened once per thread of a pool: a store's SQLite connection runs one
-    transaction at a time, so images synced or pushed in parallel each need their own."""
+    transaction at a time, so images synced or pushed in parallel each need their own.
 
-    def __init__(self, store: StoreContext) -> None:
-        self._store = store
+    The *count* connections are opened up front, one after the other: opening one for writing
+    takes the store's write lock for a moment, and threads opening theirs at once would queue
+    on SQLite's busy handler, which sleeps."""
+
+    def __init__(self, store: StoreContext, count: int) -> None:
+        self._free = [
+            StoreContext(store.root, store.namespace, store.mode) for _ in range(max(1, count))
+        ]
+        self._opened = list(self._free)
         self._local = threading.local()
-        self._opened: list[StoreContext] = []
         self._lock = threading.Lock()
 
     def get(self) -> StoreContext:
+        """This thread's store (a pool never has more threads than *count*)."""
         context: StoreContext | None = getattr(self._local, "context", None)
         if context is None:
-            context = StoreContext(self._store.root, self._store.namespace, self._store.mode)
-            self._local.context = context
             with self._lock:
-                self._opened.append(context)
+                context = self._free.pop()
+            self._local.context = context
         return context
 
     def close(self) -> None:
@@ -232,6 +238,7 @@ class ThreadStores:
             for context in self._opened:
                 context.close()
             self._opened.clear()
+            self._free.clear()
 
     def __enter__(self) -> ThreadStores:
         return self
