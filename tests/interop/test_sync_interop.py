@@ -9,13 +9,13 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import pytest
 from conftest import Skopeo, run_text
-from test_registry_interop import USER, Registry, _start
+from registries import USER, Registry, start_registry
 
 from cargohold.operations.store import Store
 from cargohold.operations.syncing import SyncEntry
@@ -85,17 +85,17 @@ def _fast() -> ClientFactory:
 
 @pytest.fixture(scope="module")
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    yield from _start(tmp_path_factory.mktemp("origin"), secure=False)
+    yield from start_registry(tmp_path_factory.mktemp("origin"), secure=False)
 
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    yield from _start(tmp_path_factory.mktemp("mirror"), secure=False)
+    yield from start_registry(tmp_path_factory.mktemp("mirror"), secure=False)
 
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    yield from _start(tmp_path_factory.mktemp("secure"), secure=True)
+    yield from start_registry(tmp_path_factory.mktemp("secure"), secure=True)
 
 
 @pytest.fixture
@@ -233,7 +233,7 @@ def test_sync_failures_do_not_stop_the_others(
 
 def test_sync_survives_its_registry_going_down(tmp_path: Path) -> None:
     (tmp_path / "doomed-registry").mkdir()
-    started = cast(Generator[Registry, None, None], _start(tmp_path / "doomed-registry", False))
+    started = start_registry(tmp_path / "doomed-registry", secure=False)
     doomed = next(started)
     names = [f"down/app{i}:1" for i in range(4)]
     _publish(tmp_path, doomed, names)
