@@ -158,6 +158,7 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": str(SRC), "TMPDIR": str(workdir)}
     cargohold = [sys.executable, "-m", "cargohold"]
     samples: dict[str, list[float]] = {"cargohold": [], "skopeo": [], "cargohold-again": []}
+    load_before = os.getloadavg()
     with registry(workdir) as host:
         publish(workdir, host, args.images, args.base_mb, args.own_mb)
         names = [f"{host}/bench/app{i}:1" for i in range(args.images)]
@@ -176,11 +177,16 @@ def main() -> int:
             skopeo = [tool("skopeo"), "--policy", str(policy), "sync", "--src", "yaml",
                       "--dest", "dir", str(yaml), str(out)]  # fmt: skip
             samples["skopeo"].append(timed_run(skopeo, env=env)[0])
-    report(workdir, args, samples)
+    report(workdir, args, samples, (load_before, os.getloadavg()))
     return 0
 
 
-def report(workdir: Path, args: argparse.Namespace, samples: dict[str, list[float]]) -> None:
+def report(
+    workdir: Path,
+    args: argparse.Namespace,
+    samples: dict[str, list[float]],
+    load: tuple[tuple[float, float, float], tuple[float, float, float]],
+) -> None:
     total_mb = args.base_mb + args.images * args.own_mb
     print(f"{args.images} images, {args.base_mb} MiB shared base + {args.own_mb} MiB each"
           f" ({total_mb} MiB of distinct blobs), {args.repeat} rounds")  # fmt: skip
@@ -192,9 +198,11 @@ def report(workdir: Path, args: argparse.Namespace, samples: dict[str, list[floa
     ratio = rows["skopeo"]["median"] / rows["cargohold"]["median"]
     print(f"  skopeo sync / cargohold sync: {ratio:.2f}x;"
           f" re-sync unchanged {rows['cargohold-again']['median']:.2f} s (goal < 1 s)")  # fmt: skip
+    print(f"  load average {load[0][0]:.2f} before, {load[1][0]:.2f} after"
+          f" ({os.cpu_count()} CPUs): wall times grow with it")  # fmt: skip
     result = {
         "images": args.images, "base_mb": args.base_mb, "own_mb": args.own_mb,
-        "samples": samples, "summary": rows, "skopeo": version([tool("skopeo"), "--version"]),
+        "samples": samples, "summary": rows, "load": load, "skopeo": version([tool("skopeo"), "--version"]),
     }  # fmt: skip
     (workdir / "sync-results.json").write_text(json.dumps(result, indent=2))
 
