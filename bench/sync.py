@@ -202,7 +202,8 @@ def report(
           f" ({os.cpu_count()} CPUs): wall times grow with it")  # fmt: skip
     result = {
         "images": args.images, "base_mb": args.base_mb, "own_mb": args.own_mb,
-        "samples": samples, "summary": rows, "load": load, "skopeo": version([tool("skopeo"), "--version"]),
+        "samples": samples, "summary": rows, "load": load,
+        "skopeo": version([tool("skopeo"), "--version"]),
     }  # fmt: skip
     (workdir / "sync-results.json").write_text(json.dumps(result, indent=2))
 
