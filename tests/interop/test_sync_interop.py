@@ -314,6 +314,15 @@ def test_login_then_pull_with_the_stored_credentials(
     refused = run(tmp_path / "other", "image", "pull", "--ca-cert", str(secure.cert), ref,
                   env=env)  # fmt: skip
     assert refused.returncode == 1 and b"authentication required" in refused.stderr
+    # --authfile: that file alone, written and read
+    own = tmp_path / "own-auth.json"
+    login = run(None, "login", "--authfile", str(own), "-u", USER, "-p", secure.password,
+                "--tls-verify=false", secure.netloc, env=env)  # fmt: skip
+    assert login.returncode == 0, login.stderr
+    assert b"is not verified" not in login.stderr  # loopback: no warning
+    pulled = run(tmp_path / "other", "image", "pull", "--authfile", str(own), "--ca-cert",
+                 str(secure.cert), ref, env=env)  # fmt: skip
+    assert pulled.returncode == 0, pulled.stderr
 
 
 def test_a_credential_helper_supplies_the_password(secure: Registry, tmp_path: Path) -> None:
@@ -332,6 +341,8 @@ def test_a_credential_helper_supplies_the_password(secure: Registry, tmp_path: P
     (docker / "config.json").write_text(json.dumps({"credHelpers": {secure.netloc: "sitevault"}}))
     env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
     ref = f"{secure.netloc}/helper/app:1"
-    pulled = run(tmp_path / "root", "image", "pull", "--ca-cert", str(secure.cert), ref, env=env)
+    assert secure.cert_dir is not None  # podman's --cert-dir: the directory's *.crt
+    pulled = run(tmp_path / "root", "image", "pull", "--cert-dir", str(secure.cert_dir), ref,
+                 env=env)  # fmt: skip
     assert pulled.returncode == 0, pulled.stderr
     assert asked.read_text() == secure.netloc

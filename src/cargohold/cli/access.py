@@ -25,7 +25,8 @@ from .render import warn
 
 if TYPE_CHECKING:
     from ..operations.transfer import ClientFactory
-    from ..registry.client import Credentials, RegistryClient
+    from ..registry.client import RegistryClient
+    from ..registry.credentials import Credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -109,7 +110,7 @@ class RegistryAccess:
 
 def read_credentials(user: str | None, password_stdin: bool) -> Credentials | None:
     """``--creds USER[:PASS]`` (or ``--user``), the password perhaps from stdin."""
-    from ..registry.client import Credentials
+    from ..registry.credentials import Credentials
 
     if password_stdin and user is None:
         raise click.UsageError("--password-stdin needs --creds (or --user)")

@@ -18,6 +18,7 @@ import click
 from ..errors import InvalidPlatformError
 from ..limits import Limits
 from ..oci.platforms import Platform
+from .access import client_factory_options as registry_options  # noqa: F401  # its old home
 
 F = TypeVar("F", bound=Callable[..., Any])
 

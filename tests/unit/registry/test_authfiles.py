@@ -1,5 +1,5 @@
-"""Where credentials are found (podman's order, docker's helpers, identity tokens) and how
-``login`` writes them."""
+"""Where credentials are found (podman's order, docker's helpers, identity tokens), how
+``login`` writes them, and the tag lists ``sync`` reads."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import os
 import stat
 from pathlib import Path
 
+import httpx
 import pytest
 
-from cargohold.errors import CredentialsError
+from cargohold.errors import CredentialsError, RegistryProtocolError
 from cargohold.oci.mediatypes import OCI_MANIFEST
 from cargohold.registry.authfiles import (
     AuthFile,
@@ -148,3 +149,40 @@ def test_an_identity_token_is_traded_at_the_token_service(tmp_path: Path) -> Non
     [form] = tokens.posts
     assert form["grant_type"] == ["refresh_token"] and form["scope"] == ["repository:team/app:pull"]
     assert all("authorization" not in r.headers for r in server.requests_for("POST", "/token"))
+
+
+# -- tag lists ---------------------------------------------------------------------------------
+
+
+def tag_client(pages: dict[str, tuple[object, str | None]]) -> RegistryClient:
+    """A client of a registry whose tag list answers *pages* (by query: body, Link)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body, link = pages[request.url.query.decode()]
+        headers = {"Link": link} if link else {}
+        # bodies are iterators: streamed as from a socket, not read ahead by httpx
+        return httpx.Response(200, content=iter([json.dumps(body).encode()]), headers=headers)
+
+    return RegistryClient(
+        HOST, plain_http=True, use_docker_config=False, trust_env=False,
+        transport=httpx.MockTransport(answer), retry=RetryPolicy(attempts=1),
+    )  # fmt: skip
+
+
+def test_tag_lists_are_followed_on_the_registry_only() -> None:
+    second = "/v2/team/app/tags/list?n=1000&last=b"
+    pages: dict[str, tuple[object, str | None]] = {
+        "n=1000": ({"name": "team/app", "tags": ["a", "b"]}, f'<{second}>; rel="next"'),
+        "n=1000&last=b": ({"name": "team/app", "tags": ["c"]}, None),
+    }
+    with tag_client(pages) as client:
+        assert client.list_tags("team/app") == ["a", "b", "c"]
+    pages["n=1000&last=b"] = ({"tags": None}, None)
+    with tag_client(pages) as client:
+        assert client.list_tags("team/app") == ["a", "b"]
+    pages["n=1000"] = ({"tags": ["a"]}, '<http://elsewhere.example/v2/x/tags/list>; rel="next"')
+    with tag_client(pages) as client, pytest.raises(RegistryProtocolError, match="links to"):
+        client.list_tags("team/app")
+    pages["n=1000"] = ({"tags": ["ok", "not a tag!"]}, None)
+    with tag_client(pages) as client, pytest.raises(RegistryProtocolError, match="invalid tag"):
+        client.list_tags("team/app")
