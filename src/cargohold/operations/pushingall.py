@@ -11,7 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..errors import CargoholdError, InvalidReferenceError, NotFoundError
+from ..errors import (
+    CargoholdError,
+    InvalidReferenceError,
+    NotFoundError,
+    RegistryConnectionError,
+    RegistryTooSlowError,
+)
 from ..oci.digests import Digest
 from ..oci.platforms import Platform
 from ..oci.references import Reference
@@ -79,7 +85,8 @@ def push_all(
     report: Callable[[PushAllEntry], None] | None = None,
 ) -> PushAllResult:
     """Push every image of the namespace (those *filters* select) under *dest*; one failed
-    image does not stop the others."""
+    image does not stop the others (but once the registry cannot be reached, the images not
+    yet pushed fail at once instead of each retrying)."""
     selected = ImageFilter.parse(filters)
     names = [r.name for r in store.meta.list_images(store.namespace) if selected.matches(r)]
     if not names:
@@ -87,12 +94,15 @@ def push_all(
     targets = [(name, destination_for(name, dest)) for name in names]
     homes = BlobHomes()
     lock = threading.Lock()
+    down: list[str] = []
 
     with SharedClients(client_factory) as clients, ThreadStores(store, jobs) as stores:
 
         def one(target: tuple[str, str]) -> PushAllEntry:
             name, destination = target
             try:
+                if down:  # the registry could not be reached: the rest fail at once
+                    raise RegistryConnectionError(down[0])
                 pushed = push(
                     stores.get(), name, destination, clients, platforms=platforms,
                     all_platforms=all_platforms, blob_homes=homes,
@@ -102,6 +112,11 @@ def push_all(
                     pushed.blobs_uploaded, pushed.blobs_mounted, pushed.blobs_present,
                 )  # fmt: skip
             except (CargoholdError, OSError) as exc:
+                unreachable = isinstance(exc, RegistryConnectionError) and not isinstance(
+                    exc, RegistryTooSlowError
+                )
+                if unreachable and not down:
+                    down.append(f"registry unreachable: {exc}")
                 entry = PushAllEntry(name, destination, "failed", error=str(exc))
             if report is not None:
                 with lock:
