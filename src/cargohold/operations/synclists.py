@@ -32,7 +32,7 @@ import yaml
 from ..errors import CargoholdError, InvalidPlatformError, InvalidReferenceError
 from ..oci.digests import Digest
 from ..oci.platforms import Platform
-from ..oci.references import Reference, is_tag
+from ..oci.references import DEFAULT_DOMAIN, Reference, is_tag
 from ..registry.credentials import Credentials
 
 __all__ = ["RegistrySettings", "SyncList", "SyncListError", "SyncSource", "TagPattern", "read"]
@@ -242,11 +242,7 @@ def _parse_registry(
         raise SyncListError(f"{where}: unknown key {unknown[0][:100]!r}")
     if "images-by-semver" in entry:
         raise SyncListError(f"{where}: images-by-semver is not supported; list the tags")
-    host = registry.split("/", 1)[0].lower()
-    try:
-        Reference(host, "x")
-    except InvalidReferenceError:
-        raise SyncListError(f"{where}: not a registry host") from None
+    host = _registry_host(registry, where)
     settings = _settings(entry, where)
     if result.registries.get(host, settings) != settings:
         raise SyncListError(f"{where}: settings differ from another entry of {host}")
@@ -265,6 +261,22 @@ def _parse_registry(
             raise SyncListError(f"{repo_where}: invalid pattern: {exc}") from None
         ref = _repository(f"{registry}/{repo}", repo_where)
         result.sources.append(SyncSource(ref, repo_where, list_id, tags=tags))
+
+
+def _registry_host(registry: str, where: str) -> str:
+    """The reference domain a YAML key names (its first component, which must be a registry
+    host: a name with a dot or a port, or localhost; Docker Hub's names are one)."""
+    try:
+        domain = Reference.parse(f"{registry}/x").domain
+    except InvalidReferenceError:
+        domain = None
+    first = registry.split("/", 1)[0].lower()
+    hub = domain == DEFAULT_DOMAIN and first == "index.docker.io"
+    if domain is None or not (domain == first or hub):
+        raise SyncListError(
+            f"{where}: not a registry host (a name with a dot or a port, or localhost)"
+        )
+    return domain
 
 
 def _mapping(value: object, where: str) -> dict[object, object]:

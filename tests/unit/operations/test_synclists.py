@@ -67,7 +67,7 @@ def test_skopeo_yaml(tmp_path: Path) -> None:
         "  tls-verify: false\n"
         "  cert-dir: /etc/certs\n"
         "  credentials: {username: site, password: 'pw: with colon'}\n"
-        "docker.io:\n"
+        "index.docker.io:\n"
         "  images:\n"
         "    busybox: [latest]\n"
     ))  # fmt: skip
@@ -104,6 +104,7 @@ def test_skopeo_yaml(tmp_path: Path) -> None:
         ("r.lan:\n  credentials: {username: u}\n", "need a username and a password"),
         ("r.lan:\n  images: {'a:1': [x]}\n", "a repository, not an image"),
         ("r.lan: [\n", "line"),
+        ("myregistry:\n  images: {a: [x]}\n", "myregistry: not a registry host"),
     ],
 )
 def test_bad_yaml_is_named(tmp_path: Path, text: str, problem: str) -> None:
