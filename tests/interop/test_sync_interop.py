@@ -147,6 +147,14 @@ def test_sync_a_text_list_then_again_unchanged_moved_and_pruned(
                                        for n in names)  # fmt: skip
     assert all(method == "HEAD" or path == "/v2/" for method, path in proxy.requests)
 
+    text_out = run(root, "sync", "--plain-http", str(text), env=env)
+    lines = text_out.stdout.decode().splitlines()
+    assert lines[0].split() == ["NAME", "ACTION", "DIGEST", "DOWNLOADED"]
+    assert sorted(line.split()[:2] for line in lines[1:-1]) == sorted(
+        [name, "unchanged"] for name in listed
+    )
+    assert lines[-1].startswith(f"0 created, 0 updated, {IMAGES} unchanged, 0 failed;")
+
     # a tag moved upstream is updated; the others stay
     _publish(tmp_path, origin, names[:1], version="2")
     status, doc, stderr = _sync(root, "--plain-http", str(text), env=env)
