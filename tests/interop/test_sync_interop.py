@@ -238,6 +238,15 @@ def test_sync_failures_do_not_stop_the_others(
     assert "authentication required" in errors[listed[2]] and "HTTP 401" in errors[listed[2]]
     assert proc.stderr.decode().splitlines()[-1] == "cargohold: error: 2 of 4 images failed"
 
+    # a repository whose tags cannot be listed: its names are unknown, so nothing is pruned
+    spec = tmp_path / "absent.yaml"
+    spec.write_text(f"{origin.netloc}:\n  images:\n    fail/absent: []\n")
+    proc = run(tmp_path / "root", "sync", "-q", "--prune", "--plain-http", str(spec), env=env)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1
+    assert f"warning: nothing pruned: the tags of {origin.netloc}/fail/absent" in stderr
+    assert len(run(tmp_path / "root", "image", "ls", "-q").stdout.split()) == 2
+
 
 def test_sync_survives_its_registry_going_down(tmp_path: Path) -> None:
     (tmp_path / "doomed-registry").mkdir()

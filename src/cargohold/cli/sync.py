@@ -21,7 +21,7 @@ from .options import (
     quiet_option,
 )
 from .progress import isatty
-from .render import echo, print_json, print_rows
+from .render import echo, print_json, print_rows, warn
 from .units import human_size
 
 if TYPE_CHECKING:
@@ -98,6 +98,8 @@ def sync(
             prune=prune,
             report=report,
         )
+    for warning in result.warnings:
+        warn(warning)
     if output_format == "json":
         print_json(sync_json(result))
     elif not quiet:

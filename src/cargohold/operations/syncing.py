@@ -63,6 +63,7 @@ class SyncResult:
     #: Names removed by ``prune`` (with ``dry_run``: that would be).
     pruned: list[str] = field(default_factory=list)
     dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[SyncEntry]:
@@ -112,13 +113,10 @@ def sync(
                 report(failure)
         worker = _Worker(stores, clients, dry_run, report)
         result.entries = failures + _run_all(worker, images, jobs)
-    if prune:
-        if failures:
-            raise CargoholdError(
-                "not pruning: the tags of "
-                + ", ".join(f.name for f in failures)
-                + " could not be listed"
-            )
+    if prune and failures:
+        listed = ", ".join(f.name for f in failures)
+        result.warnings.append(f"nothing pruned: the tags of {listed} could not be listed")
+    elif prune:
         named = {str(image.reference) for image in images}
         list_ids = {source.list_id for source in lists.sources}
         result.pruned = _prune(store, list_ids, named, dry_run)
