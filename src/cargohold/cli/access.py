@@ -1,7 +1,8 @@
 """How the registry commands reach a registry: TLS or plain HTTP, which certificates, whose
 credentials. The flags are podman's and skopeo's (``--tls-verify``, ``--creds``,
-``--authfile``, ``--cert-dir``), handed to the command as one :class:`RegistryAccess`, which
-makes the client factory the operations take.
+``--authfile``, ``--cert-dir``; :func:`cargohold.cli.options.registry_options` declares them),
+handed to the command as one :class:`RegistryAccess`, which makes the client factory the
+operations take.
 
 Plain HTTP and unverified TLS are allowed for any host (a site's registry on its LAN often has
 no certificate), with one warning per host that is not this machine. ``--tls-verify=false``
@@ -11,12 +12,11 @@ do. Credentials given with ``--creds`` go only to the registry the command names
 
 from __future__ import annotations
 
-import functools
 import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -120,99 +120,8 @@ def read_credentials(user: str | None, password_stdin: bool) -> Credentials | No
     return Credentials.from_user_option(user, password)
 
 
-def registry_options(body: F) -> F:
-    """The registry flags, handed to the command as ``access`` (a :class:`RegistryAccess`)."""
-
-    @functools.wraps(body)
-    def command(
-        *args: Any,
-        plain_http: bool,
-        trust_token_host: bool,
-        user: str | None,
-        password_stdin: bool,
-        authfile: str | None,
-        ca_cert: str | None,
-        tls_verify: bool,
-        speed_limit: int,
-        speed_time: float,
-        **kwargs: Any,
-    ) -> Any:
-        access = RegistryAccess(
-            plain_http=plain_http, tls_verify=tls_verify, ca_cert=ca_cert,
-            credentials=read_credentials(user, password_stdin), authfile=authfile,
-            trust_token_host=trust_token_host, speed_limit=speed_limit, speed_time=speed_time,
-        )  # fmt: skip
-        return body(*args, access=access, **kwargs)
-
-    return _registry_flags(cast(F, command))
-
-
-def client_factory_options(body: F) -> F:
-    """The registry flags, handed to the command as ``client_factory``."""
-
-    @functools.wraps(body)
-    def command(*args: Any, access: RegistryAccess, **kwargs: Any) -> Any:
-        return body(*args, client_factory=access.factory(), **kwargs)
-
-    return registry_options(cast(F, command))
-
-
-def _registry_flags(f: F) -> F:
-    """The flags of :func:`registry_options`, in the order help lists them (last first)."""
-    f = click.option(
-        "--speed-time",
-        type=click.FloatRange(min=0, min_open=True, max=86400),
-        default=DEFAULT_SPEED_TIME,
-        show_default=True,
-        metavar="SECONDS",
-        help="How long a transfer may stay below --speed-limit before it is abandoned.",
-    )(f)
-    f = click.option(
-        "--speed-limit",
-        type=click.IntRange(min=0),
-        default=DEFAULT_SPEED_LIMIT,
-        show_default=True,
-        metavar="BYTES",
-        help="Abandon a transfer moving fewer bytes a second than this for --speed-time"
-        " (as curl's --speed-limit); 0 turns the floor off.",
-    )(f)
-    f = tls_verify_option(f)
-    f = click.option(
-        "--ca-cert",
-        "--cert-dir",
-        "ca_cert",
-        metavar="PATH",
-        type=click.Path(),
-        help="Trust this CA certificate (PEM), or the *.crt files of this directory, besides"
-        " the system's.",
-    )(f)
-    f = authfile_option(f)
-    f = click.option(
-        "--password-stdin", is_flag=True, help="Read the password of --creds from stdin."
-    )(f)
-    f = click.option(
-        "--creds",
-        "--user",
-        "user",
-        metavar="USER[:PASS]",
-        help="Registry credentials (default: those stored by `cargohold login`, `podman login`"
-        " or `docker login`, else anonymous).",
-    )(f)
-    f = click.option(
-        "--trust-token-host",
-        is_flag=True,
-        help="Also send the credentials to a token service at another origin (host or port)"
-        " than the registry's, when the registry names one (never done without this; never"
-        " over plain HTTP to a TLS registry).",
-    )(f)
-    return click.option(
-        "--plain-http",
-        is_flag=True,
-        help="HTTP without TLS (warned about unless the registry is on this machine).",
-    )(f)
-
-
 def tls_verify_option(f: F) -> F:
+    """``--tls-verify BOOLEAN`` as ``podman login`` takes it."""
     return click.option(
         "--tls-verify",
         type=click.BOOL,
@@ -226,6 +135,7 @@ def tls_verify_option(f: F) -> F:
 
 
 def authfile_option(f: F) -> F:
+    """``--authfile FILE``: the auth.json read (and written by login)."""
     return click.option(
         "--authfile",
         metavar="FILE",

@@ -9,7 +9,6 @@ import click
 
 from ..errors import CargoholdError
 from ..limits import Limits
-from .access import RegistryAccess, client_factory_options, registry_options
 from .completion import complete_images
 from .context import Context, pass_context
 from .options import (
@@ -19,6 +18,8 @@ from .options import (
     platform_options,
     progress_option,
     quiet_option,
+    registry_access_options,
+    registry_options,
 )
 from .progress import make_progress
 from .render import echo, print_json, warn
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from ..archive.writer import RefNameForm
     from ..operations.results import ImportResult
     from ..operations.transfer import ClientFactory
+    from .access import RegistryAccess
 
 
 @click.command("import")
@@ -302,7 +304,7 @@ def _layout_dir(location: Location, archive_format: str | None, skip_manifest_js
 @click.command("pull")
 @click.argument("ref", metavar="REF")
 @platform_options
-@client_factory_options
+@registry_options
 @format_option
 @progress_option
 @quiet_option
@@ -343,8 +345,8 @@ def pull(
 
 
 @click.command("push")
-@click.argument("ref", metavar="REF|DEST", shell_complete=complete_images)
-@click.argument("rest", metavar="[DEST] | [FILTER...]", nargs=-1)
+@click.argument("ref", metavar="REF", shell_complete=complete_images)
+@click.argument("rest", metavar="[DEST] | DEST [FILTER...]", nargs=-1)
 @click.option(
     "--all",
     "push_all",
@@ -354,7 +356,7 @@ def pull(
 )
 @jobs_option
 @platform_options
-@registry_options
+@registry_access_options
 @format_option
 @progress_option
 @quiet_option
@@ -372,7 +374,8 @@ def push(
     quiet: bool,
 ) -> None:
     """Push the stored image REF to a registry, as DEST (default: REF's own name); with
-    --all, every image of the namespace (or those FILTERs select) under DEST.
+    --all (push --all DEST [FILTER...]), every image of the namespace (or those FILTERs
+    select) under DEST.
 
     Default: every platform the store holds. A stored index whose manifests are all pushed
     goes byte for byte; otherwise an index of the pushed manifests is made (with a warning).

@@ -16,9 +16,9 @@ from typing import Any, Final, TypeVar, cast
 import click
 
 from ..errors import InvalidPlatformError
-from ..limits import Limits
+from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, Limits
 from ..oci.platforms import Platform
-from .access import client_factory_options as registry_options  # noqa: F401  # its old home
+from .access import RegistryAccess, authfile_option, read_credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -165,4 +165,107 @@ def limit_options(body: F) -> F:
         default=defaults.document_bytes,
         metavar="SIZE",
         help="Largest JSON document (index, manifest, config) read. [default: 4MiB, at most 64MiB]",
+    )(f)
+
+
+def registry_options(body: F) -> F:
+    """The registry options of pull and push, handed to the command as one client factory
+    (``client_factory``)."""
+
+    @functools.wraps(body)
+    def command(*args: Any, access: RegistryAccess, **kwargs: Any) -> Any:
+        return body(*args, client_factory=access.factory(), **kwargs)
+
+    return registry_access_options(cast(F, command))
+
+
+def registry_access_options(body: F) -> F:
+    """The registry options, handed to the command as one
+    :class:`~cargohold.cli.access.RegistryAccess` (``access``), for commands that reach
+    several registries or settle the access per registry (sync, push --all)."""
+
+    @functools.wraps(body)
+    def command(
+        *args: Any,
+        plain_http: bool,
+        trust_token_host: bool,
+        user: str | None,
+        password_stdin: bool,
+        authfile: str | None,
+        ca_cert: str | None,
+        tls_verify: bool,
+        speed_limit: int,
+        speed_time: float,
+        **kwargs: Any,
+    ) -> Any:
+        access = RegistryAccess(
+            plain_http=plain_http, tls_verify=tls_verify, ca_cert=ca_cert,
+            credentials=read_credentials(user, password_stdin), authfile=authfile,
+            trust_token_host=trust_token_host, speed_limit=speed_limit, speed_time=speed_time,
+        )  # fmt: skip
+        return body(*args, access=access, **kwargs)
+
+    return _registry_flags(cast(F, command))
+
+
+def _registry_flags(f: F) -> F:
+    """The flags of :func:`registry_options`, in the order help lists them (last first)."""
+    f = click.option(
+        "--speed-time",
+        type=click.FloatRange(min=0, min_open=True, max=86400),
+        default=DEFAULT_SPEED_TIME,
+        show_default=True,
+        metavar="SECONDS",
+        help="How long a transfer may stay below --speed-limit before it is abandoned.",
+    )(f)
+    f = click.option(
+        "--speed-limit",
+        type=click.IntRange(min=0),
+        default=DEFAULT_SPEED_LIMIT,
+        show_default=True,
+        metavar="BYTES",
+        help="Abandon a transfer moving fewer bytes a second than this for --speed-time"
+        " (as curl's --speed-limit); 0 turns the floor off.",
+    )(f)
+    f = click.option(
+        "--tls-verify",
+        type=click.BOOL,
+        default=True,
+        show_default=True,
+        metavar="BOOLEAN",
+        help="Verify the registry's TLS certificate (--tls-verify=false to skip).",
+    )(f)
+    f = click.option(
+        "--ca-cert",
+        "--cert-dir",
+        "ca_cert",
+        metavar="PATH",
+        type=click.Path(),
+        help="Trust this CA certificate (PEM), or the *.crt files of this directory, besides"
+        " the system's.",
+    )(f)
+    f = authfile_option(f)
+    f = click.option(
+        "--password-stdin", is_flag=True, help="Read the password of --creds from stdin."
+    )(f)
+    f = click.option(
+        "--creds",
+        "--user",
+        "user",
+        metavar="USER[:PASS]",
+        help="Registry credentials (default: those stored by `cargohold login`, `podman login`"
+        " or `docker login`, else anonymous).",
+    )(f)
+    f = click.option(
+        "--trust-token-host",
+        is_flag=True,
+        help="Also send the credentials to a token service at another origin (host or port)"
+        " than the registry's, when the registry names one (never done without this; never"
+        " over plain HTTP to a TLS registry).",
+    )(f)
+    return click.option(
+        "--plain-http",
+        is_flag=True,
+        help="HTTP without TLS (warned about unless the registry is on this machine);"
+        " --tls-verify=false also falls back to it for a registry without TLS.",
     )(f)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import CargoholdError
-from .access import HostAccess, RegistryAccess, registry_options
+from .access import HostAccess, RegistryAccess
 from .context import Context, pass_context
 from .options import (
     PlatformSelection,
@@ -19,6 +19,7 @@ from .options import (
     platform_options,
     progress_option,
     quiet_option,
+    registry_access_options,
 )
 from .progress import isatty
 from .render import echo, print_json, print_rows, warn
@@ -55,7 +56,7 @@ def jobs_option(f: Callable[..., object]) -> Callable[..., object]:
     help="Remove names a previous sync of the same FILEs created that they no longer name.",
 )
 @platform_options
-@registry_options
+@registry_access_options
 @format_option
 @progress_option
 @quiet_option
