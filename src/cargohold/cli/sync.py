@@ -79,7 +79,8 @@ def sync(
     --all-platforms after a reference) or, when its name ends in .yaml or .yml, a skopeo sync
     file (registry: {images: {repo: [tags]}, images-by-tag-regex: {repo: regex}, tls-verify,
     cert-dir, credentials}). An image the store holds whole costs one HEAD request. One failed
-    image does not stop the others; the exit status is 1 when any failed. --format json prints
+    image does not stop the others; the exit status is 1 when any failed. --dry-run lists
+    what would be created or updated and the bytes that would be downloaded. --format json prints
     {images: [{name, action, digest, bytes, error}], pruned, dryRun, created, updated,
     unchanged, failed, bytes}.
     """
@@ -156,14 +157,15 @@ def _print_summary(result: SyncResult) -> None:
         for e in result.entries
     ]
     if rows:
-        print_rows(("NAME", "ACTION", "DIGEST", "DOWNLOADED"), rows)
+        moved = "TO DOWNLOAD" if result.dry_run else "DOWNLOADED"
+        print_rows(("NAME", "ACTION", "DIGEST", moved), rows)
     for entry in result.failed:
         echo(f"{entry.name}: {entry.error}")
     for name in result.pruned:
         echo(f"{name}: {'would be ' if result.dry_run else ''}pruned")
     counts = ", ".join(f"{sum(e.action == a for e in result.entries)} {a}" for a in ACTIONS)
     total = sum(e.bytes for e in result.entries)
-    echo(f"{counts}; {human_size(total)} downloaded")
+    echo(f"{counts}; {human_size(total)} {'to download' if result.dry_run else 'downloaded'}")
 
 
 def sync_json(result: SyncResult) -> dict[str, object]:

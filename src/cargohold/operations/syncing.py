@@ -30,8 +30,10 @@ from ..errors import (
 )
 from ..oci.digests import Digest
 from ..oci.graph import walk
+from ..oci.mediatypes import is_index, is_manifest, parse_index, parse_manifest
 from ..oci.platforms import Platform, PlatformMatcher
 from ..oci.references import Reference
+from ..registry.client import RegistryClient
 from ..storage.gc import collect
 from ..storage.metadata import ImageRecord
 from .context import StoreContext, image_target, platform_matcher
@@ -178,6 +180,7 @@ class _Worker:
         self.dry_run = dry_run
         self.report = report
         self.down: dict[str, str] = {}
+        self.claimed: set[Digest] = set()
         self.lock = threading.Lock()
 
     def __call__(self, image: _Image) -> SyncEntry:
@@ -201,6 +204,14 @@ class _Worker:
             self.report(entry)
         return entry
 
+    def _claim(self, blobs: dict[Digest, int]) -> int:
+        """The bytes of *blobs* no image of this dry run counted before (images of one list
+        share blobs, which a sync downloads once)."""
+        with self.lock:
+            new = {d: n for d, n in blobs.items() if d not in self.claimed}
+            self.claimed.update(new)
+        return sum(new.values())
+
     def _sync(self, image: _Image) -> SyncEntry:
         store = self.stores.get()
         reference, name = image.reference, str(image.reference)
@@ -219,7 +230,8 @@ class _Worker:
             if whole and existing is not None and info.digest == existing.digest:
                 return SyncEntry(name, "unchanged", existing.digest)
             if self.dry_run:
-                return SyncEntry(name, "updated" if existing else "created", info.digest)
+                size = self._claim(_missing_blobs(store, client, reference, matcher))
+                return SyncEntry(name, "updated" if existing else "created", info.digest, size)
         pulled = pull(
             store, name, self.clients,
             platforms=image.platforms, all_platforms=image.all_platforms,
@@ -228,6 +240,31 @@ class _Worker:
             marks = {list_label(list_id): name for list_id in sorted(image.lists)}
             _relabel(store, name, lambda labels: {**labels, **marks})
         return SyncEntry(name, pulled.action, pulled.digest, pulled.bytes_downloaded)
+
+
+def _missing_blobs(
+    store: StoreContext, client: RegistryClient, reference: Reference, matcher: PlatformMatcher
+) -> dict[Digest, int]:
+    """What a pull would download, for ``dry_run``: the selected manifests' blobs the store
+    does not have, with their sizes (the documents are fetched to know them; one level of
+    index, as images have)."""
+    top = client.get_manifest(reference.path, reference.digest or reference.tag or "latest")
+    documents = [(top.media_type, top.data)]
+    if is_index(top.media_type):
+        index = parse_index(top.data, f"{reference}: index", top.media_type)
+        documents = []
+        for child in index.manifests:
+            if matcher.matches(child.platform) and is_manifest(child.media_type):
+                fetched = client.get_manifest(reference.path, child.digest)
+                documents.append((fetched.media_type, fetched.data))
+    missing: dict[Digest, int] = {}
+    for media_type, data in documents:
+        if not is_manifest(media_type):
+            continue
+        for blob in parse_manifest(data, f"{reference}: manifest", media_type).blobs:
+            if store.blobs.blob_size(blob.digest) is None:
+                missing[blob.digest] = blob.size
+    return missing
 
 
 def _holds(store: StoreContext, record: ImageRecord, matcher: PlatformMatcher) -> bool:
