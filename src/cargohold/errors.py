@@ -42,7 +42,8 @@ The whole tree (a second base in brackets)::
     │   ├── RegistryProtocolError
     │   └── RegistryServerError
     ├── StorageFullError (OSError)
-    └── StoreFormatError
+    ├── StoreFormatError
+    └── SyncListError (ValueError)
 
 :class:`BelowSpeedFloor` and :class:`TransferDropped` are not failures but signals inside the
 registry client (a body too slow, a download to resume), and :class:`TransferCancelled` one
@@ -105,6 +106,11 @@ class AlreadyExistsError(CargoholdError):
 
 class StoreFormatError(CargoholdError):
     """The store on disk was written by a newer cargohold, or is not a cargohold store."""
+
+
+class SyncListError(CargoholdError, ValueError):
+    """A sync list (text or skopeo-sync YAML) cannot be read; the message names the file and
+    the line or repository."""
 
 
 class InvalidFilterError(CargoholdError, ValueError):

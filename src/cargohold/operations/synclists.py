@@ -29,7 +29,7 @@ from typing import Any, Final
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
 import yaml
 
-from ..errors import CargoholdError, InvalidPlatformError, InvalidReferenceError
+from ..errors import CargoholdError, InvalidPlatformError, InvalidReferenceError, SyncListError
 from ..oci.digests import Digest
 from ..oci.platforms import Platform
 from ..oci.references import DEFAULT_DOMAIN, Reference, is_tag
@@ -44,10 +44,6 @@ _MAX_ENTRIES: Final = 100_000
 _REGISTRY_KEYS: Final = frozenset(
     {"images", "images-by-tag-regex", "images-by-semver", "tls-verify", "cert-dir", "credentials"}
 )
-
-
-class SyncListError(CargoholdError, ValueError):
-    """A sync list cannot be read: the message names the file and the line or repository."""
 
 
 class TagPattern:

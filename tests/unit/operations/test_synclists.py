@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.operations.synclists import SyncListError, read
+from cargohold.errors import SyncListError
+from cargohold.operations.synclists import read
 from cargohold.registry.credentials import Credentials
 
 
