@@ -46,7 +46,8 @@ The whole tree (a second base in brackets)::
     ├── SignatureError
     │   └── InvalidKeyError (ValueError)
     ├── StorageFullError (OSError)
-    └── StoreFormatError
+    ├── StoreFormatError
+    └── SyncListError (ValueError)
 
 :class:`BelowSpeedFloor` and :class:`TransferDropped` are not failures but signals inside the
 registry client (a body too slow, a download to resume), and :class:`TransferCancelled` one
@@ -109,6 +110,11 @@ class AlreadyExistsError(CargoholdError):
 
 class StoreFormatError(CargoholdError):
     """The store on disk was written by a newer cargohold, or is not a cargohold store."""
+
+
+class SyncListError(CargoholdError, ValueError):
+    """A sync list (text or skopeo-sync YAML) cannot be read; the message names the file and
+    the line or repository."""
 
 
 class InvalidFilterError(CargoholdError, ValueError):

@@ -487,8 +487,14 @@ def test_cli_failures_are_one_line(server: FakeServer, tmp_path: Path) -> None:
     root = tmp_path / "root"
     proc = run(root, "image", "pull", "--plain-http", f"{server.netloc}/{REPO}:absent")
     assert "MANIFEST_UNKNOWN" in assert_one_error_line(proc)
-    proc = run(root, "image", "pull", "--plain-http", "example.com/app:1")
-    assert "--plain-http is only allowed" in assert_one_error_line(proc)
+    # plain HTTP to a registry that is not this machine is allowed, with one warning
+    proc = run(root, "image", "pull", "--plain-http", "registry.invalid/app:1")
+    warning, error = proc.stderr.decode().splitlines()
+    assert proc.returncode == 1
+    assert warning == (
+        "cargohold: warning: registry.invalid is reached over plain HTTP: what is sent can be read"
+    )
+    assert "cannot resolve registry host registry.invalid" in error
     proc = run(root, "image", "push", "--plain-http", "example.com/absent:1")
     assert "not found" in assert_one_error_line(proc)
 

@@ -265,7 +265,11 @@ class TokenService:
         anonymous: bool = True,
         anonymous_actions: frozenset[str] = frozenset({"pull"}),
         expires_in: int = 300,
+        refresh_tokens: dict[str, str] | None = None,
     ) -> None:
+        #: docker's identity tokens (OAuth2 refresh tokens, POSTed), by the user they stand for
+        self.refresh_tokens = refresh_tokens or {}
+        self.posts: list[dict[str, list[str]]] = []
         self.users = users or {}
         self.anonymous = anonymous
         self.anonymous_actions = anonymous_actions
@@ -278,14 +282,24 @@ class TokenService:
             ex.error(404, "NOT_FOUND", "no such endpoint")
             return
         user = basic_user(ex.headers, self.users)
-        if "authorization" in ex.headers and user is None:
+        scopes = ex.query.get("scope", [])
+        if ex.method == "POST":
+            form = parse_qs(ex.body().decode())
+            self.posts.append(form)
+            refresh = form.get("refresh_token", [""])[0]
+            if form.get("grant_type") != ["refresh_token"] or refresh not in self.refresh_tokens:
+                ex.error(401, "UNAUTHORIZED", "bad refresh token")
+                return
+            user = self.refresh_tokens[refresh]
+            scopes = " ".join(form.get("scope", [])).split()
+        elif "authorization" in ex.headers and user is None:
             ex.error(401, "UNAUTHORIZED", "bad credentials")
             return
         if user is None and not self.anonymous:
             ex.error(401, "UNAUTHORIZED", "anonymous access is not allowed")
             return
         granted: set[tuple[str, str]] = set()
-        for scope in ex.query.get("scope", []):
+        for scope in scopes:
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
             if kind != "repository":

@@ -11,7 +11,7 @@ from ..errors import CargoholdError
 from ..limits import Limits
 from .completion import complete_images, complete_paths
 from .context import Context, pass_context
-from .jsonout import export_json, import_json, pull_json, push_json
+from .jsonout import export_json, import_json, pull_json, push_all_json, push_json
 from .options import (
     BoolValueCommand,
     PlatformSelection,
@@ -20,11 +20,13 @@ from .options import (
     platform_options,
     progress_option,
     quiet_option,
+    registry_access_options,
     registry_options,
 )
 from .progress import make_progress
 from .render import echo, print_json, warn
 from .streams import is_stdout, refuse_terminal_stdin, refuse_terminal_stdout
+from .sync import jobs_option
 from .transports import Location, parse_location
 from .units import counted, human_size
 
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from ..archive.writer import RefNameForm
     from ..operations.results import ImportResult
     from ..operations.transfer import ClientFactory
+    from .access import RegistryAccess
 
 
 @click.command("import")
@@ -399,14 +402,22 @@ def pull(
 
 @click.command("push", cls=BoolValueCommand)
 @click.argument("ref", metavar="REF", shell_complete=complete_images)
-@click.argument("destination", metavar="[DEST]", required=False)
+@click.argument("rest", metavar="[DEST] | DEST [FILTER...]", nargs=-1)
+@click.option(
+    "--all",
+    "push_all",
+    is_flag=True,
+    help="Push every image (or those FILTERs select, as image ls) under DEST, a registry and"
+    " optional path prefix, keeping each image's repository path and tag.",
+)
+@jobs_option
 @platform_options
 @click.option(
     "--no-referrers",
     is_flag=True,
     help="Do not send the image's signatures, attestations and SBOMs.",
 )
-@registry_options
+@registry_access_options
 @format_option
 @progress_option
 @quiet_option
@@ -414,15 +425,19 @@ def pull(
 def push(
     ctx: Context,
     ref: str,
-    destination: str | None,
+    rest: tuple[str, ...],
+    push_all: bool,
+    jobs: int,
     selection: PlatformSelection,
     no_referrers: bool,
-    client_factory: ClientFactory,
+    access: RegistryAccess,
     output_format: str,
     progress_mode: str,
     quiet: bool,
 ) -> None:
-    """Push the stored image REF to a registry, as DEST (default: REF's own name).
+    """Push the stored image REF to a registry, as DEST (default: REF's own name); with
+    --all (push --all DEST [FILTER...]), every image of the namespace (or those FILTERs
+    select) under DEST.
 
     Default: every platform the store holds. A stored index whose manifests are all pushed
     goes byte for byte; otherwise an index of the pushed manifests is made (with a warning).
@@ -431,14 +446,27 @@ def push(
     tag schema where the registry has no referrers API) unless --no-referrers. --format
     json prints {name, destination, digest, mediaType, platforms, manifests, blobsUploaded,
     bytesUploaded, blobsMounted, blobsPresent, referrers}.
+
+    With --all (-j N images at a time), DEST is host[:port][/prefix]:
+    docker.io/library/alpine:3 goes to DEST/library/alpine:3. A blob an earlier image put in
+    another repository is mounted. One failed image does not stop the others (exit status 1
+    when any failed); --format json prints {images: [{name, destination, action, digest,
+    bytes, blobsUploaded, blobsMounted, blobsPresent, error}], pushed, failed, bytes}.
     """
+    if push_all:
+        _push_all(ctx, ref, rest, jobs, selection, access, not no_referrers, output_format,
+                  progress_mode, quiet)  # fmt: skip
+        return
+    if len(rest) > 1:
+        raise click.UsageError("push takes REF and at most one DEST (FILTERs go with --all)")
+    destination = rest[0] if rest else None
     with ctx.store("read") as store:
         result = store.push(
             ref,
             destination,
             platforms=selection.platforms,
             all_platforms=selection.all_platforms,
-            client_factory=client_factory,
+            client_factory=access.factory(),
             progress=make_progress(progress_mode, quiet=quiet),
             referrers=not no_referrers,
         )
@@ -455,3 +483,37 @@ def push(
         )
         if result.referrers:
             echo(f"{counted(result.referrers, 'referrer')} (signatures, attestations, SBOMs)")
+
+
+def _push_all(
+    ctx: Context,
+    dest: str,
+    filters: tuple[str, ...],
+    jobs: int,
+    selection: PlatformSelection,
+    access: RegistryAccess,
+    referrers: bool,
+    output_format: str,
+    progress_mode: str,
+    quiet: bool,
+) -> None:
+    """``image push --all DEST [FILTER...]``."""
+    from .sync import print_push_all, push_reporter
+
+    with ctx.store("read") as store:
+        result = store.push_all(
+            dest,
+            filters,
+            platforms=selection.platforms,
+            all_platforms=selection.all_platforms,
+            client_factory=access.factory(),
+            jobs=jobs,
+            report=push_reporter(progress_mode, quiet),
+            referrers=referrers,
+        )
+    if output_format == "json":
+        print_json(push_all_json(result.entries))
+    elif not quiet:
+        print_push_all(result.entries)
+    if result.failed:
+        raise CargoholdError(f"{len(result.failed)} of {len(result.entries)} images failed")

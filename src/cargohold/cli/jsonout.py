@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..oci.tree import TreeNode
     from ..operations.info import StoreInfo
     from ..operations.inventory import InventoryResult
+    from ..operations.pushingall import PushAllEntry
     from ..operations.results import (
         ArchiveDelta,
         ArchiveImage,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
         ImportResult,
         ManifestInspection,
     )
+    from ..operations.syncing import SyncResult
     from ..operations.transfer import PullResult, PushResult
     from ..operations.verifying import VerifiedImage
     from ..storage.gc import GcResult
@@ -293,6 +295,16 @@ def verified_json(result: VerifiedImage) -> JSON:
     }
 
 
+def login_json(registry: str, username: str, authfile: object) -> JSON:
+    """``login --format json`` (and ``--get-login``): the secret is never printed."""
+    return {"registry": registry, "username": username, "authfile": str(authfile)}
+
+
+def logout_json(registry: str | None, authfile: object) -> JSON:
+    """``logout --format json``: the registry forgotten, or null for ``--all``."""
+    return {"registry": registry, "all": registry is None, "authfile": str(authfile)}
+
+
 def store_info_json(info: StoreInfo) -> JSON:
     return {
         "root": info.root,
@@ -318,3 +330,49 @@ def gc_json(result: GcResult, dry_run: bool) -> JSON:
 def names_json(key: str, names: Sequence[str]) -> JSON:
     """``{created: [...]}``, ``{removed: [...]}``: what a command did to some names."""
     return {key: list(names)}
+
+
+def sync_json(result: SyncResult) -> JSON:
+    doc: JSON = {
+        "images": [
+            {
+                "name": e.name,
+                "action": e.action,
+                "digest": str(e.digest) if e.digest else None,
+                "bytes": e.bytes,
+                "error": e.error,
+            }
+            for e in result.entries
+        ],
+        "pruned": result.pruned,
+        "dryRun": result.dry_run,
+    }
+    # Here, not at the top: the sync module loads the registry stack.
+    from ..operations.syncing import SYNC_ACTIONS
+
+    for action in SYNC_ACTIONS:
+        doc[action] = sum(e.action == action for e in result.entries)
+    doc["bytes"] = sum(e.bytes for e in result.entries)
+    return doc
+
+
+def push_all_json(entries: Sequence[PushAllEntry]) -> JSON:
+    return {
+        "images": [
+            {
+                "name": e.name,
+                "destination": e.destination,
+                "action": e.action,
+                "digest": str(e.digest) if e.digest else None,
+                "bytes": e.bytes,
+                "blobsUploaded": e.blobs_uploaded,
+                "blobsMounted": e.blobs_mounted,
+                "blobsPresent": e.blobs_present,
+                "error": e.error,
+            }
+            for e in entries
+        ],
+        "pushed": sum(e.action == "pushed" for e in entries),
+        "failed": sum(e.action == "failed" for e in entries),
+        "bytes": sum(e.bytes for e in entries),
+    }

@@ -33,7 +33,10 @@ COMMANDS = {
     "image": ".image:image",
     "images": ".image:images",
     "info": ".info:info",
+    "login": ".login:login",
+    "logout": ".login:logout",
     "namespace": ".namespace:namespace",
+    "sync": ".sync:sync",
 }
 
 #: Other names of the root's commands.

@@ -9,20 +9,16 @@ cannot be added to one command and forgotten in its sibling.
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import click
 
 from ..errors import InvalidPlatformError
 from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, Limits
 from ..oci.platforms import Platform
-
-if TYPE_CHECKING:
-    from ..operations.transfer import ClientFactory
-    from ..registry.client import RegistryClient
+from .access import RegistryAccess, authfile_option, read_credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -177,24 +173,37 @@ def registry_options(body: F) -> F:
     (``client_factory``)."""
 
     @functools.wraps(body)
+    def command(*args: Any, access: RegistryAccess, **kwargs: Any) -> Any:
+        return body(*args, client_factory=access.factory(), **kwargs)
+
+    return registry_access_options(cast(F, command))
+
+
+def registry_access_options(body: F) -> F:
+    """The registry options, handed to the command as one
+    :class:`~cargohold.cli.access.RegistryAccess` (``access``), for commands that reach
+    several registries or settle the access per registry (sync, push --all)."""
+
+    @functools.wraps(body)
     def command(
         *args: Any,
         plain_http: bool,
         trust_token_host: bool,
         user: str | None,
         password_stdin: bool,
+        authfile: str | None,
         ca_cert: str | None,
         tls_verify: bool,
         speed_limit: int,
         speed_time: float,
         **kwargs: Any,
     ) -> Any:
-        factory = _client_factory(
-            plain_http=plain_http, user=user, password_stdin=password_stdin, ca_cert=ca_cert,
-            tls_verify=tls_verify, trust_token_host=trust_token_host, speed_limit=speed_limit,
-            speed_time=speed_time,
+        access = RegistryAccess(
+            plain_http=plain_http, tls_verify=tls_verify, ca_cert=ca_cert,
+            credentials=read_credentials(user, password_stdin), authfile=authfile,
+            trust_token_host=trust_token_host, speed_limit=speed_limit, speed_time=speed_time,
         )  # fmt: skip
-        return body(*args, client_factory=factory, **kwargs)
+        return body(*args, access=access, **kwargs)
 
     return _registry_flags(cast(F, command))
 
@@ -234,17 +243,24 @@ def _registry_flags(f: F) -> F:
     )(f)
     f = click.option(
         "--ca-cert",
-        metavar="FILE",
-        type=click.Path(dir_okay=False),
-        help="Trust this CA certificate (PEM) besides the system's.",
+        "--cert-dir",
+        "ca_cert",
+        metavar="PATH",
+        type=click.Path(),
+        help="Trust this CA certificate (PEM), or the *.crt files of this directory, besides"
+        " the system's.",
+    )(f)
+    f = authfile_option(f)
+    f = click.option(
+        "--password-stdin", is_flag=True, help="Read the password of --creds from stdin."
     )(f)
     f = click.option(
-        "--password-stdin", is_flag=True, help="Read the password of --user from stdin."
-    )(f)
-    f = click.option(
+        "--creds",
         "--user",
+        "user",
         metavar="USER[:PASS]",
-        help="Registry credentials (default: those of `docker login`, else anonymous).",
+        help="Registry credentials (default: those stored by `cargohold login`, `podman login`"
+        " or `docker login`, else anonymous).",
     )(f)
     f = click.option(
         "--trust-token-host",
@@ -256,7 +272,8 @@ def _registry_flags(f: F) -> F:
     return click.option(
         "--plain-http",
         is_flag=True,
-        help="HTTP without TLS, for a registry on this machine (localhost, 127.0.0.1, [::1]).",
+        help="HTTP without TLS (warned about unless the registry is on this machine);"
+        " --tls-verify=false also falls back to it for a registry without TLS.",
     )(f)
 
 
@@ -295,42 +312,3 @@ def _flag_spelling(arg: str, flags: set[str]) -> str:
     if value.lower() in ("false", "0", "no"):
         return "--no-" + name.removeprefix("--")
     raise click.BadParameter(f"{value!r} is not true or false", param_hint=name)
-
-
-def _client_factory(
-    *,
-    plain_http: bool,
-    user: str | None,
-    password_stdin: bool,
-    ca_cert: str | None,
-    tls_verify: bool,
-    trust_token_host: bool,
-    speed_limit: int,
-    speed_time: float,
-) -> ClientFactory:
-    """Makes the registry client the options describe (the HTTP stack loads only here)."""
-    from ..operations.transfer import check_plain_http
-    from ..registry.client import Credentials, RegistryClient
-
-    if password_stdin and user is None:
-        raise click.UsageError("--password-stdin needs --user")
-    credentials = None
-    if user is not None:
-        password = sys.stdin.readline() if password_stdin else None
-        credentials = Credentials.from_user_option(user, password)
-    verify: bool | str = ca_cert if ca_cert is not None and tls_verify else tls_verify
-
-    def factory(host: str) -> RegistryClient:
-        if plain_http:
-            check_plain_http(host)
-        return RegistryClient(
-            host,
-            credentials=credentials,
-            plain_http=plain_http,
-            verify=verify,
-            allow_foreign_realm=trust_token_host,
-            speed_limit=speed_limit,
-            speed_time=speed_time,
-        )
-
-    return factory

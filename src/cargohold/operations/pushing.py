@@ -32,6 +32,24 @@ from .referrer_transfer import push_referrers
 from .transfer import ClientFactory, PushResult, default_client_factory, run_all
 
 
+class BlobHomes:
+    """Which repository of the destination registry each pushed blob is in (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._homes: dict[Digest, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: Digest, repository: str) -> str | None:
+        """A repository other than *repository* that holds the blob, if one is known."""
+        with self._lock:
+            home = self._homes.get(digest)
+        return home if home != repository else None
+
+    def add(self, digest: Digest, repository: str) -> None:
+        with self._lock:
+            self._homes.setdefault(digest, repository)
+
+
 @dataclass(slots=True)
 class _PushPlan:
     top: Descriptor
@@ -55,6 +73,7 @@ def push(
     all_platforms: bool = False,
     progress: Progress | None = None,
     referrers: bool = True,
+    blob_homes: BlobHomes | None = None,
 ) -> PushResult:
     """Push the stored image *ref* to *destination* (default: its own name).
 
@@ -66,6 +85,9 @@ def push(
     *referrers* (the default) the referrers the store keeps for what was pushed follow it
     (see :mod:`.referrer_transfer`); those of a stored index go only when it went byte for
     byte (another index has another digest, which they do not name).
+
+    *blob_homes*, shared by the pushes of many images to one registry, says where each blob
+    already went, so that the next image's push mounts it from there.
     """
     record = store.resolve(ref)
     source = Reference.parse(record.name)
@@ -95,7 +117,10 @@ def push(
 
         def upload(desc: Descriptor) -> None:
             nonlocal done
-            outcome = _push_blob(store, client, dest.path, desc, mount_from)
+            source = blob_homes.get(desc.digest, dest.path) if blob_homes else None
+            outcome = _push_blob(store, client, dest.path, desc, source or mount_from)
+            if blob_homes is not None:
+                blob_homes.add(desc.digest, dest.path)
             with lock:
                 done += desc.size
                 progress.update(done)

@@ -11,7 +11,7 @@ before any name points at them, and names change in one transaction.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
@@ -48,6 +48,9 @@ from .results import (
 if TYPE_CHECKING:
     from ..archive.writer import RefNameForm
     from .inventory import InventoryResult
+    from .pushingall import PushAllEntry, PushAllResult
+    from .syncing import SyncEntry, SyncResult
+    from .synclists import SyncList
     from .transfer import ClientFactory, PullResult, PushResult
     from .verifying import VerifiedImage
 
@@ -445,13 +448,61 @@ class Store(StoreContext):
 
         return verify(self, refs, key, identity)
 
+    def sync(
+        self,
+        lists: SyncList,
+        *,
+        platforms: Sequence[str | Platform] = (),
+        all_platforms: bool = False,
+        client_factory: ClientFactory | None = None,
+        jobs: int = 4,
+        dry_run: bool = False,
+        prune: bool = False,
+        report: Callable[[SyncEntry], None] | None = None,
+    ) -> SyncResult:
+        """Bring the store in line with *lists* (see :func:`cargohold.operations.syncing.sync`;
+        read them with :func:`cargohold.operations.synclists.read`)."""
+        from . import syncing, transfer
 
-def _subject_digest(ctx: StoreContext, subject: str) -> Digest:
-    """A digest as given, else the target digest of the image *subject* names."""
-    try:
-        return Digest.parse(subject)
-    except CargoholdError:
-        return ctx.resolve(subject).digest
+        return syncing.sync(
+            self,
+            lists,
+            client_factory or transfer.default_client_factory,
+            platforms=platforms,
+            all_platforms=all_platforms,
+            jobs=jobs,
+            dry_run=dry_run,
+            prune=prune,
+            report=report,
+        )
+
+    def push_all(
+        self,
+        dest: str,
+        filters: Sequence[str] = (),
+        *,
+        platforms: Sequence[str | Platform] = (),
+        all_platforms: bool = False,
+        client_factory: ClientFactory | None = None,
+        jobs: int = 4,
+        report: Callable[[PushAllEntry], None] | None = None,
+        referrers: bool = True,
+    ) -> PushAllResult:
+        """Push every image (those *filters* select) under *dest*, keeping repository paths
+        and tags (see :func:`cargohold.operations.pushingall.push_all`)."""
+        from . import pushingall, transfer
+
+        return pushingall.push_all(
+            self,
+            dest,
+            client_factory or transfer.default_client_factory,
+            filters=filters,
+            platforms=platforms,
+            all_platforms=all_platforms,
+            jobs=jobs,
+            report=report,
+            referrers=referrers,
+        )
 
 
 def _check_label(key: str, value: str) -> None:
@@ -460,3 +511,11 @@ def _check_label(key: str, value: str) -> None:
         raise InvalidLabelError(f"invalid label key {key!r}")
     if len(key.encode()) + len(value.encode()) > MAX_LABEL_BYTES:
         raise InvalidLabelError(f"label {key!r}: key and value exceed {MAX_LABEL_BYTES} bytes")
+
+
+def _subject_digest(ctx: StoreContext, subject: str) -> Digest:
+    """A digest as given, else the target digest of the image *subject* names."""
+    try:
+        return Digest.parse(subject)
+    except CargoholdError:
+        return ctx.resolve(subject).digest

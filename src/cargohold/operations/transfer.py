@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Final, Literal, TypeVar
 
 from ..errors import (
-    CargoholdError,
     TransferCancelled,
 )
 from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME
@@ -36,6 +35,7 @@ from ..oci.mediatypes import (
 )
 from ..oci.platforms import Platform
 from ..registry.client import RegistryClient
+from .context import StoreContext
 
 __all__ = [
     "PARALLEL_TRANSFERS",
@@ -155,10 +155,71 @@ def is_loopback(host: str) -> bool:
     )
 
 
-def check_plain_http(host: str) -> None:
-    """Plain HTTP is for registries on this machine only."""
-    if not is_loopback(host):
-        raise CargoholdError(
-            f"--plain-http is only allowed for a registry on this machine (localhost,"
-            f" 127.0.0.1, [::1]), not {host}"
-        )
+class SharedClients:
+    """One client per registry host for an operation over many images (a sync, a push of a
+    whole namespace): one connection pool, one token cache, one credential lookup, instead of
+    one per image. Used as the images' client factory; :meth:`close` closes them all."""
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self._factory = factory
+        self._clients: dict[str, RegistryClient] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str) -> RegistryClient:
+        with self._lock:
+            client = self._clients.get(host)
+            if client is None:
+                client = self._clients[host] = self._factory(host)
+                client.shared = True
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+    def __enter__(self) -> SharedClients:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ThreadStores:
+    """The store opened once per thread of a pool: a store's SQLite connection runs one
+    transaction at a time, so images synced or pushed in parallel each need their own.
+
+    The *count* connections are opened up front, one after the other: opening one for writing
+    takes the store's write lock for a moment, and threads opening theirs at once would queue
+    on SQLite's busy handler, which sleeps."""
+
+    def __init__(self, store: StoreContext, count: int) -> None:
+        self._free = [
+            StoreContext(store.root, store.namespace, store.mode) for _ in range(max(1, count))
+        ]
+        self._opened = list(self._free)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    def get(self) -> StoreContext:
+        """This thread's store (a pool never has more threads than *count*)."""
+        context: StoreContext | None = getattr(self._local, "context", None)
+        if context is None:
+            with self._lock:
+                context = self._free.pop()
+            self._local.context = context
+        return context
+
+    def close(self) -> None:
+        with self._lock:
+            for context in self._opened:
+                context.close()
+            self._opened.clear()
+            self._free.clear()
+
+    def __enter__(self) -> ThreadStores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -19,6 +19,7 @@ from collections.abc import Container, Iterable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import urlencode
 
 import httpx
 
@@ -126,6 +127,24 @@ def parse_challenges(values: Sequence[str]) -> list[Challenge]:
             challenges.append(current)
             pos = scheme.end()
     return challenges
+
+
+def _oauth_request(
+    url: httpx.URL, realm: Realm, scopes: frozenset[str], identity_token: str
+) -> tuple[httpx.URL, bytes]:
+    """The token service's URL (without query) and the form body of docker's OAuth2 refresh
+    token grant, which trades an identity token for an access token."""
+    form: list[tuple[str, str]] = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", identity_token),
+        ("client_id", "cargohold"),
+    ]
+    if realm.service:
+        form.append(("service", realm.service))
+    rendered = _render_scopes(scopes)
+    if rendered:
+        form.append(("scope", " ".join(rendered)))
+    return url.copy_with(query=None), urlencode(form).encode()
 
 
 def _parse_token(raw: bytes) -> tuple[str | None, float]:
@@ -272,7 +291,11 @@ class Authenticator:
             return "Bearer " + self._token(realm, scopes, target, stale=stale)
         if any(c.scheme == "basic" for c in challenges):
             credentials = self._identity.credentials()
-            if credentials is None or sent == credentials.basic_authorization():
+            if (
+                credentials is None
+                or (credentials.identity_token and not credentials.password)
+                or sent == credentials.basic_authorization()
+            ):
                 raise refused
             self._scheme = "basic"
             return credentials.basic_authorization()
@@ -352,8 +375,15 @@ class Authenticator:
                 withheld = True
                 self._identity.withheld_from = reason
         what = f"token from {url.host}"
+        method, body = "GET", None
+        if credentials is not None and credentials.identity_token and not withheld:
+            # docker's OAuth2 exchange: the identity token is a refresh token, POSTed
+            url, body = _oauth_request(url, realm, scopes, credentials.identity_token)
+            method = "POST"
+            headers = {"Accept": "application/json",
+                       "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
         response = session.exchange(
-            "GET", url, target, what, headers, None, None, False, Attempts(session.retry)
+            method, url, target, what, headers, body, None, False, Attempts(session.retry)
         )
         with closing(response):
             if response.status_code in (401, 403):

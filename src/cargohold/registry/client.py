@@ -26,10 +26,12 @@ documents), ``speed`` (the floor), ``downloads`` and ``uploads`` (blob transfers
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Sequence
 from contextlib import closing
+from pathlib import Path
 from typing import IO, Final, NamedTuple
 
 import httpx
@@ -62,13 +64,13 @@ from ..oci.mediatypes import (
 )
 from ..oci.references import DEFAULT_DOMAIN, Reference, is_tag
 from .auth import Authenticator, TokenCache, pull_scopes, push_scopes
+from .authfiles import AuthFile, auth_files, find_credentials, load_docker_credentials
 from .credentials import (
     DOCKER_HUB_API_HOST,
     Credentials,
     Identity,
     docker_config_path,
     is_docker_hub,
-    load_docker_credentials,
 )
 from .downloads import DEFAULT_CHUNK_SIZE, BlobSink, Downloader, hash_prefix
 from .http import Attempts, RetryPolicy, Session
@@ -81,6 +83,7 @@ from .responses import (
     media_type,
     own_media_type,
 )
+from .tags import MAX_TAG_PAGES, TAGS_LIMIT, next_page, parse_tags
 from .uploads import DEFAULT_MONOLITHIC_LIMIT, DEFAULT_UPLOAD_CHUNK_SIZE, Uploader
 
 __all__ = [
@@ -143,11 +146,12 @@ class RegistryClient:
     """A client of one registry host, shared by the threads of a pull or a push.
 
     *host* is a reference domain (``docker.io``, ``ghcr.io``, ``localhost:5000``); Docker Hub is
-    reached at ``registry-1.docker.io``. *credentials* are used when given, else those of the
-    docker config file (*config_path*, by default ``$DOCKER_CONFIG`` or ``~/.docker``) unless
-    *use_docker_config* is false, else the client is anonymous. *plain_http* talks HTTP without
-    TLS (for a loopback registry); *verify* is False to skip TLS verification, or the path of a CA
-    certificate to trust besides the system's. *allow_foreign_realm* lets credentials go to a
+    reached at ``registry-1.docker.io``. *credentials* are used when given, else those stored
+    for the host (in the auth file *config_path* alone, else where podman looks: see
+    :mod:`.authfiles`) unless *use_docker_config* is false, else the client is anonymous.
+    *plain_http* talks HTTP without TLS; *verify* is False to skip TLS verification, or the
+    path of a CA certificate (or a directory of ``*.crt``) to trust besides the system's.
+    *allow_foreign_realm* lets credentials go to a
     token service at another origin (host or port) than the registry's; never in clear text
     unless the registry is reached in clear text. *transport* replaces httpx's network
     transport (an ``httpx.MockTransport`` in tests of code built on this client).
@@ -187,7 +191,8 @@ class RegistryClient:
         self.base_url = httpx.URL(f"{'http' if plain_http else 'https'}://{api_host}")
         self.plain_http = plain_http
         self.allow_foreign_realm = allow_foreign_realm
-        self._identity = Identity(self.host, credentials, config_path, use_docker_config)
+        lookup = _stored_credentials(self.host, config_path) if use_docker_config else None
+        self._identity = Identity(self.host, credentials, lookup)
         tokens = TokenCache()
         self._reporter = Reporter(self.host, (self._identity.secrets, tokens.values))
         self._session = Session(
@@ -211,6 +216,10 @@ class RegistryClient:
         shown = f", user={credentials.username!r}" if credentials is not None else ""
         return f"RegistryClient({self.host!r}, base_url={str(self.base_url)!r}{shown})"
 
+    #: A client shared by many operations (a sync's, a push of many images) is closed by its
+    #: owner with :meth:`close`, not at the end of each operation's ``with``.
+    shared: bool = False
+
     def close(self) -> None:
         self._session.close()
 
@@ -218,7 +227,50 @@ class RegistryClient:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        if not self.shared:
+            self.close()
+
+    # -- the registry ----------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Check that the registry answers and accepts the client's credentials (``GET /v2/``,
+        authenticated as ``docker login`` does); raises the error that says why not."""
+        target = Target(self.host)
+        response = self._auth.open(
+            "GET", self._session.url("/v2/"), target, "registry", frozenset(),
+            attempts=Attempts(self._session.retry),
+        )  # fmt: skip
+        response.close()
+
+    def list_tags(self, repository: str) -> list[str]:
+        """Every tag of *repository*, following the registry's ``Link`` pages (at most
+        ``MAX_TAG_PAGES`` of them, each read up to ``TAGS_LIMIT`` bytes)."""
+        Reference(self.host, repository)
+        target = Target(self.host, repository)
+        url = self._session.url(f"/v2/{repository}/tags/list").copy_merge_params({"n": 1000})
+        tags: list[str] = []
+        for _ in range(MAX_TAG_PAGES):
+            response = self._auth.open(
+                "GET", url, target, "tag list", pull_scopes(repository),
+                follow_redirects=True, attempts=Attempts(self._session.retry),
+            )  # fmt: skip
+            with closing(response):
+                expect(self._reporter, response, target, "tag list", 200)
+                link = response.headers.get("link")
+                try:
+                    data = self._session.read_body(response, target, "tag list", TAGS_LIMIT)
+                except TransferDropped as dropped:
+                    raise self._reporter.error(
+                        RegistryConnectionError, target, f"tag list: {dropped.reason}"
+                    ) from None
+            tags += parse_tags(data, self._reporter, target)
+            following = next_page(link, url, self._session, self._reporter, target)
+            if following is None:
+                return tags
+            url = following
+        raise self._reporter.error(
+            RegistryProtocolError, target, f"tag list has more than {MAX_TAG_PAGES} pages"
+        )
 
     # -- manifests -------------------------------------------------------------------------
 
@@ -455,6 +507,14 @@ class RegistryClient:
             _reference(self.host, mount_from, digest)
         target = Target(self.host, repository, str(digest))
         return self._uploads.upload(target, repository, digest, size, open_reader, mount_from)
+
+
+def _stored_credentials(
+    host: str, config_path: str | os.PathLike[str] | None
+) -> Callable[[], Credentials | None]:
+    """The lookup of *host*'s stored credentials: in *config_path* alone, or podman's files."""
+    files = [AuthFile(Path(config_path))] if config_path is not None else auth_files()
+    return functools.partial(find_credentials, host, files)
 
 
 def _reference(host: str, repository: str, reference: str | Digest) -> tuple[str, Digest | None]:

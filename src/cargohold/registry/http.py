@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 import time
@@ -48,6 +49,7 @@ __all__ = [
     "Origin",
     "RetryPolicy",
     "Session",
+    "answers_plain_http_only",
     "is_loopback",
     "origin",
     "ssl_context",
@@ -138,11 +140,35 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext:
     context.load_verify_locations(cafile=certifi.where())
     if isinstance(verify, str):
         try:
-            context.load_verify_locations(cafile=verify)
+            if os.path.isdir(verify):  # podman's --cert-dir, skopeo sync's cert-dir
+                for name in sorted(os.listdir(verify)):
+                    if name.endswith(".crt"):
+                        context.load_verify_locations(cafile=os.path.join(verify, name))
+            else:
+                context.load_verify_locations(cafile=verify)
         except (OSError, ssl.SSLError) as exc:
             reason = getattr(exc, "strerror", None) or clean(str(exc))
             raise RegistryError(f"cannot load CA certificate {verify}: {reason}") from None
     return context
+
+
+def answers_plain_http_only(host: str, timeout: float = 10.0) -> bool:
+    """Whether the registry at *host* (``host[:port]``) answers ``/v2/`` over plain HTTP but
+    not over TLS: podman's and skopeo's fallback when TLS verification is off. Asked once,
+    before the registry's client is made; nothing but the probe is sent."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    direct = is_loopback(name.strip("[]"))
+    with httpx.Client(verify=ssl_context(False), timeout=timeout, trust_env=not direct) as client:
+        try:
+            client.get(f"https://{host}/v2/").close()
+            return False
+        except httpx.TransportError:
+            pass
+        try:
+            client.get(f"http://{host}/v2/").close()
+        except httpx.TransportError:
+            return False
+    return True
 
 
 def _is_transient(exc: httpx.TransportError) -> bool:
