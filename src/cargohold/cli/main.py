@@ -33,6 +33,7 @@ COMMANDS = {
     "images": ".image:images",
     "info": ".info:info",
     "namespace": ".namespace:namespace",
+    "serve": ".serve:serve",
 }
 
 #: Other names of the root's commands.
