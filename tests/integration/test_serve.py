@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -451,6 +452,10 @@ def test_credentials_are_refused_in_clear_text_off_loopback(tmp_path: Path) -> N
     assert proc.returncode == 1 and b"HOST:PORT" in proc.stderr
     proc = run(root, "serve", "--addr", "127.0.0.1:0", "--tls-cert", str(bad))
     assert proc.returncode == 1 and b"go together" in proc.stderr
+    proc = run(tmp_path / "none", "serve", "--addr", "127.0.0.1:0")
+    assert proc.returncode == 1 and b"no cargohold store at" in proc.stderr
+    proc = run(root, "serve", "--addr", ":0", "--htpasswd", str(htpasswd))
+    assert proc.returncode == 1 and b"0.0.0.0 without TLS" in proc.stderr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -475,6 +480,31 @@ def test_a_signal_stops_the_server_after_the_requests_in_flight(
         assert bytes(got) == data
     assert server.process.wait(timeout=30) == 0
     assert "stopping" in server.log()
+
+
+def test_a_damaged_record_is_a_server_error_and_the_rest_is_served(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with Store(root) as store:
+        store.import_archive(archive(tmp_path / "a.tar", "app:1", "app:2"))
+    with sqlite3.connect(root / "metadata.db") as db:
+        db.execute("UPDATE images SET digest = 'bad' WHERE name = 'docker.io/library/app:1'")
+    with serving(root) as server, httpx.Client(base_url=server.url) as client:
+        damaged = client.get("/v2/app/manifests/1")
+        assert damaged.status_code == 500
+        assert errors(damaged) == ["UNKNOWN"]
+        assert "metadata.db" in damaged.json()["errors"][0]["message"]
+        assert client.get("/v2/app/manifests/2").status_code == 200
+
+
+def test_listening_on_ipv6_loopback(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with Store(root) as store:
+        store.import_archive(archive(tmp_path / "a.tar", "app:1"))
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    with serving(root, "--addr", "[::1]:0") as server, httpx.Client(base_url=server.url) as c:
+        assert server.netloc.startswith("[::1]:")
+        assert c.get("/v2/app/manifests/1").status_code == 200
 
 
 def test_json_log_lines(tmp_path: Path) -> None:

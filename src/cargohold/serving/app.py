@@ -16,7 +16,7 @@ from typing import Final
 
 from aiohttp import web
 
-from ..errors import ApiError, InvalidReferenceError
+from ..errors import ApiError, CargoholdError, InvalidReferenceError
 from .auth import Htpasswd
 from .content import Blob, ServedStore, parse_digest
 from .names import request_name, store_repository
@@ -55,6 +55,8 @@ def make_app(served: ServedStore, htpasswd: Htpasswd | None) -> web.Application:
             return await _route(request, served)
         except ApiError as exc:
             return error_response(exc)
+        except CargoholdError as exc:  # the store's metadata cannot be read, say
+            return error_response(ApiError(500, "UNKNOWN", f"the store: {exc}"))
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)

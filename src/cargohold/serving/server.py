@@ -54,13 +54,14 @@ class ServeConfig:
 
 
 def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for an IPv6 address; port 0 picks a free one)."""
+    """``HOST:PORT`` (``[v6]:PORT`` for an IPv6 address; port 0 picks a free one); ``:PORT``
+    is every IPv4 address, as in Distribution's configuration."""
     host, colon, port = text.rpartition(":")
-    if not colon or not port.isdigit() or int(port) > 65535 or not host:
+    if not colon or not port.isdigit() or int(port) > 65535:
         raise ServeConfigError(f"invalid address {text!r}: expected HOST:PORT")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    return host, int(port)
+    return host or "0.0.0.0", int(port)
 
 
 def is_loopback(host: str) -> bool:
