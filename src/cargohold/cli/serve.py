@@ -35,12 +35,21 @@ def json_line(record: RequestRecord) -> str:
     metavar="HOST:PORT",
     help="Where to listen ([v6]:PORT for IPv6; port 0 picks a free port).",
 )
-@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="TLS cert.")
-@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="TLS key.")
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Serve HTTPS with this certificate (PEM, its chain after it).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The certificate's key (PEM).",
+)
 @click.option(
     "--htpasswd",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Require basic auth from this htpasswd file (bcrypt entries, htpasswd -B).",
+    help="Require basic auth from this htpasswd file (bcrypt entries, htpasswd -B); off"
+    " loopback only with TLS.",
 )
 @click.option(
     "--log-format",
