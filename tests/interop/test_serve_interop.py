@@ -110,6 +110,32 @@ def test_containerd_pulls_through_a_hosts_toml_mirror(
     assert '" 200 ' in line
 
 
+def test_containerd_pulls_a_docker_hub_name_through_the_mirror(
+    store: ServedStore,
+    server: Server,
+    containerd: Containerd,
+    ctr_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """``docker.io/library/demo`` through a docker.io mirror: containerd asks for
+    ``library/demo?ns=docker.io``."""
+    with Store(store.root) as writable:
+        writable.tag(DEMO_REF, ["demo:hub"])
+    hosts = tmp_path / "certs.d" / "docker.io"
+    hosts.mkdir(parents=True)
+    (hosts / "hosts.toml").write_text(
+        'server = "https://registry-1.docker.io"\n\n'
+        f'[host."http://{server.netloc}"]\n'
+        '  capabilities = ["pull", "resolve"]\n'
+    )
+    name = "docker.io/library/demo:hub"
+    containerd.ctr(
+        "image", "pull", "--hosts-dir", str(tmp_path / "certs.d"), name, namespace=ctr_namespace
+    )
+    assert containerd.images(ctr_namespace)[name].digest == store.digest
+    server.wait_for_line("/v2/library/demo/manifests/hub?ns=docker.io")
+
+
 def _certificate(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "cert.pem", directory / "key.pem"
     run_text(
