@@ -8,6 +8,7 @@ line, never for a fixed time.
 from __future__ import annotations
 
 import re
+import resource
 import signal
 import subprocess
 import threading
@@ -81,9 +82,18 @@ class Server:
         return "\n".join(self.lines)
 
 
-def start_server(root: Path, *args: str, namespace: str | None = None) -> Server:
+def start_server(
+    root: Path, *args: str, namespace: str | None = None, open_files: int | None = None
+) -> Server:
     """Start ``cargohold --root ROOT [-n NS] serve --addr 127.0.0.1:0 ARGS`` and wait until it
-    listens; fails with its stderr when it exits first."""
+    listens; fails with its stderr when it exits first. *open_files* starts it with that soft
+    limit on open files."""
+
+    def limit() -> None:
+        if open_files is not None:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
+
     argv = ["-n", namespace] if namespace else []
     if not any(a.startswith("--addr") for a in args):
         args = ("--addr", "127.0.0.1:0", *args)
@@ -93,6 +103,7 @@ def start_server(root: Path, *args: str, namespace: str | None = None) -> Server
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=clean_environment(),
+        preexec_fn=limit,
     )
     server = Server(process)
     threading.Thread(target=server.read_stderr, daemon=True).start()
@@ -105,9 +116,11 @@ def start_server(root: Path, *args: str, namespace: str | None = None) -> Server
 
 
 @contextmanager
-def serving(root: Path, *args: str, namespace: str | None = None) -> Iterator[Server]:
+def serving(
+    root: Path, *args: str, namespace: str | None = None, open_files: int | None = None
+) -> Iterator[Server]:
     """A server for the block; stopped (SIGTERM) after it."""
-    server = start_server(root, *args, namespace=namespace)
+    server = start_server(root, *args, namespace=namespace, open_files=open_files)
     try:
         yield server
     finally:

@@ -9,7 +9,9 @@ machines: with ``--htpasswd`` on a non-loopback address, TLS is required.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import resource
 import signal
 import socket
 import ssl
@@ -135,9 +137,20 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def raise_open_files_limit() -> None:
+    """Let the server hold as many connections as the system lets this user (each costs one
+    descriptor, and an open blob one more): the soft limit up to the hard one, as Go's
+    runtime does for Distribution."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run(config: ServeConfig, line: LogLine, announce: Callable[[str], None]) -> None:
     """Serve until SIGTERM or SIGINT. *announce* gets the one line saying where it listens."""
     check_config(config)
+    raise_open_files_limit()
     htpasswd = Htpasswd.load(config.htpasswd) if config.htpasswd is not None else None
     context = tls_context(config)
     store = StoreContext(config.root, config.namespace, "read")
