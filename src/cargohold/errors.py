@@ -45,13 +45,15 @@ The whole tree (a second base in brackets)::
     │   └── RegistryServerError
     ├── SignatureError
     │   └── InvalidKeyError (ValueError)
+    ├── ServeConfigError (ValueError)
     ├── StorageFullError (OSError)
     ├── StoreFormatError
     └── SyncListError (ValueError)
 
 :class:`BelowSpeedFloor` and :class:`TransferDropped` are not failures but signals inside the
 registry client (a body too slow, a download to resume), and :class:`TransferCancelled` one
-inside a pull (another download failed); they never reach callers.
+inside a pull (another download failed); they never reach callers. :class:`ApiError` is the
+registry server's answer to one request (a status and an OCI error code), sent to its client.
 """
 
 from __future__ import annotations
@@ -308,3 +310,21 @@ class IncompleteDeltaError(NotFoundError):
 
 class TransferCancelled(Exception):
     """Another download of the same pull failed; this one stops at its next chunk."""
+
+
+class ServeConfigError(CargoholdError, ValueError):
+    """``serve`` cannot start as asked: an address it cannot use, an unreadable htpasswd file or
+    TLS key, credentials that would cross the network in clear text."""
+
+
+class ApiError(Exception):
+    """Inside the registry server: the answer to one request, an HTTP *status* and one of the
+    Distribution spec's error codes as *code* (``MANIFEST_UNKNOWN``, ``DIGEST_INVALID``...); the
+    server sends it as the spec's JSON error body."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}

@@ -36,6 +36,7 @@ PEER_PACKAGES: Final = {
     "docker-registry": "docker-registry",
     "htpasswd": "apache2-utils",
     "openssl": "openssl",
+    "podman": "podman",
 }
 
 #: How long one peer-tool command may take before the test gives up on it.

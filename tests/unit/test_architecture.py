@@ -14,7 +14,8 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "cargohold"
 #: Each package and the packages below it that it may import (the top-level modules errors,
 #: limits, progress, version and defaults are shared by all).
 LAYERS: dict[str, set[str]] = {
-    "cli": {"operations", "archive", "registry", "storage", "oci"},
+    "cli": {"serving", "operations", "archive", "registry", "storage", "oci"},
+    "serving": {"operations", "storage", "oci"},
     "operations": {"archive", "registry", "storage", "oci"},
     "archive": {"storage", "oci"},
     "registry": {"oci"},

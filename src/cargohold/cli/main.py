@@ -37,6 +37,7 @@ COMMANDS = {
     "logout": ".login:logout",
     "namespace": ".namespace:namespace",
     "sync": ".sync:sync",
+    "serve": ".serve:serve",
 }
 
 #: Other names of the root's commands.
