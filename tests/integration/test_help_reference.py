@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import click
+import click.testing
 
 from cargohold.cli.main import cli
 
@@ -106,3 +107,24 @@ def test_every_command_that_prints_takes_quiet_and_json() -> None:
             continue
         opts = {o for p in command.params if isinstance(p, click.Option) for o in p.opts}
         assert {"-q", "--format"} <= opts, path
+
+
+def help_text(*path: str) -> str:
+    result = click.testing.CliRunner().invoke(cli, [*path, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+def test_platform_help_says_each_commands_real_default() -> None:
+    """push and check cover what the store holds; import, export, pull and sync this host's."""
+    for store_default in ("image push", "image check"):
+        text = help_text(*store_default.split())
+        assert "Default: every platform the store holds." in text, store_default
+    for host_default in ("image import", "image export", "image pull", "sync"):
+        assert "Default: this host's platform." in help_text(*host_default.split()), host_default
+
+
+def test_import_help_names_what_it_reads() -> None:
+    text = help_text("image", "import")
+    for word in ("docker save", "OCI layout directory", "gzip", "zstd", "FILE|DIR|-"):
+        assert word in text, word

@@ -19,7 +19,7 @@ from .options import (
     PLATFORM_HELP,
     PlatformSelection,
     format_option,
-    platform_options,
+    platform_choice,
     split_platforms,
 )
 from .progress import isatty
@@ -296,7 +296,7 @@ def _print_manifest_summary(manifest: ManifestInspection) -> None:
 
 @image.command("check")
 @click.argument("refs", metavar="[REF...]", nargs=-1, shell_complete=complete_images)
-@platform_options
+@platform_choice("every platform the store holds")
 @click.option("--verify", is_flag=True, help="Also re-hash every blob and report corrupt ones.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the names of complete images.")
 @format_option

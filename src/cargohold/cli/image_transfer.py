@@ -17,6 +17,7 @@ from .options import (
     PlatformSelection,
     format_option,
     limit_options,
+    platform_choice,
     platform_options,
     progress_option,
     quiet_option,
@@ -112,7 +113,9 @@ def import_(
     progress_mode: str,
     quiet: bool,
 ) -> None:
-    """Import the images of an OCI image layout archive (FILE, or - for stdin).
+    """Import the images of an archive: a tar (FILE, or - for stdin) of an OCI image layout
+    (ctr, skopeo, podman, regctl, docker 25+) or of docker save's format, plain or gzip, zstd,
+    xz or bzip2 compressed (found from its first bytes), or an OCI layout directory (DIR).
 
     Bare tags in the archive are put under --base-name, by default FILE's name without its
     extension; from stdin, import-YYYY-MM-DD (today's date, with a warning), so a pipe that
@@ -411,7 +414,7 @@ def pull(
     " optional path prefix, keeping each image's repository path and tag.",
 )
 @jobs_option
-@platform_options
+@platform_choice("every platform the store holds")
 @click.option(
     "--no-referrers",
     is_flag=True,

@@ -56,24 +56,36 @@ PLATFORM_HELP = "Comma-separated or repeated: linux/amd64,linux/arm64."
 
 
 def platform_options(body: F) -> F:
-    """``--platform`` and ``--all-platforms``, handed to the command as ``selection``."""
+    """``--platform`` and ``--all-platforms``, handed to the command as ``selection``; the
+    command selects this host's platform when neither is given."""
+    return platform_choice("this host's platform")(body)
 
-    @functools.wraps(body)
-    def command(*args: Any, platforms: tuple[str, ...], all_platforms: bool, **kwargs: Any) -> Any:
-        return body(*args, selection=PlatformSelection(platforms, all_platforms), **kwargs)
 
-    f = cast(F, command)
-    f = click.option(
-        "--all-platforms", is_flag=True, help="Every platform of a multi-platform image."
-    )(f)
-    return click.option(
-        "--platform",
-        "platforms",
-        multiple=True,
-        metavar="OS/ARCH[/VARIANT]",
-        callback=split_platforms,
-        help=f"Platforms to select. {PLATFORM_HELP} Default: this host's platform.",
-    )(f)
+def platform_choice(default: str) -> Callable[[F], F]:
+    """:func:`platform_options` for a command whose default selection is *default* (its help
+    says what the command really does without the options)."""
+
+    def decorate(body: F) -> F:
+        @functools.wraps(body)
+        def command(
+            *args: Any, platforms: tuple[str, ...], all_platforms: bool, **kwargs: Any
+        ) -> Any:
+            return body(*args, selection=PlatformSelection(platforms, all_platforms), **kwargs)
+
+        f = cast(F, command)
+        f = click.option(
+            "--all-platforms", is_flag=True, help="Every platform of a multi-platform image."
+        )(f)
+        return click.option(
+            "--platform",
+            "platforms",
+            multiple=True,
+            metavar="OS/ARCH[/VARIANT]",
+            callback=split_platforms,
+            help=f"Platforms to select. {PLATFORM_HELP} Default: {default}.",
+        )(f)
+
+    return decorate
 
 
 def progress_option(f: F) -> F:
