@@ -38,6 +38,9 @@ class Member:
     #: Its data can be read at any time, in any order (a member of an uncompressed archive
     #: file, a file of a layout directory), not only before the next member is reached.
     random_access: bool = False
+    #: Where the member's data and padding end in a tar read once (the next header's
+    #: offset from the stream's start); -1 where unknown. A resumed import starts there.
+    end: int = -1
 
 
 def member_name(raw: str) -> str:
@@ -123,8 +126,9 @@ def stream_members(stream: IO[bytes]) -> Iterator[Member]:
         while (info := next_header(source)) is not None:
             kind = member_kind(info)
             window = _Window(source, info.size if kind == "file" else 0)
-            yield Member(info.name, kind, info.size, window.open, info.linkname)
-            source.skip_to(info.offset_data + (padded_size(info) if kind == "file" else 0))
+            end = info.offset_data + (padded_size(info) if kind == "file" else 0)
+            yield Member(info.name, kind, info.size, window.open, info.linkname, end=end)
+            source.skip_to(end)
     except tarfile.TarError as exc:
         raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
 

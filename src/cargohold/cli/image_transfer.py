@@ -12,6 +12,7 @@ from ..limits import Limits
 from .completion import complete_images
 from .context import Context, pass_context
 from .options import (
+    ByteSize,
     PlatformSelection,
     format_option,
     limit_options,
@@ -216,6 +217,13 @@ def _print_imported(result: ImportResult) -> None:
     " digest (the archive is then not written; a stream stops before its index). Reads the"
     " blobs through Python instead of the kernel's copy: slower.",
 )
+@click.option(
+    "--split-size",
+    type=ByteSize(),
+    metavar="SIZE",
+    help="Write OUT.001, OUT.002, … of SIZE bytes each (4GiB, 700MiB) and OUT.sha256, their"
+    " checksums for sha256sum -c; cat OUT.0* is the archive.",
+)
 @progress_option
 @quiet_option
 @click.option(
@@ -239,6 +247,7 @@ def export(
     ref_name: RefNameForm,
     sync: bool,
     verify: bool,
+    split_size: int | None,
     progress_mode: str,
     quiet: bool,
     output_format: str,
@@ -255,7 +264,12 @@ def export(
 
     A regular file at OUT is replaced atomically (keeping its mode, and its group and owner
     where permitted); a symlink is written through to its file; a FIFO or device at OUT is
-    written in place, like -."""
+    written in place, like -.
+
+    With --split-size the archive is written in volumes OUT.001, OUT.002, … (as many digits
+    as needed, at least three) and OUT.sha256, which `sha256sum -c OUT.sha256` checks in
+    their folder. `image import OUT.001` reads them back, checking each volume, and resumes
+    after a volume that was missing or damaged once it is replaced."""
     location = parse_location(out)
     out = location.path
     layout_dir = _layout_dir(location, archive_format, skip_manifest_json)
@@ -275,6 +289,7 @@ def export(
             verify=verify,
             ref_name=ref_name,
             name_as=location.reference,
+            split_size=split_size,
         )
     if output_format == "json":
         # with the archive on stdout, the report goes to stderr

@@ -20,6 +20,7 @@ from ..oci.references import Reference, check_name_digest, is_tag
 from ..progress import Progress
 from ..storage import outputs
 from ..storage.metadata import ImageRecord
+from ..storage.volumes import write_volumes
 from .context import (
     StoreContext,
     finishing,
@@ -47,6 +48,7 @@ def export(
     verify: bool = False,
     ref_name: RefNameForm = "full",
     name_as: str | None = None,
+    split_size: int | None = None,
 ) -> ExportResult:
     """Write the images *refs* to *out* (a path, ``"-"`` for stdout, or a binary stream).
 
@@ -63,7 +65,14 @@ def export(
     *ref_name* is the form of ``org.opencontainers.image.ref.name``: the full reference
     (default) or only its tag, as ``ctr export`` writes. *name_as* writes the one image of
     *refs* under that name instead of its stored one (skopeo's ``oci-archive:FILE:NAME``).
+
+    With *split_size*, the archive is written as volumes ``OUT.001``, ``OUT.002``, … of that
+    many bytes and their checksum list ``OUT.sha256`` (see :mod:`cargohold.storage.volumes`).
     """
+    if split_size is not None and (layout_dir or not isinstance(out, (str, Path)) or out == "-"):
+        raise CargoholdError(
+            "--split-size writes volumes beside a file path, not a stream or a directory"
+        )
     if not refs:
         raise NotFoundError("no image to export")
     matcher = platform_matcher(platforms, all_platforms, default_all=False)
@@ -80,8 +89,19 @@ def export(
         ctx.blobs, records, matcher, skip_manifest_json, skip_non_distributable, ref_name
     )
     progress = progress or Progress()
+    volumes = 0
     with finishing(progress):
-        if layout_dir:
+        if split_size is not None:
+            split = write_volumes(
+                Path(out),  # type: ignore[arg-type]  # a path, checked above
+                split_size,
+                lambda f: archive_export.write_archive(
+                    plan, ctx.blobs, f, compress, progress, verify=verify
+                ),
+                sync,
+            )
+            written, volumes = split.size, len(split.paths)
+        elif layout_dir:
             if not isinstance(out, (str, Path)) or str(out) == "-":
                 raise CargoholdError("an OCI layout directory needs a directory path, not a stream")
             written = outputs.write_directory(
@@ -102,7 +122,7 @@ def export(
                 plan, ctx.blobs, stream, compress, progress, verify=verify
             )
     names = [r.name for r in records]
-    return ExportResult(names, len(plan.blobs), written, len(plan.skipped), records)
+    return ExportResult(names, len(plan.blobs), written, len(plan.skipped), records, volumes)
 
 
 def _renamed(records: list[ImageRecord], name: str) -> ImageRecord:

@@ -3,16 +3,19 @@ pull shares."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from ..archive.contents import ArchiveContents
 from ..archive.docker import plan_docker
 from ..archive.layout import plan_oci
+from ..archive.members import Member
 from ..archive.plan import ImportPlan, default_base_name
-from ..archive.scan import scan
+from ..archive.scan import ScanHooks, scan
 from ..archive.sources import open_members
+from ..archive.volumes import find_volumes
 from ..errors import (
     InvalidArchiveError,
 )
@@ -30,6 +33,23 @@ from .context import (
 from .results import (
     ImportResult,
 )
+from .resuming import resumable_import
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """What an import was asked for, past where its archive's members come from."""
+
+    matcher: PlatformMatcher
+    base: str
+    tags: tuple[str, ...]
+    digests: bool
+    index_name: str | None
+    force: bool
+    skip_missing: bool
+    compress_blobs: bool
+    progress: Progress
+    limits: Limits
 
 
 # Long: a third of it is the public API's keyword arguments; the rest is one lease's scope.
@@ -49,63 +69,129 @@ def import_archive(
     progress: Progress | None = None,
     limits: Limits | None = None,
 ) -> ImportResult:
-    """Import an archive (a path, ``"-"`` for stdin, or a binary stream), all or nothing."""
-    matcher = platform_matcher(platforms, all_platforms)
+    """Import an archive (a path, ``"-"`` for stdin, or a binary stream), all or nothing.
+
+    A split archive (``OUT.001`` or ``OUT.sha256``, see :mod:`cargohold.archive.volumes`) is
+    read volume by volume, each verified, and resumed where an earlier run stopped (see
+    :mod:`cargohold.operations.resuming`)."""
     path = None if isinstance(source, str) and source == "-" else source
-    label = str(path) if isinstance(path, (str, Path)) else None
-    base = base_name or default_base_name(label)
-    result = ImportResult()
-    progress = progress or Progress()
+    volumes = find_volumes(Path(path)) if isinstance(path, (str, Path)) else None
+    label = volumes.label if volumes else str(path) if isinstance(path, (str, Path)) else None
+    options = _Options(
+        platform_matcher(platforms, all_platforms),
+        base_name or default_base_name(label),
+        tuple(tags),
+        digests,
+        index_name,
+        force,
+        skip_missing,
+        compress_blobs,
+        progress or Progress(),
+        limits or Limits(),
+    )
+    if volumes is not None:
+        with (
+            finishing(options.progress),
+            resumable_import(ctx, volumes, options.progress, limits, force) as (run, members),
+        ):
+            result = _import(ctx, run.lease_id, run.staging, members, options, run.hooks)
+        result.bytes_read = run.reader.bytes_read
+        result.volumes = run.reader.opened
+        return result
+    tap = _BytesRead(options.progress)
     with (
-        finishing(progress),
+        finishing(options.progress),
         ctx.lease() as lease_id,
-        open_members(source, progress, "import", limits) as members,
+        open_members(source, tap, "import", limits) as members,
     ):
         staging = ctx.blobs.staging_dir(lease_id)
+        result = _import(ctx, lease_id, staging, members, options, None)
+    result.bytes_read = tap.done
+    return result
 
-        def already_stored(digest: Digest, size: int) -> bool:
-            return not force and ctx.reusable(lease_id, digest, size)
 
-        contents = scan(
-            members,
-            ctx.blobs,
-            staging,
-            already_stored,
-            progress,
-            (limits or Limits()).document_bytes,
-            held=lambda digest, size: ctx.reusable(lease_id, digest, size),
-        )
-        plan = plan_archive(
-            contents,
-            matcher,
-            base,
-            lambda data: ctx.blobs.stage_bytes(data, staging, "manifest"),
-            tags=tuple(tags),
-            digests=digests,
-            index_name=index_name,
-            skip_missing=skip_missing,
-            compress=(lambda blob: ctx.blobs.stage_gzipped(blob, staging))
-            if compress_blobs
-            else None,
-        )
-        result.warnings.extend(plan.warnings)
-        if plan.index_blob is not None:
-            staged = ctx.blobs.stage_bytes(plan.index_blob, staging, "index.json")
-            contents.staged.setdefault(staged.digest, staged)
-        done = commit(
-            ctx,
-            lease_id,
-            contents.staged,
-            plan.needed,
-            [NewImage(i.name, i.target, i.created, len(i.skipped)) for i in plan.images],
-            force=force,
-        )
+def _import(
+    ctx: StoreContext,
+    lease_id: str,
+    staging: Path,
+    members: Iterator[Member],
+    options: _Options,
+    hooks: ScanHooks | None,
+) -> ImportResult:
+    """Scan the members into *staging* under *lease_id*, plan the images, commit them."""
+    result = ImportResult()
+
+    def already_stored(digest: Digest, size: int) -> bool:
+        return not options.force and ctx.reusable(lease_id, digest, size)
+
+    contents = scan(
+        members,
+        ctx.blobs,
+        staging,
+        already_stored,
+        options.progress,
+        options.limits.document_bytes,
+        held=lambda digest, size: ctx.reusable(lease_id, digest, size),
+        hooks=hooks,
+    )
+    plan = plan_archive(
+        contents,
+        options.matcher,
+        options.base,
+        lambda data: ctx.blobs.stage_bytes(data, staging, "manifest"),
+        tags=options.tags,
+        digests=options.digests,
+        index_name=options.index_name,
+        skip_missing=options.skip_missing,
+        compress=(lambda blob: ctx.blobs.stage_gzipped(blob, staging))
+        if options.compress_blobs
+        else None,
+    )
+    result.warnings.extend(plan.warnings)
+    if plan.index_blob is not None:
+        staged = ctx.blobs.stage_bytes(plan.index_blob, staging, "index.json")
+        contents.staged.setdefault(staged.digest, staged)
+    done = commit(
+        ctx,
+        lease_id,
+        contents.staged,
+        plan.needed,
+        [NewImage(i.name, i.target, i.created, len(i.skipped)) for i in plan.images],
+        force=options.force,
+    )
     result.images = done.images
     result.blobs_written = done.blobs_written
     result.bytes_written = done.bytes_written
     result.bytes_deduplicated = done.bytes_deduplicated
     result.warnings.extend(done.warnings)
     return result
+
+
+class _BytesRead(Progress):
+    """Passes progress on, keeping the count of archive bytes read (the import's bytesRead)."""
+
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+        self.done = 0
+
+    def start(self, title: str, total: int | None) -> None:
+        self.inner.start(title, total)
+
+    def update(self, done: int) -> None:
+        self.done = max(self.done, done)
+        self.inner.update(done)
+
+    def blob_start(self, name: str, size: int) -> None:
+        self.inner.blob_start(name, size)
+
+    def blob_advance(self, n: int) -> None:
+        self.inner.blob_advance(n)
+
+    def blob_finish(self) -> None:
+        self.inner.blob_finish()
+
+    def finish(self) -> None:
+        self.inner.finish()
 
 
 def plan_archive(

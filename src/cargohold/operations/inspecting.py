@@ -10,6 +10,7 @@ from typing import BinaryIO, Literal
 from ..archive.plan import ImportPlan, default_base_name
 from ..archive.scan import scan
 from ..archive.sources import open_members
+from ..archive.volumes import VolumeReader, find_volumes, volume_stream
 from ..errors import (
     CargoholdError,
     NotFoundError,
@@ -151,6 +152,9 @@ def inspect_archive(
     blobs = BlobStore(store_root / "content")
     progress = progress or Progress()
     label = None if isinstance(source, str) and source == "-" else source
+    volumes = find_volumes(Path(label)) if isinstance(label, (str, Path)) else None
+    if volumes is not None:  # read as one stream, each volume checked
+        label, source = volumes.label, volume_stream(VolumeReader(volumes))
     base = default_base_name(str(label) if isinstance(label, (str, Path)) else None)
     limits = limits or Limits()
     with finishing(progress), open_members(source, progress, "inspect", limits) as members:

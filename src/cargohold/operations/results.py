@@ -31,6 +31,10 @@ class ImportResult:
     bytes_written: int = 0
     bytes_deduplicated: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: Archive bytes this run read (of a split archive resumed, only the volumes read again).
+    bytes_read: int = 0
+    #: Volumes of a split archive this run read (0 for one archive).
+    volumes: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -40,6 +44,8 @@ class ImportResult:
             "blobs": self.blobs_written,
             "bytesWritten": self.bytes_written,
             "bytesDeduplicated": self.bytes_deduplicated,
+            "bytesRead": self.bytes_read,
+            "volumes": self.volumes,
         }
 
 
@@ -52,9 +58,12 @@ class ExportResult:
     skipped_non_distributable: int
     #: The exported images' records, in *images*' order (for the JSON's name, digest, type).
     records: list[ImageRecord] = field(default_factory=list)
+    #: Volumes written (``--split-size``); 0 for one archive.
+    volumes: int = 0
 
     def to_json(self) -> dict[str, object]:
         """Images as objects, the keys import's JSON gives them, so scripts read both alike."""
+        split = {"volumes": self.volumes} if self.volumes else {}
         return {
             "images": [
                 {"name": r.name, "digest": str(r.digest), "mediaType": r.media_type}
@@ -63,6 +72,7 @@ class ExportResult:
             "blobs": self.blobs,
             "bytesWritten": self.bytes_written,
             "skippedNonDistributable": self.skipped_non_distributable,
+            **split,
         }
 
 
