@@ -39,7 +39,7 @@ from ..archive.members import Member
 from ..archive.scan import ScanHooks
 from ..archive.sources import open_members
 from ..archive.volumes import RESEND, VolumeReader, VolumeSet, volume_stream
-from ..errors import InUseError, VolumeError
+from ..errors import CargoholdError, InUseError, VolumeError
 from ..limits import Limits
 from ..progress import Progress
 from .context import StoreContext
@@ -170,14 +170,11 @@ def resumable_import(
     a re-run takes them over), and gc keeps them for its age for resumable imports."""
     lease_id = LEASE_PREFIX + volumes.list_digest[:32]
     fd = _take_lease(ctx, lease_id, volumes)
-    staging_name = ""
+    root = ctx.blobs.staging_dir(lease_id)
     try:
-        root = ctx.blobs.staging_dir(lease_id)
         state, records = _load(ctx, lease_id, root, volumes, force)
-        staging_name = f"{lease_id}/{os.urandom(8).hex()}"
-        run = ResumableRun(
-            ctx, volumes, lease_id, root, ctx.blobs.staging_dir(staging_name), state, records
-        )
+        staging = ctx.blobs.staging_dir(f"{lease_id}/{os.urandom(8).hex()}")
+        run = ResumableRun(ctx, volumes, lease_id, root, staging, state, records)
         try:
             with open_members(volume_stream(run.reader), progress, "import", limits) as members:
                 yield run, members
@@ -186,13 +183,22 @@ def resumable_import(
                 run.stopped()
             raise
     except BaseException:
-        os.close(fd)  # the lock file stays: its lease is kept, not orphaned
+        if (root / STATE_FILE).exists():
+            os.close(fd)  # the lock file stays: its lease is kept, not orphaned
+        else:  # nothing to resume from: the store is left as it was
+            _end_lease(ctx, lease_id, fd, failed=True)
         raise
-    ctx.blobs.remove_staging(staging_name)
+    _end_lease(ctx, lease_id, fd, failed=False)
+
+
+def _end_lease(ctx: StoreContext, lease_id: str, fd: int, failed: bool) -> None:
+    """Remove the lease, its row and its staging (after a failure, as far as possible)."""
     ctx.blobs.remove_staging(lease_id)
-    with contextlib.suppress(OSError):
-        ctx.meta.end_lease(lease_id)
-    ctx.leases.release(lease_id, fd)
+    with contextlib.suppress(*((OSError, CargoholdError) if failed else ())):
+        try:
+            ctx.meta.end_lease(lease_id)
+        finally:
+            ctx.leases.release(lease_id, fd)
 
 
 def _take_lease(ctx: StoreContext, lease_id: str, volumes: VolumeSet) -> int:

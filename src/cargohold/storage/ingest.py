@@ -449,11 +449,14 @@ class Ingest:
         )
 
     def remove_staging(self, name: str) -> None:
+        """Remove a staging directory, and close the packs open in it (or below it)."""
+        top = self.directory / name
         with self._packs_lock:
-            pack = self._packs.pop(self.directory / name, None)
-        if pack is not None:
+            packs = [p for p in self._packs if p == top or p.is_relative_to(top)]
+            closing = [self._packs.pop(p) for p in packs]
+        for pack in closing:
             pack.close()
-        shutil.rmtree(self.directory / name, ignore_errors=True)
+        shutil.rmtree(top, ignore_errors=True)
 
     def staging_names(self) -> list[str]:
         try:

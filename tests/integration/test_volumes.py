@@ -1,0 +1,482 @@
+"""Archives in volumes: ``image export --split-size``, and the import of the volumes, each one
+checked, with a bad or missing volume named in one line and the import resumed once it is
+replaced (also after a kill -9)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cargohold.operations.store import Store
+from clisupport import assert_one_error_line, clean_environment, run
+from imagefactory import (
+    OCI_CONFIG,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    ArchiveBuilder,
+    digest_of,
+    dumps,
+    layer_tar,
+)
+from snapshots import HOST, snapshot
+
+NAME = "example.com/volumes/app:1"
+#: Layers of these sizes (random bytes: incompressible), so members cross volume boundaries,
+#: some within a volume, one over several; tiny ones go to the staging pack.
+LAYER_SIZES = (300_000, 1_600_000, 20_000, 2_600_000, 900_000, 40_000, 1_200_000)
+VOLUME = 1 << 20
+CRASHPOINTS = Path(__file__).parents[1] / "properties" / "crashpoints.py"
+
+
+@dataclass(frozen=True)
+class Exported:
+    """One image exported whole and in volumes, from a store that holds it."""
+
+    root: Path
+    whole: Path
+    split: Path  # the base name: split.001, … and split.sha256 beside it
+    count: int
+    manifest: str
+
+    def volume(self, number: int) -> Path:
+        return self.split.with_name(f"{self.split.name}.{number:03d}")
+
+    @property
+    def checksums(self) -> Path:
+        return self.split.with_name(f"{self.split.name}.sha256")
+
+    def copy_to(self, directory: Path) -> Exported:
+        """The volumes and their list copied into *directory* (to damage them there)."""
+        directory.mkdir()
+        for path in [*(self.volume(n) for n in range(1, self.count + 1)), self.checksums]:
+            shutil.copy(path, directory / path.name)
+        return Exported(
+            self.root, self.whole, directory / self.split.name, self.count, self.manifest
+        )
+
+
+def build_image(path: Path, sizes: tuple[int, ...] = LAYER_SIZES) -> str:
+    """An archive of one image with layers of *sizes* random bytes; its manifest's digest."""
+    builder, rng = ArchiveBuilder(), random.Random(15)
+    layers, diff_ids = [], []
+    for i, size in enumerate(sizes):
+        raw = layer_tar({f"file{i}": rng.randbytes(size)})
+        diff_ids.append(digest_of(raw))
+        layers.append(builder.blob(raw, OCI_LAYER))
+    os_name, arch = HOST.split("/")[:2]
+    config = {
+        "architecture": arch,
+        "os": os_name,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }
+    manifest = builder.blob(
+        dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": builder.blob(dumps(config), OCI_CONFIG),
+                "layers": layers,
+            }
+        ),
+        OCI_MANIFEST,
+    )
+    builder.add(manifest, name=NAME)
+    builder.write(path)
+    return str(manifest["digest"])
+
+
+def ok(proc: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedProcess[bytes]:
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc
+
+
+def import_json(root: Path, source: Path | str, *options: str) -> dict[str, Any]:
+    proc = ok(run(root, "image", "import", "--format", "json", *options, str(source)))
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report
+
+
+def stored(root: Path) -> dict[str, str]:
+    with Store(root) as store:
+        return {i.record.name: str(i.record.digest) for i in store.list_images()}
+
+
+def content(root: Path) -> tuple[object, ...]:
+    """What a refused import must not change: names, targets and committed blobs."""
+    with Store(root) as store:
+        shot = snapshot(store)
+    return shot.images, shot.targets, shot.blobs
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    base = tmp_path_factory.mktemp("volumes")
+    root = base / "source"
+    manifest = build_image(base / "image.tar")
+    ok(run(root, "image", "import", str(base / "image.tar")))
+    whole = base / "whole" / "app.tar"
+    whole.parent.mkdir()
+    ok(run(root, "image", "export", str(whole), NAME))
+    split = base / "split" / "app.tar"
+    split.parent.mkdir()
+    proc = ok(
+        run(
+            root,
+            "image",
+            "export",
+            "--split-size",
+            "1MiB",
+            "--output-format",
+            "json",
+            str(split),
+            NAME,
+        )
+    )
+    count = json.loads(proc.stdout)["volumes"]
+    return Exported(root, whole, split, count, manifest)
+
+
+# -- export ---------------------------------------------------------------------------------
+
+
+def test_volumes_are_slices_of_the_archive_and_sha256sum_checks_them(exported: Exported) -> None:
+    whole = exported.whole.read_bytes()
+    assert exported.count == -(-len(whole) // VOLUME) > 3
+    names = sorted(p.name for p in exported.split.parent.iterdir())
+    assert names == [f"app.tar.{n:03d}" for n in range(1, exported.count + 1)] + ["app.tar.sha256"]
+    joined = b"".join(exported.volume(n).read_bytes() for n in range(1, exported.count + 1))
+    assert joined == whole
+    assert all(exported.volume(n).stat().st_size == VOLUME for n in range(1, exported.count))
+    for strict in ([], ["--strict"]):
+        proc = subprocess.run(
+            ["sha256sum", "-c", *strict, exported.checksums.name],
+            cwd=exported.split.parent,
+            capture_output=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == b""
+        assert proc.stdout.decode().splitlines() == [
+            f"app.tar.{n:03d}: OK" for n in range(1, exported.count + 1)
+        ]
+    text = exported.checksums.read_text()
+    assert f"# total-size {len(whole)}\n" in text
+    assert f"# volumes {exported.count}\n" in text
+
+
+def test_compressed_split_export_is_the_compressed_archive_cut(
+    exported: Exported, tmp_path: Path
+) -> None:
+    whole, split = tmp_path / "whole.tar.zst", tmp_path / "split.tar.zst"
+    ok(run(exported.root, "image", "export", "--compress", "zstd", str(whole), NAME))
+    ok(
+        run(
+            exported.root,
+            "image",
+            "export",
+            "--compress",
+            "zstd",
+            "--split-size",
+            "1MiB",
+            str(split),
+            NAME,
+        )
+    )
+    volumes = sorted(tmp_path.glob("split.tar.zst.0*"))
+    assert len(volumes) > 1
+    assert b"".join(v.read_bytes() for v in volumes) == whole.read_bytes()
+    report = import_json(tmp_path / "store", volumes[0])
+    assert report["volumes"] == len(volumes)
+    assert stored(tmp_path / "store") == {NAME: exported.manifest}
+
+
+def test_failed_split_export_leaves_no_volume(exported: Exported, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    shutil.copytree(exported.root, root)
+    largest = max((root / "content" / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
+    largest.chmod(0o644)
+    with largest.open("r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00damaged")
+    out = tmp_path / "out" / "app.tar"
+    out.parent.mkdir()
+    (out.parent / "app.tar.009").write_bytes(b"an older export's")
+    proc = run(root, "image", "export", "--verify", "--split-size", "1MiB", str(out), NAME)
+    assert_one_error_line(proc)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["app.tar.009"]
+
+
+def test_split_export_replaces_an_earlier_set(exported: Exported, tmp_path: Path) -> None:
+    out = tmp_path / "app.tar"
+    ok(run(exported.root, "image", "export", "--split-size", "512KiB", str(out), NAME))
+    many = len(list(tmp_path.glob("app.tar.0*")))
+    ok(run(exported.root, "image", "export", "--split-size", "4MiB", str(out), NAME))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert many > 4 and names == ["app.tar.001", "app.tar.002", "app.tar.sha256"]
+
+
+def test_split_size_needs_a_file_path(exported: Exported, tmp_path: Path) -> None:
+    proc = run(exported.root, "image", "export", "--split-size", "1MiB", "-", NAME)
+    assert "--split-size" in assert_one_error_line(proc)
+
+
+# -- import ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("given", ["001", "sha256"])
+def test_import_of_volumes_gives_the_archives_images(
+    exported: Exported, tmp_path: Path, given: str
+) -> None:
+    whole = import_json(tmp_path / "whole", exported.whole)
+    split = import_json(tmp_path / "split", exported.split.with_name(f"app.tar.{given}"))
+    assert stored(tmp_path / "split") == stored(tmp_path / "whole") == {NAME: exported.manifest}
+    assert split["images"] == whole["images"]
+    assert split["volumes"] == exported.count
+    assert split["bytesRead"] == whole["bytesRead"] == exported.whole.stat().st_size
+    assert whole["volumes"] == 0
+    with Store(tmp_path / "split") as store:
+        assert store.resumable_imports() == []
+        assert not any((store.root / "content" / "ingest").iterdir())
+
+
+def test_joined_volumes_import_from_stdin_and_inspect(exported: Exported, tmp_path: Path) -> None:
+    joined = b"".join(exported.volume(n).read_bytes() for n in range(1, exported.count + 1))
+    ok(run(tmp_path / "store", "image", "import", "--base-name", "x", "-", stdin=joined))
+    assert stored(tmp_path / "store") == {NAME: exported.manifest}
+    inspected = ok(run(None, "archive", "inspect", "--format", "json", str(exported.volume(1))))
+    assert json.loads(inspected.stdout)["images"][0]["digest"] == exported.manifest
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def swap(first: Path, second: Path) -> None:
+    a, b = first.read_bytes(), second.read_bytes()
+    first.write_bytes(b)
+    second.write_bytes(a)
+
+
+#: Damage to volume 3 of the set, and the error it must give.
+FAULTS: dict[str, tuple[Callable[[Exported], None], str]] = {
+    "flipped": (
+        lambda e: flip(e.volume(3), 4321),
+        "app.tar.003: checksum mismatch: re-send this volume",
+    ),
+    "truncated": (
+        lambda e: truncate(e.volume(3)),
+        f"app.tar.003: {VOLUME - 100} bytes, the checksum list says {VOLUME}: re-send this volume",
+    ),
+    "missing": (lambda e: e.volume(3).unlink(), "app.tar.003: missing: re-send this volume"),
+    "swapped": (
+        lambda e: swap(e.volume(3), e.volume(4)),
+        "app.tar.003: checksum mismatch: re-send this volume",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_a_bad_volume_is_named_and_the_import_resumes_once_it_is_replaced(
+    exported: Exported, tmp_path: Path, fault: str
+) -> None:
+    damaged = exported.copy_to(tmp_path / "damaged")
+    root = tmp_path / "store"
+    Store(root).close()
+    before = content(root)
+    damage, message = FAULTS[fault]
+    damage(damaged)
+    proc = run(root, "image", "import", str(damaged.volume(1)))
+    assert assert_one_error_line(proc) == f"cargohold: error: {message}"
+    assert content(root) == before
+    listing = ok(run(root, "content", "ls")).stdout.decode()
+    assert f"resumable import of {damaged.split}:" in listing
+
+    for number in (3, 4):
+        shutil.copy(exported.volume(number), damaged.volume(number))
+    report = import_json(root, damaged.checksums)
+    assert stored(root) == {NAME: exported.manifest}
+    # the volumes before the bad one are not read again, but for the one the member that
+    # runs into the bad one starts in
+    assert 1 <= exported.count - report["volumes"] <= 2
+    assert report["bytesRead"] <= exported.whole.stat().st_size - VOLUME
+    assert "resumable" not in ok(run(root, "content", "ls")).stdout.decode()
+
+
+def write_list(exported: Exported, edit: Callable[[list[str]], list[str]]) -> None:
+    lines = exported.checksums.read_text().splitlines()
+    exported.checksums.write_text("\n".join(edit(lines)) + "\n")
+
+
+def renamed_line(lines: list[str], number: int, name: str) -> list[str]:
+    index = next(i for i, line in enumerate(lines) if line.endswith(f".{number:03d}"))
+    lines[index] = lines[index].split()[0] + "  " + name
+    return lines
+
+
+#: A checksum list that names something other than its own volumes is refused outright.
+BAD_LISTS: dict[str, tuple[Callable[[list[str]], list[str]], str]] = {
+    "parent": (lambda ls: renamed_line(ls, 2, "../app.tar.002"), "'../app.tar.002'"),
+    "absolute": (lambda ls: renamed_line(ls, 2, "/etc/passwd"), "'/etc/passwd'"),
+    "subfolder": (lambda ls: renamed_line(ls, 2, "sub/app.tar.002"), "'sub/app.tar.002'"),
+    "order": (lambda ls: renamed_line(ls, 2, "app.tar.005"), "'app.tar.005'"),
+    "count": (lambda ls: [*ls[:3], "# volumes 2", *ls[4:]], "says 2 volumes"),
+    "size": (lambda ls: [ls[0], "# total-size 1", *ls[2:]], "cannot hold 1 bytes"),
+}
+
+
+@pytest.mark.parametrize("lie", sorted(BAD_LISTS))
+def test_a_checksum_list_naming_other_files_is_refused(
+    exported: Exported, tmp_path: Path, lie: str
+) -> None:
+    damaged = exported.copy_to(tmp_path / "set")
+    edit, said = BAD_LISTS[lie]
+    write_list(damaged, edit)
+    root = tmp_path / "store"
+    Store(root).close()
+    with Store(root) as store:
+        before = snapshot(store)
+    line = assert_one_error_line(run(root, "image", "import", str(damaged.volume(1))))
+    assert line.startswith("cargohold: error: app.tar.sha256: ") and said in line
+    with Store(root) as store:
+        assert snapshot(store) == before
+
+
+def test_a_lying_digest_names_its_volume(exported: Exported, tmp_path: Path) -> None:
+    damaged = exported.copy_to(tmp_path / "set")
+    write_list(
+        damaged,
+        lambda ls: [
+            line.replace(line[:64], "0" * 64) if line.endswith(".002") else line for line in ls
+        ],
+    )
+    line = assert_one_error_line(run(tmp_path / "store", "image", "import", str(damaged.checksums)))
+    assert line == "cargohold: error: app.tar.002: checksum mismatch: re-send this volume"
+
+
+def test_an_extra_volume_is_refused(exported: Exported, tmp_path: Path) -> None:
+    damaged = exported.copy_to(tmp_path / "set")
+    extra = damaged.volume(exported.count + 1)
+    shutil.copy(damaged.volume(1), extra)
+    root = tmp_path / "store"
+    Store(root).close()
+    with Store(root) as store:
+        before = snapshot(store)
+    line = assert_one_error_line(run(root, "image", "import", str(damaged.volume(1))))
+    assert line.startswith(f"cargohold: error: {extra.name}: not listed in app.tar.sha256")
+    with Store(root) as store:
+        assert snapshot(store) == before
+
+
+def test_a_volume_without_its_list_is_refused(exported: Exported, tmp_path: Path) -> None:
+    damaged = exported.copy_to(tmp_path / "set")
+    damaged.checksums.unlink()
+    line = assert_one_error_line(run(tmp_path / "store", "image", "import", str(damaged.volume(1))))
+    assert "app.tar.sha256 not found" in line
+
+
+# -- resume and gc --------------------------------------------------------------------------
+
+
+def test_gc_keeps_a_resumable_import_until_its_age_or_asked(
+    exported: Exported, tmp_path: Path
+) -> None:
+    damaged = exported.copy_to(tmp_path / "set")
+    flip(damaged.volume(4), 10)
+    root = tmp_path / "store"
+    assert_one_error_line(run(root, "image", "import", str(damaged.volume(1))))
+    dry = json.loads(ok(run(root, "content", "gc", "--dry-run", "--format", "json")).stdout)
+    assert [i["archive"] for i in dry["resumableKept"]] == [str(damaged.split)]
+    assert dry["resumableKept"][0]["stagedBytes"] > 2 * VOLUME
+    ok(run(root, "content", "gc"))
+    text = ok(run(root, "content", "gc", "--dry-run", "--resumable-max-age", "0")).stdout.decode()
+    assert f"resumable import of {damaged.split}:" in text and "would be removed" in text
+    with Store(root) as store:
+        assert len(store.resumable_imports()) == 1
+    gone = json.loads(ok(run(root, "content", "gc", "--resumable", "--format", "json")).stdout)
+    assert [i["archive"] for i in gone["resumableRemoved"]] == [str(damaged.split)]
+    with Store(root) as store:
+        assert store.resumable_imports() == [] and store.meta.lease_ids() == []
+        assert not any((root / "content" / "ingest").iterdir())
+    shutil.copy(exported.volume(4), damaged.volume(4))
+    assert import_json(root, damaged.checksums)["volumes"] == exported.count  # from the start
+
+
+def test_compressed_resume_reads_everything_but_writes_only_what_is_missing(
+    exported: Exported, tmp_path: Path
+) -> None:
+    split = tmp_path / "set" / "app.tar.gz"
+    split.parent.mkdir()
+    ok(
+        run(
+            exported.root,
+            "image",
+            "export",
+            "--compress",
+            "gzip",
+            "--split-size",
+            "1MiB",
+            str(split),
+            NAME,
+        )
+    )
+    volumes = sorted(split.parent.glob("app.tar.gz.0*"))
+    good = volumes[-2].read_bytes()
+    flip(volumes[-2], 100)
+    root = tmp_path / "store"
+    assert_one_error_line(run(root, "image", "import", str(volumes[0])))
+    staged = {
+        p.stat().st_ino: p.stat().st_size
+        for p in (root / "content" / "ingest").rglob("*")
+        if p.is_file() and p.stat().st_size > 64 << 10
+    }
+    assert staged
+    volumes[-2].write_bytes(good)
+    report = import_json(root, volumes[0])
+    assert report["volumes"] == len(volumes)  # a compressed stream is read from its start
+    committed = {p.stat().st_ino for p in (root / "content" / "blobs" / "sha256").iterdir()}
+    assert set(staged) <= committed  # the staged files of the first run became the blobs
+    assert stored(root) == {NAME: exported.manifest}
+
+
+def test_kill_during_a_volume_then_resume(exported: Exported, tmp_path: Path) -> None:
+    root, report_file = tmp_path / "store", tmp_path / "crash.json"
+    args = ["--root", str(root), "image", "import", str(exported.volume(1))]
+
+    def crashing(instant: int) -> subprocess.CompletedProcess[bytes]:
+        env = clean_environment()
+        env["CRASHPOINTS_OUT"] = str(report_file)
+        command = [sys.executable, str(CRASHPOINTS), str(instant), "--", *args]
+        return subprocess.run(command, capture_output=True, env=env, timeout=60, check=False)
+
+    ok(crashing(0))
+    ops: list[str] = json.loads(report_file.read_text())["ops"]
+    opening = [
+        i for i, op in enumerate(ops, 1) if op.startswith("os.open(") and "app.tar.006" in op
+    ]
+    assert len(opening) == 1
+    shutil.rmtree(root)
+    killed = crashing(opening[0])
+    assert killed.returncode == -9, killed.stderr
+    assert "app.tar.006" in json.loads(report_file.read_text())["op"]
+    assert stored(root) == {}
+    report = import_json(root, exported.volume(1))
+    assert stored(root) == {NAME: exported.manifest}
+    assert report["volumes"] < exported.count
+    ok(run(root, "image", "check", NAME))
+    with Store(root) as store:
+        assert store.resumable_imports() == [] and store.meta.lease_ids() == []
