@@ -142,7 +142,7 @@ class VolumeReader(io.RawIOBase):
         self._skip = skip
         self._fd = -1
         self._done = 0
-        self._hasher = hashlib.sha256()
+        self._hasher = _BackgroundHash()
 
     def readable(self) -> bool:
         return True
@@ -177,7 +177,8 @@ class VolumeReader(io.RawIOBase):
             os.close(fd)
             shown = f"{st.st_size} bytes" if stat.S_ISREG(st.st_mode) else "not a regular file"
             raise VolumeError(name, f"{shown}, the checksum list says {expected}: {RESEND}")
-        self._fd, self._done, self._hasher = fd, 0, hashlib.sha256()
+        self._fd, self._done = fd, 0
+        self._hasher.restart()
         self.opened += 1
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
@@ -213,7 +214,56 @@ class VolumeReader(io.RawIOBase):
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        self._hasher.close()
         super().close()
+
+
+class _BackgroundHash:
+    """SHA-256 of a volume computed on a thread of its own, from copies of what was read.
+
+    The import hashes every blob it stages on the main thread; a volume's checksum is a
+    second hash of the same bytes. On another core (hashlib lets go of the GIL) it costs
+    little time instead of doubling the hashing. A copy is hashed, not the caller's buffer,
+    which the caller may fill again at once; at most :data:`_SLOTS` copies are in flight.
+    """
+
+    _SLOTS: Final = 3
+
+    def __init__(self) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="cargohold-volume-hash")
+        self._hasher = hashlib.sha256()
+        self._slots = [bytearray() for _ in range(self._SLOTS)]
+        self._jobs: list[Future[None] | None] = [None] * self._SLOTS
+        self._turn = 0
+
+    def restart(self) -> None:
+        self._drain()
+        self._hasher = hashlib.sha256()
+
+    def update(self, data: memoryview) -> None:
+        slot = self._turn % self._SLOTS
+        self._turn += 1
+        job = self._jobs[slot]
+        if job is not None:
+            job.result()  # the copy in this slot is hashed: it may be overwritten
+        copy = self._slots[slot]
+        copy[:] = data
+        self._jobs[slot] = self._pool.submit(self._hasher.update, copy)
+
+    def hexdigest(self) -> str:
+        self._drain()
+        return self._hasher.hexdigest()
+
+    def _drain(self) -> None:
+        for slot, job in enumerate(self._jobs):
+            if job is not None:
+                job.result()
+                self._jobs[slot] = None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def volume_stream(reader: VolumeReader) -> BinaryIO:

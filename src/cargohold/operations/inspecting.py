@@ -3,6 +3,7 @@ content is whole, and what an archive holds."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -153,11 +154,16 @@ def inspect_archive(
     progress = progress or Progress()
     label = None if isinstance(source, str) and source == "-" else source
     volumes = find_volumes(Path(label)) if isinstance(label, (str, Path)) else None
-    if volumes is not None:  # read as one stream, each volume checked
-        label, source = volumes.label, volume_stream(VolumeReader(volumes))
+    reader = VolumeReader(volumes) if volumes is not None else None
+    if volumes is not None and reader is not None:  # read as one stream, each volume checked
+        label, source = volumes.label, volume_stream(reader)
     base = default_base_name(str(label) if isinstance(label, (str, Path)) else None)
     limits = limits or Limits()
-    with finishing(progress), open_members(source, progress, "inspect", limits) as members:
+    with (
+        finishing(progress),
+        reader or contextlib.nullcontext(),
+        open_members(source, progress, "inspect", limits) as members,
+    ):
         contents = scan(members, blobs, None, lambda _d, _s: False, progress, limits.document_bytes)
     distinct = {b.digest: b.size for b in [*contents.staged.values(), *contents.files.values()]}
     report = ArchiveReport(

@@ -182,6 +182,8 @@ def resumable_import(
             with contextlib.suppress(Exception):  # the failure is the one to report
                 run.stopped()
             raise
+        finally:
+            run.reader.close()
     except BaseException:
         if (root / STATE_FILE).exists():
             os.close(fd)  # the lock file stays: its lease is kept, not orphaned
