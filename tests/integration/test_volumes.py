@@ -5,6 +5,7 @@ replaced (also after a kill -9)."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -480,3 +481,28 @@ def test_kill_during_a_volume_then_resume(exported: Exported, tmp_path: Path) ->
     ok(run(root, "image", "check", NAME))
     with Store(root) as store:
         assert store.resumable_imports() == [] and store.meta.lease_ids() == []
+
+
+def test_one_import_of_an_archive_at_a_time(exported: Exported, tmp_path: Path) -> None:
+    from cargohold.archive.volumes import find_volumes
+    from cargohold.operations.resuming import LEASE_PREFIX
+
+    found = find_volumes(exported.checksums)
+    assert found is not None
+    root = tmp_path / "store"
+    with Store(root) as store:
+        fd = store.leases.take(LEASE_PREFIX + found.list_digest[:32])
+        assert fd is not None
+        try:
+            line = assert_one_error_line(run(root, "image", "import", str(exported.volume(1))))
+        finally:
+            os.close(fd)
+    assert line == "cargohold: error: app.tar.sha256: another import of this archive is running"
+    assert import_json(root, exported.volume(1))["volumes"] == exported.count
+
+
+def test_numbered_files_that_are_not_volumes(exported: Exported, tmp_path: Path) -> None:
+    for year in ("2023", "2024"):
+        shutil.copy(exported.whole, tmp_path / f"app.tar.{year}")
+    report = import_json(tmp_path / "store", tmp_path / "app.tar.2024")
+    assert report["volumes"] == 0 and stored(tmp_path / "store") == {NAME: exported.manifest}

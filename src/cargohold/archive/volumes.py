@@ -84,9 +84,15 @@ def find_volumes(path: Path) -> VolumeSet | None:
 
 
 def _looks_split(path: Path, base: str) -> bool:
-    """Whether *path* has siblings numbered like volumes of one archive."""
-    names = [n for n in os.listdir(path.parent) if (m := _VOLUME.fullmatch(n)) and m[1] == base]
-    return len(names) > 1
+    """Whether *path* is one of several files numbered like volumes of one archive, from 1
+    and with as many digits (``app.tar.2024`` beside ``app.tar.2023`` is no volume)."""
+    width = len(path.name) - len(base) - 1
+    numbered = [
+        m[2]
+        for n in os.listdir(path.parent)
+        if (m := _VOLUME.fullmatch(n)) and m[1] == base and len(m[2]) == width
+    ]
+    return len(numbered) > 1 and "1".zfill(width) in numbered
 
 
 def _read_list(path: Path) -> bytes:

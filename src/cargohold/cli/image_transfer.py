@@ -112,6 +112,12 @@ def import_(
     name merely starts like that is still read as a file.
 
     Every blob is verified; nothing is stored unless the whole archive is sound.
+
+    An archive in volumes (image export --split-size) is imported from FILE.001 or FILE.sha256:
+    the volumes are read in order, each checked against the list. A missing or damaged volume
+    stops the import, naming it; run the same import again once it is replaced, and the
+    volumes already checked are not read again (content gc keeps what they staged for
+    --resumable-max-age).
     """
     location = parse_location(archive)
     archive = location.path
