@@ -226,6 +226,7 @@ def _load(
     if found is not None:
         state, records = found
         if _still_valid(ctx, lease_id, root, records, force):
+            _remove_unrecorded(ctx, lease_id, root, records)
             return state, records
     ctx.blobs.remove_staging(lease_id)
     root = ctx.blobs.staging_dir(lease_id)
@@ -264,6 +265,17 @@ def _still_valid(
         not force and ctx.reusable(lease_id, digest, size)
         for digest, size in checkpoints.present_blobs(records)
     )
+
+
+def _remove_unrecorded(ctx: StoreContext, lease_id: str, root: Path, records: list[Record]) -> None:
+    """Remove what earlier runs staged past their last record: the staging directories of
+    runs no record names (each run stages into a directory of its own)."""
+    named = {
+        Path(str(entry["path"])).parts[0] for entry in records if isinstance(entry.get("path"), str)
+    }
+    for entry in os.scandir(root):
+        if entry.is_dir(follow_symlinks=False) and entry.name not in named:
+            ctx.blobs.remove_staging(f"{lease_id}/{entry.name}")
 
 
 def _write_state(root: Path, state: _State) -> None:
