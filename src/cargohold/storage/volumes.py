@@ -22,6 +22,7 @@ import io
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,6 +280,7 @@ def _publish(temp: Path, directory: Path, listed: VolumeList, sync: bool) -> tup
     for number in range(1, listed.count + 1):
         _check_replaceable(directory / listed.name(number))
     _check_replaceable(checksums)
+    stale = _listed_before(checksums, listed)
     with contextlib.suppress(FileNotFoundError):
         checksums.unlink()  # an old list must not vouch for a mix of old and new volumes
     published: list[Path] = []
@@ -287,7 +289,9 @@ def _publish(temp: Path, directory: Path, listed: VolumeList, sync: bool) -> tup
             target = directory / listed.name(number)
             os.replace(temp / str(number), target)
             published.append(target)
-        _remove_stale(directory, listed)
+        for name in stale:
+            with contextlib.suppress(FileNotFoundError):
+                (directory / name).unlink()
         os.replace(new_list, checksums)
     except BaseException:
         for path in published:
@@ -305,21 +309,29 @@ def _check_replaceable(path: Path) -> None:
         st = os.lstat(path)
     except FileNotFoundError:
         return
-    import stat
-
     if not stat.S_ISREG(st.st_mode):
         raise OutputPathError(f"{path} exists and is not a regular file; not replacing it")
 
 
-def _remove_stale(directory: Path, listed: VolumeList) -> None:
-    """Volumes of an earlier, longer export to the same name: part of no archive now."""
-    pattern = re.compile(re.escape(listed.base) + r"\.([0-9]{3,})")
-    wanted = {listed.name(n) for n in range(1, listed.count + 1)}
-    for name in os.listdir(directory):
-        if pattern.fullmatch(name) and name not in wanted:
-            path = directory / name
-            if os.path.isfile(path) and not os.path.islink(path):
-                path.unlink()
+def _listed_before(checksums: Path, listed: VolumeList) -> list[str]:
+    """The volumes of an earlier export to the same name that the new one does not replace
+    (it had more, or more digits): those its checksum list names, regular files only.
+    Without a readable list nothing is taken for a volume (``app.tar.2024`` is a file)."""
+    try:
+        data = checksums.read_bytes()
+        old = parse_volume_list(data, listed.base, checksums.name)
+    except (OSError, InvalidArchiveError):
+        return []
+    new = {listed.name(n) for n in range(1, listed.count + 1)}
+    names = (old.name(n) for n in range(1, old.count + 1))
+    return [n for n in names if n not in new and _is_regular(checksums.parent / n)]
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _remove_dead_temporaries(directory: Path, base: str) -> None:
