@@ -21,6 +21,7 @@ from .errors import (
     OutputPathError,
     ReadOnlyStoreError,
     StoreFormatError,
+    VolumeError,
 )
 from .oci.digests import Digest
 from .oci.platforms import Platform
@@ -69,6 +70,7 @@ __all__ = [
     "Store",
     "StoreFormatError",
     "StoreMode",
+    "VolumeError",
     "__version__",
     "inspect_archive",
 ]

@@ -4,6 +4,7 @@ replaced (also after a kill -9)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from cargohold.operations.store import Store
+from cargohold.storage.volumes import VolumeList
 from clisupport import assert_one_error_line, clean_environment, run
 from imagefactory import (
     OCI_CONFIG,
@@ -508,3 +510,31 @@ def test_numbered_files_that_are_not_volumes(exported: Exported, tmp_path: Path)
         shutil.copy(exported.whole, tmp_path / f"app.tar.{year}")
     report = import_json(tmp_path / "store", tmp_path / "app.tar.2024")
     assert report["volumes"] == 0 and stored(tmp_path / "store") == {NAME: exported.manifest}
+
+
+def test_the_last_volume_is_checked_before_anything_is_committed(
+    exported: Exported, tmp_path: Path
+) -> None:
+    # 3 MiB of zeros after the tar's end (a writer's padding, which a reader accepts): the
+    # members are all read long before the last volume's end, which is what is damaged
+    data = exported.whole.read_bytes() + bytes(3 << 20)
+    directory = tmp_path / "set"
+    directory.mkdir()
+    count = -(-len(data) // VOLUME)
+    digests = []
+    for number in range(1, count + 1):
+        part = data[(number - 1) * VOLUME : number * VOLUME]
+        digests.append(hashlib.sha256(part).hexdigest())
+        (directory / f"app.tar.{number:03d}").write_bytes(part)
+    listed = VolumeList("app.tar", len(data), VOLUME, tuple(digests))
+    (directory / "app.tar.sha256").write_bytes(listed.render())
+    last = directory / f"app.tar.{count:03d}"
+    flip(last, last.stat().st_size - 1)
+    root = tmp_path / "store"
+    Store(root).close()
+    before = content(root)
+    line = assert_one_error_line(run(root, "image", "import", str(directory / "app.tar.001")))
+    assert line == f"cargohold: error: {last.name}: checksum mismatch: re-send this volume"
+    assert content(root) == before
+    flip(last, last.stat().st_size - 1)
+    assert import_json(root, directory / "app.tar.sha256")["volumes"] < count

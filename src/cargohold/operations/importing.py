@@ -90,11 +90,11 @@ def import_archive(
         limits or Limits(),
     )
     if volumes is not None:
-        with (
-            finishing(options.progress),
-            resumable_import(ctx, volumes, options.progress, limits, force) as (run, members),
-        ):
-            result = _import(ctx, run.lease_id, run.staging, members, options, run.hooks)
+        with finishing(options.progress), resumable_import(ctx, volumes, force) as run:
+            # Every volume is read and checked (the stream to its end) before the commit.
+            with run.members(options.progress, limits) as members:
+                contents = _scan(ctx, run.lease_id, run.staging, members, options, run.hooks)
+            result = _plan_and_commit(ctx, run.lease_id, run.staging, contents, options)
         result.bytes_read = run.reader.bytes_read
         result.volumes = run.reader.opened
         return result
@@ -105,26 +105,26 @@ def import_archive(
         open_members(source, tap, "import", limits) as members,
     ):
         staging = ctx.blobs.staging_dir(lease_id)
-        result = _import(ctx, lease_id, staging, members, options, None)
+        contents = _scan(ctx, lease_id, staging, members, options, None)
+        result = _plan_and_commit(ctx, lease_id, staging, contents, options)
     result.bytes_read = tap.done
     return result
 
 
-def _import(
+def _scan(
     ctx: StoreContext,
     lease_id: str,
     staging: Path,
     members: Iterator[Member],
     options: _Options,
     hooks: ScanHooks | None,
-) -> ImportResult:
-    """Scan the members into *staging* under *lease_id*, plan the images, commit them."""
-    result = ImportResult()
+) -> ArchiveContents:
+    """Scan the members into *staging* under *lease_id*."""
 
     def already_stored(digest: Digest, size: int) -> bool:
         return not options.force and ctx.reusable(lease_id, digest, size)
 
-    contents = scan(
+    return scan(
         members,
         ctx.blobs,
         staging,
@@ -134,6 +134,17 @@ def _import(
         held=lambda digest, size: ctx.reusable(lease_id, digest, size),
         hooks=hooks,
     )
+
+
+def _plan_and_commit(
+    ctx: StoreContext,
+    lease_id: str,
+    staging: Path,
+    contents: ArchiveContents,
+    options: _Options,
+) -> ImportResult:
+    """Plan the images of the scanned archive and commit them."""
+    result = ImportResult()
     plan = plan_archive(
         contents,
         options.matcher,

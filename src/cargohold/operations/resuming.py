@@ -103,6 +103,19 @@ class ResumableRun:
             self.records = []
             self.state.offset = self.state.records = self.state.journal_bytes = 0
 
+    @contextmanager
+    def members(self, progress: Progress, limits: Limits | None) -> Iterator[Iterator[Member]]:
+        """The archive's members from where this run starts; the stream is read to its end
+        (every volume checked) when the block ends. A failure records first what was scanned
+        from verified volumes."""
+        try:
+            with open_members(volume_stream(self.reader), progress, "import", limits) as found:
+                yield found
+        except Exception:
+            with contextlib.suppress(Exception):  # the failure is the one to report
+                self.stopped()
+            raise
+
     def _restore(self, contents: ArchiveContents, earlier: list[Record]) -> None:
         self.contents = contents
         checkpoints.replay(contents, earlier, self.root)
@@ -158,16 +171,10 @@ class ResumableRun:
 
 
 @contextmanager
-def resumable_import(
-    ctx: StoreContext,
-    volumes: VolumeSet,
-    progress: Progress,
-    limits: Limits | None,
-    force: bool,
-) -> Iterator[tuple[ResumableRun, Iterator[Member]]]:
-    """The lease, staging and members of a split archive's import, resumed where an earlier
-    run stopped. On success the lease and its staging go; on a failure they stay (released:
-    a re-run takes them over), and gc keeps them for its age for resumable imports."""
+def resumable_import(ctx: StoreContext, volumes: VolumeSet, force: bool) -> Iterator[ResumableRun]:
+    """The lease and staging of a split archive's import, resumed where an earlier run
+    stopped. On success the lease and its staging go; on a failure they stay (released: a
+    re-run takes them over), and gc keeps them for its age for resumable imports."""
     lease_id = LEASE_PREFIX + volumes.list_digest[:32]
     fd = _take_lease(ctx, lease_id, volumes)
     root = ctx.blobs.staging_dir(lease_id)
@@ -175,15 +182,8 @@ def resumable_import(
         state, records = _load(ctx, lease_id, root, volumes, force)
         staging = ctx.blobs.staging_dir(f"{lease_id}/{os.urandom(8).hex()}")
         run = ResumableRun(ctx, volumes, lease_id, root, staging, state, records)
-        try:
-            with open_members(volume_stream(run.reader), progress, "import", limits) as members:
-                yield run, members
-        except Exception:
-            with contextlib.suppress(Exception):  # the failure is the one to report
-                run.stopped()
-            raise
-        finally:
-            run.reader.close()
+        with run.reader:
+            yield run
     except BaseException:
         if (root / STATE_FILE).exists():
             os.close(fd)  # the lock file stays: its lease is kept, not orphaned
