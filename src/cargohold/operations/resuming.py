@@ -108,8 +108,11 @@ class ResumableRun:
         """The archive's members from where this run starts; the stream is read to its end
         (every volume checked) when the block ends. A failure records first what was scanned
         from verified volumes."""
+        remaining = self.volumes.listed.total_size - self.base_offset
         try:
-            with open_members(volume_stream(self.reader), progress, "import", limits) as found:
+            with open_members(
+                volume_stream(self.reader), _Sized(progress, remaining), "import", limits
+            ) as found:
                 yield found
         except Exception:
             with contextlib.suppress(Exception):  # the failure is the one to report
@@ -168,6 +171,32 @@ class ResumableRun:
         self.state.offset, self.state.records = offset, count
         _write_state(self.root, self.state)
         self.ctx.meta.touch_resumable(self.lease_id)
+
+
+class _Sized(Progress):
+    """Progress of a read whose size the checksum list tells (a stream's is unknown)."""
+
+    def __init__(self, inner: Progress, total: int) -> None:
+        self.inner = inner
+        self.total = total
+
+    def start(self, title: str, total: int | None) -> None:
+        self.inner.start(title, self.total if total is None else total)
+
+    def update(self, done: int) -> None:
+        self.inner.update(done)
+
+    def blob_start(self, name: str, size: int) -> None:
+        self.inner.blob_start(name, size)
+
+    def blob_advance(self, n: int) -> None:
+        self.inner.blob_advance(n)
+
+    def blob_finish(self) -> None:
+        self.inner.blob_finish()
+
+    def finish(self) -> None:
+        self.inner.finish()
 
 
 @contextmanager
