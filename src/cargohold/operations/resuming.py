@@ -61,6 +61,8 @@ class _State:
     offset: int = 0
     records: int = 0
     journal_bytes: int = 0
+    #: Volumes 1 … this one were verified by earlier runs.
+    verified: int = 0
 
 
 @dataclass(slots=True)
@@ -90,8 +92,9 @@ class ResumableRun:
         self.base_offset = self.state.offset if seeking else 0
         first, skip = divmod(self.base_offset, size)
         first += 1
-        self.reader = VolumeReader(self.volumes, first, skip, self._verified)
-        self.verified_end = self.volumes.listed.start(first)
+        trusted = min(self.state.verified, self.volumes.listed.count - 1)
+        self.reader = VolumeReader(self.volumes, first, skip, self._verified, trusted)
+        self.verified_end = self.volumes.listed.start(max(first, trusted + 1))
         earlier = self.records if seeking else []
         self.hooks = ScanHooks(
             restore=lambda contents: self._restore(contents, earlier),
@@ -169,6 +172,8 @@ class ResumableRun:
             os.fsync(f.fileno())
             self.state.journal_bytes = f.tell()
         self.state.offset, self.state.records = offset, count
+        size = self.volumes.listed.volume_size
+        self.state.verified = max(self.state.verified, self.verified_end // size)
         _write_state(self.root, self.state)
         self.ctx.meta.touch_resumable(self.lease_id)
 
@@ -323,6 +328,7 @@ def _as_dict(state: _State) -> dict[str, Any]:
         "offset": state.offset,
         "records": state.records,
         "journal_bytes": state.journal_bytes,
+        "verified": state.verified,
     }
 
 
