@@ -3,21 +3,24 @@
 A split archive's import runs under a lease of its own, named after its checksum list's
 SHA-256 and kept after the process dies, unlike every other lease: what was staged from
 volumes already verified stays staged, and a re-run of the same import does not read those
-volumes again. Progress is recorded when a volume has been verified, and only then:
+volumes again. Progress is recorded when a volume has been verified (and when the import
+fails on a later one):
 
 - the staged files are made durable (``BlobStore.settle_staging``);
 - the records of the members scanned so far (``archive.checkpoints``) are appended to a
   journal in the lease's staging directory, up to the last member that ends inside the
   verified volumes (a member whose bytes run into the next volume is read again);
-- a small state file says how far the journal and the archive go, written atomically.
+- a small state file says how far the journal, the archive and the verified volumes go,
+  written atomically.
 
-A re-run of an uncompressed archive replays the journal and reads on from that member's end:
-from the volume that holds it (re-read and re-verified from its start; the member crossing
-into the first unverified volume usually begins in the one before it). A compressed archive
-(gzip, zstd, xz, bzip2 of the whole tar) cannot be entered in the middle of its stream: a
-re-run reads and decompresses every volume again, but blobs already staged are skipped, not
-written again. gc keeps a resumable import's staging for ``RESUMABLE_MAX_AGE`` after its last
-progress, or until ``content gc --resumable``.
+A re-run of an uncompressed archive replays the journal and reads on from that member's end,
+in the volume that holds it: the verified volumes are trusted, not hashed again, and of them
+only the start of the member that runs into the first unverified volume is read (from the
+end of the member before it). A compressed archive (gzip, zstd, xz, bzip2 of the whole tar)
+cannot be entered in the middle of its stream: a re-run reads and decompresses every volume
+again (those verified before are not hashed again), but blobs already staged are skipped, not
+hashed or written again. gc keeps a resumable import's staging for ``RESUMABLE_MAX_AGE``
+after its last progress, or until ``content gc --resumable``.
 """
 
 from __future__ import annotations
