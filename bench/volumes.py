@@ -6,7 +6,8 @@ it into a store, exports it whole and with ``--split-size``, then times, in fres
 - ``whole``: ``image import ARCHIVE`` (the median of ``--repeat`` runs);
 - ``split``: ``image import ARCHIVE.001`` (every volume read and checked);
 - ``resume k``: volume k of n damaged, the import stopped there, the volume replaced and the
-  import run again: that second run's time and ``bytesRead``, against (n - k + 1) / n.
+  import run again: that second run's time and ``bytesRead``, against the share of the
+  archive in volumes k … n (about (n - k + 1) / n; the last volume is usually short).
 
 The goal stated for splitting is ``split / whole <= 1.1``. Everything lives in ``--workdir``
 (about four times the image's size); page cache is warm for both, as the files were just
@@ -147,7 +148,7 @@ def median_import(work: Path, source: Path, repeat: int) -> tuple[float, dict[st
     return statistics.median(times), report
 
 
-def resume(work: Path, split: Path, count: int, k: int) -> dict[str, Any]:
+def resume(work: Path, split: Path, total: int, volume_size: int, k: int) -> dict[str, Any]:
     """Volume *k* damaged, the import stopped there; then replaced and the import re-run."""
     damaged = fresh(work / "damaged")
     damaged.mkdir()
@@ -174,7 +175,8 @@ def resume(work: Path, split: Path, count: int, k: int) -> dict[str, Any]:
         "seconds": round(elapsed, 3),
         "bytesRead": report["bytesRead"],
         "volumesRead": report["volumes"],
-        "expectedShare": round((count - k + 1) / count, 3),
+        # volumes k … n hold this share of the archive's bytes (the last is usually short)
+        "expectedShare": round((total - (k - 1) * volume_size) / total, 3),
     }
 
 
@@ -214,10 +216,13 @@ def main() -> None:
     split_time, split_report = median_import(
         work, split.with_name(f"{split.name}.001"), args.repeat
     )
-    resumes = [
-        resume(work, split, count, int(k)) for k in args.resume.split(",") if int(k) <= count
-    ]
     total = whole.stat().st_size
+    volume_size = split.with_name(f"{split.name}.001").stat().st_size
+    resumes = [
+        resume(work, split, total, volume_size, int(k))
+        for k in args.resume.split(",")
+        if int(k) <= count
+    ]
     results = {
         "archiveBytes": total,
         "volumes": count,
