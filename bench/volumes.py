@@ -137,7 +137,8 @@ def fresh(path: Path) -> Path:
 
 
 def median_import(work: Path, source: Path, repeat: int) -> tuple[float, dict[str, Any]]:
-    times, report = [], {}
+    times: list[float] = []
+    report: dict[str, Any] = {}
     for _ in range(repeat):
         elapsed, report = cargohold(
             fresh(work / "target"), "image", "import", "--format", "json", str(source)
