@@ -4,6 +4,7 @@ replaced (also after a kill -9)."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -546,3 +547,31 @@ def test_the_last_volume_is_checked_before_anything_is_committed(
     assert content(root) == before
     flip(last, last.stat().st_size - 1)
     assert import_json(root, directory / "app.tar.sha256")["volumes"] < count
+
+
+def test_an_export_removes_what_killed_exports_to_the_same_name_left(
+    exported: Exported, tmp_path: Path
+) -> None:
+    dead = tmp_path / ".app.tar.volumes-0123456789abcdef.tmp"
+    live = tmp_path / ".app.tar.volumes-fedcba9876543210.tmp"
+    other = tmp_path / ".other.tar.volumes-0123456789abcdef.tmp"
+    for directory in (dead, live, other):
+        directory.mkdir()
+        (directory / "1").write_bytes(b"part of a volume")
+    fd = os.open(live, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a running export holds its own
+        ok(
+            run(
+                exported.root,
+                "image",
+                "export",
+                "--split-size",
+                "4MiB",
+                str(tmp_path / "app.tar"),
+                NAME,
+            )
+        )
+    finally:
+        os.close(fd)
+    assert not dead.exists() and live.exists() and other.exists()
