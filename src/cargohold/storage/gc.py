@@ -69,27 +69,13 @@ def collect(
     """
     result = GcResult()
     with meta.transaction() as db:
-        live: list[str] = []
-        resumable = meta.resumable_leases()
-        now = time.time()
-        for lease_id in meta.lease_ids():
-            if leases.is_alive(lease_id):
-                live.append(lease_id)
-                continue
-            if lease_id in resumable:
-                archive, updated = resumable[lease_id]
-                found = ResumableImport(lease_id, archive, updated, blobs.staging_bytes(lease_id))
-                if not remove_resumable and now - updated < resumable_max_age:
-                    result.resumable_kept.append(found)
-                    live.append(lease_id)
-                    continue
-                result.resumable_removed.append(found)
-            result.leases_removed += 1
-            if not dry_run:
+        kept_for = 0.0 if remove_resumable else resumable_max_age
+        live = _live_leases(meta, blobs, leases, result, kept_for)
+        if not dry_run:
+            for lease_id in _removed_leases(meta, live):
                 meta.delete_lease(db, lease_id)
                 blobs.remove_staging(lease_id)
                 leases.path(lease_id).unlink(missing_ok=True)
-        if not dry_run:
             for name in blobs.staging_names():
                 if name not in live:
                     blobs.remove_staging(name)
@@ -115,6 +101,36 @@ def collect(
         if not dry_run and result.removed:
             blobs.delete_many([digest for digest, _ in result.removed])
     return result
+
+
+def _live_leases(
+    meta: MetadataStore, blobs: BlobStore, leases: Leases, result: GcResult, kept_for: float
+) -> list[str]:
+    """The leases whose content is kept: those a living process holds, and resumable
+    imports' younger than *kept_for* seconds since their last progress. Counts the others
+    (and lists the resumable ones) in *result*."""
+    live: list[str] = []
+    resumable = meta.resumable_leases()
+    now = time.time()
+    for lease_id in meta.lease_ids():
+        if leases.is_alive(lease_id):
+            live.append(lease_id)
+            continue
+        if lease_id in resumable:
+            archive, updated = resumable[lease_id]
+            found = ResumableImport(lease_id, archive, updated, blobs.staging_bytes(lease_id))
+            if now - updated < kept_for:
+                result.resumable_kept.append(found)
+                live.append(lease_id)
+                continue
+            result.resumable_removed.append(found)
+        result.leases_removed += 1
+    return live
+
+
+def _removed_leases(meta: MetadataStore, live: list[str]) -> list[str]:
+    kept = set(live)
+    return [lease_id for lease_id in meta.lease_ids() if lease_id not in kept]
 
 
 def held_content(
