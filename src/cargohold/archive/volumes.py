@@ -144,6 +144,8 @@ class VolumeReader(io.RawIOBase):
     ) -> None:
         self.volumes = volumes
         self.trusted = trusted
+        #: The highest volume verified so far (an earlier run's count to begin with).
+        self.verified = trusted
         self.on_verified = on_verified
         self.number = first
         #: Bytes read from the volume files (what the import reports as bytesRead).
@@ -223,7 +225,7 @@ class VolumeReader(io.RawIOBase):
             return
         if self._hasher.hexdigest() != self.volumes.listed.digests[self.number - 1]:
             raise VolumeError(name, f"checksum mismatch: {RESEND}")
-        verified = self.number
+        verified = self.verified = self.number
         self.number += 1
         if self.on_verified is not None:
             self.on_verified(verified)

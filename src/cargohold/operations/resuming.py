@@ -41,6 +41,7 @@ from ..archive.contents import ArchiveContents
 from ..archive.members import Member
 from ..archive.scan import ScanHooks
 from ..archive.sources import open_members
+from ..archive.volumefile import VolumeFile, volume_members
 from ..archive.volumes import RESEND, VolumeReader, VolumeSet, volume_stream
 from ..errors import CargoholdError, InUseError, VolumeError
 from ..limits import Limits
@@ -79,13 +80,11 @@ class ResumableRun:
     staging: Path
     state: _State
     records: list[Record]
-    reader: VolumeReader = field(init=False)
+    reader: VolumeReader | VolumeFile = field(init=False)
     hooks: ScanHooks = field(init=False)
     contents: ArchiveContents | None = None
     #: Member ends (archive offsets) and how many records reach each, not yet recorded.
     pending: list[tuple[int, int]] = field(default_factory=list)
-    #: Where the volumes verified so far end, in the archive.
-    verified_end: int = 0
     #: Where in the archive this run's tar stream starts (a member's header).
     base_offset: int = 0
 
@@ -96,8 +95,10 @@ class ResumableRun:
         first, skip = divmod(self.base_offset, size)
         first += 1
         trusted = min(self.state.verified, self.volumes.listed.count - 1)
-        self.reader = VolumeReader(self.volumes, first, skip, self._verified, trusted)
-        self.verified_end = self.volumes.listed.start(max(first, trusted + 1))
+        if self.state.compression == "none":  # read at random, as an archive file is
+            self.reader = VolumeFile(self.volumes, trusted)
+        else:
+            self.reader = VolumeReader(self.volumes, first, skip, self._verified, trusted)
         earlier = self.records if seeking else []
         self.hooks = ScanHooks(
             restore=lambda contents: self._restore(contents, earlier),
@@ -116,6 +117,12 @@ class ResumableRun:
         from verified volumes."""
         remaining = self.volumes.listed.total_size - self.base_offset
         try:
+            if isinstance(self.reader, VolumeFile):
+                progress.start("import", remaining)
+                with volume_members(self.reader, self.base_offset) as found:
+                    yield found
+                progress.update(remaining)
+                return
             with open_members(
                 volume_stream(self.reader), _Sized(progress, remaining), "import", limits
             ) as found:
@@ -129,15 +136,29 @@ class ResumableRun:
         self.contents = contents
         checkpoints.replay(contents, earlier, self.root)
 
+    @property
+    def verified_end(self) -> int:
+        """Where the volumes verified so far end, in the archive."""
+        return self.volumes.listed.start(self.reader.verified + 1)
+
     def _after_member(self, member: Member) -> None:
         assert self.contents is not None
         self.records.append(checkpoints.record(member, self.contents, self.root))
-        if member.end >= 0:
+        if member.end < 0:
+            return
+        if isinstance(self.reader, VolumeReader):  # a stream's offsets start where it does
             self.pending.append((self.base_offset + member.end, len(self.records)))
+            return
+        self.pending.append((member.end, len(self.records)))
+        # read at random, a volume is verified before its members are read: record when the
+        # members read reach a volume further than the last record
+        size = self.volumes.listed.volume_size
+        done = [p for p in self.pending if p[0] <= self.verified_end]
+        if done and done[-1][0] // size > self.state.offset // size:
+            self._record_verified()
 
     def _verified(self, number: int) -> None:
         """Volume *number* checked out: record the members read from verified volumes."""
-        self.verified_end = self.volumes.listed.start(number + 1)
         if number == self.volumes.listed.count:
             return  # the whole archive is read; the import commits or fails on its own
         if self.state.compression != "none":
@@ -175,8 +196,7 @@ class ResumableRun:
             os.fsync(f.fileno())
             self.state.journal_bytes = f.tell()
         self.state.offset, self.state.records = offset, count
-        size = self.volumes.listed.volume_size
-        self.state.verified = max(self.state.verified, self.verified_end // size)
+        self.state.verified = max(self.state.verified, self.reader.verified)
         _write_state(self.root, self.state)
         self.ctx.meta.touch_resumable(self.lease_id)
 
