@@ -41,6 +41,8 @@ class VolumeFile(io.RawIOBase):
     def __init__(self, volumes: VolumeSet, trusted: int = 0) -> None:
         self.volumes = volumes
         self.trusted = trusted
+        #: Hears how many more of the archive's bytes the import read (progress).
+        self.on_read: Callable[[int], None] = _ignore
         #: The highest volume verified so far (an earlier run's count to begin with).
         self.verified = trusted
         self._fds: dict[int, int] = {}
@@ -152,7 +154,7 @@ class VolumeFile(io.RawIOBase):
                 self._trusted_read += length
             pieces.append((self._fd(number), offset - start, length))
             offset, size = offset + length, size - length
-        return lambda: cast(IO[bytes], _Pieces(pieces))
+        return lambda: cast(IO[bytes], _Pieces(pieces, self.on_read))
 
     # -- the file -----------------------------------------------------------------------
 
@@ -189,6 +191,7 @@ class VolumeFile(io.RawIOBase):
                 self._trusted_read += n
             self._position += n
             got += n
+            self.on_read(n)
         return got
 
     def close(self) -> None:
@@ -203,9 +206,10 @@ class _Pieces(io.RawIOBase):
     """A member's bytes in one or more volume files (a :class:`FileRange`): read by offset,
     or copied by the kernel into the staged file, piece by piece."""
 
-    def __init__(self, pieces: list[tuple[int, int, int]]) -> None:
+    def __init__(self, pieces: list[tuple[int, int, int]], on_read: Callable[[int], None]) -> None:
         self._pieces = pieces  # (descriptor, offset in its file, length)
         self._position = 0
+        self._on_read = on_read
 
     def readable(self) -> bool:
         return True
@@ -225,7 +229,7 @@ class _Pieces(io.RawIOBase):
         fd, offset, left = found
         view = memoryview(buffer).cast("B")[:left]
         n = os.preadv(fd, [view], offset)
-        self._position += n
+        self.consumed(n)
         return n
 
     def copy_range(self, fd: int, start: int, length: int) -> int:
@@ -242,9 +246,14 @@ class _Pieces(io.RawIOBase):
 
     def consumed(self, n: int) -> None:
         self._position += n
+        self._on_read(n)
 
     def close(self) -> None:  # the descriptors belong to the volume file
         super().close()
+
+
+def _ignore(_n: int) -> None:
+    pass
 
 
 @contextmanager

@@ -119,6 +119,14 @@ class ResumableRun:
         try:
             if isinstance(self.reader, VolumeFile):
                 progress.start("import", remaining)
+                done = 0
+
+                def advance(n: int) -> None:
+                    nonlocal done
+                    done += n
+                    progress.update(done)
+
+                self.reader.on_read = advance
                 with volume_members(self.reader, self.base_offset) as found:
                     yield found
                 progress.update(remaining)
