@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         ReadOnlyStoreError,
         SignatureError,
         StoreFormatError,
+        VolumeError,
     )
     from .oci.digests import Digest
     from .oci.platforms import Platform
@@ -91,6 +92,7 @@ __all__ = [
     "Store",
     "StoreFormatError",
     "StoreMode",
+    "VolumeError",
     "__version__",
     "inspect_archive",
 ]
@@ -108,6 +110,7 @@ _LAZY = {
     "InvalidInventoryError": ".errors",
     "InvalidKeyError": ".errors",
     "SignatureError": ".errors",
+    "VolumeError": ".errors",
     "Referrer": ".oci.referrers",
     "Digest": ".oci.digests",
     "ExportResult": ".operations.results",

@@ -15,7 +15,8 @@ The whole tree (a second base in brackets)::
     ├── CredentialsError (ValueError)
     ├── InUseError
     ├── InvalidArchiveError
-    │   └── InvalidDocumentError
+    │   ├── InvalidDocumentError
+    │   └── VolumeError
     ├── InvalidDigestError (ValueError)
     ├── InvalidFilterError (ValueError)
     ├── InvalidInventoryError
@@ -84,6 +85,15 @@ class InvalidArchiveError(CargoholdError):
 
 class InvalidDocumentError(InvalidArchiveError):
     """A JSON document (manifest, index, config, layout file) is malformed or ambiguous."""
+
+
+class VolumeError(InvalidArchiveError):
+    """A volume of a split archive is missing, of the wrong size or fails its checksum; the
+    message names it, and :attr:`volume` is its file name."""
+
+    def __init__(self, volume: str, problem: str) -> None:
+        super().__init__(f"{volume}: {problem}")
+        self.volume = volume
 
 
 class ContentError(CargoholdError):

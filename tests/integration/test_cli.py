@@ -76,7 +76,14 @@ def test_import_json(root: Path, tmp_path: Path) -> None:
     proc = run(root, "image", "import", "--format", "json", str(path))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert set(doc) == {"images", "blobs", "bytesWritten", "bytesDeduplicated"}
+    assert set(doc) == {
+        "images",
+        "blobs",
+        "bytesWritten",
+        "bytesDeduplicated",
+        "bytesRead",
+        "volumes",
+    }
     assert doc["images"] == [
         {"name": "example.com/app:1", "digest": desc["digest"], "action": "created"}
     ]

@@ -1,6 +1,7 @@
 """Run the cargohold CLI and kill it with SIGKILL at the N-th I/O operation.
 
-Usage: ``python tests/properties/crashpoints.py N [--after] -- <cargohold arguments>``
+Usage: ``python tests/properties/crashpoints.py N [--after] [--matching TEXT] -- <arguments>``
+(the arguments of the cargohold command line)
 
 Before ``cargohold.cli.main`` runs, the functions through which cargohold changes the disk are
 wrapped (``os.write``, ``os.pwrite``, ``os.rename``, ``os.replace``, ``os.fsync``, ``os.unlink``,
@@ -8,6 +9,9 @@ wrapped (``os.write``, ``os.pwrite``, ``os.rename``, ``os.replace``, ``os.fsync`
 ``os.mkdir``, ``os.chmod``, ``shutil.rmtree`` and every SQLite ``execute``/``executemany``).
 Each call counts as one instant; the N-th call kills the process with SIGKILL *before* the
 operation is performed (with ``--after``: right after it returned).
+
+With ``--matching TEXT`` only the operations whose description contains TEXT count: the N-th
+of those kills, whatever other threads did meanwhile (a point in one thread's sequence).
 
 With N = 0 nothing is killed: the command runs to its end and the number of instants (and a
 one-line description of each) is written as JSON to the file named by ``$CRASHPOINTS_OUT``. In
@@ -65,16 +69,19 @@ _getpid = os.getpid
 class Crasher:
     """Counts instants and kills the process at the chosen one."""
 
-    def __init__(self, target: int, after: bool, out: str | None) -> None:
+    def __init__(self, target: int, after: bool, out: str | None, matching: str = "") -> None:
         self.target = target
         self.after = after
         self.out = out
+        self.matching = matching
         self.count = 0
         self.ops: list[str] = []
         # cargohold writes and fsyncs staged blobs on background threads
         self.lock = threading.Lock()
 
     def around(self, what: str, call: Callable[[], T]) -> T:
+        if self.matching not in what:
+            return call()
         with self.lock:
             self.count += 1
             here = self.count
@@ -163,21 +170,31 @@ def install(crasher: Crasher) -> None:
     sqlite3.connect = connecting
 
 
-def parse(argv: list[str]) -> tuple[int, bool, list[str]]:
+USAGE = "usage: crashpoints.py N [--after] [--matching TEXT] -- <cargohold arguments>"
+
+
+def parse(argv: list[str]) -> tuple[int, bool, str, list[str]]:
     if "--" not in argv:
-        raise SystemExit("usage: crashpoints.py N [--after] -- <cargohold arguments>")
+        raise SystemExit(USAGE)
     split = argv.index("--")
     options, command = argv[:split], argv[split + 1 :]
     after = "--after" in options
+    matching = ""
+    if "--matching" in options:
+        at = options.index("--matching")
+        if at + 1 >= len(options):
+            raise SystemExit(USAGE)
+        matching = options[at + 1]
+        del options[at : at + 2]
     numbers = [o for o in options if o != "--after"]
     if len(numbers) != 1 or int(numbers[0]) < 0:
-        raise SystemExit("usage: crashpoints.py N [--after] -- <cargohold arguments>")
-    return int(numbers[0]), after, command
+        raise SystemExit(USAGE)
+    return int(numbers[0]), after, matching, command
 
 
 def main() -> None:
-    target, after, command = parse(sys.argv[1:])
-    crasher = Crasher(target, after, os.environ.get(OUT_ENV))
+    target, after, matching, command = parse(sys.argv[1:])
+    crasher = Crasher(target, after, os.environ.get(OUT_ENV), matching)
     install(crasher)
     try:
         cli.main(command)

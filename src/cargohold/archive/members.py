@@ -38,6 +38,9 @@ class Member:
     #: Its data can be read at any time, in any order (a member of an uncompressed archive
     #: file, a file of a layout directory), not only before the next member is reached.
     random_access: bool = False
+    #: Where the member's data and padding end in a tar read once (the next header's
+    #: offset from the stream's start); -1 where unknown. A resumed import starts there.
+    end: int = -1
 
 
 def member_name(raw: str) -> str:
@@ -75,11 +78,17 @@ def resolve_link(name: str, target: str) -> str:
     return member_name("/".join(parts))
 
 
+#: A reader of bytes [offset, offset + size) of an archive made of several files (a split
+#: archive's volumes) straight from the files, or None to read them through the tar reader.
+Locate = Callable[[int, int], "Callable[[], IO[bytes]] | None"]
+
+
 def tar_members(
     archive: tarfile.TarFile,
     raw_fd: int | None = None,
     on_read: Callable[[int], None] | None = None,
     end: int | None = None,
+    locate: Locate | None = None,
 ) -> Iterator[Member]:
     """The members of a tar, in order; the data of each only before the next is reached.
 
@@ -88,6 +97,8 @@ def tar_members(
     through tarfile's reader, and at any time (*on_read* hears how many bytes were taken).
     *end* is the archive file's size (by default *raw_fd*'s): a member whose header claims
     more data than the file holds after it is refused before anything reads or reserves it.
+    With *locate* (instead of *raw_fd*), the archive is made of several files: a member's
+    data is read from the files that hold it, where *locate* can, else through *archive*.
     """
     if end is None and raw_fd is not None:
         end = os.fstat(raw_fd).st_size
@@ -100,9 +111,16 @@ def tar_members(
                     f"member {shown!r}: truncated, it claims {info.size} bytes but the archive"
                     f" holds {max(end - info.offset_data, 0)} after its header"
                 )
+            found = locate(info.offset_data, info.size) if locate and kind == "file" else None
             if raw_fd is not None and kind == "file":
                 opener = _pread_opener(raw_fd, info.offset_data, info.size, on_read)
                 yield Member(info.name, kind, info.size, opener, random_access=True)
+            elif locate is not None:
+                after = info.offset_data + (padded_size(info) if kind == "file" else 0)
+                opener = found if found is not None else _opener(archive, info)
+                yield Member(
+                    info.name, kind, info.size, opener, info.linkname, random_access=True, end=after
+                )
             else:
                 yield Member(info.name, kind, info.size, _opener(archive, info), info.linkname)
     except tarfile.TarError as exc:
@@ -123,8 +141,9 @@ def stream_members(stream: IO[bytes]) -> Iterator[Member]:
         while (info := next_header(source)) is not None:
             kind = member_kind(info)
             window = _Window(source, info.size if kind == "file" else 0)
-            yield Member(info.name, kind, info.size, window.open, info.linkname)
-            source.skip_to(info.offset_data + (padded_size(info) if kind == "file" else 0))
+            end = info.offset_data + (padded_size(info) if kind == "file" else 0)
+            yield Member(info.name, kind, info.size, window.open, info.linkname, end=end)
+            source.skip_to(end)
     except tarfile.TarError as exc:
         raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
 

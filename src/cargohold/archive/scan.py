@@ -11,7 +11,8 @@ commits the ones the selected images need once the whole archive has passed.
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -31,13 +32,30 @@ MAX_MEMBERS: Final = 200_000
 #: Most bytes of documents kept in memory when an archive is only inspected.
 MAX_KEPT_BYTES: Final = 256 << 20
 
-_SMALL_FILES: Final = {
+#: The small members kept in memory, and the field of ArchiveContents each goes to.
+SMALL_FILES: Final = {
     "oci-layout": "layout",
     "index.json": "index_json",
     "manifest.json": "manifest_json",
     "repositories": "repositories",
     DELTA_MEMBER: "delta",
 }
+
+
+@dataclass(slots=True)
+class ScanHooks:
+    """What a resumed scan starts from and what it reports (``operations.resuming``): the
+    findings of an earlier run over the archive's first members, blobs an earlier run staged,
+    and a call after each member is done with."""
+
+    #: Fills the new contents with what an earlier run found before the first member here.
+    restore: Callable[[ArchiveContents], None] | None = None
+    #: Members an earlier run already counted (the limit on members counts them too).
+    counted: int = 0
+    #: Blobs an earlier run staged and verified: a member of one of these digests is skipped.
+    prestaged: Mapping[Digest, StagedBlob] = field(default_factory=dict)
+    #: Called with each member once the scan is done with it.
+    after_member: Callable[[Member], None] | None = None
 
 
 def scan(
@@ -48,6 +66,7 @@ def scan(
     progress: Progress | None = None,
     document_limit: int = DEFAULT_JSON_LIMIT,
     held: Callable[[Digest, int], bool] | None = None,
+    hooks: ScanHooks | None = None,
 ) -> ArchiveContents:
     """Read every member once, staging blobs and keeping the small layout documents.
 
@@ -57,15 +76,21 @@ def scan(
     With *staging* None nothing is written (``archive inspect``): blobs are hashed, and the
     ones that look like JSON documents kept in memory. *held* (default: *already_stored*)
     says the same of a blob the archive does not contain at all, when the walk needs it.
+    *hooks*: see :class:`ScanHooks`.
     """
     contents = ArchiveContents(store, document_limit=document_limit, held=held or already_stored)
+    hooks = hooks or ScanHooks()
+    if hooks.restore is not None:
+        hooks.restore(contents)
     stager = _Stager(staging, progress or Progress(), document_limit)
     deferred: dict[str, Member] = {}
     try:
-        for count, member in enumerate(members, 1):
+        for count, member in enumerate(members, hooks.counted + 1):
             if count > MAX_MEMBERS:
                 raise InvalidArchiveError(f"archive has more than {MAX_MEMBERS} members")
-            _scan_member(member, contents, stager, already_stored, deferred)
+            _scan_member(member, contents, stager, already_stored, deferred, hooks.prestaged)
+            if hooks.after_member is not None:
+                hooks.after_member(member)
         if deferred:
             _read_deferred(contents, deferred, stager, already_stored)
     except tarfile.TarError as exc:
@@ -125,6 +150,7 @@ def _scan_member(
     stager: _Stager,
     already_stored: Callable[[Digest, int], bool],
     deferred: dict[str, Member],
+    prestaged: Mapping[Digest, StagedBlob],
 ) -> None:
     name = member_name(member.name)
     if member.kind == "dir":
@@ -145,7 +171,7 @@ def _scan_member(
         return
     if member.kind != "file":
         raise InvalidArchiveError(f"member {name!r}: {member.kind} not allowed in an image archive")
-    small = _SMALL_FILES.get(name)
+    small = SMALL_FILES.get(name)
     if small is not None:
         setattr(contents, small, _read_small(member, name, contents.document_limit))
         return
@@ -165,6 +191,10 @@ def _scan_member(
         expected = Digest.parse(f"{match.group(1)}:{match.group(2)}")
     except InvalidDigestError as exc:
         raise InvalidArchiveError(f"{what}: {exc}") from None
+    earlier = prestaged.get(expected)
+    if earlier is not None and earlier.size == member.size:
+        contents.staged[expected] = earlier
+        return
     if already_stored(expected, member.size):
         contents.present.add(expected)
         return

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any, Final
 
 import click
 
 from ..errors import CargoholdError
 from ..operations.results import ImageUser
+from ..storage.gc import ResumableImport
 from .context import Context, pass_context
 from .groups import AliasedGroup
 from .jsonout import content_json, gc_json, inventory_json
 from .options import format_option
 from .render import age, echo, print_json, print_rows
+from .text import terminal_safe
 from .units import counted, human_size
 
 
@@ -35,6 +38,7 @@ def content_ls(ctx: Context, quiet: bool, output_format: str) -> None:
     "+998 more", and --format json lists them all)."""
     with ctx.store("read") as store:
         infos = store.content()
+        resumable = store.resumable_imports()
     if output_format == "json":
         print_json([content_json(i) for i in infos])
     elif quiet:
@@ -54,6 +58,36 @@ def content_ls(ctx: Context, quiet: bool, output_format: str) -> None:
                 for i in infos
             ],
         )
+        _print_resumable(resumable, "kept to resume")
+
+
+def _print_resumable(found: list[ResumableImport], state: str) -> None:
+    """One line for each stopped import of a split archive whose staging is kept (or would
+    be removed): not blobs of the store yet, but room it takes."""
+    now = time.time()
+    for item in found:
+        echo(
+            f"resumable import of {terminal_safe(item.archive)}: {human_size(item.staged_bytes)}"
+            f" staged, {state}, last progress {age(now - item.updated_at)} ago"
+        )
+
+
+class _Duration(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
+    """An age: a number with s, m, h or d (seconds by default)."""
+
+    name = "duration"
+    _UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        text = str(value).strip().lower()
+        number, unit = text.rstrip("smhd"), text[len(text.rstrip("smhd")) :]
+        if unit not in self._UNITS or not number.isdigit():
+            self.fail(f"{value!r} is not an age (examples: 3600, 90m, 12h, 7d)", param, ctx)
+        return float(int(number) * self._UNITS[unit])
 
 
 #: How many of a blob's users the table names before it says how many more there are.
@@ -114,13 +148,35 @@ def content_rm(
 @click.option(
     "-q", "--quiet", is_flag=True, help="Print only the digests removed (or, --dry-run, to remove)."
 )
+@click.option(
+    "--resumable",
+    is_flag=True,
+    help="Also remove what stopped imports of split archives staged, however recent (a"
+    " re-run then reads every volume again).",
+)
+@click.option(
+    "--resumable-max-age",
+    type=_Duration(),
+    default="7d",
+    show_default=True,
+    metavar="AGE",
+    help="Keep a stopped split import's staging this long after its last progress.",
+)
 @format_option
 @pass_context
-def gc(ctx: Context, dry_run: bool, quiet: bool, output_format: str) -> None:
+def gc(
+    ctx: Context,
+    dry_run: bool,
+    quiet: bool,
+    resumable: bool,
+    resumable_max_age: float,
+    output_format: str,
+) -> None:
     """Remove content that no image and no import in progress needs, and abandoned ingests
-    (alias: prune, ctr's word)."""
+    (alias: prune, ctr's word). The staging of an import of a split archive that stopped at
+    a bad volume is kept for --resumable-max-age, so a re-run resumes it."""
     with ctx.store("write") as store:
-        result = store.gc(dry_run=dry_run)
+        result = store.gc(dry_run=dry_run, resumable=resumable, resumable_max_age=resumable_max_age)
     if output_format == "json":
         print_json(gc_json(result, dry_run))
         return
@@ -131,6 +187,10 @@ def gc(ctx: Context, dry_run: bool, quiet: bool, output_format: str) -> None:
     if dry_run:  # what would go, so it can be checked before it is gone
         for digest, size in result.removed:
             echo(f"{digest}  {human_size(size)}")
+        _print_resumable(result.resumable_removed, "would be removed")
+        _print_resumable(result.resumable_kept, "kept to resume")
+    else:
+        _print_resumable(result.resumable_removed, "removed")
     verb = "would be removed" if dry_run else "removed"
     echo(f"{counted(len(result.removed), 'blob')} {verb}, {human_size(result.bytes_freed)}")
 

@@ -14,6 +14,7 @@ from .context import Context, pass_context
 from .jsonout import export_json, import_json, pull_json, push_all_json, push_json
 from .options import (
     BoolValueCommand,
+    ByteSize,
     PlatformSelection,
     format_option,
     limit_options,
@@ -127,6 +128,12 @@ def import_(
 
     Every blob is verified; nothing is stored unless the whole archive is sound. The
     signatures, attestations and SBOMs the archive carries for its images are kept with them.
+
+    An archive in volumes (image export --split-size) is imported from FILE.001 or FILE.sha256:
+    the volumes are read in order, each checked against the list. A missing or damaged volume
+    stops the import, naming it; run the same import again once it is replaced, and the
+    volumes already checked are not read again (content gc keeps what they staged for
+    --resumable-max-age).
     """
     location = parse_location(archive)
     archive = location.path
@@ -247,6 +254,13 @@ def _print_imported(result: ImportResult) -> None:
     is_flag=True,
     help="Leave out the images' signatures, attestations and SBOMs.",
 )
+@click.option(
+    "--split-size",
+    type=ByteSize(),
+    metavar="SIZE",
+    help="Write OUT.001, OUT.002, … of SIZE bytes each (4GiB, 700MiB) and OUT.sha256, their"
+    " checksums for sha256sum -c; cat OUT.0* is the archive.",
+)
 @progress_option
 @quiet_option
 @click.option(
@@ -277,6 +291,7 @@ def export(
     verify: bool,
     against: tuple[str, ...],
     no_referrers: bool,
+    split_size: int | None,
     progress_mode: str,
     quiet: bool,
     format_choice: str | None,
@@ -294,7 +309,12 @@ def export(
 
     A regular file at OUT is replaced atomically (keeping its mode, and its group and owner
     where permitted); a symlink is written through to its file; a FIFO or device at OUT is
-    written in place, like -."""
+    written in place, like -.
+
+    With --split-size the archive is written in volumes OUT.001, OUT.002, … (as many digits
+    as needed, at least three) and OUT.sha256, which `sha256sum -c OUT.sha256` checks in
+    their folder. `image import OUT.001` reads them back, checking each volume, and resumes
+    after a volume that was missing or damaged once it is replaced."""
     location = parse_location(out)
     out = location.path
     if format_choice in ("tar", "oci-dir"):
@@ -324,6 +344,7 @@ def export(
             name_as=location.reference,
             against=against,
             referrers=not no_referrers,
+            split_size=split_size,
         )
     if output_format == "json":
         # with the archive on stdout, the report goes to stderr

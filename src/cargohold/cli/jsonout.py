@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ..operations.syncing import SyncResult
     from ..operations.transfer import PullResult, PushResult
     from ..operations.verifying import VerifiedImage
-    from ..storage.gc import GcResult
+    from ..storage.gc import GcResult, ResumableImport
     from ..storage.metadata import ImageRecord
 
 JSON = dict[str, object]
@@ -67,6 +67,8 @@ def import_json(result: ImportResult) -> JSON:
         "blobs": result.blobs_written,
         "bytesWritten": result.bytes_written,
         "bytesDeduplicated": result.bytes_deduplicated,
+        "bytesRead": result.bytes_read,
+        "volumes": result.volumes,
     }
 
 
@@ -82,6 +84,7 @@ def export_json(result: ExportResult) -> JSON:
         "skippedNonDistributable": result.skipped_non_distributable,
         "blobsOmitted": result.blobs_omitted,
         "bytesOmitted": result.bytes_omitted,
+        **({"volumes": result.volumes} if result.volumes else {}),
     }
 
 
@@ -324,7 +327,17 @@ def gc_json(result: GcResult, dry_run: bool) -> JSON:
         "dryRun": dry_run,
         "removed": [{"digest": str(d), "size": s} for d, s in result.removed],
         "bytesFreed": result.bytes_freed,
+        "resumableRemoved": resumable_json(result.resumable_removed),
+        "resumableKept": resumable_json(result.resumable_kept),
     }
+
+
+def resumable_json(found: Sequence[ResumableImport]) -> list[JSON]:
+    """Stopped imports of split archives whose staging gc removed or kept (to resume)."""
+    return [
+        {"archive": i.archive, "stagedBytes": i.staged_bytes, "updatedAt": iso_time(i.updated_at)}
+        for i in found
+    ]
 
 
 def names_json(key: str, names: Sequence[str]) -> JSON:

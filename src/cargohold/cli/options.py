@@ -135,6 +135,10 @@ class _ByteSize(click.ParamType):  # type: ignore[type-arg]  # generic only from
         return int(number) * self._UNITS[unit]
 
 
+#: A size in bytes with an optional binary suffix, for options of other modules.
+ByteSize = _ByteSize
+
+
 def limit_options(body: F) -> F:
     """The limits on what an archive may make cargohold read, handed to the command as one
     :class:`~cargohold.limits.Limits` (``limits``). Limits out of range are a usage error

@@ -22,6 +22,7 @@ from ..oci.references import Reference, check_name_digest, is_tag
 from ..progress import Progress
 from ..storage import outputs
 from ..storage.metadata import ImageRecord
+from ..storage.volumes import write_volumes
 from .context import (
     StoreContext,
     finishing,
@@ -52,6 +53,7 @@ def export(
     name_as: str | None = None,
     against: Sequence[str | Path] = (),
     referrers: bool = True,
+    split_size: int | None = None,
 ) -> ExportResult:
     """Write the images *refs* to *out* (a path, ``"-"`` for stdout, or a binary stream).
 
@@ -75,7 +77,13 @@ def export(
     With *against* (inventories, earlier archives, OCI layout directories: what the receiver
     holds) the archive is a delta: a blob every one of them holds, with its size, is left out
     and listed in the archive (see :mod:`cargohold.archive.delta`).
+    With *split_size*, the archive is written as volumes ``OUT.001``, ``OUT.002``, … of that
+    many bytes and their checksum list ``OUT.sha256`` (see :mod:`cargohold.storage.volumes`).
     """
+    if split_size is not None and (layout_dir or not isinstance(out, (str, Path)) or out == "-"):
+        raise CargoholdError(
+            "--split-size writes volumes beside a file path, not a stream or a directory"
+        )
     if not refs:
         raise NotFoundError("no image to export")
     matcher = platform_matcher(platforms, all_platforms, default_all=False)
@@ -99,8 +107,19 @@ def export(
         held=receiver_holds([read_holdings(Path(a)) for a in against]) if against else None,
     )
     progress = progress or Progress()
+    volumes = 0
     with finishing(progress):
-        if layout_dir:
+        if split_size is not None:
+            split = write_volumes(
+                Path(out),  # type: ignore[arg-type]  # a path, checked above
+                split_size,
+                lambda f: archive_export.write_archive(
+                    plan, ctx.blobs, f, compress, progress, verify=verify
+                ),
+                sync,
+            )
+            written, volumes = split.size, len(split.paths)
+        elif layout_dir:
             if not isinstance(out, (str, Path)) or str(out) == "-":
                 raise CargoholdError("an OCI layout directory needs a directory path, not a stream")
             written = outputs.write_directory(
@@ -129,6 +148,7 @@ def export(
         records,
         blobs_omitted=len(plan.omitted),
         bytes_omitted=sum(desc.size for desc in plan.omitted.values()),
+        volumes=volumes,
     )
 
 

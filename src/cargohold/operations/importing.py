@@ -3,7 +3,8 @@ pull shares."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,15 +20,18 @@ from ..archive.delta import (
 )
 from ..archive.docker import plan_docker
 from ..archive.layout import plan_oci
+from ..archive.members import Member
 from ..archive.plan import ImportPlan, default_base_name
-from ..archive.scan import scan
+from ..archive.scan import ScanHooks, scan
 from ..archive.sources import open_members
+from ..archive.volumes import find_volumes
 from ..errors import (
     InvalidArchiveError,
 )
 from ..limits import Limits
 from ..oci.digests import Digest
 from ..oci.platforms import Platform, PlatformMatcher
+from ..oci.signatures import PublicKey
 from ..progress import Progress
 from ..storage.ingest import StagedBlob
 from .commit import NewImage, commit
@@ -39,7 +43,27 @@ from .context import (
 from .results import (
     ImportResult,
 )
+from .resuming import resumable_import
 from .verifying import load_key, require_signatures
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """What an import was asked for, past where its archive's members come from."""
+
+    matcher: PlatformMatcher
+    base: str
+    tags: tuple[str, ...]
+    digests: bool
+    index_name: str | None
+    force: bool
+    skip_missing: bool
+    compress_blobs: bool
+    progress: Progress
+    limits: Limits
+    #: The public key every imported image must carry a valid signature by, and its file.
+    key: PublicKey | None = None
+    key_name: str = ""
 
 
 # Long: a third of it is the public API's keyword arguments; the rest is one lease's scope.
@@ -64,68 +88,122 @@ def import_archive(
 
     The signatures, attestations and SBOMs the archive carries for the imported images are
     kept with them. With *require_signature* (a public key file) an image without a valid
-    cosign signature by that key in the archive refuses the whole import."""
+    cosign signature by that key in the archive refuses the whole import.
+
+    A split archive (``OUT.001`` or ``OUT.sha256``, see :mod:`cargohold.archive.volumes`) is
+    read volume by volume, each verified, and resumed where an earlier run stopped (see
+    :mod:`cargohold.operations.resuming`)."""
     key = load_key(require_signature) if require_signature is not None else None
-    matcher = platform_matcher(platforms, all_platforms)
     path = None if isinstance(source, str) and source == "-" else source
-    label = str(path) if isinstance(path, (str, Path)) else None
-    base = base_name or default_base_name(label)
-    result = ImportResult()
-    progress = progress or Progress()
+    volumes = find_volumes(Path(path)) if isinstance(path, (str, Path)) else None
+    label = volumes.label if volumes else str(path) if isinstance(path, (str, Path)) else None
+    options = _Options(
+        platform_matcher(platforms, all_platforms),
+        base_name or default_base_name(label),
+        tuple(tags),
+        digests,
+        index_name,
+        force,
+        skip_missing,
+        compress_blobs,
+        progress or Progress(),
+        limits or Limits(),
+        key,
+        str(require_signature) if require_signature is not None else "",
+    )
+    if volumes is not None:
+        with finishing(options.progress), resumable_import(ctx, volumes, force) as run:
+            # Every volume is read and checked (the stream to its end) before the commit.
+            with run.members(options.progress, limits) as members:
+                contents = _scan(ctx, run.lease_id, run.staging, members, options, run.hooks)
+            result = _plan_and_commit(ctx, run.lease_id, run.staging, contents, options)
+        result.bytes_read = run.reader.bytes_read
+        result.volumes = run.reader.opened
+        return result
+    tap = _BytesRead(options.progress)
     with (
-        finishing(progress),
+        finishing(options.progress),
         ctx.lease() as lease_id,
-        open_members(source, progress, "import", limits) as members,
+        open_members(source, tap, "import", limits) as members,
     ):
         staging = ctx.blobs.staging_dir(lease_id)
+        contents = _scan(ctx, lease_id, staging, members, options, None)
+        result = _plan_and_commit(ctx, lease_id, staging, contents, options)
+    result.bytes_read = tap.done
+    return result
 
-        def already_stored(digest: Digest, size: int) -> bool:
-            return not force and ctx.reusable(lease_id, digest, size)
 
-        contents = scan(
-            members,
-            ctx.blobs,
-            staging,
-            already_stored,
-            progress,
-            (limits or Limits()).document_bytes,
-            held=lambda digest, size: ctx.reusable(lease_id, digest, size),
-        )
-        omitted = delta_omissions(contents)
-        if omitted is not None:
-            check_delta_held(ctx, lease_id, omitted)
-            contents.present.update(omitted)  # held, checked and leased: the walk's to use
-        plan = plan_archive(
-            contents,
-            matcher,
-            base,
-            lambda data: ctx.blobs.stage_bytes(data, staging, "manifest"),
-            tags=tuple(tags),
-            digests=digests,
-            index_name=index_name,
-            skip_missing=skip_missing,
-            compress=(lambda blob: ctx.blobs.stage_gzipped(blob, staging))
-            if compress_blobs
-            else None,
-        )
-        result.warnings.extend(plan.warnings)
-        if key is not None:
-            require_signatures(contents, plan, key, str(require_signature))
-        if plan.index_blob is not None:
-            staged = ctx.blobs.stage_bytes(plan.index_blob, staging, "index.json")
-            contents.staged.setdefault(staged.digest, staged)
-        if omitted is not None:
-            shipped = blob_members(contents.members) | set(contents.staged)
-            check_plan(omitted, shipped, plan.needed)
-        done = commit(
-            ctx,
-            lease_id,
-            contents.staged,
-            plan.needed,
-            [NewImage(i.name, i.target, i.created, len(i.skipped)) for i in plan.images],
-            force=force,
-            referrers=plan.referrers,
-        )
+def _scan(
+    ctx: StoreContext,
+    lease_id: str,
+    staging: Path,
+    members: Iterator[Member],
+    options: _Options,
+    hooks: ScanHooks | None,
+) -> ArchiveContents:
+    """Scan the members into *staging* under *lease_id*."""
+
+    def already_stored(digest: Digest, size: int) -> bool:
+        return not options.force and ctx.reusable(lease_id, digest, size)
+
+    return scan(
+        members,
+        ctx.blobs,
+        staging,
+        already_stored,
+        options.progress,
+        options.limits.document_bytes,
+        held=lambda digest, size: ctx.reusable(lease_id, digest, size),
+        hooks=hooks,
+    )
+
+
+def _plan_and_commit(
+    ctx: StoreContext,
+    lease_id: str,
+    staging: Path,
+    contents: ArchiveContents,
+    options: _Options,
+) -> ImportResult:
+    """Plan the images of the scanned archive and commit them: a delta's omitted blobs must
+    all be held (and are leased) before anything is planned, and the required signatures
+    checked before anything is committed."""
+    result = ImportResult()
+    omitted = delta_omissions(contents)
+    if omitted is not None:
+        check_delta_held(ctx, lease_id, omitted)
+        contents.present.update(omitted)  # held, checked and leased: the walk's to use
+    plan = plan_archive(
+        contents,
+        options.matcher,
+        options.base,
+        lambda data: ctx.blobs.stage_bytes(data, staging, "manifest"),
+        tags=options.tags,
+        digests=options.digests,
+        index_name=options.index_name,
+        skip_missing=options.skip_missing,
+        compress=(lambda blob: ctx.blobs.stage_gzipped(blob, staging))
+        if options.compress_blobs
+        else None,
+    )
+    result.warnings.extend(plan.warnings)
+    if options.key is not None:
+        require_signatures(contents, plan, options.key, options.key_name)
+    if plan.index_blob is not None:
+        staged = ctx.blobs.stage_bytes(plan.index_blob, staging, "index.json")
+        contents.staged.setdefault(staged.digest, staged)
+    if omitted is not None:
+        shipped = blob_members(contents.members) | set(contents.staged)
+        check_plan(omitted, shipped, plan.needed)
+    done = commit(
+        ctx,
+        lease_id,
+        contents.staged,
+        plan.needed,
+        [NewImage(i.name, i.target, i.created, len(i.skipped)) for i in plan.images],
+        force=options.force,
+        referrers=plan.referrers,
+    )
     result.images = done.images
     result.blobs_written = done.blobs_written
     result.bytes_written = done.bytes_written
@@ -161,6 +239,33 @@ def check_delta_held(ctx: StoreContext, lease_id: str, omitted: dict[Digest, int
     )
     if missing:
         raise incomplete(missing, ctx.namespace)
+
+
+class _BytesRead(Progress):
+    """Passes progress on, keeping the count of archive bytes read (the import's bytesRead)."""
+
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+        self.done = 0
+
+    def start(self, title: str, total: int | None) -> None:
+        self.inner.start(title, total)
+
+    def update(self, done: int) -> None:
+        self.done = max(self.done, done)
+        self.inner.update(done)
+
+    def blob_start(self, name: str, size: int) -> None:
+        self.inner.blob_start(name, size)
+
+    def blob_advance(self, n: int) -> None:
+        self.inner.blob_advance(n)
+
+    def blob_finish(self) -> None:
+        self.inner.blob_finish()
+
+    def finish(self) -> None:
+        self.inner.finish()
 
 
 def plan_archive(

@@ -3,6 +3,7 @@ content is whole, and what an archive holds."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -11,6 +12,7 @@ from ..archive.delta import blob_members, check_plan, incomplete, missing_blobs
 from ..archive.plan import ImportPlan, default_base_name
 from ..archive.scan import scan
 from ..archive.sources import open_members
+from ..archive.volumes import VolumeReader, find_volumes, volume_stream
 from ..defaults import DEFAULT_NAMESPACE
 from ..errors import (
     CargoholdError,
@@ -160,9 +162,17 @@ def inspect_archive(
     blobs = BlobStore(store_root / "content")
     progress = progress or Progress()
     label = None if isinstance(source, str) and source == "-" else source
+    volumes = find_volumes(Path(label)) if isinstance(label, (str, Path)) else None
+    reader = VolumeReader(volumes) if volumes is not None else None
+    if volumes is not None and reader is not None:  # read as one stream, each volume checked
+        label, source = volumes.label, volume_stream(reader)
     base = default_base_name(str(label) if isinstance(label, (str, Path)) else None)
     limits = limits or Limits()
-    with finishing(progress), open_members(source, progress, "inspect", limits) as members:
+    with (
+        finishing(progress),
+        reader or contextlib.nullcontext(),
+        open_members(source, progress, "inspect", limits) as members,
+    ):
         contents = scan(members, blobs, None, lambda _d, _s: False, progress, limits.document_bytes)
     distinct = {b.digest: b.size for b in [*contents.staged.values(), *contents.files.values()]}
     report = ArchiveReport(

@@ -32,6 +32,10 @@ class ImportResult:
     bytes_written: int = 0
     bytes_deduplicated: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: Archive bytes this run read (of a split archive resumed, only the volumes read again).
+    bytes_read: int = 0
+    #: Volumes of a split archive this run read (0 for one archive).
+    volumes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,8 @@ class ExportResult:
     #: Blobs a delta export left out (the receiver holds them), and their bytes.
     blobs_omitted: int = 0
     bytes_omitted: int = 0
+    #: Volumes written (``--split-size``); 0 for one archive.
+    volumes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from ..oci.platforms import Platform, PlatformMatcher
 from ..oci.references import Reference, check_name_digest
 from ..oci.referrers import Referrer
 from ..progress import Progress
-from ..storage.gc import GcResult, collect
+from ..storage.gc import RESUMABLE_MAX_AGE, GcResult, ResumableImport, collect
 from ..storage.metadata import ImageRecord, Namespace
 from .context import StoreContext, check_namespace, digest_query, image_target, renamed
 from .results import (
@@ -188,8 +188,29 @@ class Store(StoreContext):
             )
         return names
 
-    def gc(self, dry_run: bool = False) -> GcResult:
-        return collect(self.meta, self.blobs, self.leases, dry_run=dry_run)
+    def gc(
+        self,
+        dry_run: bool = False,
+        resumable: bool = False,
+        resumable_max_age: float = RESUMABLE_MAX_AGE,
+    ) -> GcResult:
+        """Collect garbage; *resumable* also removes every stopped import of a split archive
+        (else those younger than *resumable_max_age* seconds are kept, to be resumed)."""
+        return collect(
+            self.meta,
+            self.blobs,
+            self.leases,
+            dry_run=dry_run,
+            resumable_max_age=resumable_max_age,
+            remove_resumable=resumable,
+        )
+
+    def resumable_imports(self) -> list[ResumableImport]:
+        """The stopped imports of split archives whose staging is kept to resume them."""
+        return [
+            ResumableImport(lease_id, archive, updated, self.blobs.staging_bytes(lease_id))
+            for lease_id, (archive, updated) in sorted(self.meta.resumable_leases().items())
+        ]
 
     def label(
         self, ref: str, changes: Mapping[str, str], replace_all: bool = False
@@ -351,6 +372,7 @@ class Store(StoreContext):
         name_as: str | None = None,
         against: Sequence[str | Path] = (),
         referrers: bool = True,
+        split_size: int | None = None,
     ) -> ExportResult:
         """Write the images *refs* to *out*, a path, ``"-"`` for stdout, or a binary stream
         (see :func:`cargohold.operations.exporting.export`)."""
@@ -373,6 +395,7 @@ class Store(StoreContext):
             name_as=name_as,
             against=against,
             referrers=referrers,
+            split_size=split_size,
         )
 
     # -- registries ----------------------------------------------------------------------

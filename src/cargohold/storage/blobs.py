@@ -183,6 +183,19 @@ class BlobStore:
         """A gzip-compressed copy of a staged blob, hashed as it is written (one pass)."""
         return self._ingest.gzipped(source, staging)
 
+    def settle_staging(self, staging: Path) -> None:
+        """Make what is staged in *staging* durable now (see :meth:`Ingest.settle`)."""
+        self._ingest.settle(staging)
+
+    def staging_bytes(self, name: str) -> int:
+        """How many bytes the staging directory *name* holds (its files, recursively)."""
+        total = 0
+        for directory, _, names in os.walk(self._ingest.directory / name):
+            for entry in names:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(directory, entry)).st_size
+        return total
+
     def remove_staging(self, name: str) -> None:
         self._ingest.remove_staging(name)
 

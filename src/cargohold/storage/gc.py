@@ -9,8 +9,10 @@ result, so a blob can never vanish between an import's "already stored" check an
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Final
 
 from ..errors import CargoholdError, UnreadableContentError
 from ..oci.digests import Digest
@@ -20,6 +22,20 @@ from .blobs import BlobStore
 from .leases import Leases
 from .metadata import MetadataStore
 
+#: How long the staging of a resumable import (a split archive stopped at a bad volume) is
+#: kept after its last progress, unless ``content gc --resumable`` removes it sooner.
+RESUMABLE_MAX_AGE: Final = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResumableImport:
+    """The staging of a split archive's import that stopped, kept so a re-run resumes it."""
+
+    lease_id: str
+    archive: str
+    updated_at: float
+    staged_bytes: int
+
 
 @dataclass(slots=True)
 class GcResult:
@@ -27,6 +43,9 @@ class GcResult:
 
     removed: list[tuple[Digest, int]] = field(default_factory=list)
     leases_removed: int = 0
+    #: Resumable imports' staging removed (or that would be), and kept.
+    resumable_removed: list[ResumableImport] = field(default_factory=list)
+    resumable_kept: list[ResumableImport] = field(default_factory=list)
 
     @property
     def bytes_freed(self) -> int:
@@ -34,26 +53,29 @@ class GcResult:
 
 
 def collect(
-    meta: MetadataStore, blobs: BlobStore, leases: Leases, dry_run: bool = False
+    meta: MetadataStore,
+    blobs: BlobStore,
+    leases: Leases,
+    dry_run: bool = False,
+    resumable_max_age: float = RESUMABLE_MAX_AGE,
+    remove_resumable: bool = False,
 ) -> GcResult:
     """Mark from every image of every namespace and every live lease, then sweep.
 
     What each namespace holds is recomputed on the way (the blobs its images reach): content a
     namespace received but no longer names is released, as containerd's collection does.
+    A resumable import's lease counts as live while it is younger than *resumable_max_age*
+    seconds (since its last progress), unless *remove_resumable*.
     """
     result = GcResult()
     with meta.transaction() as db:
-        live: list[str] = []
-        for lease_id in meta.lease_ids():
-            if leases.is_alive(lease_id):
-                live.append(lease_id)
-                continue
-            result.leases_removed += 1
-            if not dry_run:
+        kept_for = 0.0 if remove_resumable else resumable_max_age
+        live = _live_leases(meta, blobs, leases, result, kept_for)
+        if not dry_run:
+            for lease_id in _removed_leases(meta, live):
                 meta.delete_lease(db, lease_id)
                 blobs.remove_staging(lease_id)
                 leases.path(lease_id).unlink(missing_ok=True)
-        if not dry_run:
             for name in blobs.staging_names():
                 if name not in live:
                     blobs.remove_staging(name)
@@ -82,6 +104,36 @@ def collect(
         if not dry_run and result.removed:
             blobs.delete_many([digest for digest, _ in result.removed])
     return result
+
+
+def _live_leases(
+    meta: MetadataStore, blobs: BlobStore, leases: Leases, result: GcResult, kept_for: float
+) -> list[str]:
+    """The leases whose content is kept: those a living process holds, and resumable
+    imports' younger than *kept_for* seconds since their last progress. Counts the others
+    (and lists the resumable ones) in *result*."""
+    live: list[str] = []
+    resumable = meta.resumable_leases()
+    now = time.time()
+    for lease_id in meta.lease_ids():
+        if leases.is_alive(lease_id):
+            live.append(lease_id)
+            continue
+        if lease_id in resumable:
+            archive, updated = resumable[lease_id]
+            found = ResumableImport(lease_id, archive, updated, blobs.staging_bytes(lease_id))
+            if now - updated < kept_for:
+                result.resumable_kept.append(found)
+                live.append(lease_id)
+                continue
+            result.resumable_removed.append(found)
+        result.leases_removed += 1
+    return live
+
+
+def _removed_leases(meta: MetadataStore, live: list[str]) -> list[str]:
+    kept = set(live)
+    return [lease_id for lease_id in meta.lease_ids() if lease_id not in kept]
 
 
 def held_content(

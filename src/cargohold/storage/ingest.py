@@ -375,6 +375,24 @@ class Ingest:
                 pack = self._packs[staging] = Pack(staging / PACK_NAME)
             return pack.path, pack.append(data)
 
+    def settle(self, staging: Path) -> None:
+        """Make what is staged under *staging* durable now: its pack and the fsyncs of its
+        files still running, then the directory (a resumable import records its progress
+        only after this, so a power loss cannot leave it trusting a blob half on disk)."""
+        with self._packs_lock:
+            pack = self._packs.get(staging)
+        if pack is not None:
+            os.fsync(pack.fd)
+        prefix = f"{staging}{os.sep}"
+        for key, synced in list(self._syncing.items()):
+            if key.startswith(prefix):
+                synced.result()
+        fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def track_sync(self, path: Path, synced: Future[None]) -> None:
         """Remember a staged file's fsync until it succeeds (the import's blobs hold no
         future each: with its lock and condition, one costs over a kilobyte)."""
@@ -431,11 +449,14 @@ class Ingest:
         )
 
     def remove_staging(self, name: str) -> None:
+        """Remove a staging directory, and close the packs open in it (or below it)."""
+        top = self.directory / name
         with self._packs_lock:
-            pack = self._packs.pop(self.directory / name, None)
-        if pack is not None:
+            packs = [p for p in self._packs if p == top or p.is_relative_to(top)]
+            closing = [self._packs.pop(p) for p in packs]
+        for pack in closing:
             pack.close()
-        shutil.rmtree(self.directory / name, ignore_errors=True)
+        shutil.rmtree(top, ignore_errors=True)
 
     def staging_names(self) -> list[str]:
         try:

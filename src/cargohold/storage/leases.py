@@ -55,6 +55,38 @@ class Leases:
             return fd
         raise CargoholdError(f"could not create the lock file of lease {lease_id}")
 
+    def take(self, lease_id: str) -> int | None:
+        """Take the lock of a lease that may exist already (a resumable import's, whose
+        process died); None when a living process holds it.
+
+        The lock file is opened (or created) and locked, then checked to be still the file
+        at the lease's path: gc removes the lock file of a lease it collects, and a lock on a
+        file no longer there protects nothing. The caller checks again once its lease's row
+        is written (see :meth:`holds`).
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.path(lease_id)
+        for _ in range(10):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            if self.holds(lease_id, fd):
+                return fd
+            os.close(fd)
+        raise CargoholdError(f"could not take the lock file of lease {lease_id}")
+
+    def holds(self, lease_id: str, fd: int) -> bool:
+        """Whether the locked *fd* is still the lock file at the lease's path."""
+        try:
+            st = os.stat(self.path(lease_id))
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
     def orphans(self, known: set[str]) -> list[Path]:
         """Lock files of leases that have no record and no living holder (their import died
         between taking the lock and recording the lease, or after deleting the record), and

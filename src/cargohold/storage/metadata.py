@@ -68,6 +68,11 @@ CREATE TABLE IF NOT EXISTS lease_blobs (
     digest TEXT NOT NULL,
     PRIMARY KEY (lease_id, digest)
 );
+CREATE TABLE IF NOT EXISTS resumable_leases (
+    id TEXT PRIMARY KEY REFERENCES leases (id) ON DELETE CASCADE,
+    archive TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
 
 #: How a store is opened. ``"read"`` creates, migrates and writes nothing, and works for a
@@ -453,6 +458,40 @@ class MetadataStore:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             with self._transaction() as db:
                 self.delete_lease(db, lease_id)
+
+    @typed_errors
+    def keep_resumable(self, lease_id: str, archive: str) -> None:
+        """Create (or take over) the lease of a resumable import of *archive*: unlike other
+        leases it outlives its process, until it is older than gc's age for them."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO leases (id, created_at) VALUES (?, ?)",
+                (lease_id, time.time()),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO resumable_leases (id, archive, updated_at)"
+                " VALUES (?, ?, ?)",
+                (lease_id, archive, time.time()),
+            )
+
+    @typed_errors
+    def touch_resumable(self, lease_id: str) -> None:
+        """A resumable import made progress: its age starts again."""
+        with self._lease_transaction() as db:
+            db.execute(
+                "UPDATE resumable_leases SET updated_at = ? WHERE id = ?", (time.time(), lease_id)
+            )
+
+    @typed_errors
+    def resumable_leases(self) -> dict[str, tuple[str, float]]:
+        """The resumable imports' leases: id → (archive, time of their last progress)."""
+        try:
+            rows = self._db.execute("SELECT id, archive, updated_at FROM resumable_leases")
+            return {row[0]: (str(row[1]), float(row[2])) for row in rows}
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # a store no version with volumes has written
+                return {}
+            raise
 
     @typed_errors
     def lease_ids(self) -> list[str]:

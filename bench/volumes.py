@@ -1,0 +1,251 @@
+"""Benchmark of archives in volumes: a split import against the unsplit one, and a resume.
+
+Builds an OCI archive of incompressible layers (``--size-mb`` in ``--layers`` layers), imports
+it into a store, exports it whole and with ``--split-size``, then times, in fresh stores:
+
+- ``whole``: ``image import ARCHIVE`` (the median of ``--repeat`` runs);
+- ``split``: ``image import ARCHIVE.001`` (every volume read and checked);
+- ``resume k``: volume k of n damaged, the import stopped there, the volume replaced and the
+  import run again: that second run's time and ``bytesRead``, against the share of the
+  archive in volumes k … n (about (n - k + 1) / n; the last volume is usually short).
+
+The goal stated for splitting is ``split / whole <= 1.1``. Everything lives in ``--workdir``
+(about four times the image's size); page cache is warm for both, as the files were just
+written. Self-contained: it needs only this checkout (``src/`` on the path, as run.py does).
+
+    python3 bench/volumes.py --size-mb 1024 --split-size 128MiB --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any, Final
+
+REPO: Final = Path(__file__).resolve().parent.parent
+NAME: Final = "example.com/bench/volumes:1"
+CHUNK: Final = 8 << 20
+
+
+def cargohold(root: Path, *args: str) -> tuple[float, dict[str, Any]]:
+    """Run the CLI of this checkout; (wall seconds, its JSON output or {})."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARGOHOLD_")}
+    env["PYTHONPATH"] = str(REPO / "src")
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "cargohold", "--root", str(root), *args],
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        return elapsed, {"error": proc.stderr.decode().strip()}
+    text = proc.stdout.decode().strip()
+    return elapsed, json.loads(text) if text.startswith("{") else {}
+
+
+def random_blob(path: Path, size: int) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    with path.open("wb") as f:
+        left = size
+        while left:
+            chunk = os.urandom(min(CHUNK, left))
+            hasher.update(chunk)
+            f.write(chunk)
+            left -= len(chunk)
+    return "sha256:" + hasher.hexdigest(), size
+
+
+def json_blob(blobs: dict[str, Path], work: Path, value: object) -> dict[str, Any]:
+    data = json.dumps(value, separators=(",", ":")).encode()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    path = work / digest.split(":")[1]
+    path.write_bytes(data)
+    blobs[digest] = path
+    return {"digest": digest, "size": len(data)}
+
+
+def build(work: Path, size_mb: int, layers: int) -> Path:
+    """An OCI archive with *layers* layers of random bytes, *size_mb* MiB in all."""
+    archive = work / "image.tar"
+    if archive.exists():
+        return archive
+    parts = work / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    blobs: dict[str, Path] = {}
+    descriptors = []
+    for i in range(layers):
+        path = parts / f"layer{i}"
+        digest, size = random_blob(path, (size_mb << 20) // layers + i * 4097)
+        blobs[digest] = path.rename(parts / digest.split(":")[1])
+        descriptors.append(
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size}
+        )
+    config = json_blob(
+        blobs,
+        parts,
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descriptors]},
+        },
+    )
+    manifest = json_blob(
+        blobs,
+        parts,
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+            "layers": descriptors,
+        },
+    )
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                **manifest,
+                "annotations": {"io.containerd.image.name": NAME},
+            }
+        ],
+    }
+    (parts / "index.json").write_text(json.dumps(index))
+    (parts / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    with tarfile.open(archive, "w", format=tarfile.USTAR_FORMAT) as tar:
+        tar.add(parts / "oci-layout", "oci-layout")
+        tar.add(parts / "index.json", "index.json")
+        for digest, path in sorted(blobs.items()):
+            tar.add(path, "blobs/sha256/" + digest.split(":")[1])
+    shutil.rmtree(parts)
+    return archive
+
+
+def fresh(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    return path
+
+
+def median_import(work: Path, source: Path, repeat: int) -> tuple[float, dict[str, Any]]:
+    times: list[float] = []
+    report: dict[str, Any] = {}
+    for _ in range(repeat):
+        elapsed, report = cargohold(
+            fresh(work / "target"), "image", "import", "--format", "json", str(source)
+        )
+        if "error" in report:
+            raise SystemExit(f"import of {source} failed: {report['error']}")
+        times.append(elapsed)
+    return statistics.median(times), report
+
+
+def resume(work: Path, split: Path, total: int, volume_size: int, k: int) -> dict[str, Any]:
+    """Volume *k* damaged, the import stopped there; then replaced and the import re-run."""
+    damaged = fresh(work / "damaged")
+    damaged.mkdir()
+    for path in split.parent.iterdir():
+        os.link(path, damaged / path.name)
+    bad = damaged / f"{split.name}.{k:03d}"
+    bad.unlink()
+    data = bytearray((split.parent / bad.name).read_bytes())
+    data[len(data) // 2] ^= 1
+    bad.write_bytes(bytes(data))
+    root = fresh(work / "target")
+    first_time, first = cargohold(
+        root, "image", "import", "--format", "json", str(damaged / f"{split.name}.001")
+    )
+    assert "error" in first, "the damaged volume was not noticed"
+    bad.unlink()
+    os.link(split.parent / bad.name, bad)
+    elapsed, report = cargohold(root, "image", "import", "--format", "json", str(bad))
+    if "error" in report:
+        raise SystemExit(f"resume failed: {report['error']}")
+    return {
+        "k": k,
+        "stoppedAfter": round(first_time, 3),
+        "seconds": round(elapsed, 3),
+        "bytesRead": report["bytesRead"],
+        "volumesRead": report["volumes"],
+        # volumes k … n hold this share of the archive's bytes (the last is usually short)
+        "expectedShare": round((total - (k - 1) * volume_size) / total, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/cargohold-bench-volumes"))
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--split-size", default="128MiB")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--resume", default="2,5,8", help="volumes k to damage, comma-separated")
+    args = parser.parse_args()
+    work: Path = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    archive = build(work, args.size_mb, args.layers)
+    source = work / "source"
+    if not source.exists():
+        cargohold(source, "image", "import", str(archive))
+    whole = work / "export" / "whole.tar"
+    split = work / "split" / "image.tar"
+    for path in (whole.parent, split.parent):
+        fresh(path).mkdir(parents=True)
+    cargohold(source, "image", "export", str(whole), NAME)
+    _, exported = cargohold(
+        source,
+        "image",
+        "export",
+        "--split-size",
+        args.split_size,
+        "--output-format",
+        "json",
+        str(split),
+        NAME,
+    )
+    count = int(exported["volumes"])
+    whole_time, whole_report = median_import(work, whole, args.repeat)
+    split_time, split_report = median_import(
+        work, split.with_name(f"{split.name}.001"), args.repeat
+    )
+    total = whole.stat().st_size
+    volume_size = split.with_name(f"{split.name}.001").stat().st_size
+    resumes = [
+        resume(work, split, total, volume_size, int(k))
+        for k in args.resume.split(",")
+        if int(k) <= count
+    ]
+    results = {
+        "archiveBytes": total,
+        "volumes": count,
+        "splitSize": args.split_size,
+        "wholeSeconds": round(whole_time, 3),
+        "splitSeconds": round(split_time, 3),
+        "splitOverWhole": round(split_time / whole_time, 3),
+        "goal": "splitOverWhole <= 1.1",
+        "resumes": [
+            {
+                **r,
+                "bytesShare": round(r["bytesRead"] / total, 3),
+                "timeShare": round(r["seconds"] / split_time, 3),
+            }
+            for r in resumes
+        ],
+        "wholeReport": {k: whole_report[k] for k in ("bytesRead", "volumes", "bytesWritten")},
+        "splitReport": {k: split_report[k] for k in ("bytesRead", "volumes", "bytesWritten")},
+    }
+    print(json.dumps(results, indent=2))
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
