@@ -225,7 +225,43 @@ def registry_access_options(body: F) -> F:
 
 
 def _registry_flags(f: F) -> F:
-    """The flags of :func:`registry_options`, in the order help lists them (last first)."""
+    """The flags of :func:`registry_options`, in the order help lists them (last first):
+    ``--plain-http`` first, then the credential flags, then TLS and the speed floor."""
+    f = _transport_flags(f)
+    f = _credential_flags(f)
+    return click.option(
+        "--plain-http",
+        is_flag=True,
+        help="HTTP without TLS (warned about unless the registry is on this machine);"
+        " --tls-verify=false also falls back to it for a registry without TLS.",
+    )(f)
+
+
+def _credential_flags(f: F) -> F:
+    """Who the client is to the registry, and where its credentials may go (last first)."""
+    f = authfile_option(f)
+    f = click.option(
+        "--password-stdin", is_flag=True, help="Read the password of --creds from stdin."
+    )(f)
+    f = click.option(
+        "--creds",
+        "--user",
+        "user",
+        metavar="USER[:PASS]",
+        help="Registry credentials (default: those stored by `cargohold login`, `podman login`"
+        " or `docker login`, else anonymous).",
+    )(f)
+    return click.option(
+        "--trust-token-host",
+        is_flag=True,
+        help="Also send the credentials to a token service at another origin (host or port)"
+        " than the registry's, when the registry names one (never done without this; never"
+        " over plain HTTP to a TLS registry).",
+    )(f)
+
+
+def _transport_flags(f: F) -> F:
+    """How the connection is held: the TLS trust and the speed floor (last first)."""
     f = click.option(
         "--speed-time",
         type=click.FloatRange(min=0, min_open=True, max=86400),
@@ -266,31 +302,7 @@ def _registry_flags(f: F) -> F:
         help="Trust this CA certificate (PEM), or the *.crt files of this directory, besides"
         " the system's.",
     )(f)
-    f = authfile_option(f)
-    f = click.option(
-        "--password-stdin", is_flag=True, help="Read the password of --creds from stdin."
-    )(f)
-    f = click.option(
-        "--creds",
-        "--user",
-        "user",
-        metavar="USER[:PASS]",
-        help="Registry credentials (default: those stored by `cargohold login`, `podman login`"
-        " or `docker login`, else anonymous).",
-    )(f)
-    f = click.option(
-        "--trust-token-host",
-        is_flag=True,
-        help="Also send the credentials to a token service at another origin (host or port)"
-        " than the registry's, when the registry names one (never done without this; never"
-        " over plain HTTP to a TLS registry).",
-    )(f)
-    return click.option(
-        "--plain-http",
-        is_flag=True,
-        help="HTTP without TLS (warned about unless the registry is on this machine);"
-        " --tls-verify=false also falls back to it for a registry without TLS.",
-    )(f)
+    return f
 
 
 def _refuse_insecure(ctx: click.Context, param: click.Parameter, value: bool) -> None:

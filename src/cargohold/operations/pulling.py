@@ -17,7 +17,7 @@ from ..errors import (
     TransferCancelled,
 )
 from ..oci.digests import Digest
-from ..oci.graph import MAX_INDEX_DEPTH, walk
+from ..oci.graph import MAX_INDEX_DEPTH, ImageGraph, walk
 from ..oci.mediatypes import (
     DEFAULT_JSON_LIMIT,
     MAX_JSON_LIMIT,
@@ -74,32 +74,11 @@ def pull(
         store.lease() as lease_id,
     ):
         puller = _Puller(store, client, reference.path, lease_id, matcher, name)
-        top = client.get_manifest(reference.path, tag_or_digest)
-        if not (is_index(top.media_type) or is_manifest(top.media_type)):
-            raise InvalidDocumentError(
-                f"{name}: the registry returned a {top.media_type}, not an image manifest or index"
-            )
-        target = Descriptor(top.media_type, top.digest, len(top.data))
-        puller.document(target, top.data, name, depth=0, fetched=True)
+        target = puller.fetch_top(tag_or_digest)
         warnings: list[str] = []
-        found = (
-            discover_referrers(client, reference.path, [target.digest, *puller.seen], warnings)
-            if referrers
-            else []
-        )
-        for fetched in found:
-            what = f"{name}: referrer {fetched.referrer.digest.short}"
-            puller.document(_plain(fetched), fetched.data, what, depth=0, fetched=True)
+        found = puller.fetch_referrers(target, warnings) if referrers else []
         puller.fetch_blobs(progress)
-        # The import's own walk over what is now staged or stored: sizes, media types and
-        # the platform selection checked once more, on exactly the bytes to be committed.
-        graph = walk(puller.source(), target, matcher, name)
-        needed = dict(graph.blobs)
-        for fetched in found:
-            what = f"{name}: referrer {fetched.referrer.digest.short}"
-            kept = walk(puller.source(), _plain(fetched), PlatformMatcher.all(), what,
-                        read_configs=False)  # fmt: skip
-            needed.update(kept.blobs)
+        graph, needed = puller.walk_staged(target, found)
         # the import's commit; a pull takes what the registry says the name is (force)
         done = commit(
             store,
@@ -222,6 +201,43 @@ class _Puller:
             )
         self.manifests_downloaded += 1
         return response.data, True
+
+    def fetch_top(self, tag_or_digest: str | Digest) -> Descriptor:
+        """The pulled name's own manifest or index, staged with the documents under it."""
+        top = self.client.get_manifest(self.repository, tag_or_digest)
+        if not (is_index(top.media_type) or is_manifest(top.media_type)):
+            raise InvalidDocumentError(
+                f"{self.name}: the registry returned a {top.media_type}, not an image manifest"
+                " or index"
+            )
+        target = Descriptor(top.media_type, top.digest, len(top.data))
+        self.document(target, top.data, self.name, depth=0, fetched=True)
+        return target
+
+    def fetch_referrers(self, target: Descriptor, warnings: list[str]) -> list[Fetched]:
+        """The referrers of *target* and of every document pulled under it, staged; what
+        could not be discovered is said in *warnings* (see :mod:`.referrer_transfer`)."""
+        subjects = [target.digest, *self.seen]
+        found = discover_referrers(self.client, self.repository, subjects, warnings)
+        for fetched in found:
+            what = f"{self.name}: referrer {fetched.referrer.digest.short}"
+            self.document(_plain(fetched), fetched.data, what, depth=0, fetched=True)
+        return found
+
+    def walk_staged(
+        self, target: Descriptor, found: Sequence[Fetched]
+    ) -> tuple[ImageGraph, dict[Digest, Descriptor]]:
+        """The import's own walk over what is now staged or stored: sizes, media types and
+        the platform selection checked once more, on exactly the bytes to be committed;
+        returns the image's graph and every blob the commit needs (the referrers' too)."""
+        graph = walk(self.source(), target, self.matcher, self.name)
+        needed = dict(graph.blobs)
+        for fetched in found:
+            what = f"{self.name}: referrer {fetched.referrer.digest.short}"
+            kept = walk(self.source(), _plain(fetched), PlatformMatcher.all(), what,
+                        read_configs=False)  # fmt: skip
+            needed.update(kept.blobs)
+        return graph, needed
 
     def fetch_blobs(self, progress: Progress) -> None:
         """Download the configs and layers the store lacks, a few at a time, into staging."""

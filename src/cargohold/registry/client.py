@@ -20,8 +20,9 @@ client's own state (bearer tokens, the credentials it loaded) is guarded by lock
 This module holds the verbs; the concepts under them have modules of their own:
 ``credentials`` (who we are), ``auth`` (challenges, tokens, where credentials may go), ``http``
 (sending, redirects, retries, error answers), ``responses`` (reading headers and error
-documents), ``speed`` (the floor), ``downloads`` and ``uploads`` (blob transfers), and
-``messages`` (what errors say, scrubbed of secrets).
+documents), ``speed`` (the floor), ``manifests`` (tags, manifests and referrers), ``downloads``
+and ``uploads`` (blob transfers), ``arguments`` (what a caller passes, checked before it reaches
+a URL), and ``messages`` (what errors say, scrubbed of secrets).
 """
 
 from __future__ import annotations
@@ -32,17 +33,15 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import IO, Final, NamedTuple
+from typing import IO
 
 import httpx
 
 from ..errors import (
     AccessDeniedError,
     AuthenticationError,
-    ContentError,
     CredentialsError,
     ForeignRealmError,
-    InvalidReferenceError,
     RegistryConnectionError,
     RegistryContentError,
     RegistryError,
@@ -50,20 +49,13 @@ from ..errors import (
     RegistryProtocolError,
     RegistryServerError,
     RegistryTooSlowError,
-    TransferDropped,
 )
 from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME
 from ..oci.digests import Digest
-from ..oci.mediatypes import (
-    DEFAULT_JSON_LIMIT,
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
-    MAX_BLOB_SIZE,
-    OCI_INDEX,
-    OCI_MANIFEST,
-)
-from ..oci.references import DEFAULT_DOMAIN, Reference, is_tag
-from .auth import Authenticator, TokenCache, pull_scopes, push_scopes
+from ..oci.mediatypes import DEFAULT_JSON_LIMIT
+from ..oci.references import DEFAULT_DOMAIN
+from .arguments import check_floor, check_settings, check_size, checked_reference
+from .auth import Authenticator, TokenCache, pull_scopes
 from .authfiles import AuthFile, auth_files, find_credentials, load_docker_credentials
 from .credentials import (
     DOCKER_HUB_API_HOST,
@@ -74,16 +66,9 @@ from .credentials import (
 )
 from .downloads import DEFAULT_CHUNK_SIZE, BlobSink, Downloader, hash_prefix
 from .http import Attempts, RetryPolicy, Session
+from .manifests import MANIFEST_ACCEPT, ManifestInfo, ManifestResponse, Manifests
 from .messages import Reporter, Target
-from .responses import (
-    MEDIA_TYPE,
-    announced_digest,
-    content_length,
-    expect,
-    media_type,
-    own_media_type,
-)
-from .tags import MAX_TAG_PAGES, TAGS_LIMIT, next_page, parse_tags
+from .responses import content_length, expect
 from .uploads import DEFAULT_MONOLITHIC_LIMIT, DEFAULT_UPLOAD_CHUNK_SIZE, Uploader
 
 __all__ = [
@@ -113,33 +98,6 @@ __all__ = [
     "docker_config_path",
     "load_docker_credentials",
 ]
-
-#: What ``get_manifest`` asks for by default: every manifest and index type cargohold stores.
-MANIFEST_ACCEPT: Final = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
-#: Content types that say nothing about a manifest; its own ``mediaType`` is used instead.
-_GENERIC_TYPES: Final = frozenset({"application/json", "text/plain", "application/octet-stream"})
-
-
-class ManifestResponse(NamedTuple):
-    """A manifest or index as the registry sent it, verified against its digest."""
-
-    data: bytes
-    media_type: str
-    digest: Digest
-
-
-class ManifestInfo(NamedTuple):
-    """What a HEAD of a manifest tells: its type, digest and size, when the registry says."""
-
-    media_type: str | None
-    digest: Digest | None
-    size: int | None
-
-
-def _check_size(size: int) -> None:
-    """Refuse a blob size no blob can have, before it goes into a request."""
-    if type(size) is not int or not 0 <= size <= MAX_BLOB_SIZE:
-        raise ValueError(f"blob size {size!r} is out of range")
 
 
 class RegistryClient:
@@ -182,8 +140,8 @@ class RegistryClient:
         speed_limit: int = DEFAULT_SPEED_LIMIT,
         speed_time: float = DEFAULT_SPEED_TIME,
     ) -> None:
-        _check_settings(host, chunk_size, upload_chunk_size, monolithic_limit)
-        _check_floor(speed_limit, speed_time)
+        check_settings(host, chunk_size, upload_chunk_size, monolithic_limit)
+        check_floor(speed_limit, speed_time)
         self.speed_limit = speed_limit
         self.speed_time = float(speed_time)
         self.host = DEFAULT_DOMAIN if is_docker_hub(host) else host
@@ -205,6 +163,7 @@ class RegistryClient:
             self._session, self._identity, tokens,
             host=self.host, plain_http=plain_http, allow_foreign_realm=allow_foreign_realm,
         )  # fmt: skip
+        self._manifests = Manifests(self._session, self._auth, self._reporter, self.host)
         self._downloads = Downloader(self._session, self._auth, chunk_size)
         self._uploads = Uploader(
             self._session, self._auth, chunk_size=chunk_size,
@@ -245,32 +204,7 @@ class RegistryClient:
     def list_tags(self, repository: str) -> list[str]:
         """Every tag of *repository*, following the registry's ``Link`` pages (at most
         ``MAX_TAG_PAGES`` of them, each read up to ``TAGS_LIMIT`` bytes)."""
-        Reference(self.host, repository)
-        target = Target(self.host, repository)
-        url = self._session.url(f"/v2/{repository}/tags/list").copy_merge_params({"n": 1000})
-        tags: list[str] = []
-        for _ in range(MAX_TAG_PAGES):
-            response = self._auth.open(
-                "GET", url, target, "tag list", pull_scopes(repository),
-                follow_redirects=True, attempts=Attempts(self._session.retry),
-            )  # fmt: skip
-            with closing(response):
-                expect(self._reporter, response, target, "tag list", 200)
-                link = response.headers.get("link")
-                try:
-                    data = self._session.read_body(response, target, "tag list", TAGS_LIMIT)
-                except TransferDropped as dropped:
-                    raise self._reporter.error(
-                        RegistryConnectionError, target, f"tag list: {dropped.reason}"
-                    ) from None
-            tags += parse_tags(data, self._reporter, target)
-            following = next_page(link, url, self._session, self._reporter, target)
-            if following is None:
-                return tags
-            url = following
-        raise self._reporter.error(
-            RegistryProtocolError, target, f"tag list has more than {MAX_TAG_PAGES} pages"
-        )
+        return self._manifests.tags(repository)
 
     # -- manifests -------------------------------------------------------------------------
 
@@ -289,75 +223,13 @@ class RegistryClient:
         the bytes. The media type is the response's ``Content-Type`` (else the document's own
         ``mediaType``); whether it is acceptable is the caller's to judge.
         """
-        text, pinned = _reference(self.host, repository, reference)
-        target = Target(self.host, repository, text)
-        data, announced, content_type = self._read_manifest(repository, text, target, accept, limit)
-        digest = pinned or Digest.of_bytes(data)
-        for expected, source in ((pinned, "its digest"), (announced, "Docker-Content-Digest")):
-            if expected is not None and Digest.of_bytes(data, expected.algorithm) != expected:
-                actual = Digest.of_bytes(data, expected.algorithm)
-                raise self._reporter.error(
-                    RegistryContentError, target,
-                    f"manifest does not match {source} {expected}: the registry sent {actual}",
-                )  # fmt: skip
-        if content_type is None or content_type in _GENERIC_TYPES:
-            content_type = own_media_type(data) or content_type
-        if content_type is None:
-            raise self._reporter.error(RegistryProtocolError, target, "manifest has no media type")
-        return ManifestResponse(data, content_type, digest)
-
-    def _read_manifest(
-        self, repository: str, text: str, target: Target, accept: Sequence[str], limit: int
-    ) -> tuple[bytes, Digest | None, str | None]:
-        """GET a manifest's bytes, its announced digest and its Content-Type, the whole GET
-        tried again (within the retry policy) when the body breaks off."""
-        url = self._session.url(f"/v2/{repository}/manifests/{text}")
-        headers = {"Accept": ", ".join(accept)}
-        attempts = Attempts(self._session.retry)
-        while True:
-            response = self._auth.open(
-                "GET", url, target, "manifest", pull_scopes(repository),
-                headers=headers, follow_redirects=True, attempts=attempts,
-            )  # fmt: skip
-            with closing(response):
-                expect(self._reporter, response, target, "manifest", 200)
-                content_type = media_type(response)
-                announced = announced_digest(self._reporter, response, target)
-                try:
-                    data = self._session.read_body(response, target, "manifest", limit)
-                    return data, announced, content_type
-                except TransferDropped as dropped:
-                    if not attempts.retry():
-                        raise self._reporter.error(
-                            RegistryConnectionError, target, f"manifest: {dropped.reason}"
-                        ) from None
+        return self._manifests.get(repository, reference, accept, limit=limit)
 
     def head_manifest(
         self, repository: str, reference: str | Digest, accept: Sequence[str] = MANIFEST_ACCEPT
     ) -> ManifestInfo | None:
         """What the registry says of a manifest without sending it; None when it has none."""
-        text, pinned = _reference(self.host, repository, reference)
-        target = Target(self.host, repository, text)
-        response = self._auth.open(
-            "HEAD", self._session.url(f"/v2/{repository}/manifests/{text}"), target, "manifest",
-            pull_scopes(repository), headers={"Accept": ", ".join(accept)},
-            follow_redirects=True, attempts=Attempts(self._session.retry), allow={404},
-        )  # fmt: skip
-        with closing(response):
-            if response.status_code == 404:
-                return None
-            expect(self._reporter, response, target, "manifest", 200)
-            announced = announced_digest(self._reporter, response, target)
-            if pinned is not None and announced is not None and announced != pinned:
-                raise self._reporter.error(
-                    RegistryContentError, target,
-                    f"registry names manifest {pinned} by another digest, {announced}",
-                )  # fmt: skip
-            return ManifestInfo(
-                media_type(response),
-                announced or pinned,
-                content_length(self._reporter, response, target),
-            )
+        return self._manifests.head(repository, reference, accept)
 
     def put_manifest(
         self, repository: str, reference: str | Digest, data: bytes, media_type: str
@@ -368,27 +240,7 @@ class RegistryClient:
         A registry that answers with another ``Docker-Content-Digest`` changed the bytes, which
         would break every digest pointing at them: that is an error.
         """
-        text, pinned = _reference(self.host, repository, reference)
-        target = Target(self.host, repository, text)
-        if not MEDIA_TYPE.fullmatch(media_type):
-            raise ValueError(f"invalid media type {media_type[:100]!r}")
-        digest = Digest.of_bytes(data, pinned.algorithm if pinned is not None else "sha256")
-        if pinned is not None and digest != pinned:
-            raise ContentError(f"{target}: the manifest's bytes have digest {digest}")
-        response = self._auth.open(
-            "PUT", self._session.url(f"/v2/{repository}/manifests/{text}"), target,
-            "manifest upload", push_scopes(repository), headers={"Content-Type": media_type},
-            body=data, attempts=Attempts(self._session.retry),
-        )  # fmt: skip
-        with closing(response):
-            expect(self._reporter, response, target, "manifest upload", 200, 201, 202, 204)
-            announced = announced_digest(self._reporter, response, target)
-        if announced is not None and announced != Digest.of_bytes(data, announced.algorithm):
-            raise self._reporter.error(
-                RegistryContentError, target,
-                f"registry stored the manifest as {announced}, not as its bytes' {digest}",
-            )  # fmt: skip
-        return digest
+        return self._manifests.put(repository, reference, data, media_type)
 
     def get_referrers(
         self, repository: str, subject: Digest, *, limit: int = DEFAULT_JSON_LIMIT
@@ -397,25 +249,14 @@ class RegistryClient:
         when the registry has no referrers API (it answers 404 or 405, as Distribution 2.8
         does); the caller then falls back to the referrers tag schema. The index is not
         trusted: each referrer it lists is fetched by digest and its ``subject`` checked."""
-        text = f"referrers/{subject}"
-        target = Target(self.host, repository, text)
-        response = self._auth.open(
-            "GET", self._session.url(f"/v2/{repository}/{text}"), target, "referrers list",
-            pull_scopes(repository), headers={"Accept": OCI_INDEX}, follow_redirects=True,
-            attempts=Attempts(self._session.retry), allow={404, 405},
-        )  # fmt: skip
-        with closing(response):
-            if response.status_code in (404, 405):
-                return None
-            expect(self._reporter, response, target, "referrers list", 200)
-            return self._session.read_body(response, target, "referrers list", limit)
+        return self._manifests.referrers(repository, subject, limit=limit)
 
     # -- blobs -----------------------------------------------------------------------------
 
     def blob_exists(self, repository: str, digest: Digest) -> int | None:
         """The size of the blob in the repository, or None when the registry has none there."""
         target = Target(self.host, repository, str(digest))
-        _reference(self.host, repository, digest)
+        checked_reference(self.host, repository, digest)
         response = self._auth.open(
             "HEAD", self._session.url(f"/v2/{repository}/blobs/{digest}"), target, "blob",
             pull_scopes(repository), follow_redirects=True,
@@ -454,10 +295,10 @@ class RegistryClient:
         and writing (``r+b``), whose first N bytes are hashed and anything after them dropped.
         On any error the sink holds unverified bytes the caller must discard.
         """
-        _check_size(size)
+        check_size(size)
         if not 0 <= resume_from <= size:
             raise ValueError(f"resume_from={resume_from} is outside the blob's {size} bytes")
-        _reference(self.host, repository, digest)
+        checked_reference(self.host, repository, digest)
         target = Target(self.host, repository, str(digest))
         write: Callable[[memoryview], object] = sink if callable(sink) else sink.write
         if hasher is None:
@@ -478,8 +319,8 @@ class RegistryClient:
         """Ask the registry to link a blob of *from_repository* into *repository*, no bytes
         sent; True when it did. A registry that cannot (202) opens an upload session, which is
         cancelled here; ``upload_blob(mount_from=…)`` uploads through it instead."""
-        _reference(self.host, repository, digest)
-        _reference(self.host, from_repository, digest)
+        checked_reference(self.host, repository, digest)
+        checked_reference(self.host, from_repository, digest)
         target = Target(self.host, repository, str(digest))
         return self._uploads.mount(target, repository, digest, from_repository)
 
@@ -501,10 +342,10 @@ class RegistryClient:
         read: local content that does not match raises :class:`ContentError` before the
         registry could commit it.
         """
-        _check_size(size)
-        _reference(self.host, repository, digest)
+        check_size(size)
+        checked_reference(self.host, repository, digest)
         if mount_from is not None:
-            _reference(self.host, mount_from, digest)
+            checked_reference(self.host, mount_from, digest)
         target = Target(self.host, repository, str(digest))
         return self._uploads.upload(target, repository, digest, size, open_reader, mount_from)
 
@@ -515,37 +356,3 @@ def _stored_credentials(
     """The lookup of *host*'s stored credentials: in *config_path* alone, or podman's files."""
     files = [AuthFile(Path(config_path))] if config_path is not None else auth_files()
     return functools.partial(find_credentials, host, files)
-
-
-def _reference(host: str, repository: str, reference: str | Digest) -> tuple[str, Digest | None]:
-    """Validate a repository name and a tag or digest before they go into a URL; returns the
-    reference as the URL names it, and its digest when it is one."""
-    Reference(host, repository)
-    if isinstance(reference, Digest):
-        return str(reference), reference
-    if ":" in reference:
-        digest = Digest.parse(reference)
-        return str(digest), digest
-    if not is_tag(reference):
-        raise InvalidReferenceError(f"invalid tag {reference[:100]!r}")
-    return reference, None
-
-
-def _check_settings(
-    host: str, chunk_size: int, upload_chunk_size: int, monolithic_limit: int
-) -> None:
-    """Refuse a host that is no reference domain, and chunk sizes that are not positive."""
-    try:
-        Reference(host, "x")
-    except InvalidReferenceError:
-        raise InvalidReferenceError(f"invalid registry host {host[:100]!r}") from None
-    if chunk_size < 1 or upload_chunk_size < 1 or monolithic_limit < 0:
-        raise ValueError("chunk sizes must be positive")
-
-
-def _check_floor(speed_limit: int, speed_time: float) -> None:
-    """Refuse a speed floor that is not a number of bytes a second over a finite time."""
-    if type(speed_limit) is not int or speed_limit < 0:
-        raise ValueError(f"speed limit {speed_limit!r} is not a number of bytes per second")
-    if not speed_time > 0 or speed_time == float("inf"):
-        raise ValueError(f"speed time {speed_time!r} is not a positive number of seconds")
