@@ -402,3 +402,25 @@ def test_library_refusal_is_an_incomplete_delta_error(sites: Sites, tmp_path: Pa
     # the delta's omitted blobs are the base's layers (held where it was imported); the base's
     # config and manifest are not in it
     assert (result.blobs_omitted, result.blobs) == (2, 2)
+
+
+def test_a_delta_in_volumes(sites: Sites, tmp_path: Path) -> None:
+    """--against and --split-size together: the volumes are slices of the delta archive, and
+    the receiver imports them from the first volume."""
+    inv = inventory(sites.receiver, tmp_path / "receiver.inv")
+    whole = tmp_path / "delta.tar"
+    export_json(sites.sender, whole, "--against", str(inv))
+    split = tmp_path / "split" / "delta.tar"
+    split.parent.mkdir()
+    report = export_json(sites.sender, split, "--against", str(inv), "--split-size", "1KiB")
+    assert report["blobsOmitted"] == 2
+    volumes = sorted(split.parent.glob("delta.tar.0*"))
+    assert len(volumes) == report["volumes"]
+    assert len(volumes) > 1
+    assert b"".join(v.read_bytes() for v in volumes) == whole.read_bytes()
+    imported = json.loads(
+        ok(run(sites.receiver, "image", "import", "--format", "json", str(volumes[0])))
+    )
+    assert [i["digest"] for i in imported["images"]] == [sites.update_digest]
+    assert imported["volumes"] == len(volumes)
+    ok(run(sites.receiver, "image", "check", "--verify", UPDATE))
