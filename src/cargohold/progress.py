@@ -35,5 +35,32 @@ class Progress:
         """The operation ended (successfully or not): renderers clean up the terminal."""
 
 
+class Relay(Progress):
+    """Passes every event on to *inner*: the base of a progress that watches or adjusts some
+    events of an operation (counting the bytes read, supplying a known total) and leaves the
+    rendering to the one it wraps."""
+
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+
+    def start(self, title: str, total: int | None) -> None:
+        self.inner.start(title, total)
+
+    def update(self, done: int) -> None:
+        self.inner.update(done)
+
+    def blob_start(self, name: str, size: int) -> None:
+        self.inner.blob_start(name, size)
+
+    def blob_advance(self, n: int) -> None:
+        self.inner.blob_advance(n)
+
+    def blob_finish(self) -> None:
+        self.inner.blob_finish()
+
+    def finish(self) -> None:
+        self.inner.finish()
+
+
 #: Blobs at least this large get their own progress line.
 BLOB_PROGRESS_THRESHOLD = 32 << 20

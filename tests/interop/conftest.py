@@ -7,6 +7,7 @@ missing tool is a broken test machine, and each test that needs it fails saying 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -487,3 +488,21 @@ def docker_archive(
     """The umoci image as skopeo's ``docker-archive:`` tagged :data:`DEMO_REF` (read-only)."""
     out = tmp_path_factory.mktemp("archives") / "demo-docker.tar"
     return skopeo.docker_archive(umoci_image, out)
+
+
+#: The working tree's sources, so the tests run this checkout's cargohold even if not installed.
+SRC_DIR: Final = Path(__file__).resolve().parents[2] / "src"
+
+
+def cargohold(*args: str, root: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m cargohold --root ROOT ARGS...``; the caller checks the outcome."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC_DIR), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "cargohold", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )

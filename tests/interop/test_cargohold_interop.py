@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from conftest import cargohold
 
 from imagefactory import digest_of
 from streams import tar_members
@@ -28,25 +28,8 @@ DEMO_REF = "example.com/umoci/demo:1.0"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
-#: The working tree's sources, so the tests run this checkout's cargohold even if not installed.
-SRC_DIR = Path(__file__).resolve().parents[2] / "src"
-
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def cargohold(*args: str, root: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m cargohold --root ROOT ARGS...``; the caller checks the outcome."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC_DIR), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "cargohold", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

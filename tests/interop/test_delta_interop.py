@@ -6,40 +6,22 @@ its documents, yet the receiver ends with the very image a full import would giv
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import DEMO_REF
+from conftest import DEMO_REF, cargohold
 
 if TYPE_CHECKING:
     from conftest import OciLayout, Skopeo, Umoci
 
 pytestmark = pytest.mark.interop
 
-#: The working tree's sources, so the tests run this checkout's cargohold even if not installed.
-SRC_DIR = Path(__file__).resolve().parents[2] / "src"
 UPDATE_TAG = "1.1"
 UPDATE_REF = "example.com/umoci/demo:1.1"
-
-
-def cargohold(*args: str, root: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m cargohold --root ROOT ARGS...``; the caller checks the outcome."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC_DIR), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "cargohold", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

@@ -32,7 +32,7 @@ from ..limits import Limits
 from ..oci.digests import Digest
 from ..oci.platforms import Platform, PlatformMatcher
 from ..oci.signatures import PublicKey
-from ..progress import Progress
+from ..progress import Progress, Relay
 from ..storage.ingest import StagedBlob
 from .commit import NewImage, commit
 from .context import (
@@ -241,31 +241,16 @@ def check_delta_held(ctx: StoreContext, lease_id: str, omitted: dict[Digest, int
         raise incomplete(missing, ctx.namespace)
 
 
-class _BytesRead(Progress):
+class _BytesRead(Relay):
     """Passes progress on, keeping the count of archive bytes read (the import's bytesRead)."""
 
     def __init__(self, inner: Progress) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.done = 0
-
-    def start(self, title: str, total: int | None) -> None:
-        self.inner.start(title, total)
 
     def update(self, done: int) -> None:
         self.done = max(self.done, done)
         self.inner.update(done)
-
-    def blob_start(self, name: str, size: int) -> None:
-        self.inner.blob_start(name, size)
-
-    def blob_advance(self, n: int) -> None:
-        self.inner.blob_advance(n)
-
-    def blob_finish(self) -> None:
-        self.inner.blob_finish()
-
-    def finish(self) -> None:
-        self.inner.finish()
 
 
 def plan_archive(

@@ -45,7 +45,7 @@ from ..archive.volumefile import VolumeFile, volume_members
 from ..archive.volumes import RESEND, VolumeReader, VolumeSet, volume_stream
 from ..errors import CargoholdError, InUseError, VolumeError
 from ..limits import Limits
-from ..progress import Progress
+from ..progress import Progress, Relay
 from .context import StoreContext
 
 STATE_FILE: Final = "resume.json"
@@ -209,30 +209,15 @@ class ResumableRun:
         self.ctx.meta.touch_resumable(self.lease_id)
 
 
-class _Sized(Progress):
+class _Sized(Relay):
     """Progress of a read whose size the checksum list tells (a stream's is unknown)."""
 
     def __init__(self, inner: Progress, total: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.total = total
 
     def start(self, title: str, total: int | None) -> None:
         self.inner.start(title, self.total if total is None else total)
-
-    def update(self, done: int) -> None:
-        self.inner.update(done)
-
-    def blob_start(self, name: str, size: int) -> None:
-        self.inner.blob_start(name, size)
-
-    def blob_advance(self, n: int) -> None:
-        self.inner.blob_advance(n)
-
-    def blob_finish(self) -> None:
-        self.inner.blob_finish()
-
-    def finish(self) -> None:
-        self.inner.finish()
 
 
 @contextmanager
