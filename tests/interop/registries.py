@@ -9,7 +9,8 @@ import secrets
 import socket
 import subprocess
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -70,7 +71,7 @@ class Registry:
         return ["--ca-cert", str(self.cert), "--user", f"{USER}:{self.password}"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -109,7 +110,9 @@ def _config(storage: Path, port: int, tls: tuple[Path, Path] | None, htpasswd: P
     return "\n".join(lines) + "\n"
 
 
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the registry at *url* answers (200, or 401 behind htpasswd); waiting on the
+    process (it may exit) paces the polls."""
     deadline = time.monotonic() + STARTUP_DEADLINE
     last = "no answer"
     with httpx.Client(verify=False, trust_env=False, timeout=2) as client:
@@ -132,8 +135,7 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> 
 
 def start_registry(directory: Path, secure: bool) -> Generator[Registry, None, None]:
     """Run a registry in *directory* until the generator is closed."""
-    binary = require_tool("docker-registry")
-    port = _free_port()
+    port = free_port()
     tls = htpasswd = cert_dir = None
     password = None
     if secure:
@@ -151,20 +153,30 @@ def start_registry(directory: Path, secure: bool) -> Generator[Registry, None, N
         htpasswd = directory / "htpasswd"
         line = run_text([require_tool("htpasswd"), "-Bbn", USER, password]).stdout.strip()
         htpasswd.write_text(line + "\n")
-    config = directory / "config.yml"
-    config.write_text(_config(directory / "storage", port, tls, htpasswd))
+    scheme = "https" if secure else "http"
+    config = _config(directory / "storage", port, tls, htpasswd)
+    with running_registry(directory, config, f"{scheme}://127.0.0.1:{port}/v2/"):
+        yield Registry(f"127.0.0.1:{port}", secure, cert_dir, password)
+
+
+@contextmanager
+def running_registry(directory: Path, config: str, url: str) -> Iterator[None]:
+    """docker-registry serving the configuration *config* (written into *directory*, with
+    its log) until the block ends; the block starts once *url* answers."""
+    binary = require_tool("docker-registry")
+    path = directory / "config.yml"
+    path.write_text(config)
     log = directory / "registry.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [binary, "serve", str(config)],
+            [binary, "serve", str(path)],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
-        scheme = "https" if secure else "http"
-        _wait_until_ready(f"{scheme}://127.0.0.1:{port}/v2/", process, log)
-        yield Registry(f"127.0.0.1:{port}", secure, cert_dir, password)
+        wait_until_ready(url, process, log)
+        yield
     finally:
         _stop(process)

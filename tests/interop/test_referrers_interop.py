@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -23,7 +20,7 @@ import httpx
 import oras.oci  # type: ignore[import-untyped]
 import oras.provider  # type: ignore[import-untyped]
 import pytest
-from conftest import _log_tail, _stop, require_tool
+from registries import free_port, running_registry
 
 from clisupport import run
 from imagefactory import OCI_INDEX, OCI_MANIFEST, ArchiveBuilder, digest_of, dumps
@@ -37,53 +34,19 @@ from signing import (
 from snapshots import HOST
 
 REPO: Final = "team/app"
-STARTUP_DEADLINE: Final = 30.0
 SPDX_TYPE: Final = "application/spdx+json"
 
 
 def _start(directory: Path) -> Iterator[str]:
     """A plain-HTTP docker-registry on a free port; yields its host:port."""
-    binary = require_tool("docker-registry")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    config = directory / "config.yml"
-    config.write_text(
+    port = free_port()
+    config = (
         "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {json.dumps(str(directory / 'data'))}\n"
         f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n"
     )
-    log = directory / "registry.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [binary, "serve", str(config)],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        _wait_until_ready(f"http://127.0.0.1:{port}/v2/", process, log)
+    with running_registry(directory, config, f"http://127.0.0.1:{port}/v2/"):
         yield f"127.0.0.1:{port}"
-    finally:
-        _stop(process)
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Until the registry answers; waiting on the process (it may exit) paces the polls."""
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    with httpx.Client(trust_env=False, timeout=2) as client:
-        while time.monotonic() < deadline:
-            try:
-                if client.get(url).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            try:
-                status = process.wait(timeout=0.05)
-            except subprocess.TimeoutExpired:
-                continue
-            pytest.fail(f"docker-registry exited ({status})\n{_log_tail(log)}", pytrace=False)
-    _stop(process)
-    pytest.fail(f"docker-registry did not answer {url}\n{_log_tail(log)}", pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,16 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import httpx
 import pytest
-from conftest import DEMO_REF, Containerd, Skopeo, _log_tail, _stop, require_tool, run_text
+from conftest import DEMO_REF, Containerd, Skopeo, require_tool, run_text
+from registries import free_port, running_registry
 
 from cargohold.operations.store import Store
 from clisupport import run
@@ -29,7 +27,6 @@ DEMO_HOST: Final = "example.com"
 DEMO_PATH: Final = "umoci/demo"
 DEMO_TAG: Final = "1.0"
 USER: Final = "puller"
-STARTUP_DEADLINE: Final = 30.0
 
 
 @dataclass(frozen=True)
@@ -171,57 +168,19 @@ def test_skopeo_over_tls_with_htpasswd(store: ServedStore, skopeo: Skopeo, tmp_p
         assert layout_blobs(layout) == set(store.blobs)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def pull_through(server: Server, tmp_path: Path) -> Iterator[str]:
     """Distribution (docker-registry) as a pull-through cache of the cargohold server."""
-    binary = require_tool("docker-registry")
-    port = _free_port()
-    config = tmp_path / "config.yml"
-    config.write_text(
+    port = free_port()
+    config = (
         "version: 0.1\n"
         "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {json.dumps(str(tmp_path / 'cache'))}\n"
         f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n"
         f"proxy:\n  remoteurl: {server.url}\n"
     )
-    log = tmp_path / "registry.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [binary, "serve", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_until_ready(f"http://127.0.0.1:{port}/v2/", process, log)
+    with running_registry(tmp_path, config, f"http://127.0.0.1:{port}/v2/"):
         yield f"127.0.0.1:{port}"
-    finally:
-        _stop(process)
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    with httpx.Client(trust_env=False, timeout=2) as client:
-        while time.monotonic() < deadline:
-            try:
-                if client.get(url).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            try:
-                status = process.wait(timeout=0.05)
-            except subprocess.TimeoutExpired:
-                continue
-            pytest.fail(f"docker-registry exited with {status}\n{_log_tail(log)}", pytrace=False)
-    _stop(process)
-    pytest.fail(f"docker-registry did not answer {url}\n{_log_tail(log)}", pytrace=False)
 
 
 def test_distribution_as_a_pull_through_cache_in_front(
