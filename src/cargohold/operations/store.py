@@ -2,20 +2,21 @@
 
 A :class:`Store` is a root directory (blobs on disk, metadata in SQLite, a version file) seen
 through one namespace (:class:`~cargohold.operations.context.StoreContext`). Names and
-namespaces are kept here; each other verb lives in a module of its own (importing, exporting,
-inspecting, content, transfer), imported when it is first used so that a command pays only for
-what it runs. Each verb owns the ordering that makes it safe: blobs are committed and synced
-before any name points at them, and names change in one transaction.
+namespaces are kept here; the verbs that move images in and out (import, export, pull, push,
+sync) are a layer below it (:class:`~cargohold.operations.transfer_verbs.TransferVerbs`), and
+each other verb lives in a module of its own (inspecting, content, referrers, verifying),
+imported when it is first used so that a command pays only for what it runs. Each verb owns
+the ordering that makes it safe: blobs are committed and synced before any name points at
+them, and names change in one transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
-from ..archive.compression import Compression
 from ..errors import (
     AlreadyExistsError,
     AmbiguousImageError,
@@ -25,42 +26,35 @@ from ..errors import (
     InvalidReferenceError,
     NotFoundError,
 )
-from ..limits import Limits
 from ..oci.digests import Digest
 from ..oci.graph import walk
 from ..oci.platforms import Platform, PlatformMatcher
 from ..oci.references import Reference, check_name_digest
 from ..oci.referrers import Referrer
-from ..progress import Progress
 from ..storage.gc import RESUMABLE_MAX_AGE, GcResult, ResumableImport, collect
 from ..storage.metadata import ImageRecord, Namespace
 from .context import StoreContext, check_namespace, digest_query, image_target, renamed
 from .results import (
     CheckResult,
     ContentInfo,
-    ExportResult,
     ImageInfo,
     ImageInspection,
-    ImportResult,
     RemoveResult,
 )
+from .transfer_verbs import TransferVerbs
 
 if TYPE_CHECKING:
-    from ..archive.writer import RefNameForm
     from .inventory import InventoryResult
-    from .pushingall import PushAllEntry, PushAllResult
-    from .syncing import SyncEntry, SyncResult
-    from .synclists import SyncList
-    from .transfer import ClientFactory, PullResult, PushResult
     from .verifying import VerifiedImage
 
 #: containerd's limit on a label's key and value together.
 MAX_LABEL_BYTES = 4096
 
 
-class Store(StoreContext):
+class Store(TransferVerbs):
     """A cargohold store at *root*, seen through *namespace*; *mode* ``"read"`` opens an
-    existing store without creating or changing anything (see :class:`StoreContext`)."""
+    existing store without creating or changing anything (see :class:`StoreContext`).
+    Import, export, pull, push and sync come from :class:`TransferVerbs`."""
 
     def __enter__(self) -> Store:
         return self
@@ -314,143 +308,6 @@ class Store(StoreContext):
                 raise NotFoundError(f"namespace {name} not found")
             self.meta.release_namespace(db, name)
 
-    # -- import and export ---------------------------------------------------------------
-
-    def import_archive(
-        self,
-        source: str | Path | BinaryIO,
-        *,
-        base_name: str | None = None,
-        tags: Sequence[str] = (),
-        digests: bool = False,
-        index_name: str | None = None,
-        platforms: Sequence[str | Platform] = (),
-        all_platforms: bool = False,
-        force: bool = False,
-        skip_missing: bool = False,
-        compress_blobs: bool = False,
-        progress: Progress | None = None,
-        limits: Limits | None = None,
-        require_signature: str | Path | None = None,
-    ) -> ImportResult:
-        """Import an archive (a path, ``"-"`` for stdin, or a binary stream), all or nothing
-        (see :func:`cargohold.operations.importing.import_archive`)."""
-        from . import importing
-
-        return importing.import_archive(
-            self,
-            source,
-            base_name=base_name,
-            tags=tags,
-            digests=digests,
-            index_name=index_name,
-            platforms=platforms,
-            all_platforms=all_platforms,
-            force=force,
-            skip_missing=skip_missing,
-            compress_blobs=compress_blobs,
-            progress=progress,
-            limits=limits,
-            require_signature=require_signature,
-        )
-
-    def export(
-        self,
-        out: str | Path | BinaryIO,
-        refs: Sequence[str],
-        *,
-        platforms: Sequence[str | Platform] = (),
-        all_platforms: bool = False,
-        skip_manifest_json: bool = False,
-        skip_non_distributable: bool = False,
-        compress: Compression = "none",
-        layout_dir: bool = False,
-        progress: Progress | None = None,
-        sync: bool = False,
-        verify: bool = False,
-        ref_name: RefNameForm = "full",
-        name_as: str | None = None,
-        against: Sequence[str | Path] = (),
-        referrers: bool = True,
-        split_size: int | None = None,
-    ) -> ExportResult:
-        """Write the images *refs* to *out*, a path, ``"-"`` for stdout, or a binary stream
-        (see :func:`cargohold.operations.exporting.export`)."""
-        from . import exporting
-
-        return exporting.export(
-            self,
-            out,
-            refs,
-            platforms=platforms,
-            all_platforms=all_platforms,
-            skip_manifest_json=skip_manifest_json,
-            skip_non_distributable=skip_non_distributable,
-            compress=compress,
-            layout_dir=layout_dir,
-            progress=progress,
-            sync=sync,
-            verify=verify,
-            ref_name=ref_name,
-            name_as=name_as,
-            against=against,
-            referrers=referrers,
-            split_size=split_size,
-        )
-
-    # -- registries ----------------------------------------------------------------------
-
-    def pull(
-        self,
-        ref: str,
-        *,
-        platforms: Sequence[str | Platform] = (),
-        all_platforms: bool = False,
-        client_factory: ClientFactory | None = None,
-        progress: Progress | None = None,
-        referrers: bool = True,
-    ) -> PullResult:
-        """Pull *ref* from its registry under its normalised name, all or nothing (see
-        :func:`cargohold.operations.pulling.pull`). *client_factory* makes the
-        :class:`~cargohold.registry.RegistryClient` for a host (default: TLS, docker config)."""
-        from . import pulling, transfer  # the HTTP stack loads only for commands that need it
-
-        return pulling.pull(
-            self,
-            ref,
-            client_factory or transfer.default_client_factory,
-            platforms=platforms,
-            all_platforms=all_platforms,
-            progress=progress,
-            referrers=referrers,
-        )
-
-    def push(
-        self,
-        ref: str,
-        destination: str | None = None,
-        *,
-        platforms: Sequence[str | Platform] = (),
-        all_platforms: bool = False,
-        client_factory: ClientFactory | None = None,
-        progress: Progress | None = None,
-        referrers: bool = True,
-    ) -> PushResult:
-        """Push the stored image *ref* to *destination* (default: its own name); see
-        :func:`cargohold.operations.pushing.push`."""
-        from . import pushing, transfer
-
-        return pushing.push(
-            self,
-            ref,
-            destination,
-            client_factory or transfer.default_client_factory,
-            platforms=platforms,
-            all_platforms=all_platforms,
-            progress=progress,
-            referrers=referrers,
-        )
-
     # -- referrers and signatures --------------------------------------------------------
 
     def referrers(self, subject: str | Digest, artifact_type: str | None = None) -> list[Referrer]:
@@ -470,62 +327,6 @@ class Store(StoreContext):
         from .verifying import verify
 
         return verify(self, refs, key, identity)
-
-    def sync(
-        self,
-        lists: SyncList,
-        *,
-        platforms: Sequence[str | Platform] = (),
-        all_platforms: bool = False,
-        client_factory: ClientFactory | None = None,
-        jobs: int = 4,
-        dry_run: bool = False,
-        prune: bool = False,
-        report: Callable[[SyncEntry], None] | None = None,
-    ) -> SyncResult:
-        """Bring the store in line with *lists* (see :func:`cargohold.operations.syncing.sync`;
-        read them with :func:`cargohold.operations.synclists.read`)."""
-        from . import syncing, transfer
-
-        return syncing.sync(
-            self,
-            lists,
-            client_factory or transfer.default_client_factory,
-            platforms=platforms,
-            all_platforms=all_platforms,
-            jobs=jobs,
-            dry_run=dry_run,
-            prune=prune,
-            report=report,
-        )
-
-    def push_all(
-        self,
-        dest: str,
-        filters: Sequence[str] = (),
-        *,
-        platforms: Sequence[str | Platform] = (),
-        all_platforms: bool = False,
-        client_factory: ClientFactory | None = None,
-        jobs: int = 4,
-        report: Callable[[PushAllEntry], None] | None = None,
-        referrers: bool = True,
-    ) -> PushAllResult:
-        """Push every image (those *filters* select) under *dest*, keeping repository paths
-        and tags (see :func:`cargohold.operations.pushingall.push_all`)."""
-        from . import pushingall, transfer
-
-        return pushingall.push_all(
-            self,
-            dest,
-            client_factory or transfer.default_client_factory,
-            filters=filters,
-            platforms=platforms,
-            all_platforms=all_platforms,
-            jobs=jobs,
-            report=report,
-            referrers=referrers,
-        )
 
 
 def _check_label(key: str, value: str) -> None:
