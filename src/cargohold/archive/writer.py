@@ -19,7 +19,7 @@ from typing import IO, BinaryIO, Final, Literal, cast
 
 from ..errors import CargoholdError, ContentError, DamagedBlobError, StorageFullError
 from ..oci.digests import Digest
-from ..oci.graph import ImageGraph, walk
+from ..oci.graph import walk
 from ..oci.mediatypes import (
     ANNOTATION_IMAGE_NAME,
     ANNOTATION_REF_NAME,
@@ -40,6 +40,7 @@ from ..storage.metadata import ImageRecord
 from . import compression
 from .compression import Compression
 from .delta import DELTA_MEMBER, encode_delta
+from .manifestjson import DockerManifest, blob_path
 
 OCI_LAYOUT: Final = b'{"imageLayoutVersion":"1.0.0"}'
 _BLOCK: Final = 512
@@ -81,10 +82,10 @@ def plan_export(
     full name, and containerd reads that first. *referrers* gives the referrers kept for the
     image's documents (and theirs), which go along: see :func:`_add_referrers`. The blobs
     *held* says the receiver holds are left out (a delta, see :mod:`.delta`): listed in its own
-    member, without ``manifest.json``."""
+    member, without ``manifest.json``. That document's entries are :mod:`.manifestjson`'s."""
     plan = ExportPlan()
     entries: list[dict[str, object]] = []
-    docker: dict[Digest, _DockerEntry] = {}
+    docker = DockerManifest()
     for image in images:
         reference = Reference.parse(image.name)
         target = Descriptor(image.media_type, image.digest, image.size, image.annotations)
@@ -104,15 +105,15 @@ def plan_export(
         entries.append(
             Descriptor(target.media_type, target.digest, target.size, annotations).to_json()
         )
-        _add_docker_entry(docker, graph, matcher, reference)
+        docker.add(graph, matcher, reference)
         if referrers is not None:
             found = referrers(graph.documents)
             _add_referrers(blobs, plan, entries, found, reference, ref_name)
     # a digest one image names as a foreign layer may be a document another image needs
     plan.skipped = [desc for desc in plan.skipped if desc.digest not in plan.blobs]
     plan.index_json = dump_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
-    if not skip_manifest_json and docker:
-        plan.manifest_json = dump_json([entry.to_json() for entry in docker.values()])
+    if not skip_manifest_json:
+        plan.manifest_json = docker.encode()
     if held is not None:
         _omit_held(plan, held)
     return plan
@@ -163,50 +164,12 @@ def _omit_held(plan: ExportPlan, held: Callable[[Descriptor], bool]) -> None:
     plan.delta_json = encode_delta({d: desc.size for d, desc in plan.omitted.items()})
 
 
-@dataclass(slots=True)
-class _DockerEntry:
-    """One ``manifest.json`` entry: docker loads one platform's manifest per image."""
-
-    config: Digest
-    layers: list[Digest]
-    tags: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "Config": _blob_path(self.config),
-            "RepoTags": self.tags or None,
-            "Layers": [_blob_path(layer) for layer in self.layers],
-        }
-
-
-def _add_docker_entry(
-    docker: dict[Digest, _DockerEntry],
-    graph: ImageGraph,
-    matcher: PlatformMatcher,
-    reference: Reference,
-) -> None:
-    chosen = graph.preferred(matcher)
-    if chosen is None:
-        return
-    manifest = chosen.manifest
-    entry = docker.setdefault(
-        chosen.descriptor.digest,
-        _DockerEntry(manifest.config.digest, [layer.digest for layer in manifest.layers]),
-    )
-    if reference.digest is None and reference.familiar() not in entry.tags:
-        entry.tags.append(reference.familiar())
-
-
-def _blob_path(digest: Digest) -> str:
-    return f"blobs/{digest.algorithm}/{digest.hex}"
-
-
 def _records(plan: ExportPlan) -> list[tuple[str, Digest | bytes | None]]:
     """The archive's members in their fixed order: sorted by name, as containerd writes them."""
     directories = {f"blobs/{d.algorithm}/" for d in plan.blobs}
     records: list[tuple[str, Digest | bytes | None]] = [("blobs/", None)] if plan.blobs else []
     records += [(d, None) for d in directories]
-    records += [(_blob_path(d), d) for d in plan.blobs]
+    records += [(blob_path(d), d) for d in plan.blobs]
     records.append(("index.json", plan.index_json))
     if plan.delta_json is not None:
         records.append((DELTA_MEMBER, plan.delta_json))

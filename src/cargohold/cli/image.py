@@ -1,6 +1,6 @@
 """``cargohold image``: the images of the store. The commands that look at and name images
-are here; those that move images in and out live in :mod:`.image_transfer`, imported only when
-one of them runs (``image ls`` does not pay for them)."""
+are here; those that move images in and out live in :mod:`.image_transfer` and
+:mod:`.image_export`, imported only when one of them runs (``image ls`` does not pay for them)."""
 
 from __future__ import annotations
 
@@ -41,10 +41,10 @@ if TYPE_CHECKING:
     from ..operations.results import CheckResult, ImageInfo, ImageInspection, ManifestInspection
 
 
-#: The commands of :mod:`.image_transfer`, imported when first looked up.
+#: The commands of :mod:`.image_transfer` and its siblings, imported when first looked up.
 TRANSFER_COMMANDS = {
     "import": ".image_transfer:import_",
-    "export": ".image_transfer:export",
+    "export": ".image_export:export",
     "pull": ".image_transfer:pull",
     "push": ".image_transfer:push",
     "verify": ".image_verify:verify",

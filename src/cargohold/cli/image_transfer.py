@@ -1,9 +1,10 @@
-"""The image commands that move images in and out of the store: ``import`` and ``export``
-(archives), ``pull`` and ``push`` (registries). :mod:`.image` puts them in the image group."""
+"""The image commands that move images in and out of the store: ``import`` (archives),
+``pull`` and ``push`` (registries); ``export`` is :mod:`.image_export`'s. :mod:`.image` puts
+them in the image group."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import click
 
@@ -11,10 +12,9 @@ from ..errors import CargoholdError
 from ..limits import Limits
 from .completion import complete_images, complete_paths
 from .context import Context, pass_context
-from .jsonout import export_json, import_json, pull_json, push_all_json, push_json
+from .jsonout import import_json, pull_json, push_all_json, push_json
 from .options import (
     BoolValueCommand,
-    ByteSize,
     PlatformSelection,
     format_option,
     limit_options,
@@ -27,17 +27,29 @@ from .options import (
 )
 from .progress import make_progress
 from .render import echo, print_json, warn
-from .streams import is_stdout, refuse_terminal_stdin, refuse_terminal_stdout
+from .streams import refuse_terminal_stdin
 from .sync import jobs_option
-from .transports import Location, parse_location
+from .transports import parse_location
 from .units import counted, human_size
 
 if TYPE_CHECKING:
-    from ..archive.compression import Compression
-    from ..archive.writer import RefNameForm
     from ..operations.results import ImportResult
-    from ..operations.transfer import ClientFactory
+    from ..operations.transfer import ClientFactory, PushResult
     from .access import RegistryAccess
+
+
+class ImportFlags(TypedDict):
+    """The flags of ``image import`` that
+    :meth:`~cargohold.operations.store.Store.import_archive` takes as they are, under the same
+    names (mypy checks the two agree)."""
+
+    base_name: str | None
+    index_name: str | None
+    force: bool
+    skip_missing: bool
+    compress_blobs: bool
+    require_signature: str | None
+    limits: Limits
 
 
 @click.command("import")
@@ -97,22 +109,16 @@ if TYPE_CHECKING:
 def import_(
     ctx: Context,
     archive: str,
-    base_name: str | None,
     tags: tuple[str, ...],
     digests: bool,
     skip_digest_for_named: bool,
-    index_name: str | None,
     selection: PlatformSelection,
-    force: bool,
-    skip_missing: bool,
-    compress_blobs: bool,
     no_unpack: bool,
     local: bool,
-    require_signature: str | None,
-    limits: Limits,
     output_format: str,
     progress_mode: str,
     quiet: bool,
+    **flags: Unpack[ImportFlags],
 ) -> None:
     """Import the images of an archive: a tar (FILE, or - for stdin) of an OCI image layout
     (ctr, skopeo, podman, regctl, docker 25+) or of docker save's format, plain or gzip, zstd,
@@ -136,29 +142,22 @@ def import_(
     --resumable-max-age).
     """
     location = parse_location(archive)
-    archive = location.path
     if location.reference is not None:
         tags = (location.reference, *tags)
-    refuse_terminal_stdin(archive)
+    refuse_terminal_stdin(location.path)
     with ctx.store("write") as store:
         result = store.import_archive(
-            archive,
-            base_name=base_name,
+            location.path,
             tags=tags,
             digests=digests and not skip_digest_for_named,
-            index_name=index_name,
             platforms=selection.platforms,
             all_platforms=selection.all_platforms,
-            force=force,
-            skip_missing=skip_missing,
-            compress_blobs=compress_blobs,
             progress=make_progress(progress_mode, quiet=quiet),
-            limits=limits,
-            require_signature=require_signature,
+            **flags,
         )
     for warning in result.warnings:
         warn(warning)
-    if archive == "-" and base_name is None and not tags:
+    if location.path == "-" and flags["base_name"] is None and not tags:
         _warn_dated_names(result)
     if output_format == "json":
         print_json(import_json(result))
@@ -196,176 +195,6 @@ def _print_imported(result: ImportResult) -> None:
         f" {human_size(result.bytes_written)} written,"
         f" {human_size(result.bytes_deduplicated)} deduplicated"
     )
-
-
-@click.command("export")
-@click.argument("out", metavar="OUT|-", shell_complete=complete_paths)
-@click.argument("refs", metavar="REF...", nargs=-1, required=True)
-@platform_options
-@click.option("--skip-manifest-json", is_flag=True, help="Leave out docker's manifest.json.")
-@click.option(
-    "--skip-non-distributable", is_flag=True, help="Leave out non-distributable (foreign) layers."
-)
-@click.option(
-    "--compress",
-    type=click.Choice(["none", "gzip", "zstd"]),
-    default="none",
-    show_default=True,
-    help="Compress the whole archive.",
-)
-@click.option(
-    "--layout",
-    "archive_format",
-    type=click.Choice(["tar", "oci-dir"]),
-    help="A tar archive (the default), or an OCI image layout directory at OUT.",
-)
-@click.option(
-    "--ref-name",
-    type=click.Choice(["full", "tag"]),
-    default="full",
-    show_default=True,
-    help="What org.opencontainers.image.ref.name holds: the full reference, which skopeo"
-    " and umoci need, or only the tag, as ctr export writes.",
-)
-@click.option(
-    "--sync",
-    is_flag=True,
-    help="Flush the archive to disk before it appears under its name (survives a power"
-    " loss; slower).",
-)
-@click.option(
-    "--verify",
-    is_flag=True,
-    help="Hash every blob as it is written and fail if the store's copy does not match its"
-    " digest (the archive is then not written; a stream stops before its index). Reads the"
-    " blobs through Python instead of the kernel's copy: slower.",
-)
-@click.option(
-    "--against",
-    multiple=True,
-    metavar="FILE",
-    help="Leave out the blobs the receiver holds, as FILE says: its inventory (content"
-    " inventory), an archive shipped to it before, or an OCI layout directory. Repeated, a"
-    " blob is left out only when every FILE holds it. The archive is then a delta: it lists"
-    " what it left out, has no manifest.json, and imports only where those blobs are held.",
-)
-@click.option(
-    "--no-referrers",
-    is_flag=True,
-    help="Leave out the images' signatures, attestations and SBOMs.",
-)
-@click.option(
-    "--split-size",
-    type=ByteSize(),
-    metavar="SIZE",
-    help="Write OUT.001, OUT.002, … of SIZE bytes each (4GiB, 700MiB) and OUT.sha256, their"
-    " checksums for sha256sum -c; cat OUT.0* is the archive.",
-)
-@progress_option
-@quiet_option
-@click.option(
-    "--format",
-    "format_choice",
-    type=click.Choice(["text", "json", "tar", "oci-dir"]),
-    help="Report format, as on every command: text (the default), or json for what was"
-    " written. tar and oci-dir choose the archive's form instead, as --layout does.",
-)
-@click.option(
-    "--output-format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    hidden=True,  # the first spelling of --format json, kept for scripts
-)
-@pass_context
-def export(
-    ctx: Context,
-    out: str,
-    refs: tuple[str, ...],
-    selection: PlatformSelection,
-    skip_manifest_json: bool,
-    skip_non_distributable: bool,
-    compress: Compression,
-    archive_format: str | None,
-    ref_name: RefNameForm,
-    sync: bool,
-    verify: bool,
-    against: tuple[str, ...],
-    no_referrers: bool,
-    split_size: int | None,
-    progress_mode: str,
-    quiet: bool,
-    format_choice: str | None,
-    output_format: str | None,
-) -> None:
-    """Write images to an archive (OUT, or - for stdout): an OCI image layout with docker's
-    manifest.json, readable by ctr, skopeo, podman and docker. Byte-reproducible.
-
-    With --compress the whole archive is gzip or zstd compressed; cargohold, ctr 2.x, docker
-    and podman read those directly. With --layout oci-dir, OUT is a new layout directory.
-
-    skopeo's prefixes choose the format: oci-archive:OUT and docker-archive:OUT write the
-    tar (both hold index.json and manifest.json), oci:DIR a layout directory. A reference
-    after the path (oci-archive:OUT:NAME) writes the one image REF under NAME.
-
-    A regular file at OUT is replaced atomically (keeping its mode, and its group and owner
-    where permitted); a symlink is written through to its file; a FIFO or device at OUT is
-    written in place, like -.
-
-    With --split-size the archive is written in volumes OUT.001, OUT.002, … (as many digits
-    as needed, at least three) and OUT.sha256, which `sha256sum -c OUT.sha256` checks in
-    their folder. `image import OUT.001` reads them back, checking each volume, and resumes
-    after a volume that was missing or damaged once it is replaced."""
-    location = parse_location(out)
-    out = location.path
-    if format_choice in ("tar", "oci-dir"):
-        if archive_format not in (None, format_choice):
-            raise click.UsageError(
-                f"--format {format_choice} contradicts --layout {archive_format}"
-            )
-        archive_format = format_choice
-    elif format_choice is not None:
-        output_format = format_choice
-    layout_dir = _layout_dir(location, archive_format, skip_manifest_json)
-    refuse_terminal_stdout(out)
-    with ctx.store("read") as store:
-        result = store.export(
-            out,
-            refs,
-            platforms=selection.platforms,
-            all_platforms=selection.all_platforms,
-            skip_manifest_json=skip_manifest_json,
-            skip_non_distributable=skip_non_distributable,
-            compress=compress,
-            layout_dir=layout_dir,
-            progress=make_progress(progress_mode, quiet=quiet),
-            sync=sync,
-            verify=verify,
-            ref_name=ref_name,
-            name_as=location.reference,
-            against=against,
-            referrers=not no_referrers,
-            split_size=split_size,
-        )
-    if output_format == "json":
-        # with the archive on stdout, the report goes to stderr
-        print_json(export_json(result), err=is_stdout(out))
-
-
-def _layout_dir(location: Location, archive_format: str | None, skip_manifest_json: bool) -> bool:
-    """Whether to write a layout directory: --format, or the transport prefix; the two must
-    agree, and docker-archive: without manifest.json would not be a docker archive."""
-    if location.transport is None:
-        return archive_format == "oci-dir"
-    wanted = "oci-dir" if location.transport == "oci" else "tar"
-    if archive_format is not None and archive_format != wanted:
-        raise CargoholdError(
-            f"--layout {archive_format} contradicts {location.transport}:{location.path}"
-        )
-    if location.transport == "docker-archive" and skip_manifest_json:
-        raise CargoholdError(
-            f"docker-archive:{location.path} needs manifest.json; drop --skip-manifest-json"
-        )
-    return wanted == "oci-dir"
 
 
 @click.command("pull", cls=BoolValueCommand)
@@ -499,14 +328,19 @@ def push(
     if output_format == "json":
         print_json(push_json(result))
     elif not quiet:
-        echo(f"{result.destination}  {result.digest.algorithm}:{result.digest.short}  pushed")
-        echo(
-            f"{counted(result.blobs_uploaded, 'blob')} uploaded"
-            f" ({human_size(result.bytes_uploaded)}),"
-            f" {result.blobs_mounted} mounted, {result.blobs_present} already there"
-        )
-        if result.referrers:
-            echo(f"{counted(result.referrers, 'referrer')} (signatures, attestations, SBOMs)")
+        _print_pushed(result)
+
+
+def _print_pushed(result: PushResult) -> None:
+    """Where the image went with its short digest, then what was sent and what was not."""
+    echo(f"{result.destination}  {result.digest.algorithm}:{result.digest.short}  pushed")
+    echo(
+        f"{counted(result.blobs_uploaded, 'blob')} uploaded"
+        f" ({human_size(result.bytes_uploaded)}),"
+        f" {result.blobs_mounted} mounted, {result.blobs_present} already there"
+    )
+    if result.referrers:
+        echo(f"{counted(result.referrers, 'referrer')} (signatures, attestations, SBOMs)")
 
 
 def _push_all(
