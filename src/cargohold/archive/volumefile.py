@@ -110,6 +110,16 @@ class VolumeFile(io.RawIOBase):
         for check in self._checks.values():
             check.result()
 
+    def blame(self) -> None:
+        """After the import failed on what it read (a member that does not match its digest):
+        wait for the checks of the volumes it read from, so that a damaged volume is named as
+        the cause rather than what it broke (the checks run behind the reads). Raises that
+        volume's :class:`VolumeError`; returns when they are sound (the failure stands)."""
+        with self._fds_lock:
+            touched = max(self._fds, default=0)
+        for number in range(self.trusted + 1, touched + 1):
+            self._checks[number].result()
+
     # -- files --------------------------------------------------------------------------
 
     def _fd(self, number: int) -> int:

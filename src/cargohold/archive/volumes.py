@@ -230,6 +230,19 @@ class VolumeReader(io.RawIOBase):
         if self.on_verified is not None:
             self.on_verified(verified)
 
+    def blame(self) -> None:
+        """After the stream's reader failed in the middle of a volume (a member that does not
+        match its digest, a decompression error): read the rest of that volume and check it,
+        so that a damaged volume is named as the cause rather than what it broke. Raises its
+        :class:`VolumeError`; returns when the volume is sound (the failure stands)."""
+        if self._fd < 0 or self.number <= self.trusted:
+            return
+        scratch = memoryview(bytearray(1 << 20))
+        size = self.volumes.listed.size(self.number)
+        while self._done < size:
+            self._read(scratch[: min(len(scratch), size - self._done)])
+        self._verify()
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

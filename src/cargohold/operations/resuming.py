@@ -135,10 +135,27 @@ class ResumableRun:
                 volume_stream(self.reader), _Sized(progress, remaining), "import", limits
             ) as found:
                 yield found
-        except Exception:
+        except Exception as exc:
+            cause = self._blame(exc)
             with contextlib.suppress(Exception):  # the failure is the one to report
                 self.stopped()
+            if cause is not None:
+                raise cause from None
             raise
+
+    def _blame(self, failure: Exception) -> VolumeError | None:
+        """The damaged volume behind *failure*, when one is: a swapped or damaged volume can
+        break a member (or the decompressor) before its own checksum is compared, and the
+        volume to re-send is what the user must be told. Either way the checks of the
+        volumes read are waited for first, so that what this run recorded as verified (and a
+        re-run need not read again) is all it verified."""
+        try:
+            self.reader.blame()
+        except VolumeError as exc:
+            return None if isinstance(failure, VolumeError) else exc
+        except Exception:  # the volume could not be looked at again: the failure stands
+            return None
+        return None
 
     def _restore(self, contents: ArchiveContents, earlier: list[Record]) -> None:
         self.contents = contents
