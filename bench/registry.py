@@ -189,7 +189,9 @@ def report(
         sk = statistics.median(samples[f"skopeo {operation}"])
         verdict = "PASS" if ch / sk <= goal else "MISS"
         rows[operation] = {"cargohold": ch, "skopeo": sk, "ratio": ch / sk, "goal": goal}
-        print(f"  {operation:<18} {ch:9.3f}s {sk:9.3f}s {ch / sk:7.2f} {'≤':>2}{goal:4.1f} {verdict}")
+        print(
+            f"  {operation:<18} {ch:9.3f}s {sk:9.3f}s {ch / sk:7.2f} {'≤':>2}{goal:4.1f} {verdict}"
+        )
     print(f"  load average {load[0][0]:.2f} before, {load[1][0]:.2f} after ({os.cpu_count()} CPUs)")
     result = {
         "layers": args.layers, "layer_mb": args.layer_mb, "samples": samples, "summary": rows,
