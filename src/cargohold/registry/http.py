@@ -9,6 +9,7 @@ by port, and reaches a registry on this machine directly, never through a proxy.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Final, TypeAlias
 
-import certifi
 import httpx
 
 from ..errors import (
@@ -137,7 +137,7 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_NONE
         return context
     context = ssl.create_default_context()
-    context.load_verify_locations(cafile=certifi.where())
+    context.load_verify_locations(cafile=certifi_bundle())
     if isinstance(verify, str):
         try:
             if os.path.isdir(verify):  # podman's --cert-dir, skopeo sync's cert-dir
@@ -150,6 +150,20 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext:
             reason = getattr(exc, "strerror", None) or clean(str(exc))
             raise RegistryError(f"cannot load CA certificate {verify}: {reason}") from None
     return context
+
+
+def certifi_bundle() -> str:
+    """certifi's CA file. Its path is found without importing certifi when the package is a
+    plain directory, as pip installs it: certifi's import loads ``importlib.resources``, a
+    tenth of the start-up of a registry command, to find a file that is right there."""
+    spec = importlib.util.find_spec("certifi")
+    for directory in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = os.path.join(directory, "cacert.pem")
+        if os.path.isfile(path):
+            return path
+    import certifi  # a zipped or otherwise unusual install: let certifi say where
+
+    return certifi.where()
 
 
 def answers_plain_http_only(host: str, timeout: float = 10.0) -> bool:
