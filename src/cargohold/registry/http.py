@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Final, TypeAlias
+from urllib.request import getproxies
 
 import httpx
 
@@ -38,6 +39,7 @@ from ..errors import (
 )
 from ..version import __version__
 from .credentials import Identity
+from .lazytls import LazyTLSTransport
 from .messages import Reporter, Target, clean, show_url
 from .responses import check_encoding, content_length, read_error_document, retry_after
 from .speed import SpeedMeter, metered
@@ -152,6 +154,15 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext:
     return context
 
 
+def _tls_can_wait(base_url: httpx.URL, verify: bool | str, trust_env: bool) -> bool:
+    """Whether the trust store may load on the first TLS request rather than now: for a
+    registry over plain HTTP, unless a CA file was given (a bad one is refused at once, as
+    ever) or the environment names proxies (their transports take the context now)."""
+    if base_url.scheme != "http" or isinstance(verify, str):
+        return False
+    return not (trust_env and getproxies())
+
+
 def certifi_bundle() -> str:
     """certifi's CA file. Its path is found without importing certifi when the package is a
     plain directory, as pip installs it: certifi's import loads ``importlib.resources``, a
@@ -258,13 +269,18 @@ class Session:
         direct: dict[str, httpx.BaseTransport | None] = {}
         if is_loopback(base_url.host):
             direct[f"all://{base_url.netloc.decode('ascii')}"] = None
+        if transport is None and _tls_can_wait(base_url, verify, trust_env):
+            transport = LazyTLSTransport(lambda: ssl_context(verify), trust_env=trust_env)
+            context: ssl.SSLContext | None = None  # the client's own transport is not made
+        else:
+            context = ssl_context(verify)
         self._client = httpx.Client(
             mounts=direct,
             # No cookies: a cookie is scoped by host, not port, so one the registry set would
             # follow to a token service or storage host on another port. Docker keeps none
             # either, so no registry can depend on them.
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
-            verify=ssl_context(verify),
+            verify=context if context is not None else False,
             timeout=timeout,
             follow_redirects=False,
             trust_env=trust_env,
