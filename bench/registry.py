@@ -14,7 +14,8 @@ OCI layout, imported into a cargohold store, and timed, each round (the two tool
 
     python3 bench/registry.py [--workdir DIR] [--layers 4] [--layer-mb 64] [--repeat 3]
 
-Prints the median, min and max seconds of each, cargohold / skopeo (below 1: cargohold is
+Also times ``python3 -c pass`` and ``cargohold --version`` each round, the start-up every
+command pays. Prints the median seconds of each, cargohold / skopeo (below 1: cargohold is
 faster) beside the goal, and writes everything to WORKDIR/registry-results.json. Like
 ``run.py``, it times a byte-compiled copy of this checkout's ``src/`` taken at the start.
 """
@@ -124,6 +125,9 @@ class Bench:
 
     def round(self, host: str, flip: bool) -> None:
         """Every operation once, the tools in the order *flip* says."""
+        # The floor of any Python command, and cargohold's own start-up, for reference.
+        self.timed("python -c pass", [sys.executable, "-c", "pass"])
+        self.timed("cargohold --version", self.cargohold("--version"))
         tools = ["cargohold", "skopeo"]
         for name in reversed(tools) if flip else tools:
             is_ch = name == "cargohold"
@@ -183,7 +187,7 @@ def report(
 ) -> None:
     print(f"one image, {args.layers} layers of {args.layer_mb} MiB; medians of {args.repeat}")
     print(f"  {'operation':<18} {'cargohold':>10} {'skopeo':>10} {'ratio':>7} {'goal':>7}")
-    rows = {}
+    rows: dict[str, dict[str, float]] = {}
     for operation, goal in GOALS.items():
         ch = statistics.median(samples[f"cargohold {operation}"])
         sk = statistics.median(samples[f"skopeo {operation}"])
@@ -192,6 +196,9 @@ def report(
         print(
             f"  {operation:<18} {ch:9.3f}s {sk:9.3f}s {ch / sk:7.2f} {'≤':>2}{goal:4.1f} {verdict}"
         )
+    for key in ("python -c pass", "cargohold --version"):
+        rows[key] = {"median": statistics.median(samples[key])}
+        print(f"  {key:<29} {rows[key]['median']:9.3f}s  (reference: start-up alone)")
     print(f"  load average {load[0][0]:.2f} before, {load[1][0]:.2f} after ({os.cpu_count()} CPUs)")
     result = {
         "layers": args.layers, "layer_mb": args.layer_mb, "samples": samples, "summary": rows,
