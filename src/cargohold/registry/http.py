@@ -154,6 +154,43 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext:
     return context
 
 
+class _EmptyBody(httpx.SyncByteStream):
+    """The stream of a response without a body, read to its end when closed unread.
+
+    Reading the (empty) body ends the exchange, so that closing the response gives the
+    connection back to the pool; closed unread, it would be dropped, and every HEAD, upload
+    step and manifest PUT would open a new connection (over TLS, a new handshake).
+    """
+
+    def __init__(self, stream: httpx.SyncByteStream) -> None:
+        self._stream = stream
+        self._ended = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+        self._ended = True
+
+    def close(self) -> None:
+        try:
+            if not self._ended:
+                for _ in self._stream:  # nothing to read: only the end of the message
+                    pass
+        except httpx.HTTPError:
+            pass  # then the connection is dropped, as it would have been
+        finally:
+            self._stream.close()
+
+
+def _has_no_body(response: httpx.Response) -> bool:
+    """Whether HTTP says *response* has an empty body: the answer to a HEAD, a 204 or 304, or
+    ``Content-Length: 0``."""
+    return (
+        response.request.method == "HEAD"
+        or response.status_code in (204, 304)
+        or response.headers.get("content-length", "").strip() == "0"
+    )
+
+
 def _tls_can_wait(base_url: httpx.URL, verify: bool | str, trust_env: bool) -> bool:
     """Whether the trust store may load on the first TLS request rather than now: for a
     registry over plain HTTP, unless a CA file was given (a bad one is refused at once, as
@@ -391,6 +428,8 @@ class Session:
             response = self._client.send(request, stream=True)
             logger.debug("  -> %s %s -> %d", request.method, show_url(request.url),
                          response.status_code)  # fmt: skip
+        if _has_no_body(response) and isinstance(response.stream, httpx.SyncByteStream):
+            response.stream = _EmptyBody(response.stream)
         return response
 
     def read_body(self, response: httpx.Response, target: Target, what: str, limit: int) -> bytes:
