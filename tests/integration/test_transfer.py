@@ -16,6 +16,7 @@ import pytest
 
 from cargohold.errors import CargoholdError
 from cargohold.oci.digests import Digest
+from cargohold.operations.pulling import WRITEBACK_STEP
 from cargohold.operations.store import Store
 from cargohold.operations.transfer import default_client_factory, is_loopback
 from cargohold.registry.client import (
@@ -125,6 +126,23 @@ def test_second_pull_downloads_nothing(
     assert (again.blobs_downloaded, again.manifests_downloaded, again.blobs_present) == (0, 0, 3)
     assert blob_gets(server) == blobs_before
     assert len(server.requests_for("GET", "/manifests/sha256:")) == manifests_before
+
+
+def test_pull_of_a_layer_spanning_several_writeback_steps(
+    registry: FakeRegistry, server: FakeServer, tmp_path: Path
+) -> None:
+    """A blob written (and its writeback started) in several steps is stored whole."""
+    builder = ArchiveBuilder()
+    size = 2 * WRITEBACK_STEP + 4097
+    top = builder.image(HOST, files={"big.bin": random.Random(11).randbytes(size)})
+    publish(registry, builder, top, REPO, "big")
+    ref = f"{server.netloc}/{REPO}:big"
+    with new_store(tmp_path) as store:
+        result = store.pull(ref, client_factory=factory_for())
+        assert result.bytes_downloaded > size
+        assert all(c.ok for c in store.check([ref]))
+        for digest, data in builder.blobs.items():
+            assert store.blobs.read_blob(Digest.parse(digest), len(data)) == data
 
 
 def test_pull_of_a_single_manifest_and_a_missing_platform(

@@ -38,6 +38,8 @@ class Recorded:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    #: The client's port: requests with the same one came over the same connection.
+    client_port: int = 0
 
 
 class Exchange:
@@ -220,7 +222,13 @@ class FakeServer:
     def record(self, exchange: Exchange) -> None:
         with self._lock:
             self.requests.append(
-                Recorded(exchange.method, exchange.path, exchange.query, exchange.headers)
+                Recorded(
+                    exchange.method,
+                    exchange.path,
+                    exchange.query,
+                    exchange.headers,
+                    exchange.handler.client_address[1],
+                )
             )
 
     def requests_for(self, method: str, path_part: str = "") -> list[Recorded]:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import CargoholdError
-from ..operations.syncing import SYNC_ACTIONS
 from .access import HostAccess, RegistryAccess
 from .context import Context, pass_context
 from .jsonout import sync_json
@@ -163,6 +162,9 @@ def _print_summary(result: SyncResult) -> None:
         echo(f"{entry.name}: {entry.error}")
     for name in result.pruned:
         echo(f"{name}: {'would be ' if result.dry_run else ''}pruned")
+    # Imported here: push and pull load this module for its options, not the sync machinery.
+    from ..operations.syncing import SYNC_ACTIONS
+
     counts = ", ".join(f"{sum(e.action == a for e in result.entries)} {a}" for a in SYNC_ACTIONS)
     total = sum(e.bytes for e in result.entries)
     echo(f"{counts}; {human_size(total)} {'to download' if result.dry_run else 'downloaded'}")

@@ -9,6 +9,7 @@ by port, and reaches a registry on this machine directly, never through a proxy.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -19,8 +20,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Final, TypeAlias
+from urllib.request import getproxies
 
-import certifi
 import httpx
 
 from ..errors import (
@@ -38,6 +39,7 @@ from ..errors import (
 )
 from ..version import __version__
 from .credentials import Identity
+from .lazytls import LazyTLSTransport
 from .messages import Reporter, Target, clean, show_url
 from .responses import check_encoding, content_length, read_error_document, retry_after
 from .speed import SpeedMeter, metered
@@ -137,7 +139,7 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_NONE
         return context
     context = ssl.create_default_context()
-    context.load_verify_locations(cafile=certifi.where())
+    context.load_verify_locations(cafile=certifi_bundle())
     if isinstance(verify, str):
         try:
             if os.path.isdir(verify):  # podman's --cert-dir, skopeo sync's cert-dir
@@ -150,6 +152,66 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext:
             reason = getattr(exc, "strerror", None) or clean(str(exc))
             raise RegistryError(f"cannot load CA certificate {verify}: {reason}") from None
     return context
+
+
+class _EmptyBody(httpx.SyncByteStream):
+    """The stream of a response without a body, read to its end when closed unread.
+
+    Reading the (empty) body ends the exchange, so that closing the response gives the
+    connection back to the pool; closed unread, it would be dropped, and every HEAD, upload
+    step and manifest PUT would open a new connection (over TLS, a new handshake).
+    """
+
+    def __init__(self, stream: httpx.SyncByteStream) -> None:
+        self._stream = stream
+        self._ended = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._stream
+        self._ended = True
+
+    def close(self) -> None:
+        try:
+            if not self._ended:
+                for _ in self._stream:  # nothing to read: only the end of the message
+                    pass
+        except httpx.HTTPError:
+            pass  # then the connection is dropped, as it would have been
+        finally:
+            self._stream.close()
+
+
+def _has_no_body(response: httpx.Response) -> bool:
+    """Whether HTTP says *response* has an empty body: the answer to a HEAD, a 204 or 304, or
+    ``Content-Length: 0``."""
+    return (
+        response.request.method == "HEAD"
+        or response.status_code in (204, 304)
+        or response.headers.get("content-length", "").strip() == "0"
+    )
+
+
+def _tls_can_wait(base_url: httpx.URL, verify: bool | str, trust_env: bool) -> bool:
+    """Whether the trust store may load on the first TLS request rather than now: for a
+    registry over plain HTTP, unless a CA file was given (a bad one is refused at once, as
+    ever) or the environment names proxies (their transports take the context now)."""
+    if base_url.scheme != "http" or isinstance(verify, str):
+        return False
+    return not (trust_env and getproxies())
+
+
+def certifi_bundle() -> str:
+    """certifi's CA file. Its path is found without importing certifi when the package is a
+    plain directory, as pip installs it: certifi's import loads ``importlib.resources``, a
+    tenth of the start-up of a registry command, to find a file that is right there."""
+    spec = importlib.util.find_spec("certifi")
+    for directory in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = os.path.join(directory, "cacert.pem")
+        if os.path.isfile(path):
+            return path
+    import certifi  # a zipped or otherwise unusual install: let certifi say where
+
+    return certifi.where()
 
 
 def answers_plain_http_only(host: str, timeout: float = 10.0) -> bool:
@@ -244,13 +306,18 @@ class Session:
         direct: dict[str, httpx.BaseTransport | None] = {}
         if is_loopback(base_url.host):
             direct[f"all://{base_url.netloc.decode('ascii')}"] = None
+        if transport is None and _tls_can_wait(base_url, verify, trust_env):
+            transport = LazyTLSTransport(lambda: ssl_context(verify), trust_env=trust_env)
+            context: ssl.SSLContext | None = None  # the client's own transport is not made
+        else:
+            context = ssl_context(verify)
         self._client = httpx.Client(
             mounts=direct,
             # No cookies: a cookie is scoped by host, not port, so one the registry set would
             # follow to a token service or storage host on another port. Docker keeps none
             # either, so no registry can depend on them.
             cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
-            verify=ssl_context(verify),
+            verify=context if context is not None else False,
             timeout=timeout,
             follow_redirects=False,
             trust_env=trust_env,
@@ -361,6 +428,8 @@ class Session:
             response = self._client.send(request, stream=True)
             logger.debug("  -> %s %s -> %d", request.method, show_url(request.url),
                          response.status_code)  # fmt: skip
+        if _has_no_body(response) and isinstance(response.stream, httpx.SyncByteStream):
+            response.stream = _EmptyBody(response.stream)
         return response
 
     def read_body(self, response: httpx.Response, target: Target, what: str, limit: int) -> bytes:

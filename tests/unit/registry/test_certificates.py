@@ -1,0 +1,94 @@
+"""How the registry client sets TLS up: certifi's CA file, and, for a registry over plain
+HTTP, a trust store loaded only when a request goes over TLS (and then verified as ever)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import certifi
+import httpx
+import pytest
+
+from cargohold.errors import RegistryConnectionError
+from cargohold.oci.mediatypes import OCI_MANIFEST
+from cargohold.registry.client import RegistryClient
+from cargohold.registry.http import RetryPolicy, certifi_bundle, ssl_context
+from cargohold.registry.lazytls import LazyTLSTransport
+from fakeregistry import FakeRegistry, FakeServer, TokenService, serve
+
+REPO = "team/app"
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []}).encode()
+
+
+def test_certifi_bundle_is_the_file_certifi_names() -> None:
+    """Found without importing certifi, it is still certifi's own answer."""
+    assert certifi_bundle() == certifi.where()
+    assert ssl_context(True).cert_store_stats()["x509_ca"] > 0
+
+
+@pytest.fixture(scope="module")
+def tls_server_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def test_plain_http_transport_makes_the_tls_context_on_the_first_tls_request() -> None:
+    made: list[ssl.SSLContext] = []
+
+    def make() -> ssl.SSLContext:
+        made.append(ssl_context(True))
+        return made[-1]
+
+    registry = FakeRegistry()
+    registry.add_manifest(REPO, "v1", MANIFEST, OCI_MANIFEST)
+    with serve(registry) as reg, socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # a port nothing listens on
+        with httpx.Client(transport=LazyTLSTransport(make, trust_env=False)) as client:
+            assert client.get(f"{reg.url}/v2/").status_code == 200
+            assert made == []
+            for _ in range(2):
+                with pytest.raises(httpx.ConnectError):
+                    client.get(f"https://127.0.0.1:{closed.getsockname()[1]}/")
+            assert len(made) == 1
+
+
+def test_plain_http_registry_still_verifies_a_tls_token_service(
+    tls_server_context: ssl.SSLContext, tmp_path: Path
+) -> None:
+    """A registry over plain HTTP whose token service is at an https:// URL with a
+    certificate nobody trusts: refused, unless verification is turned off."""
+    tokens = TokenService(anonymous=True)
+    registry = FakeRegistry(auth="bearer", tokens=tokens)
+    registry.add_manifest(REPO, "v1", MANIFEST, OCI_MANIFEST)
+    with serve(registry) as reg, FakeServer(tokens, tls=tls_server_context) as auth:
+        registry.realm = f"{auth.url}/token"
+
+        def client(verify: bool) -> RegistryClient:
+            return RegistryClient(
+                reg.netloc, plain_http=True, verify=verify, trust_env=False,
+                use_docker_config=False, retry=RetryPolicy(attempts=1),
+            )  # fmt: skip
+
+        with (
+            client(True) as verifying,
+            pytest.raises(RegistryConnectionError, match="certificate verification failed"),
+        ):
+            verifying.get_manifest(REPO, "v1")
+        with client(False) as trusting:
+            assert trusting.get_manifest(REPO, "v1").data == MANIFEST
