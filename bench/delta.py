@@ -195,7 +195,7 @@ def inventory_store(root: Path) -> int:
                 )
                 for i in range(batch, batch + 10)
             ]
-            store.import_archive(io.BytesIO(oci_archive(images)), all_platforms=True)
+            store.import_archive(io.BytesIO(oci_archive(images)), platforms="all")
         return len(store.meta.holdings(store.namespace))
 
 

@@ -121,7 +121,7 @@ def build_gc_store(root: Path) -> dict[str, int]:
         for i in range(GC_IMAGES)
     ]
     with Store(root) as store:
-        result = store.import_archive(io.BytesIO(oci_archive(images)), all_platforms=True)
+        result = store.import_archive(io.BytesIO(oci_archive(images)), platforms="all")
         staging_name = "bench-unreferenced"
         staging = store.blobs.staging_dir(staging_name)
         try:

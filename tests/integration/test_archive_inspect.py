@@ -397,7 +397,7 @@ def two_platforms(tmp: Path) -> TwoPlatforms:
         {"platforms": ["linux/amd64"]},
         {"platforms": ["linux/arm64"]},
         {"platforms": ["linux/arm64", "linux/amd64"]},
-        {"all_platforms": True},
+        {"platforms": "all"},
     ],
     ids=["host", "amd64", "arm64", "both", "all-platforms"],
 )
@@ -405,7 +405,7 @@ def test_estimate_covers_the_selected_platforms(tmp_path: Path, options: dict[st
     archive = two_platforms(tmp_path)
     assert str(HOST) in archive.bytes_for, "the tests run on linux/amd64 or linux/arm64"
     selected = options.get("platforms", [str(HOST)])
-    platform = None if options.get("all_platforms") or len(selected) > 1 else selected[0]
+    platform = None if options.get("platforms") == "all" or len(selected) > 1 else selected[0]
 
     report = inspect_archive(archive.source, tmp_path / "root", **options)
 

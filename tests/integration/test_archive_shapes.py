@@ -486,7 +486,7 @@ def test_containerd_store_save_imports_the_host_platform(store: Store, tmp_path:
 
 @pytest.mark.parametrize(
     "options",
-    [{"platforms": [str(OTHER)]}, {"all_platforms": True}],
+    [{"platforms": [str(OTHER)]}, {"platforms": "all"}],
     ids=["other-platform", "all-platforms"],
 )
 def test_containerd_store_save_fails_for_platforms_it_lacks(
@@ -501,7 +501,7 @@ def test_containerd_store_save_fails_for_platforms_it_lacks(
     message = str(caught.value)
     assert saved.other_manifest in message
     assert "--platform" in message
-    if options.get("all_platforms"):
+    if options.get("platforms") == "all":
         assert saved.attestation in message  # every absent manifest is named, not the first
     assert snapshot(store) == before
 
@@ -511,7 +511,7 @@ def test_skip_missing_imports_what_is_there_and_marks_the_image_partial(
 ) -> None:
     saved = containerd_store_save()
 
-    result = import_entries(store, tmp_path, saved.entries, all_platforms=True, skip_missing=True)
+    result = import_entries(store, tmp_path, saved.entries, platforms="all", skip_missing=True)
 
     assert any("partially" in warning for warning in result.warnings)
     [info] = store.list_images()
@@ -617,9 +617,9 @@ def test_oci_layout_directory_imports_like_its_tarball(tmp_path: Path) -> None:
     builder.write_layout(layout)
 
     with Store(tmp_path / "from-dir") as from_dir, Store(tmp_path / "from-tar") as from_tar:
-        dir_result = from_dir.import_archive(layout, all_platforms=True)
+        dir_result = from_dir.import_archive(layout, platforms="all")
         tar_result = from_tar.import_archive(
-            builder.write(tmp_path / "my-layout.tar"), all_platforms=True
+            builder.write(tmp_path / "my-layout.tar"), platforms="all"
         )
 
         assert names_and_digests(dir_result) == [
@@ -807,7 +807,7 @@ def test_compressed_docker_layer_is_read_although_its_diff_id_is_stored(tmp_path
 def test_manifest_json_describes_the_host_platform_first(store: Store, tmp_path: Path) -> None:
     builder = ArchiveBuilder()
     builder.add(builder.multi_platform([str(OTHER), str(HOST)]), name="example.com/multi:1")
-    store.import_archive(builder.write(tmp_path / "multi.tar"), all_platforms=True)
+    store.import_archive(builder.write(tmp_path / "multi.tar"), platforms="all")
     out = tmp_path / "out.tar"
 
     store.export(out, ["example.com/multi:1"], platforms=[str(OTHER), str(HOST)])

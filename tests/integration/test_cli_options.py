@@ -71,7 +71,7 @@ def test_export_writes_the_selected_platforms(
     root = tmp_path / "root"
     path, manifests = multi_platform_archive(tmp_path / "multi.tar")
     with Store(root) as store:
-        store.import_archive(path, all_platforms=True)
+        store.import_archive(path, platforms="all")
     out = tmp_path / "out.tar"
     proc = run(root, "image", "export", *options, str(out), NAME)
     assert proc.returncode == 0, proc.stderr.decode()

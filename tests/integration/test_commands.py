@@ -208,7 +208,7 @@ def inspected(tmp_path_factory: pytest.TempPathFactory) -> InspectStore:
         configured(tmp, "docker.io/library/rich:1", RICH_CONFIG, history=RICH_HISTORY),
     )
     load(store.root, store.partial, platforms=[HOST])
-    load(store.root, store.full, all_platforms=True)
+    load(store.root, store.full, platforms="all")
     load(store.root, store.alpine, store.rich)
     return store
 
@@ -710,7 +710,7 @@ def test_check_without_verify_reads_every_config(root: Path, alpine: Built) -> N
 
 def test_check_of_an_index_whose_manifest_is_not_json(root: Path, tmp_path: Path) -> None:
     image = multi(tmp_path, "docker.io/library/multi:1")
-    load(root, image, all_platforms=True)
+    load(root, image, platforms="all")
     manifest = image.manifest(OTHER)
     garble(blob_file(root, manifest))
 
@@ -732,7 +732,7 @@ def test_check_of_an_index_whose_manifest_is_not_json(root: Path, tmp_path: Path
 
 def test_check_of_an_index_that_is_not_json(root: Path, tmp_path: Path) -> None:
     image = multi(tmp_path, "docker.io/library/multi:1")
-    load(root, image, all_platforms=True)
+    load(root, image, platforms="all")
     garble(blob_file(root, image.digest))
 
     for options, status in (([], "invalid"), (["--verify"], "corrupt")):
@@ -757,7 +757,7 @@ def test_check_quiet_prints_the_complete_images(root: Path, tmp_path: Path) -> N
 
 def test_check_of_a_partial_import(root: Path, tmp_path: Path) -> None:
     image = multi(tmp_path, "docker.io/library/part:1", omit_other=True)
-    load(root, image, all_platforms=True, skip_missing=True)
+    load(root, image, platforms="all", skip_missing=True)
 
     out = ok(run(root, "image", "check"))
     statuses = [row[4] for row in rows(out)[1:]]

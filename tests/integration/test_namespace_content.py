@@ -379,7 +379,7 @@ def test_push_sends_a_manifest_that_is_also_a_layer_as_a_manifest(tmp_path: Path
     archive, manifest, _ = layer_and_manifest_index(tmp_path)
     registry = FakeRegistry()
     with Store(tmp_path / "root") as store, serve(registry) as server:
-        store.import_archive(archive, all_platforms=True)
+        store.import_archive(archive, platforms="all")
         store.push(
             "example.com/nested:1", f"{server.netloc}/team/nested:1", client_factory=factory_for()
         )
@@ -390,10 +390,10 @@ def test_push_sends_a_manifest_that_is_also_a_layer_as_a_manifest(tmp_path: Path
 def test_export_without_foreign_layers_keeps_a_manifest_named_as_one(tmp_path: Path) -> None:
     archive, manifest, _ = layer_and_manifest_index(tmp_path)
     with Store(tmp_path / "root") as store:
-        store.import_archive(archive, all_platforms=True)
+        store.import_archive(archive, platforms="all")
         out = tmp_path / "out.tar"
-        store.export(out, ["example.com/nested:1"], all_platforms=True, skip_non_distributable=True)
+        store.export(out, ["example.com/nested:1"], platforms="all", skip_non_distributable=True)
     with Store(tmp_path / "again") as again:
-        again.import_archive(out, all_platforms=True)
+        again.import_archive(out, platforms="all")
         assert complete(again, "example.com/nested:1")
         assert again.blobs.regular_size(Digest.parse(manifest)) is not None

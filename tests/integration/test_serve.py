@@ -62,7 +62,7 @@ def build_store(root: Path, work: Path) -> tuple[str, str, str, bytes]:
     builder.add(big, name="docker.io/library/big:1")
     layer = json.loads(builder.blobs[big["digest"]])["layers"][0]["digest"]
     with Store(root) as store:
-        store.import_archive(builder.write(work / "multi.tar"), all_platforms=True)
+        store.import_archive(builder.write(work / "multi.tar"), platforms="all")
         store.import_archive(archive(work / "a.tar", "myapp:1", "myapp:2", "myapp:latest"))
         store.import_archive(archive(work / "b.tar", "example.com/team/app:2", files={"b": b"b"}))
         manifest = str(store.resolve("myapp:1").digest)

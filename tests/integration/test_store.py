@@ -351,7 +351,7 @@ def test_import_of_a_chosen_platform(store: Store, tmp_path: Path) -> None:
 def test_import_of_all_platforms(store: Store, tmp_path: Path) -> None:
     path, builder, index = multi_platform_archive(tmp_path)
     per_platform = image_blobs(builder, index)
-    store.import_archive(path, all_platforms=True)
+    store.import_archive(path, platforms="all")
     assert stored_blobs(store) == per_platform[HOST] | per_platform[OTHER] | {index["digest"]}
     info = store.list_images()[0]
     assert sorted(str(p) for p in info.platforms) == sorted([HOST, OTHER])
@@ -375,7 +375,7 @@ def test_archive_without_other_platforms_blobs(store: Store, tmp_path: Path) -> 
     populate(store, tmp_path)
     before = snapshot(store)
     with pytest.raises(InvalidArchiveError, match=other_layer):
-        store.import_archive(path, all_platforms=True)
+        store.import_archive(path, platforms="all")
     assert snapshot(store) == before
 
     result = store.import_archive(path)
@@ -433,7 +433,7 @@ def test_members_in_any_order(store: Store, tmp_path: Path) -> None:
     path = builder.write(tmp_path / "reversed.tar", index_first=False)
     with tarfile.open(path) as tar:
         assert tar.getnames()[-2:] == ["oci-layout", "index.json"]
-    result = store.import_archive(path, all_platforms=True)
+    result = store.import_archive(path, platforms="all")
     assert actions(result) == {"example.com/multi:1": "created"}
     assert stored_blobs(store) == set(builder.blobs)
 
@@ -598,7 +598,7 @@ def export_fixture(store: Store, tmp_path: Path) -> tuple[ArchiveBuilder, dict[s
     builder.add(index, name="example.com/multi:1")
     single_desc = builder.image(files={"only": b"only"}, layers=3)
     builder.add(single_desc, name="docker.io/library/three:layers")
-    store.import_archive(builder.write(tmp_path / "in.tar"), all_platforms=True)
+    store.import_archive(builder.write(tmp_path / "in.tar"), platforms="all")
     store.tag("three:layers", ["ghcr.io/o/three:v1"])
     return builder, single_desc
 
@@ -613,7 +613,7 @@ def test_export_is_reproducible(store: Store, tmp_path: Path) -> None:
 
 def test_export_headers_are_fixed(store: Store, tmp_path: Path) -> None:
     export_fixture(store, tmp_path)
-    store.export(tmp_path / "out.tar", ["example.com/multi:1", "three:layers"], all_platforms=True)
+    store.export(tmp_path / "out.tar", ["example.com/multi:1", "three:layers"], platforms="all")
     with tarfile.open(tmp_path / "out.tar") as tar:
         members = tar.getmembers()
     member_names = [m.name for m in members]
@@ -726,7 +726,7 @@ def test_export_of_a_missing_platform_leaves_no_file(store: Store, tmp_path: Pat
         store.export(out_dir / "image.tar", ["example.com/multi:1"], platforms=[OTHER])
     assert list(out_dir.iterdir()) == []
     with pytest.raises(NotFoundError):
-        store.export(out_dir / "image.tar", ["example.com/multi:1"], all_platforms=True)
+        store.export(out_dir / "image.tar", ["example.com/multi:1"], platforms="all")
     assert list(out_dir.iterdir()) == []
     with pytest.raises(NotFoundError, match=ABSENT):
         store.export(out_dir / "image.tar", ["example.com/multi:1"], platforms=[ABSENT])
@@ -778,8 +778,8 @@ def test_export_verify_of_intact_blobs_writes_the_same_archive(
 ) -> None:
     export_fixture(store, tmp_path)
     refs = ["example.com/multi:1", "three:layers"]
-    store.export(tmp_path / "plain.tar", refs, all_platforms=True)
-    store.export(tmp_path / "verified.tar", refs, all_platforms=True, verify=True)
+    store.export(tmp_path / "plain.tar", refs, platforms="all")
+    store.export(tmp_path / "verified.tar", refs, platforms="all", verify=True)
     assert (tmp_path / "verified.tar").read_bytes() == (tmp_path / "plain.tar").read_bytes()
 
 
@@ -825,9 +825,10 @@ def test_export_import_export_round_trips(
     export_fixture(store, tmp_path)
     refs = ["example.com/multi:1", "three:layers", "ghcr.io/o/three:v1"]
     first = tmp_path / "first.tar"
-    store.export(first, refs, all_platforms=all_platforms)
+    platforms = "all" if all_platforms else ()
+    store.export(first, refs, platforms=platforms)
     with Store(tmp_path / "fresh") as fresh:
-        result = fresh.import_archive(first, all_platforms=all_platforms)
+        result = fresh.import_archive(first, platforms=platforms)
         assert {i.name: i.action for i in result.images} == {
             "example.com/multi:1": "created",
             "docker.io/library/three:layers": "created",
@@ -835,7 +836,7 @@ def test_export_import_export_round_trips(
         }
         assert result.warnings == []
         second = tmp_path / "second.tar"
-        fresh.export(second, refs, all_platforms=all_platforms)
+        fresh.export(second, refs, platforms=platforms)
     assert second.read_bytes() == first.read_bytes()
 
 
@@ -1037,7 +1038,7 @@ def test_gc_keeps_the_blobs_of_a_live_lease(store: Store) -> None:
 
 def test_gc_keeps_every_platform_of_a_stored_index(store: Store, tmp_path: Path) -> None:
     path, builder, _ = multi_platform_archive(tmp_path)
-    store.import_archive(path, all_platforms=True)
+    store.import_archive(path, platforms="all")
     assert store.gc().removed == []
     assert stored_blobs(store) == set(builder.blobs)
 
@@ -1048,7 +1049,7 @@ def test_gc_keeps_what_a_leased_manifest_lists(store: Store, tmp_path: Path) -> 
     index lists it (a host-only import of the same index, committed next) reads as incomplete."""
     path, builder, index = multi_platform_archive(tmp_path)
     other = child_for(builder, index, OTHER)
-    store.import_archive(path, all_platforms=True, tags=["example.com/all:1"])
+    store.import_archive(path, platforms="all", tags=["example.com/all:1"])
     with store.lease() as lease_id:
         assert store.reusable(lease_id, Digest.parse(other), len(builder.blobs[other]))
         store.remove(["example.com/all:1"])  # collects while the lease holds the manifest

@@ -105,12 +105,12 @@ def test_pull_by_tag_and_by_digest(
 
     by_digest = f"{server.netloc}/{REPO}@{top['digest']}"
     with new_store(tmp_path, "fresh") as fresh:
-        result = fresh.pull(by_digest, client_factory=factory_for(), all_platforms=True)
+        result = fresh.pull(by_digest, client_factory=factory_for(), platforms="all")
         assert result.name == by_digest and str(result.digest) == top["digest"]
         assert sorted(str(p) for p in result.platforms) == sorted([HOST, OTHER])
         assert result.blobs_downloaded == 6
         assert str(fresh.resolve(by_digest).digest) == top["digest"]
-        assert all(c.ok for c in fresh.check([by_digest], all_platforms=True))
+        assert all(c.ok for c in fresh.check([by_digest], platforms="all"))
 
 
 def test_second_pull_downloads_nothing(
@@ -172,7 +172,9 @@ def import_image(
     builder = ArchiveBuilder()
     top = multi_platform(builder)
     builder.add(top, name=name)
-    store.import_archive(builder.write(tmp_path / "in.tar"), all_platforms=all_platforms)
+    store.import_archive(
+        builder.write(tmp_path / "in.tar"), platforms="all" if all_platforms else ()
+    )
     return top
 
 
@@ -194,9 +196,9 @@ def test_push_then_pull_round_trip(
         OCI_INDEX,
     )
     with new_store(tmp_path, "fresh") as fresh:
-        pulled = fresh.pull(ref, all_platforms=True, client_factory=factory_for())
+        pulled = fresh.pull(ref, platforms="all", client_factory=factory_for())
         assert str(pulled.digest) == top["digest"]
-        assert all(c.ok for c in fresh.check([ref], all_platforms=True))
+        assert all(c.ok for c in fresh.check([ref], platforms="all"))
 
 
 def test_push_skips_present_blobs_and_mounts_across_repositories(
@@ -231,11 +233,11 @@ def test_push_of_a_partial_index_pushes_an_index_of_what_is_there(
         assert [str(p) for p in result.platforms] == [HOST]
         assert len(result.warnings) == 1 and "1 of 2" in result.warnings[0]
         with pytest.raises(CargoholdError, match="not in the store"):
-            store.push(ref, client_factory=factory_for(), all_platforms=True)
+            store.push(ref, client_factory=factory_for(), platforms="all")
     index = json.loads(registry.manifests[REPO]["v1"][0])
     assert [m["platform"] for m in index["manifests"]] == [platform_json(HOST)]
     with new_store(tmp_path, "fresh") as fresh:
-        assert fresh.pull(ref, all_platforms=True, client_factory=factory_for()).digest == (
+        assert fresh.pull(ref, platforms="all", client_factory=factory_for()).digest == (
             result.digest
         )
 

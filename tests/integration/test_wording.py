@@ -47,7 +47,7 @@ def pair(root: Path, tmp_path: Path) -> Pair:
     builder.add(manifest, name="example.com/app:1")
     builder.add(index, name="example.com/idx:1")
     with Store(root) as store:
-        store.import_archive(builder.write(tmp_path / "pair.tar"), all_platforms=True)
+        store.import_archive(builder.write(tmp_path / "pair.tar"), platforms="all")
     [layer] = json.loads(builder.blobs[manifest["digest"]])["layers"]
     return Pair(manifest["digest"], index["digest"], index["size"], layer["digest"])
 

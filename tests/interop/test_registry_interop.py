@@ -122,14 +122,14 @@ def test_multi_platform_index_round_trips(
     builder.add(top, name=name)
     dest = f"{registry.netloc}/demo/multi:1"
     with Store(tmp_path / "a") as store:
-        store.import_archive(builder.write(tmp_path / "multi.tar"), all_platforms=True)
-        pushed = store.push(name, dest, all_platforms=True, client_factory=registry.factory())
+        store.import_archive(builder.write(tmp_path / "multi.tar"), platforms="all")
+        pushed = store.push(name, dest, platforms="all", client_factory=registry.factory())
         assert str(pushed.digest) == top["digest"] and pushed.manifests == 3
     with Store(tmp_path / "b") as fresh:
-        pulled = fresh.pull(dest, all_platforms=True, client_factory=registry.factory())
+        pulled = fresh.pull(dest, platforms="all", client_factory=registry.factory())
         assert str(pulled.digest) == top["digest"]
         assert sorted(str(p) for p in pulled.platforms) == [HOST_PLATFORM, OTHER_PLATFORM]
-        assert all(c.ok for c in fresh.check([dest], all_platforms=True, verify=True))
+        assert all(c.ok for c in fresh.check([dest], platforms="all", verify=True))
     raw = subprocess.run(
         skopeo.argv("inspect", "--raw", *registry.skopeo_args(), f"docker://{dest}"),
         capture_output=True, check=True, timeout=120,

@@ -111,7 +111,7 @@ class Worker:
             else "kept"
         )
         result = self.store.import_archive(
-            path, tags=[name], all_platforms=all_platforms, force=force
+            path, tags=[name], platforms="all" if all_platforms else (), force=force
         )
         self.bump("blobs_written", result.blobs_written)
         got = [(i.name, str(i.digest), i.action) for i in result.images]

@@ -68,8 +68,7 @@ def archive_inspect(
     report = inspect_archive(
         source,
         ctx.root,
-        platforms=selection.platforms,
-        all_platforms=selection.all_platforms,
+        platforms=selection.choice,
         progress=make_progress("none" if quiet else progress_mode),
         limits=limits,
         namespace=ctx.namespace,

@@ -321,8 +321,7 @@ def check(
     with ctx.store("read") as store:
         results = store.check(
             refs,
-            platforms=selection.platforms,
-            all_platforms=selection.all_platforms,
+            platforms=selection.choice,
             verify=verify,
         )
     bad = [r for r in results if not r.ok]

@@ -154,8 +154,7 @@ def export(
         result = store.export(
             location.path,
             refs,
-            platforms=selection.platforms,
-            all_platforms=selection.all_platforms,
+            platforms=selection.choice,
             layout_dir=layout_dir,
             progress=make_progress(progress_mode, quiet=quiet),
             name_as=location.reference,

@@ -150,8 +150,7 @@ def import_(
             location.path,
             tags=tags,
             digests=digests and not skip_digest_for_named,
-            platforms=selection.platforms,
-            all_platforms=selection.all_platforms,
+            platforms=selection.choice,
             progress=make_progress(progress_mode, quiet=quiet),
             **flags,
         )
@@ -232,8 +231,7 @@ def pull(
     with ctx.store("write") as store:
         result = store.pull(
             ref,
-            platforms=selection.platforms,
-            all_platforms=selection.all_platforms,
+            platforms=selection.choice,
             client_factory=client_factory,
             progress=make_progress(progress_mode, quiet=quiet),
             referrers=not no_referrers,
@@ -317,8 +315,7 @@ def push(
         result = store.push(
             ref,
             destination,
-            platforms=selection.platforms,
-            all_platforms=selection.all_platforms,
+            platforms=selection.choice,
             client_factory=access.factory(),
             progress=make_progress(progress_mode, quiet=quiet),
             referrers=not no_referrers,
@@ -362,8 +359,7 @@ def _push_all(
         result = store.push_all(
             dest,
             filters,
-            platforms=selection.platforms,
-            all_platforms=selection.all_platforms,
+            platforms=selection.choice,
             client_factory=access.factory(),
             jobs=jobs,
             report=push_reporter(progress_mode, quiet),

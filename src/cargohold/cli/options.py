@@ -17,7 +17,7 @@ import click
 
 from ..errors import InvalidPlatformError
 from ..limits import DEFAULT_SPEED_LIMIT, DEFAULT_SPEED_TIME, Limits
-from ..oci.platforms import Platform
+from ..oci.platforms import ALL_PLATFORMS, Platform, PlatformChoice
 from .access import RegistryAccess, authfile_option, read_credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,6 +30,11 @@ class PlatformSelection:
 
     platforms: tuple[str, ...] = ()
     all_platforms: bool = False
+
+    @property
+    def choice(self) -> PlatformChoice:
+        """The selection as the library's verbs take it (``"all"``, some, or none)."""
+        return ALL_PLATFORMS if self.all_platforms else self.platforms
 
 
 def split_platforms(

@@ -91,8 +91,7 @@ def sync(
     with ctx.store("write") as store:
         result = store.sync(
             lists,
-            platforms=selection.platforms,
-            all_platforms=selection.all_platforms,
+            platforms=selection.choice,
             client_factory=access.factory(),
             jobs=jobs,
             dry_run=dry_run,

@@ -17,11 +17,17 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from ..errors import InvalidPlatformError
 
 #: Operating systems a lone word such as ``linux`` is recognised as (Go's GOOS values).
+#: What the library's verbs take as *platforms*: these platforms (``["linux/arm64"]``), none
+#: (the verb's default: this host's, or what the store holds), or ``"all"``: every platform.
+PlatformChoice = Sequence["str | Platform"] | Literal["all"]
+#: ``platforms=ALL_PLATFORMS``: every platform of a multi-platform image.
+ALL_PLATFORMS: Final = "all"
+
 KNOWN_OS: Final = frozenset(
     {
         "aix",

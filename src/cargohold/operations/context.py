@@ -7,7 +7,7 @@ import contextlib
 import os
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
@@ -24,7 +24,7 @@ from ..errors import (
 )
 from ..oci.digests import ALGORITHMS, Digest
 from ..oci.mediatypes import Descriptor
-from ..oci.platforms import Platform, PlatformMatcher
+from ..oci.platforms import ALL_PLATFORMS, Platform, PlatformChoice, PlatformMatcher
 from ..oci.references import Reference
 from ..progress import Progress
 from ..storage.blobs import BlobStore
@@ -247,10 +247,10 @@ def renamed(record: ImageRecord, name: str) -> ImageRecord:
     )
 
 
-def platform_matcher(
-    platforms: Sequence[str | Platform], all_platforms: bool, default_all: bool = False
-) -> PlatformMatcher:
-    if all_platforms:
+def platform_matcher(platforms: PlatformChoice, default_all: bool = False) -> PlatformMatcher:
+    """The matcher a verb's *platforms* mean (``"all"``, some, or none: *default_all* says
+    whether the verb's default is every platform or this host's)."""
+    if platforms == ALL_PLATFORMS:
         return PlatformMatcher.all()
     if platforms:
         return PlatformMatcher.only(

@@ -17,7 +17,7 @@ from ..errors import (
     NotFoundError,
 )
 from ..oci.mediatypes import Descriptor
-from ..oci.platforms import Platform
+from ..oci.platforms import PlatformChoice
 from ..oci.references import Reference, check_name_digest, is_tag
 from ..progress import Progress
 from ..storage import outputs
@@ -40,8 +40,7 @@ def export(
     out: str | Path | BinaryIO,
     refs: Sequence[str],
     *,
-    platforms: Sequence[str | Platform] = (),
-    all_platforms: bool = False,
+    platforms: PlatformChoice = (),
     skip_manifest_json: bool = False,
     skip_non_distributable: bool = False,
     compress: Compression = "none",
@@ -86,7 +85,7 @@ def export(
         )
     if not refs:
         raise NotFoundError("no image to export")
-    matcher = platform_matcher(platforms, all_platforms, default_all=False)
+    matcher = platform_matcher(platforms)
     records = []
     seen: set[str] = set()
     for ref in refs:

@@ -30,7 +30,7 @@ from ..errors import (
 )
 from ..limits import Limits
 from ..oci.digests import Digest
-from ..oci.platforms import Platform, PlatformMatcher
+from ..oci.platforms import PlatformChoice, PlatformMatcher
 from ..oci.signatures import PublicKey
 from ..progress import Progress, Relay
 from ..storage.ingest import StagedBlob
@@ -75,8 +75,7 @@ def import_archive(
     tags: Sequence[str] = (),
     digests: bool = False,
     index_name: str | None = None,
-    platforms: Sequence[str | Platform] = (),
-    all_platforms: bool = False,
+    platforms: PlatformChoice = (),
     force: bool = False,
     skip_missing: bool = False,
     compress_blobs: bool = False,
@@ -98,7 +97,7 @@ def import_archive(
     volumes = find_volumes(Path(path)) if isinstance(path, (str, Path)) else None
     label = volumes.label if volumes else str(path) if isinstance(path, (str, Path)) else None
     options = _Options(
-        platform_matcher(platforms, all_platforms),
+        platform_matcher(platforms),
         base_name or default_base_name(label),
         tuple(tags),
         digests,

@@ -23,7 +23,7 @@ from ..oci.config import ConfigSummary
 from ..oci.digests import Digest
 from ..oci.graph import ContentSource, walk
 from ..oci.mediatypes import MAX_JSON_LIMIT, config_platform, is_index, parse_config
-from ..oci.platforms import Platform, PlatformMatcher
+from ..oci.platforms import Platform, PlatformChoice, PlatformMatcher
 from ..oci.tree import TreeNode, tree
 from ..progress import Progress
 from ..storage.blobs import BlobStore
@@ -57,7 +57,7 @@ def inspect(
     that is present."""
     record = ctx.resolve(ref)
     root = tree(ctx.blobs, image_target(record))
-    matcher = platform_matcher(platforms, False, default_all=True)
+    matcher = platform_matcher(platforms, default_all=True)
     manifests = []
     for node in root.walk():
         if node.role != "manifest" or not node.present or node.problem or node.repeated:
@@ -97,7 +97,7 @@ def raw_document(
         if not is_index(record.media_type):
             raise NotFoundError(f"image {record.name} is a single manifest, not an index")
         return ctx.blobs.read_blob(record.digest, MAX_JSON_LIMIT)
-    matcher = platform_matcher([platform] if platform else [], False)
+    matcher = platform_matcher([platform] if platform else [])
     graph = walk(ctx.blobs, target, matcher, record.name, read_configs=False)
     chosen = graph.preferred(matcher)
     if chosen is None:
@@ -110,19 +110,18 @@ def check(
     ctx: StoreContext,
     refs: Sequence[str] = (),
     *,
-    platforms: Sequence[str | Platform] = (),
-    all_platforms: bool = False,
+    platforms: PlatformChoice = (),
     verify: bool = False,
 ) -> list[CheckResult]:
     """Whether each image's content is all there (and, with *verify*, intact).
 
     By default every manifest the store holds is checked, and manifests of an index that
     were never imported are not counted against it (an import selects platforms); with
-    *platforms* or *all_platforms*, the selected manifests must be present.
+    *platforms* (some, or "all"), the selected manifests must be present.
     """
     records = [ctx.resolve(r) for r in refs] if refs else ctx.meta.list_images(ctx.namespace)
-    explicit = bool(platforms) or all_platforms
-    matcher = platform_matcher(platforms, all_platforms, default_all=True)
+    explicit = bool(platforms)
+    matcher = platform_matcher(platforms, default_all=True)
     verified: dict[Digest, bool] = {}
 
     def intact(digest: Digest) -> bool:
@@ -144,8 +143,7 @@ def inspect_archive(
     source: str | Path | BinaryIO,
     root: str | Path | None = None,
     *,
-    platforms: Sequence[str | Platform] = (),
-    all_platforms: bool = False,
+    platforms: PlatformChoice = (),
     progress: Progress | None = None,
     limits: Limits | None = None,
     namespace: str = DEFAULT_NAMESPACE,
@@ -191,7 +189,7 @@ def inspect_archive(
     def stage(data: bytes) -> StagedBlob:
         return blobs.stage_bytes(data, HASH_ONLY, "manifest")
 
-    matcher = platform_matcher(platforms, all_platforms)
+    matcher = platform_matcher(platforms)
     plan: ImportPlan | None = None
     try:
         if report.problem is None:  # else an incomplete delta: refused before planning

@@ -27,7 +27,7 @@ from ..oci.mediatypes import (
     parse_index,
     parse_manifest,
 )
-from ..oci.platforms import Platform, PlatformMatcher
+from ..oci.platforms import Platform, PlatformChoice, PlatformMatcher
 from ..oci.references import Reference
 from ..progress import Progress
 from ..registry.client import RegistryClient
@@ -55,8 +55,7 @@ def pull(
     ref: str,
     client_factory: ClientFactory = default_client_factory,
     *,
-    platforms: Sequence[str | Platform] = (),
-    all_platforms: bool = False,
+    platforms: PlatformChoice = (),
     progress: Progress | None = None,
     referrers: bool = True,
 ) -> PullResult:
@@ -70,7 +69,7 @@ def pull(
     """
     reference = Reference.parse(ref)
     name = str(reference)
-    matcher = platform_matcher(platforms, all_platforms)
+    matcher = platform_matcher(platforms)
     progress = progress or Progress()
     tag_or_digest: str | Digest = reference.digest or reference.tag or "latest"
     with (

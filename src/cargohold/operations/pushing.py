@@ -4,7 +4,6 @@ the tag), skipping what the registry has and mounting across repositories."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +22,7 @@ from ..oci.mediatypes import (
     is_manifest,
     parse_index,
 )
-from ..oci.platforms import Platform, PlatformMatcher
+from ..oci.platforms import Platform, PlatformChoice, PlatformMatcher
 from ..oci.references import Reference
 from ..progress import Progress
 from ..registry.client import RegistryClient
@@ -69,8 +68,7 @@ def push(
     destination: str | None = None,
     client_factory: ClientFactory = default_client_factory,
     *,
-    platforms: Sequence[str | Platform] = (),
-    all_platforms: bool = False,
+    platforms: PlatformChoice = (),
     progress: Progress | None = None,
     referrers: bool = True,
     blob_homes: BlobHomes | None = None,
@@ -80,8 +78,8 @@ def push(
     By default every platform the store holds is pushed. When that is all of a stored index's
     manifests, the index is pushed byte for byte; when some are absent from the store (or not
     selected with ``platforms``), an index listing just the pushed manifests is pushed instead
-    (its digest differs, and the result's warnings say so). With explicit ``platforms`` or
-    ``all_platforms``, selected manifests absent from the store are an error. With
+    (its digest differs, and the result's warnings say so). With explicit ``platforms`` (some,
+    or ``"all"``), selected manifests absent from the store are an error. With
     *referrers* (the default) the referrers the store keeps for what was pushed follow it
     (see :mod:`.referrer_transfer`); those of a stored index go only when it went byte for
     byte (another index has another digest, which they do not name).
@@ -92,8 +90,8 @@ def push(
     record = store.resolve(ref)
     source = Reference.parse(record.name)
     dest = Reference.parse(destination) if destination is not None else source
-    explicit = bool(platforms) or all_platforms
-    matcher = platform_matcher(platforms, all_platforms, default_all=True)
+    explicit = bool(platforms)
+    matcher = platform_matcher(platforms, default_all=True)
     target = Descriptor(record.media_type, record.digest, record.size)
     plan = _plan_push(store, target, matcher, explicit, record.name)
     if dest.digest is not None and dest.digest != plan.top.digest:

@@ -19,7 +19,7 @@ from ..errors import (
     RegistryTooSlowError,
 )
 from ..oci.digests import Digest
-from ..oci.platforms import Platform
+from ..oci.platforms import PlatformChoice
 from ..oci.references import Reference
 from .context import StoreContext
 from .filters import ImageFilter
@@ -79,8 +79,7 @@ def push_all(
     client_factory: ClientFactory,
     *,
     filters: Sequence[str] = (),
-    platforms: Sequence[str | Platform] = (),
-    all_platforms: bool = False,
+    platforms: PlatformChoice = (),
     jobs: int = PARALLEL_TRANSFERS,
     report: Callable[[PushAllEntry], None] | None = None,
     referrers: bool = True,
@@ -106,7 +105,7 @@ def push_all(
                     raise RegistryConnectionError(down[0])
                 pushed = push(
                     stores.get(), name, destination, clients, platforms=platforms,
-                    all_platforms=all_platforms, blob_homes=homes, referrers=referrers,
+                    blob_homes=homes, referrers=referrers,
                 )  # fmt: skip
                 entry = PushAllEntry(
                     name, destination, "pushed", pushed.digest, pushed.bytes_uploaded,

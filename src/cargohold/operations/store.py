@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..oci.digests import Digest
 from ..oci.graph import walk
-from ..oci.platforms import Platform, PlatformMatcher
+from ..oci.platforms import Platform, PlatformChoice, PlatformMatcher
 from ..oci.references import Reference, check_name_digest
 from ..oci.referrers import Referrer
 from ..storage.gc import RESUMABLE_MAX_AGE, GcResult, ResumableImport, collect
@@ -245,17 +245,14 @@ class Store(TransferVerbs):
         self,
         refs: Sequence[str] = (),
         *,
-        platforms: Sequence[str | Platform] = (),
-        all_platforms: bool = False,
+        platforms: PlatformChoice = (),
         verify: bool = False,
     ) -> list[CheckResult]:
         """Whether each image's content is all there, and with *verify* intact (see
         :func:`cargohold.operations.inspecting.check`)."""
         from . import inspecting
 
-        return inspecting.check(
-            self, refs, platforms=platforms, all_platforms=all_platforms, verify=verify
-        )
+        return inspecting.check(self, refs, platforms=platforms, verify=verify)
 
     # -- content -------------------------------------------------------------------------
 

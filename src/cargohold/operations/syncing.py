@@ -31,7 +31,7 @@ from ..errors import (
 from ..oci.digests import Digest
 from ..oci.graph import walk
 from ..oci.mediatypes import is_index, is_manifest, parse_index, parse_manifest
-from ..oci.platforms import Platform, PlatformMatcher
+from ..oci.platforms import ALL_PLATFORMS, PlatformChoice, PlatformMatcher
 from ..oci.references import Reference
 from ..registry.client import RegistryClient
 from ..storage.gc import collect
@@ -83,6 +83,11 @@ class _Image:
     all_platforms: bool
     lists: set[str]
 
+    @property
+    def choice(self) -> PlatformChoice:
+        """What the line chose, as the verbs take it."""
+        return ALL_PLATFORMS if self.all_platforms else self.platforms
+
 
 def list_label(list_id: str) -> str:
     """The label key that marks a name as created by a sync of the list *list_id*."""
@@ -94,8 +99,7 @@ def sync(
     lists: SyncList,
     client_factory: ClientFactory,
     *,
-    platforms: Sequence[str | Platform] = (),
-    all_platforms: bool = False,
+    platforms: PlatformChoice = (),
     jobs: int = PARALLEL_TRANSFERS,
     dry_run: bool = False,
     prune: bool = False,
@@ -103,13 +107,15 @@ def sync(
 ) -> SyncResult:
     """Pull every image *lists* name that the store lacks or that changed upstream.
 
-    *platforms* and *all_platforms* apply to the images whose line chose none. *report* is
+    *platforms* (some, or ``"all"``) apply to the images whose line chose none. *report* is
     called once per image as it ends. With *prune*, names that a previous sync of the same
     lists created and that they no longer name are removed (not when a repository's tags could
     not be listed: its names are then unknown). With *dry_run*, nothing is written.
     """
     result = SyncResult(dry_run=dry_run)
-    default = (tuple(str(p) for p in platforms), all_platforms)
+    default = (
+        ((), True) if platforms == ALL_PLATFORMS else (tuple(str(p) for p in platforms), False)
+    )
     with SharedClients(client_factory) as clients, ThreadStores(store, jobs) as stores:
         images, failures = _expand(lists.sources, clients, default)
         for failure in failures:
@@ -217,7 +223,7 @@ class _Worker:
     def _sync(self, image: _Image) -> SyncEntry:
         store = self.stores.get()
         reference, name = image.reference, str(image.reference)
-        matcher = platform_matcher(image.platforms, image.all_platforms)
+        matcher = platform_matcher(image.choice)
         existing = store.meta.get_image(store.namespace, name)
         whole = existing is not None and _holds(store, existing, matcher)
         if whole and existing is not None and reference.digest is not None:
@@ -236,7 +242,7 @@ class _Worker:
                 return SyncEntry(name, "updated" if existing else "created", info.digest, size)
         pulled = pull(
             store, name, self.clients,
-            platforms=image.platforms, all_platforms=image.all_platforms,
+            platforms=image.choice,
         )  # fmt: skip
         if pulled.action == "created":
             marks = {list_label(list_id): name for list_id in sorted(image.lists)}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from ..archive.compression import Compression
 from ..limits import Limits
-from ..oci.platforms import Platform
+from ..oci.platforms import PlatformChoice
 from ..progress import Progress
 from .context import StoreContext
 from .results import ExportResult, ImportResult
@@ -42,8 +42,7 @@ class TransferVerbs(StoreContext):
         tags: Sequence[str] = (),
         digests: bool = False,
         index_name: str | None = None,
-        platforms: Sequence[str | Platform] = (),
-        all_platforms: bool = False,
+        platforms: PlatformChoice = (),
         force: bool = False,
         skip_missing: bool = False,
         compress_blobs: bool = False,
@@ -63,7 +62,6 @@ class TransferVerbs(StoreContext):
             digests=digests,
             index_name=index_name,
             platforms=platforms,
-            all_platforms=all_platforms,
             force=force,
             skip_missing=skip_missing,
             compress_blobs=compress_blobs,
@@ -77,8 +75,7 @@ class TransferVerbs(StoreContext):
         out: str | Path | BinaryIO,
         refs: Sequence[str],
         *,
-        platforms: Sequence[str | Platform] = (),
-        all_platforms: bool = False,
+        platforms: PlatformChoice = (),
         skip_manifest_json: bool = False,
         skip_non_distributable: bool = False,
         compress: Compression = "none",
@@ -101,7 +98,6 @@ class TransferVerbs(StoreContext):
             out,
             refs,
             platforms=platforms,
-            all_platforms=all_platforms,
             skip_manifest_json=skip_manifest_json,
             skip_non_distributable=skip_non_distributable,
             compress=compress,
@@ -122,8 +118,7 @@ class TransferVerbs(StoreContext):
         self,
         ref: str,
         *,
-        platforms: Sequence[str | Platform] = (),
-        all_platforms: bool = False,
+        platforms: PlatformChoice = (),
         client_factory: ClientFactory | None = None,
         progress: Progress | None = None,
         referrers: bool = True,
@@ -138,7 +133,6 @@ class TransferVerbs(StoreContext):
             ref,
             client_factory or transfer.default_client_factory,
             platforms=platforms,
-            all_platforms=all_platforms,
             progress=progress,
             referrers=referrers,
         )
@@ -148,8 +142,7 @@ class TransferVerbs(StoreContext):
         ref: str,
         destination: str | None = None,
         *,
-        platforms: Sequence[str | Platform] = (),
-        all_platforms: bool = False,
+        platforms: PlatformChoice = (),
         client_factory: ClientFactory | None = None,
         progress: Progress | None = None,
         referrers: bool = True,
@@ -164,7 +157,6 @@ class TransferVerbs(StoreContext):
             destination,
             client_factory or transfer.default_client_factory,
             platforms=platforms,
-            all_platforms=all_platforms,
             progress=progress,
             referrers=referrers,
         )
@@ -173,8 +165,7 @@ class TransferVerbs(StoreContext):
         self,
         lists: SyncList,
         *,
-        platforms: Sequence[str | Platform] = (),
-        all_platforms: bool = False,
+        platforms: PlatformChoice = (),
         client_factory: ClientFactory | None = None,
         jobs: int = 4,
         dry_run: bool = False,
@@ -190,7 +181,6 @@ class TransferVerbs(StoreContext):
             lists,
             client_factory or transfer.default_client_factory,
             platforms=platforms,
-            all_platforms=all_platforms,
             jobs=jobs,
             dry_run=dry_run,
             prune=prune,
@@ -202,8 +192,7 @@ class TransferVerbs(StoreContext):
         dest: str,
         filters: Sequence[str] = (),
         *,
-        platforms: Sequence[str | Platform] = (),
-        all_platforms: bool = False,
+        platforms: PlatformChoice = (),
         client_factory: ClientFactory | None = None,
         jobs: int = 4,
         report: Callable[[PushAllEntry], None] | None = None,
@@ -219,7 +208,6 @@ class TransferVerbs(StoreContext):
             client_factory or transfer.default_client_factory,
             filters=filters,
             platforms=platforms,
-            all_platforms=all_platforms,
             jobs=jobs,
             report=report,
             referrers=referrers,
