@@ -80,11 +80,12 @@ class Reachability:
 
     def closure_of_blobs(self, sizes: Mapping[Digest, int | None]) -> set[Digest]:
         """Every digest reachable from blobs whose media types are not known, by their sizes
-        (None: absent). An import leases a blob when it decides to use the store's copy,
-        before it knows what the blob is; a manifest kept that way must keep what it lists,
-        or it outlives its config and layers, and an image whose index lists it (committed
-        by that import next) reads as incomplete. A present blob small enough to be a
-        document is read and followed as the index or manifest it parses as, else a leaf.
+        (None: absent, or known not to be a document). An import leases a blob when it
+        decides to use the store's copy, before it knows what the blob is; a manifest kept
+        that way must keep what it lists, or it outlives its config and layers, and an image
+        whose index lists it (committed by that import next) reads as incomplete. A present
+        blob small enough to be a document is read and followed as the index or manifest it
+        parses as, else a leaf.
         """
         return self.closure(self._as_document(digest, size) for digest, size in sizes.items())
 

@@ -18,13 +18,15 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, BinaryIO, Final, cast
 
-from ..errors import ContentError, DamagedBlobError
+from ..errors import ContentError, DamagedBlobError, NotFoundError
 from ..oci.digests import ALGORITHMS, Digest
 from ..oci.mediatypes import MAX_JSON_LIMIT
 from .files import CHUNK_SIZE, fsync_dir, open_regular, parallel_map
 from .ingest import Ingest, Sink, StagedBlob
 
 _BLOB_MODE: Final = 0o444
+#: Bytes read to tell whether a blob could be a JSON document (white space may come first).
+_JSON_SNIFF: Final = 64
 #: Unlinks or fsyncs in flight at once when many blobs are deleted or committed (see
 #: BlobStore.delete_many and commit_many).
 _MANY_THREADS: Final = 32
@@ -69,6 +71,17 @@ class BlobStore:
             return os.lstat(name).st_size
         except FileNotFoundError:
             return None
+
+    def starts_like_json(self, digest: Digest) -> bool:
+        """Whether the blob's first bytes could begin a JSON object (``{`` after white space):
+        what gc asks before it reads a leased blob whole to see whether it is a document, so
+        that a leased layer is never read (gzip, zstd and tar never begin so)."""
+        try:
+            with self.open(digest) as f:
+                head = f.read(_JSON_SNIFF)
+        except (NotFoundError, ContentError):
+            return False
+        return head.lstrip(b" \t\r\n").startswith(b"{")
 
     def regular_size(self, digest: Digest) -> int | None:
         """The size of the blob when it is a regular file (the only thing a blob may be), else

@@ -88,7 +88,7 @@ def collect(
         reach = Reachability(blobs, present.__contains__)
         try:
             reached = reach_namespaces(meta, reach)
-            reachable = reach.closure_of_blobs({d: present.get(d) for d in leased})
+            reachable = reach.closure_of_blobs(_leased_documents(blobs, leased, present))
         except UnreadableContentError as exc:
             raise CargoholdError(
                 f"garbage collection stopped, nothing was removed: {exc}"
@@ -104,6 +104,14 @@ def collect(
         if not dry_run and result.removed:
             blobs.delete_many([digest for digest, _ in result.removed])
     return result
+
+
+def _leased_documents(
+    blobs: BlobStore, leased: set[Digest], present: dict[Digest, int]
+) -> dict[Digest, int | None]:
+    """The leased blobs with their sizes, None for those that cannot be documents (absent, or
+    not beginning like JSON): only the others are read whole to see what they list."""
+    return {d: present[d] if d in present and blobs.starts_like_json(d) else None for d in leased}
 
 
 def _live_leases(

@@ -396,3 +396,25 @@ def test_the_hash_only_sink_checks_like_staging_and_writes_nothing(
     with pytest.raises(ContentError, match=str(digest_of(b"other"))):
         store.stage(io.BytesIO(document), len(document), HASH_ONLY, digest_of(b"other"))
     assert files_in(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b'{"schemaVersion": 2}', True),
+        (b'\n\t  {"schemaVersion": 2}', True),
+        (b"\x1f\x8b\x08\x00" + b"\x00" * 100, False),  # gzip
+        (b"\x28\xb5\x2f\xfd" + b"\x00" * 100, False),  # zstd
+        (b"layer/file" + b"\x00" * 500, False),  # tar
+        (b"", False),
+    ],
+)
+def test_starts_like_json_reads_only_a_blobs_head(
+    store: BlobStore, data: bytes, expected: bool
+) -> None:
+    """gc asks this of every leased blob before reading one whole to see if it is a document."""
+    staged = store.stage_bytes(data, store.staging_dir("sniff"))
+    store.commit(staged)
+    assert store.starts_like_json(staged.digest) is expected
+    absent = Digest.of_bytes(b"not stored")
+    assert store.starts_like_json(absent) is False
