@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cargohold.oci.digests import Digest
 from cargohold.operations.context import STORE_FORMAT
+from cargohold.operations.info import store_info
 from cargohold.operations.store import Store
 from clisupport import assert_one_error_line, run
 from imagefactory import ArchiveBuilder
@@ -52,3 +54,23 @@ def test_info_creates_no_store(tmp_path: Path) -> None:
     line = assert_one_error_line(run(tmp_path / "typo", "info"))
     assert "no cargohold store" in line
     assert not (tmp_path / "typo").exists()
+
+
+def test_info_reclaims_what_gc_would_with_an_import_in_progress(tmp_path: Path) -> None:
+    """info marks as gc marks: a manifest an import in progress holds keeps its config and
+    layers in both (info counted them reclaimable while gc kept them)."""
+    builder = ArchiveBuilder()
+    index = builder.multi_platform(
+        [HOST, "linux/s390x" if HOST != "linux/s390x" else "linux/arm64"]
+    )
+    builder.add(index, name="example.com/multi:1")
+    other = json.loads(builder.blobs[index["digest"]])["manifests"][1]
+    with Store(tmp_path / "root") as store:
+        store.import_archive(builder.write(tmp_path / "multi.tar"), platforms="all")
+        with store.lease() as lease_id:
+            assert store.reusable(lease_id, Digest.parse(other["digest"]), other["size"])
+            store.remove(["example.com/multi:1"], collect_garbage=False)
+            would = store.gc(dry_run=True)
+            info = store_info(store)
+            assert info.reclaimable_blobs == len(would.removed)
+            assert info.reclaimable_bytes == would.bytes_freed

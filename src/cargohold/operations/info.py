@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..oci.digests import Digest
-from ..storage.gc import held_content
+from ..storage.gc import live_leases, marked
 from ..version import __version__
 from .context import VERSION_FILE, StoreContext, check_version
 
@@ -32,10 +31,8 @@ class StoreInfo:
 def store_info(ctx: StoreContext) -> StoreInfo:
     """The store's figures; reclaimable is what ``content gc`` would remove now."""
     present = {digest: size for digest, size, _ in ctx.blobs.iter_blobs()}
-    live = [lease for lease in ctx.meta.lease_ids() if ctx.leases.is_alive(lease)]
-    kept: set[Digest] = {Digest.parse(d) for d in ctx.meta.leased_digests(live)}
-    for digests in held_content(ctx.meta, ctx.blobs, present.keys(), skip_unreadable=True).values():
-        kept |= digests
+    live = live_leases(ctx.meta, ctx.blobs, ctx.leases)
+    _, kept = marked(ctx.meta, ctx.blobs, present, live, skip_unreadable=True)
     reclaimable = [size for digest, size in present.items() if digest not in kept]
     return StoreInfo(
         root=str(ctx.root),

@@ -84,26 +84,48 @@ def collect(
         # One directory scan first: the walk then asks it, not the disk, whether a blob is
         # there. A blob committed after the scan is never in the sweep, so it cannot be lost.
         present = {digest: size for digest, size, _ in blobs.iter_blobs()}
-        leased = {Digest.parse(d) for d in meta.leased_digests(live)}
-        reach = Reachability(blobs, present.__contains__)
         try:
-            reached = reach_namespaces(meta, reach)
-            reachable = reach.closure_of_blobs(_leased_documents(blobs, leased, present))
+            reached, reachable = marked(meta, blobs, present, live)
         except UnreadableContentError as exc:
             raise CargoholdError(
                 f"garbage collection stopped, nothing was removed: {exc}"
             ) from None
-        for namespace, digests in reached.items():
-            held = {d for d in digests if d in present}
-            reachable |= held
-            if not dry_run:
-                meta.set_holdings(db, namespace, held)
+        if not dry_run:
+            for namespace, digests in reached.items():
+                meta.set_holdings(db, namespace, {d for d in digests if d in present})
                 # a referrer goes with its subject: its row now, its blobs in this sweep
                 meta.prune_referrers(db, namespace, digests)
         result.removed = [(d, size) for d, size in present.items() if d not in reachable]
         if not dry_run and result.removed:
             blobs.delete_many([digest for digest, _ in result.removed])
     return result
+
+
+def marked(
+    meta: MetadataStore,
+    blobs: BlobStore,
+    present: dict[Digest, int],
+    live: list[str],
+    *,
+    skip_unreadable: bool = False,
+) -> tuple[dict[str, set[Digest]], set[Digest]]:
+    """The mark of a collection: what each namespace reaches (absent blobs included), and
+    every present blob to keep (those, what the *live* leases hold, and what leased documents
+    list). ``cargohold info`` asks the same, read-only, for what gc would reclaim."""
+    reach = Reachability(blobs, present.__contains__, skip_unreadable=skip_unreadable)
+    reached = reach_namespaces(meta, reach)
+    leased = {Digest.parse(d) for d in meta.leased_digests(live)}
+    keep = reach.closure_of_blobs(_leased_documents(blobs, leased, present))
+    for digests in reached.values():
+        keep |= {d for d in digests if d in present}
+    return reached, keep
+
+
+def live_leases(
+    meta: MetadataStore, blobs: BlobStore, leases: Leases, kept_for: float = RESUMABLE_MAX_AGE
+) -> list[str]:
+    """The leases whose content a collection now would keep (see :func:`collect`)."""
+    return _live_leases(meta, blobs, leases, GcResult(), kept_for)
 
 
 def _leased_documents(
@@ -150,13 +172,10 @@ def held_content(
     present: Collection[Digest],
     *,
     skip_unreadable: bool = False,
-    reach: Reachability | None = None,
 ) -> dict[str, set[Digest]]:
     """What each namespace holds: the *present* blobs its images reach (one graph walk, whose
-    documents are read once however many namespaces share them; *reach* when the caller
-    walks more with it)."""
-    if reach is None:
-        reach = Reachability(blobs, present.__contains__, skip_unreadable=skip_unreadable)
+    documents are read once however many namespaces share them)."""
+    reach = Reachability(blobs, present.__contains__, skip_unreadable=skip_unreadable)
     return {
         namespace: {d for d in digests if d in present}
         for namespace, digests in reach_namespaces(meta, reach).items()
