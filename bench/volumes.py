@@ -40,6 +40,7 @@ def cargohold(root: Path, *args: str) -> tuple[float, dict[str, Any]]:
     """Run the CLI of this checkout; (wall seconds, its JSON output or {})."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARGOHOLD_")}
     env["PYTHONPATH"] = str(REPO / "src")
+    os.sync()  # the writeback of earlier runs (and of the archives) is not charged to this one
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "cargohold", "--root", str(root), *args],
@@ -136,17 +137,30 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def median_import(work: Path, source: Path, repeat: int) -> tuple[float, dict[str, Any]]:
-    times: list[float] = []
-    report: dict[str, Any] = {}
-    for _ in range(repeat):
-        elapsed, report = cargohold(
-            fresh(work / "target"), "image", "import", "--format", "json", str(source)
-        )
-        if "error" in report:
-            raise SystemExit(f"import of {source} failed: {report['error']}")
-        times.append(elapsed)
-    return statistics.median(times), report
+def timed_import(work: Path, source: Path) -> tuple[float, dict[str, Any]]:
+    elapsed, report = cargohold(
+        fresh(work / "target"), "image", "import", "--format", "json", str(source)
+    )
+    if "error" in report:
+        raise SystemExit(f"import of {source} failed: {report['error']}")
+    return elapsed, report
+
+
+def alternating_imports(
+    work: Path, sources: list[Path], repeat: int
+) -> list[tuple[list[float], dict[str, Any]]]:
+    """Each source imported *repeat* times into a fresh store, the sources taking turns (so
+    that neither always runs first, on a machine whose other load changes over time)."""
+    times: list[list[float]] = [[] for _ in sources]
+    reports: list[dict[str, Any]] = [{} for _ in sources]
+    for round_ in range(repeat):
+        order = list(range(len(sources)))
+        if round_ % 2:
+            order.reverse()
+        for i in order:
+            elapsed, reports[i] = timed_import(work, sources[i])
+            times[i].append(elapsed)
+    return list(zip(times, reports, strict=True))
 
 
 def resume(work: Path, split: Path, total: int, volume_size: int, k: int) -> dict[str, Any]:
@@ -213,10 +227,10 @@ def main() -> None:
         NAME,
     )
     count = int(exported["volumes"])
-    whole_time, whole_report = median_import(work, whole, args.repeat)
-    split_time, split_report = median_import(
-        work, split.with_name(f"{split.name}.001"), args.repeat
+    (whole_times, whole_report), (split_times, split_report) = alternating_imports(
+        work, [whole, split.with_name(f"{split.name}.001")], args.repeat
     )
+    whole_time, split_time = statistics.median(whole_times), statistics.median(split_times)
     total = whole.stat().st_size
     volume_size = split.with_name(f"{split.name}.001").stat().st_size
     resumes = [
@@ -231,6 +245,8 @@ def main() -> None:
         "wholeSeconds": round(whole_time, 3),
         "splitSeconds": round(split_time, 3),
         "splitOverWhole": round(split_time / whole_time, 3),
+        "wholeSamples": [round(t, 3) for t in whole_times],
+        "splitSamples": [round(t, 3) for t in split_times],
         "goal": "splitOverWhole <= 1.1",
         "resumes": [
             {
