@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import InvalidArchiveError
 from ..oci.digests import Digest
-from ..storage.ingest import StagedBlob
+from ..storage.staged import StagedBlob
 from .contents import ArchiveContents
 from .members import BLOB_NAME, Member, member_name
 from .scan import SMALL_FILES

@@ -25,7 +25,7 @@ from ..oci.graph import ImageGraph, walk
 from ..oci.mediatypes import DEFAULT_JSON_LIMIT, Descriptor
 from ..oci.platforms import PlatformMatcher
 from ..storage.blobs import BlobStore
-from ..storage.ingest import StagedBlob
+from ..storage.staged import StagedBlob
 from .members import BLOB_NAME, member_name
 
 

@@ -30,7 +30,7 @@ from ..oci.mediatypes import (
 )
 from ..oci.platforms import PlatformMatcher
 from ..oci.references import Reference, parse_repository
-from ..storage.ingest import StagedBlob
+from ..storage.staged import StagedBlob
 from . import compression
 from .contents import ArchiveContents, walk_archive
 from .members import Member

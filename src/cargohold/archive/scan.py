@@ -10,18 +10,19 @@ commits the ones the selected images need once the whole archive has passed.
 
 from __future__ import annotations
 
+import contextlib
 import tarfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from ..errors import ContentError, InvalidArchiveError, InvalidDigestError
+from ..errors import CargoholdError, ContentError, InvalidArchiveError, InvalidDigestError
 from ..oci.digests import Digest
 from ..oci.mediatypes import DEFAULT_JSON_LIMIT
 from ..progress import BLOB_PROGRESS_THRESHOLD, Progress
 from ..storage.blobs import BlobStore
-from ..storage.ingest import HASH_ONLY, StagedBlob
+from ..storage.staged import HASH_ONLY, StagedBlob
 from .contents import ArchiveContents
 from .delta import DELTA_MEMBER
 from .docker import stored_layers
@@ -82,7 +83,7 @@ def scan(
     hooks = hooks or ScanHooks()
     if hooks.restore is not None:
         hooks.restore(contents)
-    stager = _Stager(staging, progress or Progress(), document_limit)
+    stager = _Stager(store, staging, progress or Progress(), document_limit)
     deferred: dict[str, Member] = {}
     try:
         for count, member in enumerate(members, hooks.counted + 1):
@@ -93,10 +94,13 @@ def scan(
                 hooks.after_member(member)
         if deferred:
             _read_deferred(contents, deferred, stager, already_stored)
+        stager.wait()
     except tarfile.TarError as exc:
         # A member's data is read here, after the tar reader has handed the member over, so
         # an archive truncated inside a member fails here rather than in tar_members.
         raise InvalidArchiveError(f"not a valid tar archive or truncated ({exc})") from None
+    finally:
+        stager.stop()  # nothing reads the archive once the scan is over
     for link, target in list(contents.symlinks.items()):
         if target not in contents.files and target not in contents.present_files:
             raise InvalidArchiveError(
@@ -108,11 +112,27 @@ def scan(
 class _Stager:
     """Stages members (or only hashes them) and shows large ones on the progress display."""
 
-    def __init__(self, staging: Path | None, progress: Progress, document_limit: int) -> None:
-        self.staging = staging
+    def __init__(
+        self, store: BlobStore, staging: Path | None, progress: Progress, document_limit: int
+    ) -> None:
+        self.store = store
+        # Large blobs of known digest are copied and hashed alongside the next members.
+        self.sink = HASH_ONLY if staging is None else store.staging_sink(staging, alongside=True)
         self.progress = progress
         self.document_limit = document_limit
         self.kept = 0
+
+    def wait(self) -> None:
+        """Wait for the blobs staged alongside; a wrong one fails the scan here."""
+        try:
+            self.store.wait_staged()
+        except ContentError as exc:
+            raise InvalidArchiveError(str(exc)) from None
+
+    def stop(self) -> None:
+        """After a failure: wait for the blobs staged alongside, whatever they find."""
+        with contextlib.suppress(CargoholdError, OSError):  # the scan's own error stands
+            self.store.wait_staged()
 
     def stage(
         self, store: BlobStore, member: Member, what: str, expected: Digest | None = None
@@ -125,7 +145,7 @@ class _Stager:
                 staged = store.stage(
                     source,
                     member.size,
-                    self.staging if self.staging is not None else HASH_ONLY,
+                    self.sink,
                     expected,
                     what=what,
                     on_chunk=self.progress.blob_advance if large else None,

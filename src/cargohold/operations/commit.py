@@ -22,8 +22,8 @@ from ..oci.platforms import PlatformMatcher
 from ..oci.reachability import role_of
 from ..oci.referrers import Referrer
 from ..storage.gc import GcResult, collect
-from ..storage.ingest import StagedBlob
 from ..storage.metadata import ImageRecord
+from ..storage.staged import StagedBlob
 from .context import StoreContext, image_target
 from .results import Action, ImportedImage
 

@@ -33,7 +33,7 @@ from ..oci.digests import Digest
 from ..oci.platforms import PlatformChoice, PlatformMatcher
 from ..oci.signatures import PublicKey
 from ..progress import Progress, Relay
-from ..storage.ingest import StagedBlob
+from ..storage.staged import StagedBlob
 from .commit import NewImage, commit
 from .context import (
     StoreContext,

@@ -27,8 +27,8 @@ from ..oci.platforms import Platform, PlatformChoice, PlatformMatcher
 from ..oci.tree import TreeNode, tree
 from ..progress import Progress
 from ..storage.blobs import BlobStore
-from ..storage.ingest import HASH_ONLY, StagedBlob
 from ..storage.metadata import ImageRecord, MetadataStore
+from ..storage.staged import HASH_ONLY, StagedBlob
 from .context import (
     VERSION_FILE,
     StoreContext,

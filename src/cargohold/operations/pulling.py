@@ -32,7 +32,7 @@ from ..oci.references import Reference
 from ..progress import Progress
 from ..registry.client import RegistryClient
 from ..storage.files import raise_if_full, start_writeback
-from ..storage.ingest import StagedBlob
+from ..storage.staged import StagedBlob
 from .commit import NewImage, commit
 from .context import StoreContext, finishing, platform_matcher
 from .referrer_transfer import Fetched, discover_referrers

@@ -36,9 +36,11 @@ __all__ = ["DEFAULT_MONOLITHIC_LIMIT", "DEFAULT_UPLOAD_CHUNK_SIZE", "Uploader"]
 
 logger = logging.getLogger(LOGGER_NAME)
 
-#: Blobs smaller than this are pushed in one streamed PUT; larger ones in PATCH chunks, so that
-#: a registry (or a proxy before it) with a request size limit still takes them.
-DEFAULT_MONOLITHIC_LIMIT: Final = 32 << 20
+#: Blobs smaller than this are pushed in one streamed PUT; larger ones in PATCH chunks. By
+#: default every blob goes in one PUT, as containerd and docker push them (half the requests
+#: and no chunk held in memory); a smaller limit is for a registry, or a proxy before it, with
+#: a request size limit.
+DEFAULT_MONOLITHIC_LIMIT: Final = 1 << 62
 #: The size of one PATCH of a chunked upload. A chunk is held in memory so that it can be sent
 #: again after an authentication challenge; several uploads run in parallel, so keep it modest.
 DEFAULT_UPLOAD_CHUNK_SIZE: Final = 8 << 20

@@ -22,7 +22,8 @@ from ..errors import ContentError, DamagedBlobError, NotFoundError
 from ..oci.digests import ALGORITHMS, Digest
 from ..oci.mediatypes import MAX_JSON_LIMIT
 from .files import CHUNK_SIZE, fsync_dir, open_regular, parallel_map
-from .ingest import Ingest, Sink, StagedBlob
+from .ingest import Ingest
+from .staged import Sink, StagedBlob
 
 _BLOB_MODE: Final = 0o444
 #: Bytes read to tell whether a blob could be a JSON document (white space may come first).
@@ -180,7 +181,7 @@ class BlobStore:
         The copy is verified against *expected* (when given) before it returns; a short read
         or a wrong digest raises :class:`ContentError` naming *what*. *staging* is a staging
         directory (from :meth:`staging_dir`), or a :class:`Sink`: with
-        :data:`~cargohold.storage.ingest.HASH_ONLY` nothing is written, the bytes are hashed,
+        :data:`~cargohold.storage.staged.HASH_ONLY` nothing is written, the bytes are hashed,
         and kept in memory when the blob is at most *keep_limit* bytes and looks like JSON
         (it may be a manifest or config).
         """
@@ -188,6 +189,18 @@ class BlobStore:
         return self._ingest.stage(
             source, size, sink, expected, what, algorithm, on_chunk, keep_limit
         )
+
+    def staging_sink(self, staging: Path, alongside: bool = False) -> Sink:
+        """The sink of *staging* (a directory from :meth:`staging_dir`). With *alongside*,
+        :meth:`stage` may return a large blob whose digest it was given before the blob is
+        verified, and stage it on another core while the caller reads on: the caller must
+        call :meth:`wait_staged` before it closes what it read from."""
+        return self._ingest.sink(staging, alongside)
+
+    def wait_staged(self) -> None:
+        """Wait until every blob staged alongside is verified; raises the first
+        :class:`ContentError`. None still reads from its source when this returns."""
+        self._ingest.wait_alongside()
 
     def stage_bytes(self, data: bytes, staging: Path | Sink, what: str = "blob") -> StagedBlob:
         return self.stage(io.BytesIO(data), len(data), staging, what=what, keep_limit=len(data))

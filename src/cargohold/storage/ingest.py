@@ -2,30 +2,28 @@
 
 Bytes stream into a private directory under ``content/ingest/`` (one per writer, named by its
 lease) while they are hashed; the size and digest are checked before a :class:`StagedBlob` is
-handed back, and only a staged blob can be committed. Where the bytes go is a :class:`Sink`:
-a staging directory (:meth:`Ingest.sink`), or nowhere at all (:data:`HASH_ONLY`, for an
-archive that is only inspected: the same reading and checking, nothing written).
+handed back, and only a staged blob can be committed. Where the bytes go is a
+:class:`~cargohold.storage.staged.Sink`: a staging directory (:meth:`Ingest.sink`), or nowhere
+at all (:data:`~cargohold.storage.staged.HASH_ONLY`, for an archive that is only inspected).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO, Final, Protocol, TypeGuard
+from typing import IO, TYPE_CHECKING, Final, TypeGuard, cast
 
 from ..errors import ContentError
 from ..oci.digests import Digest
-from .files import CHUNK_SIZE, open_regular, raise_if_full, reserve, write_all
+from .files import CHUNK_SIZE, raise_if_full, reserve, write_all
+from .staged import OnChunk, Sink, StagedBlob, checked_digest, pipeline_chunk, read_chunks
 from .writers import (
     PACK_NAME,
-    PIPELINE_CHUNK,
+    Alongside,
     BackgroundWriter,
     FileRange,
     HashingWriter,
@@ -36,8 +34,6 @@ from .writers import (
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
-#: A blob only hashed keeps this many leading bytes (enough to sniff its compression).
-KEPT_HEAD: Final = 512
 #: Blobs at most this large are staged into one file shared by the staging directory (its
 #: pack), not a file each: creating, fsyncing and deleting a file costs far more than a tiny
 #: blob's bytes (an archive may hold 150,000 of them, most of them perhaps never needed).
@@ -47,156 +43,25 @@ PACK_LIMIT: Final = 64 << 10
 #: is not a file whose size bounds it (a pipe may claim 8 GiB and send nothing).
 RESERVE_AHEAD: Final = 64 << 20
 
-#: Called with the number of bytes of each chunk staged (progress).
-OnChunk = Callable[[int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class StagedBlob:
-    """A verified blob written to the ingest area but not yet visible in the store.
-
-    A small blob is bytes [*offset*, *offset* + *size*) of its staging directory's pack (see
-    :data:`PACK_LIMIT`); a larger one is the whole file at *path* (*offset* -1). A blob that
-    was only hashed (an archive being inspected, nothing written) has no *path*; it keeps its
-    bytes when they may be a JSON document, else only its first bytes.
-    """
-
-    digest: Digest
-    size: int
-    path: Path | None
-    kept: bytes = b""
-    offset: int = -1
-
-    @property
-    def packed(self) -> bool:
-        return self.offset >= 0
-
-    def read(self) -> bytes:
-        """The whole blob (callers check the size first: this is for documents). A *path*
-        may be the store's own file (a blob an import found stored): only a regular file
-        is read there, as by :meth:`BlobStore.open`."""
-        if self.path is not None:
-            if self.packed:
-                return self._read(self.size)
-            with open_regular(self.path, self.digest) as f:
-                return f.read()
-        if len(self.kept) != self.size:
-            raise ContentError(f"blob {self.digest} was not kept in memory")
-        return self.kept
-
-    def head(self, n: int) -> bytes:
-        if self.path is None:
-            return self.kept[:n]
-        if self.packed:
-            return self._read(min(n, self.size))
-        with open_regular(self.path, self.digest) as f:
-            return f.read(n)
-
-    def open(self) -> BinaryIO:
-        """A reader of the blob's bytes."""
-        assert self.path is not None, "a blob that was only hashed has no file"
-        return io.BytesIO(self.read()) if self.packed else self.path.open("rb")
-
-    def _read(self, n: int) -> bytes:
-        assert self.path is not None
-        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            data = os.pread(fd, n, self.offset)
-        finally:
-            os.close(fd)
-        if len(data) != n:
-            raise ContentError(f"blob {self.digest}: staged copy is truncated")
-        return data
-
-
-class Sink(Protocol):
-    """Where a blob's bytes go while they are hashed: the one thing that differs between an
-    import (a staging directory) and an inspection (nowhere), so both read and check alike."""
-
-    def stage(
-        self,
-        source: IO[bytes],
-        size: int,
-        hasher: hashlib._Hash,
-        expected: Digest | None,
-        what: str,
-        on_chunk: OnChunk | None,
-        keep_limit: int,
-    ) -> StagedBlob:
-        """Consume exactly *size* bytes of *source* into *hasher*; the blob, verified against
-        *expected* when given (:class:`ContentError` naming *what* otherwise, or when the
-        source is short). *keep_limit*: see :meth:`Ingest.stage`."""
-
-
-class HashOnly:
-    """The sink of ``archive inspect``: nothing is written. A blob is kept in memory when it
-    is at most *keep_limit* bytes and looks like JSON (it may be a manifest or config); of
-    the others, only the first bytes (to sniff a layer's compression)."""
-
-    def stage(
-        self,
-        source: IO[bytes],
-        size: int,
-        hasher: hashlib._Hash,
-        expected: Digest | None,
-        what: str,
-        on_chunk: OnChunk | None,
-        keep_limit: int,
-    ) -> StagedBlob:
-        kept = bytearray()
-        for chunk in read_chunks(source, size, what, 1):
-            if len(kept) < KEPT_HEAD or (size <= keep_limit and _json_like(kept)):
-                kept += chunk
-            hasher.update(chunk)
-            if on_chunk is not None:
-                on_chunk(len(chunk))
-        if not (size <= keep_limit and _json_like(kept)):
-            kept = kept[:KEPT_HEAD]
-        digest = _checked(hasher, expected, what)
-        return StagedBlob(digest, size, None, bytes(kept))
-
-
-#: Stage nothing, only hash and check (see :class:`HashOnly`).
-HASH_ONLY: Final = HashOnly()
-
-
-def read_chunks(
-    source: IO[bytes],
-    size: int,
-    what: str,
-    buffers: int,
-    reuse: Callable[[int], None] | None = None,
-) -> Iterator[memoryview]:
-    """Exactly *size* bytes of *source*, in chunks read into *buffers* buffers in rotation;
-    :class:`ContentError` naming *what* when the source ends first. *reuse(turn)* is called
-    before the buffer of chunk number *turn* is read into again (its chunk must be done with).
-    """
-    chunk_size = pipeline_chunk(size)
-    views = [memoryview(bytearray(chunk_size)) for _ in range(buffers)]
-    remaining, turn = size, 0
-    while remaining:
-        view = views[turn % buffers]
-        if reuse is not None:
-            reuse(turn - buffers)
-        n = source.readinto(view[: min(remaining, chunk_size)])  # type: ignore[attr-defined]
-        if not n:
-            raise ContentError(f"{what}: truncated, {size - remaining} of {size} bytes present")
-        yield view[:n]
-        remaining -= n
-        turn += 1
-
-
-def pipeline_chunk(size: int) -> int:
-    """The chunk size of a staging of *size* bytes."""
-    return min(PIPELINE_CHUNK, max(size, 1))
+#: Blobs at least this large, with a digest known before they are read, may be staged
+#: alongside the next ones (see :class:`~cargohold.storage.writers.Alongside`); smaller ones
+#: are not worth a thread's hand-over.
+ALONGSIDE_MIN: Final = 8 << 20
 
 
 class StagingDir:
-    """The sink of an import or pull: blobs are written into one staging directory."""
+    """The sink of an import or pull: blobs are written into one staging directory.
 
-    def __init__(self, ingest: Ingest, directory: Path) -> None:
+    With *alongside*, a large blob copied from a file and whose digest is known is staged on
+    a thread of its own while the caller reads on (:class:`Alongside`): :meth:`stage` returns
+    it before it is verified, the caller must ``wait`` before closing the file it read from,
+    and the blob's :meth:`StagedBlob.verified` (which its readers call) waits for it.
+    """
+
+    def __init__(self, ingest: Ingest, directory: Path, alongside: Alongside | None) -> None:
         self.ingest = ingest
         self.directory = directory
+        self.alongside = alongside
 
     def stage(
         self,
@@ -214,6 +79,9 @@ class StagingDir:
             return self._packed(source, size, hasher, expected, what, on_chunk)
         path = self.directory / os.urandom(16).hex()
         if self._copyable(source, size):
+            if self._may_go_alongside(size, expected):
+                assert expected is not None and self.alongside is not None
+                return self._alongside(self.alongside, source, size, path, hasher, expected, what)
             pool = self.ingest.pool()
             synced = copy_and_hash(source, size, path, hasher, what, on_chunk, pool)
             if synced is not None:
@@ -230,6 +98,40 @@ class StagingDir:
             and source.tell() == 0
         )
 
+    def _may_go_alongside(self, size: int, expected: Digest | None) -> bool:
+        if self.alongside is None or expected is None or size < ALONGSIDE_MIN:
+            return False
+        failed = self.alongside.failure()
+        if failed is not None:
+            raise failed  # a blob staged alongside was wrong: stop reading now
+        return self.alongside.free()
+
+    def _alongside(
+        self,
+        alongside: Alongside,
+        source: FileRange,
+        size: int,
+        path: Path,
+        hasher: hashlib._Hash,
+        expected: Digest,
+        what: str,
+    ) -> StagedBlob:
+        """Stage and verify the blob on a thread of the :class:`Alongside` (no per-blob
+        progress: the caller has gone on to the next member by then)."""
+
+        def job() -> Future[None]:
+            pool = self.ingest.pool()
+            synced = copy_and_hash(source, size, path, hasher, what, None, pool)
+            if synced is None:
+                self.ingest.kernel_copy = False
+                synced = self._written(cast(IO[bytes], source), size, path, hasher, None)
+            self._check(hasher, expected, path, what, synced)
+            return synced
+
+        staged, durable = alongside.submit(job)
+        self.ingest.track_sync(path, durable)
+        return StagedBlob(expected, size, path, pending=staged)
+
     def _piped(
         self,
         source: IO[bytes],
@@ -240,9 +142,22 @@ class StagingDir:
         what: str,
         on_chunk: OnChunk | None,
     ) -> StagedBlob:
+        synced = self._written(source, size, path, hasher, on_chunk, what)
+        return self._verified(hasher, expected, path, size, what, synced)
+
+    def _written(
+        self,
+        source: IO[bytes],
+        size: int,
+        path: Path,
+        hasher: hashlib._Hash,
+        on_chunk: OnChunk | None,
+        what: str = "blob",
+    ) -> Future[None]:
         """Three buffers in rotation: while the writer thread writes one chunk, this thread
         reads the next and hashes it (hashlib and os.write release the GIL), so reading,
-        hashing and writing overlap instead of adding up."""
+        hashing and writing overlap instead of adding up. Returns the future of the file's
+        fsync; the caller checks the digest."""
         writer = BackgroundWriter(path, self.ingest.pool())
         chunk_size, arrived, reserved = pipeline_chunk(size), 0, 0
         try:
@@ -259,12 +174,11 @@ class StagingDir:
                 hasher.update(chunk)
                 if on_chunk is not None:
                     on_chunk(len(chunk))
-            synced = writer.finish()
+            return writer.finish()
         except BaseException:
             writer.abandon()
             path.unlink(missing_ok=True)
             raise
-        return self._verified(hasher, expected, path, size, what, synced)
 
     def _verified(
         self,
@@ -276,15 +190,22 @@ class StagingDir:
         synced: Future[None],
     ) -> StagedBlob:
         """The staged file as a blob once its digest is checked; removed when it is wrong."""
+        digest = self._check(hasher, expected, path, what, synced)
+        self.ingest.track_sync(path, synced)
+        return StagedBlob(digest, size, path)
+
+    @staticmethod
+    def _check(
+        hasher: hashlib._Hash, expected: Digest | None, path: Path, what: str, synced: Future[None]
+    ) -> Digest:
+        """The staged file's digest, which must be *expected*; a wrong file is removed."""
         try:
-            digest = _checked(hasher, expected, what)
+            return checked_digest(hasher, expected, what)
         except ContentError:
             with contextlib.suppress(BaseException):
                 synced.result()  # the staged file is closed before it is removed
             path.unlink(missing_ok=True)
             raise
-        self.ingest.track_sync(path, synced)
-        return StagedBlob(digest, size, path)
 
     def _packed(
         self,
@@ -307,7 +228,7 @@ class StagingDir:
         hasher.update(data)
         if on_chunk is not None and size:
             on_chunk(size)
-        digest = _checked(hasher, expected, what)
+        digest = checked_digest(hasher, expected, what)
         path, offset = self.ingest.append_to_pack(self.directory, data)
         return StagedBlob(digest, size, path, offset=offset)
 
@@ -327,6 +248,7 @@ class Ingest:
         self._syncing: dict[str, Future[None]] = {}
         #: Whether the kernel may copy a file's range into a staged file (Linux only).
         self.kernel_copy = hasattr(os, "copy_file_range")
+        self._alongside: Alongside | None = None
 
     def pool(self) -> ThreadPoolExecutor:
         """Threads for copies, writes and fsyncs: they release the GIL, so they overlap
@@ -343,9 +265,19 @@ class Ingest:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def sink(self, staging: Path) -> StagingDir:
-        """The sink that writes blobs into *staging* (a directory from :meth:`staging_dir`)."""
-        return StagingDir(self, staging)
+    def sink(self, staging: Path, alongside: bool = False) -> StagingDir:
+        """The sink that writes blobs into *staging* (a directory from :meth:`staging_dir`);
+        *alongside*: large blobs may be staged while the caller reads on (see
+        :class:`StagingDir`; the caller then calls :meth:`wait_alongside`)."""
+        if alongside and self._alongside is None:
+            jobs = min((os.cpu_count() or 1) - 1, 3)  # the caller hashes too
+            self._alongside = Alongside(jobs) if jobs > 0 else None
+        return StagingDir(self, staging, self._alongside if alongside else None)
+
+    def wait_alongside(self) -> None:
+        """Wait until every blob staged alongside is verified; raises the first failure."""
+        if self._alongside is not None:
+            self._alongside.wait()
 
     def stage(
         self,
@@ -463,26 +395,3 @@ class Ingest:
             return os.listdir(self.directory)
         except FileNotFoundError:
             return []
-
-
-def _checked(hasher: hashlib._Hash, expected: Digest | None, what: str) -> Digest:
-    """What *hasher* computed, which must be *expected* when that is given."""
-    digest = _computed(hasher, expected)
-    if expected is not None and digest != expected:
-        raise ContentError(f"{what}: content has digest {digest}, not {expected}")
-    return digest
-
-
-def _computed(hasher: hashlib._Hash, expected: Digest | None) -> Digest:
-    """What *hasher* computed: *expected* itself when it matches (an archive's blobs are kept
-    by the thousand, and each copy of a digest costs some 200 bytes)."""
-    computed = hasher.hexdigest()
-    if expected is not None and expected.hex == computed and expected.algorithm == hasher.name:
-        return expected
-    return Digest(hasher.name, computed)
-
-
-def _json_like(head: bytes | bytearray) -> bool:
-    """Whether a blob's first bytes could start a JSON object (a document, not a layer)."""
-    stripped = bytes(head).lstrip(b" \t\r\n")
-    return not stripped or stripped.startswith(b"{")

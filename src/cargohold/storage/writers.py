@@ -12,6 +12,7 @@ import errno
 import hashlib
 import mmap
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final, Protocol, runtime_checkable
@@ -218,3 +219,78 @@ class HashingWriter:
 
     def flush(self) -> None:
         self.raw.flush()
+
+
+class Alongside:
+    """Blobs staged and verified on threads of their own while the caller reads on.
+
+    One blob's SHA-256 cannot be split between cores, and hashing is what an import from a
+    file spends most of its time on (the kernel does the copying). A large blob whose digest
+    is known in advance (an OCI layout's ``blobs/sha256/<hex>``) can be hashed on another core
+    while the caller goes on to the next member and hashes that one: two blobs at once instead
+    of one after the other. The caller must :meth:`wait` before what it read from (an archive
+    file's descriptor) is closed, and before it uses what was staged: a job's failure (a
+    digest that does not match) is raised there.
+    """
+
+    def __init__(self, jobs: int) -> None:
+        self._limit = jobs
+        self._pool: ThreadPoolExecutor | None = None
+        self._jobs: list[Future[Future[None]]] = []
+        self._lock = threading.Lock()
+
+    def free(self) -> bool:
+        """Whether a job could start now without waiting for another to end."""
+        with self._lock:
+            self._jobs = [job for job in self._jobs if not job.done() or job.exception()]
+            return sum(not job.done() for job in self._jobs) < self._limit
+
+    def failure(self) -> BaseException | None:
+        """The first failure of a job that has ended, if any."""
+        with self._lock:
+            return next((job.exception() for job in self._jobs if job.done()), None)
+
+    def submit(self, job: Callable[[], Future[None]]) -> tuple[Future[Future[None]], Future[None]]:
+        """Run *job*, which stages and verifies one blob and returns the future of its fsync.
+        Returns the job's own future (done when the blob is verified) and one that completes
+        when the blob is verified and on disk."""
+        from concurrent.futures import Future, ThreadPoolExecutor  # not every command stages
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._limit, thread_name_prefix="cargohold-stage")
+        staged = self._pool.submit(job)
+        durable: Future[None] = Future()
+
+        def chain(done: Future[Future[None]]) -> None:
+            error = done.exception()
+            if error is not None:
+                durable.set_exception(error)
+            else:
+                done.result().add_done_callback(lambda synced: _pass_on(synced, durable))
+
+        staged.add_done_callback(chain)
+        with self._lock:
+            self._jobs.append(staged)
+        return staged, durable
+
+    def wait(self) -> None:
+        """Wait for every job; raises the first failure (after all have ended: none may still
+        read from its source when this returns)."""
+        with self._lock:
+            jobs, self._jobs = self._jobs, []
+        error: BaseException | None = None
+        for job in jobs:
+            try:
+                job.result()
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+
+
+def _pass_on(source: Future[None], target: Future[None]) -> None:
+    error = source.exception()
+    if error is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(None)

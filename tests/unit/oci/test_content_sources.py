@@ -20,7 +20,7 @@ from cargohold.oci.digests import Digest
 from cargohold.oci.graph import ContentSource
 from cargohold.operations.context import StoreContext
 from cargohold.operations.pulling import PulledContent
-from cargohold.storage.ingest import StagedBlob
+from cargohold.storage.staged import StagedBlob
 
 #: Builds a source over *store* that holds exactly *blobs* (and, in the store, nothing else).
 Build = Callable[[StoreContext, Sequence[bytes]], ContentSource]

@@ -18,7 +18,8 @@ from cargohold.archive.members import tar_members
 from cargohold.errors import ContentError, InvalidArchiveError, NotFoundError
 from cargohold.oci.digests import Digest
 from cargohold.storage.blobs import BlobStore
-from cargohold.storage.ingest import HASH_ONLY, PACK_LIMIT, RESERVE_AHEAD
+from cargohold.storage.ingest import PACK_LIMIT, RESERVE_AHEAD
+from cargohold.storage.staged import HASH_ONLY
 
 #: Larger than PACK_LIMIT: staged to a file of its own.
 DATA = b"some layer bytes\n" * 5000

@@ -1,0 +1,142 @@
+"""Large blobs of an archive file staged alongside the next members (on another core).
+
+An OCI layout's ``blobs/sha256/<hex>`` names its digest before the bytes are read, so a large
+one is copied and hashed on a thread of its own while the import reads on. These tests hold
+that to the same promises as any import: every blob verified before anything is committed, and
+a wrong one refused with its digest named and the store left as it was, whichever thread
+staged it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cargohold.errors import InvalidArchiveError
+from cargohold.operations.store import Store
+from cargohold.storage.ingest import ALONGSIDE_MIN
+from imagefactory import OCI_CONFIG, OCI_MANIFEST, ArchiveBuilder, digest_of, dumps, write_tar
+from snapshots import snapshot
+
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+NAME = "example.com/big/app:1"
+#: Large enough to be staged alongside, small enough to keep the tests quick.
+LAYER_SIZE = ALONGSIDE_MIN + 4096
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "root") as s:
+        yield s
+
+
+def layer_tar(seed: int) -> bytes:
+    """An uncompressed layer tar of LAYER_SIZE-ish bytes that differs by *seed*."""
+    data = seed.to_bytes(4, "big") + os.urandom(LAYER_SIZE - 4)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(f"data{seed}.bin")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def big_image(layers: int) -> tuple[ArchiveBuilder, list[bytes]]:
+    builder = ArchiveBuilder()
+    contents = [layer_tar(i) for i in range(layers)]
+    descs = [builder.blob(data, OCI_LAYER) for data in contents]
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [digest_of(data) for data in contents]},
+    }
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": builder.blob(dumps(config), OCI_CONFIG),
+        "layers": descs,
+    }
+    builder.add(builder.blob(dumps(manifest), OCI_MANIFEST), name=NAME)
+    return builder, contents
+
+
+def damaged(builder: ArchiveBuilder, layer: bytes) -> str:
+    """Flip a byte in the middle of *layer*'s member, keeping its name; its digest."""
+    digest = digest_of(layer)
+    data = bytearray(layer)
+    data[len(data) // 2] ^= 0x40
+    builder.blobs[digest] = bytes(data)
+    return digest
+
+
+def test_large_layers_staged_alongside_are_stored_intact(store: Store, tmp_path: Path) -> None:
+    builder, layers = big_image(3)
+    archive = builder.write(tmp_path / "big.tar")
+
+    result = store.import_archive(archive)
+
+    assert [image.name for image in result.images] == [NAME]
+    assert [check.status for check in store.check(verify=True)] == ["complete"]
+    for data in layers:
+        with store.read_content(digest_of(data), verify=True) as f:
+            assert f.read() == data
+    assert not list((store.root / "content" / "ingest").iterdir())
+
+
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["first", "second", "last"])
+def test_a_wrong_large_layer_fails_the_import_and_leaves_the_store(
+    store: Store, tmp_path: Path, which: int
+) -> None:
+    # The first large member is staged alongside, the second on the importing thread while
+    # the first is hashed, the last alongside again or not: whichever is wrong, the import
+    # fails naming it, and nothing it staged stays behind.
+    builder, layers = big_image(3)
+    bad = damaged(builder, layers[which])
+    archive = builder.write(tmp_path / "bad.tar")
+    before = snapshot(store)
+
+    with pytest.raises(InvalidArchiveError, match=bad.split(":")[1]):
+        store.import_archive(archive)
+
+    assert snapshot(store) == before
+
+
+def test_docker_layers_staged_alongside_are_stored_intact(store: Store, tmp_path: Path) -> None:
+    # docker save (25 and later) writes layers as blobs/sha256/<hex> members named in
+    # manifest.json: staged alongside like an OCI layout's, then sniffed for compression.
+    layers = [layer_tar(i) for i in range(2)]
+    config = dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [digest_of(data) for data in layers]},
+        }
+    )
+
+    def blob_name(data: bytes) -> str:
+        return "blobs/" + digest_of(data).replace(":", "/")
+
+    manifest = [
+        {
+            "Config": blob_name(config),
+            "RepoTags": ["example.com/docker/app:1"],
+            "Layers": [blob_name(data) for data in layers],
+        }
+    ]
+    members = [(blob_name(data), data) for data in layers]
+    members += [(blob_name(config), config), ("manifest.json", json.dumps(manifest).encode())]
+    archive = write_tar(tmp_path / "docker.tar", members)
+
+    result = store.import_archive(archive)
+
+    assert [image.name for image in result.images] == ["example.com/docker/app:1"]
+    assert [check.status for check in store.check(verify=True)] == ["complete"]
+    for data in layers:
+        with store.read_content(digest_of(data), verify=True) as f:
+            assert f.read() == data
