@@ -140,3 +140,42 @@ def test_docker_layers_staged_alongside_are_stored_intact(store: Store, tmp_path
     for data in layers:
         with store.read_content(digest_of(data), verify=True) as f:
             assert f.read() == data
+
+
+def classic_docker_archive(path: Path, layers: list[bytes], diff_ids: list[str]) -> Path:
+    """A docker archive as ``docker save`` wrote it before version 25: ``<id>/layer.tar``."""
+    config = dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    )
+    names = [f"{digest_of(data).split(':')[1]}/layer.tar" for data in layers]
+    manifest = [{"Config": "config.json", "RepoTags": ["example.com/classic:1"], "Layers": names}]
+    members = list(zip(names, layers, strict=True))
+    members += [("config.json", config), ("manifest.json", json.dumps(manifest).encode())]
+    return write_tar(path, members)
+
+
+def test_classic_docker_layers_are_staged_as_their_diff_ids(store: Store, tmp_path: Path) -> None:
+    layers = [layer_tar(i) for i in range(3)]
+    archive = classic_docker_archive(
+        tmp_path / "classic.tar", layers, [digest_of(data) for data in layers]
+    )
+
+    store.import_archive(archive)
+
+    assert [check.status for check in store.check(verify=True)] == ["complete"]
+
+
+@pytest.mark.parametrize("which", [0, 1, 2], ids=["first", "second", "last"])
+def test_a_classic_docker_layer_unlike_its_diff_id_fails_the_import(
+    store: Store, tmp_path: Path, which: int
+) -> None:
+    layers = [layer_tar(i) for i in range(3)]
+    diff_ids = [digest_of(data) for data in layers]
+    wrong = diff_ids[which] = digest_of(b"another layer")
+    archive = classic_docker_archive(tmp_path / "classic.tar", layers, diff_ids)
+    before = snapshot(store)
+
+    with pytest.raises(InvalidArchiveError, match=f"diff_id {wrong}.: content has digest"):
+        store.import_archive(archive)
+
+    assert snapshot(store) == before

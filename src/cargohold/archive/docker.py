@@ -45,35 +45,42 @@ def stored_layers(
     deferred: dict[str, Member],
     stage: Callable[[Member, str], StagedBlob],
     already_stored: Callable[[Digest, int], bool],
-) -> dict[str, Digest]:
-    """Layers of a docker archive that need not be read: the store has their content.
+) -> tuple[dict[str, Digest], dict[str, Digest]]:
+    """Layers of a docker archive that need not be read (the store has their content), and
+    the digests the others must have.
 
     A docker archive names layers by path, not digest; the config's ``diff_ids`` give the
     digest of each uncompressed layer, and an uncompressed layer's digest is its diff_id (the
     plan checks that of every layer it reads). So when a layer member starts as a plain tar
     and the store holds its diff_id, the store's verified copy stands for it, as it does for
-    an OCI blob the store holds. Configs are read here (they are small, *stage* stages them).
-    Anything malformed is left alone: the layer is then read, and the plan reports the problem.
+    an OCI blob the store holds; when the store does not, the member is staged as a blob of
+    that digest (known before it is read, it can be hashed alongside the next). Configs are
+    read here (they are small, *stage* stages them). Anything malformed is left alone: the
+    layer is then read, and the plan reports the problem.
     """
     if contents.manifest_json is None or contents.index_json is not None:
-        return {}
+        return {}, {}
     try:
         doc = load_json(contents.manifest_json, "manifest.json", MAX_JSON_LIMIT, strict_keys=False)
     except CargoholdError:
-        return {}
+        return {}, {}
     stored: dict[str, Digest] = {}
+    claimed: dict[str, Digest | None] = {}
     for entry in doc if isinstance(doc, list) else []:
-        layers = _layer_claims(contents, entry, deferred, stage)
-        for name, digest in layers:
+        for name, digest in _layer_claims(contents, entry, deferred, stage):
             member = deferred.get(name)
             if member is None or name in stored or name in contents.files:
                 continue
             with member.open() as source:
                 head = source.read(_SNIFF_BYTES)
-            if compression.detect(head) == "none" and already_stored(digest, member.size):
+            if compression.detect(head) != "none":
+                continue
+            if already_stored(digest, member.size):
                 stored[name] = digest
                 contents.present.add(digest)
-    return stored
+            else:  # two configs that disagree about a member: it is read for what it is
+                claimed[name] = digest if claimed.get(name, digest) == digest else None
+    return stored, {name: d for name, d in claimed.items() if d is not None and name not in stored}
 
 
 def _layer_claims(

@@ -245,12 +245,14 @@ def _read_deferred(
     def stage(member: Member, what: str) -> StagedBlob:
         return stager.stage(contents.store, member, what)
 
-    stored = stored_layers(contents, deferred, stage, already_stored)
+    stored, expected = stored_layers(contents, deferred, stage, already_stored)
     for name, member in deferred.items():
         if name in stored:
             contents.present_files[name] = stored[name]
         elif name not in contents.files:
-            contents.files[name] = stager.stage(contents.store, member, f"member {name!r}")
+            diff_id = expected.get(name)
+            what = f"member {name!r}" + (f" (diff_id {diff_id})" if diff_id else "")
+            contents.files[name] = stager.stage(contents.store, member, what, diff_id)
 
 
 def _read_small(member: Member, name: str, limit: int) -> bytes:
