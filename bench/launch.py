@@ -7,10 +7,11 @@ imports almost nothing (``python3 -I -S``, about 10 MiB), so any RSS above that 
 command's own.
 
 Run by timing.py as ``python3 -I -S launch.py REQUEST`` where REQUEST is JSON:
-``{"argv", "env", "stdout", "stderr", "pipe_from"}`` (``stdout``/``pipe_from`` may be null).
-The command's standard input is /dev/null, or with ``pipe_from`` the read end of a pipe that
-``cat FILE`` writes. Prints ``{"seconds", "max_rss", "status", "feeder_status"}``: the time from
-spawning the first process until both have exited (``time.perf_counter``), and the command's
+``{"argv", "env", "stdout", "stderr", "pipe_from", "stdin_from"}`` (all but the first four may
+be null or absent). The command's standard input is /dev/null, or with ``pipe_from`` the read
+end of a pipe that ``cat FILE`` writes, or with ``stdin_from`` that file itself (``< FILE``).
+Prints ``{"seconds", "max_rss", "status", "feeder_status"}``: the time from spawning the
+first process until both have exited (``time.perf_counter``), and the command's
 ``ru_maxrss`` from ``os.wait4`` in bytes.
 """
 
@@ -32,6 +33,8 @@ def main() -> int:
     started = time.perf_counter()
     feeder = None
     stdin = devnull
+    if request.get("stdin_from"):
+        stdin = os.open(request["stdin_from"], os.O_RDONLY)
     if request["pipe_from"]:
         read_end, write_end = os.pipe()  # not inheritable: only the dup2'ed copies are
         feeder = os.posix_spawnp(
@@ -45,7 +48,7 @@ def main() -> int:
     pid = os.posix_spawnp(
         argv[0], argv, env, file_actions=[(dup2, stdin, 0), (dup2, stdout, 1), (dup2, stderr, 2)]
     )
-    if feeder is not None:
+    if stdin != devnull:
         os.close(stdin)
     _, status, usage = os.wait4(pid, 0)
     feeder_status = os.waitstatus_to_exitcode(os.waitpid(feeder, 0)[1]) if feeder else 0

@@ -67,6 +67,7 @@ OPS: Final = (
     Op("ch_import_oci_warm", "cargohold import  OCI gzip  file   all blobs present", "oci"),
     Op("ch_import_oci_stdin", "cargohold import  OCI gzip  stdin  cold", "oci"),
     Op("ch_import_oci_stdin_warm", "cargohold import  OCI gzip  stdin  all blobs present", "oci"),
+    Op("ch_import_oci_redirect", "cargohold import  OCI gzip  - < FILE  cold", "oci"),
     Op("ctr_import_oci", "ctr import --no-unpack  OCI gzip  file", "oci"),
     Op("skopeo_oci", "skopeo copy oci-archive: -> oci:", "oci"),
     Op("floor_oci", "floor (1 thread)   OCI gzip archive", "oci"),
@@ -75,6 +76,7 @@ OPS: Final = (
     Op("ch_import_docker", "cargohold import  docker     file   cold", "docker"),
     Op("ch_import_docker_warm", "cargohold import  docker     file   all blobs present", "docker"),
     Op("ch_import_docker_stdin", "cargohold import  docker     stdin  cold", "docker"),
+    Op("ch_import_docker_redirect", "cargohold import  docker     - < FILE  cold", "docker"),
     Op("ctr_import_docker", "ctr import --no-unpack  docker  file", "docker"),
     Op("floor_docker", "floor (1 thread)   docker archive", "docker"),
     Op("floor2_docker", "floor (2 threads)  docker archive", "docker"),
@@ -83,7 +85,10 @@ OPS: Final = (
     Op("ctr_export", "ctr export (image from the OCI archive)", "export"),
     Op("cp_oci", "cp of the OCI archive", "oci"),
     Op("cp_sync_oci", "cp of the OCI archive + sync FILE", "oci"),
+    Op("cp_sync_docker", "cp of the docker archive + sync FILE", "docker"),
+    Op("python_pass", "python3 -c pass (the interpreter's start-up alone)"),
     Op("ch_startup", "cargohold --version (start-up cost of every command)"),
+    Op("ch_ls_empty", "cargohold image ls, empty store"),
     Op("ch_ls_1000", "cargohold image ls, 1,000 images (table)"),
     Op("ch_ls_1000_json", "cargohold image ls, 1,000 images (--format json)"),
     Op("ch_gc_20000", "cargohold content gc, 20,050 blobs, 10,000 removed"),
@@ -116,6 +121,18 @@ CHECKS: Final = (
           "cold import, gzip OCI archive, file", "cargohold/floor"),
     Check("oci_file_vs_floor2", "ratio", "ch_import_oci", "floor2_oci",
           "cold import, gzip OCI archive, file", "cargohold/floor2"),
+    Check("oci_file_vs_cp_sync", "ratio", "ch_import_oci", "cp_sync_oci",
+          "cold import, gzip OCI archive, file", "cargohold/cp+sync"),
+    Check("docker_file_vs_cp_sync", "ratio", "ch_import_docker", "cp_sync_docker",
+          "cold import, docker archive, file", "cargohold/cp+sync"),
+    Check("oci_redirect_vs_file", "ratio", "ch_import_oci_redirect", "ch_import_oci",
+          "cold import, gzip OCI archive, - < FILE", "redirect/file"),
+    Check("docker_redirect_vs_file", "ratio", "ch_import_docker_redirect", "ch_import_docker",
+          "cold import, docker archive, - < FILE", "redirect/file"),
+    Check("startup_vs_python", "ratio", "ch_startup", "python_pass",
+          "cargohold --version", "cargohold/python -c pass"),
+    Check("ls_empty_vs_python", "ratio", "ch_ls_empty", "python_pass",
+          "cargohold image ls, empty store", "cargohold/python -c pass"),
     Check("oci_file_vs_skopeo", "ratio", "ch_import_oci", "skopeo_oci",
           "cold import, gzip OCI archive, file", "cargohold/skopeo"),
     Check("docker_file_vs_ctr", "ratio", "ch_import_docker", "ctr_import_docker",
@@ -157,7 +174,7 @@ CHECKS: Final = (
     *(
         Check(f"rss_{op.key.removeprefix('ch_')}", "rss", op.key, name="peak RSS MiB")
         for op in OPS
-        if op.key.startswith("ch_") and op.key != "ch_startup"
+        if op.key.startswith("ch_") and op.key not in ("ch_startup", "ch_ls_empty")
     ),
 )  # fmt: skip
 
@@ -168,8 +185,14 @@ CHECKS: Final = (
 TARGETS: Final[dict[str, float | None]] = {
     "oci_file_vs_ctr": 0.3,
     "oci_file_vs_floor": 0.8,
+    "oci_file_vs_cp_sync": 1.2,
     "docker_file_vs_ctr": 0.3,
     "docker_file_vs_floor": 0.8,
+    "docker_file_vs_cp_sync": 1.2,
+    "oci_redirect_vs_file": 1.05,
+    "docker_redirect_vs_file": 1.05,
+    "startup_vs_python": 3.0,
+    "ls_empty_vs_python": 3.0,
     "oci_stdin_vs_floor": 1.0,
     "docker_stdin_vs_floor": 1.0,
     "oci_warm_vs_cold": 0.3,
@@ -282,6 +305,7 @@ class Bench:
         argv: list[str],
         *,
         pipe_from: Path | None = None,
+        stdin_from: Path | None = None,
         stdout: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> Sample:
@@ -294,7 +318,9 @@ class Bench:
         if daemon is not None:
             daemon.reset_peak_rss()
         try:
-            seconds, rss = timed_run(argv, pipe_from=pipe_from, stdout=stdout, env=env or self.env)
+            seconds, rss = timed_run(
+                argv, pipe_from=pipe_from, stdin_from=stdin_from, stdout=stdout, env=env or self.env
+            )
         except CommandError as exc:
             raise BenchError(str(exc)) from None
         sample = Sample(seconds, rss, daemon.peak_rss() if daemon is not None else None)
@@ -323,13 +349,29 @@ class Bench:
             raise BenchError(f"{what}: wrote {result['blobs']} blobs, expected {expected}")
 
     def ch_import(
-        self, key: str, store: Path, archive: Path, *, stdin: bool, cold: bool, digest: str | None
+        self,
+        key: str,
+        store: Path,
+        archive: Path,
+        *,
+        stdin: bool,
+        cold: bool,
+        digest: str | None,
+        redirect: bool = False,
     ) -> None:
+        """Import *archive* named, or with *stdin* through a pipe (``cat FILE |``), or with
+        *redirect* as standard input (``- < FILE``)."""
         out = self.scratch / "import.json"
-        source = "-" if stdin else archive
+        source = "-" if stdin or redirect else archive
         argv = self.ch("--root", store, "image", "import", "--progress", "none")
         argv += ["--format", "json"]
-        self.timed(key, [*argv, str(source)], pipe_from=archive if stdin else None, stdout=out)
+        self.timed(
+            key,
+            [*argv, str(source)],
+            pipe_from=archive if stdin else None,
+            stdin_from=archive if redirect else None,
+            stdout=out,
+        )
         self.check_import(out, key, cold, digest)
 
     # -- groups ----------------------------------------------------------------------------
@@ -358,6 +400,17 @@ class Bench:
             "ch_import_oci_stdin_warm", store, self.oci, stdin=True, cold=False, digest=digest
         )
         remove(store)
+        store = self.fresh("store")
+        self.ch_import(
+            "ch_import_oci_redirect",
+            store,
+            self.oci,
+            stdin=False,
+            redirect=True,
+            cold=True,
+            digest=digest,
+        )
+        remove(store)
 
     def group_cargohold_docker(self) -> None:
         store = self.fresh("store")
@@ -371,6 +424,17 @@ class Bench:
         store = self.fresh("store")
         self.ch_import(
             "ch_import_docker_stdin", store, self.docker, stdin=True, cold=True, digest=None
+        )
+        remove(store)
+        store = self.fresh("store")
+        self.ch_import(
+            "ch_import_docker_redirect",
+            store,
+            self.docker,
+            stdin=False,
+            redirect=True,
+            cold=True,
+            digest=None,
         )
         remove(store)
 
@@ -423,9 +487,16 @@ class Bench:
         script = 'cp -- "$1" "$2" && sync -- "$2"'
         self.timed("cp_sync_oci", ["sh", "-c", script, "sh", str(self.oci), str(out)])
         remove(out)
+        self.timed("cp_sync_docker", ["sh", "-c", script, "sh", str(self.docker), str(out)])
+        remove(out)
 
     def group_ls(self) -> None:
+        self.timed("python_pass", [sys.executable, "-c", "pass"])
         self.timed("ch_startup", self.ch("--version"))
+        empty = self.fresh("empty-store")
+        run_checked(self.ch("--root", empty, "namespace", "create", "bench"), env=self.env)
+        self.timed("ch_ls_empty", self.ch("--root", empty, "image", "ls"))
+        remove(empty)
         self.timed("ch_ls_1000", self.ch("--root", self.ls_store, "image", "ls"))
         out = self.scratch / "ls.json"
         argv = self.ch("--root", self.ls_store, "image", "ls", "--format", "json")

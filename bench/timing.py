@@ -25,6 +25,7 @@ def timed_run(
     argv: Sequence[str | Path],
     *,
     pipe_from: Path | None = None,
+    stdin_from: Path | None = None,
     stdout: Path | None = None,
     env: Mapping[str, str] | None = None,
 ) -> tuple[float, int]:
@@ -33,8 +34,9 @@ def timed_run(
     The command is spawned, timed (``time.perf_counter``) and reaped (``os.wait4``) by
     launch.py, a process small enough not to inflate the command's ``ru_maxrss``. With
     *pipe_from*, the command reads that file from a pipe, as in ``cat FILE | argv``: the time
-    runs from starting ``cat`` until both have exited, the RSS is *argv*'s alone. Standard
-    output goes to *stdout* (a file) or nowhere; a non-zero exit raises :class:`CommandError`.
+    runs from starting ``cat`` until both have exited, the RSS is *argv*'s alone. With
+    *stdin_from*, standard input is that file, as in ``argv < FILE``. Standard output goes to
+    *stdout* (a file) or nowhere; a non-zero exit raises :class:`CommandError`.
     """
     command = [str(part) for part in argv]
     with tempfile.NamedTemporaryFile(prefix="bench-stderr-") as errors:
@@ -44,6 +46,7 @@ def timed_run(
             "stdout": str(stdout) if stdout is not None else None,
             "stderr": errors.name,
             "pipe_from": str(pipe_from) if pipe_from is not None else None,
+            "stdin_from": str(stdin_from) if stdin_from is not None else None,
         }
         launcher = subprocess.Popen(
             [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(request)],
