@@ -4,9 +4,9 @@ With BBR as the system's congestion control and no ``fq`` queueing discipline (t
 ``pfifo_fast`` or ``noqueue``, which loopback has), the kernel paces a TCP connection itself
 with a high-resolution timer armed for every few segments. Over a real network that pacing is
 BBR's purpose; on loopback there is no network to pace for, and the timers cost more than the
-sending: ``sendfile`` of a 200 MiB blob to a local client took 0.11-0.14 s of the server's
-kernel time with BBR and 0.04-0.06 s with Reno, and the download ran at about 1,550 MiB/s
-instead of 3,200 MiB/s (2 vCPUs under KVM, where arming a timer exits to the hypervisor).
+sending: a 200 MiB blob sent with ``sendfile`` to a local curl took 0.11-0.14 s of the
+server's kernel time paced and about 0.01 s not, and ran at about 1,500 MiB/s instead of
+3,800 MiB/s (2 vCPUs under KVM, where arming a timer exits to the hypervisor; bench/serve.py).
 
 A local client is the common case of ``cargohold serve`` (containerd or a k3s node using
 the server on the same host as its mirror). So a connection whose peer is a loopback address
