@@ -9,6 +9,15 @@ idle (slowloris) connections keep others from being served.
 Needs docker-registry, skopeo, curl and ab (apache2-utils). Blobs are fetched with curl (one
 process per client, body to /dev/null), manifests with ``ab -k``. Both servers write one
 access-log line per request to a file. Results go to DIR/serve-results.json.
+
+One client's throughput is the layer's size over curl's own ``time_total`` (connect to last
+byte), so that starting the curl process (the same for both servers) does not blur the
+comparison; 16 or 64 clients are timed from the first start to the last exit. Each server's
+CPU seconds over the rounds (user + system, from /proc) are reported too. With
+``--compare-src DIR`` a second cargohold (another checkout's ``src``) takes its turns as
+``cargohold-base``, for a before/after in the same run. The ratios cargohold/distribution are
+printed with the table; the kernel's TCP congestion control is recorded (BBR paces
+connections itself when the queueing discipline is not ``fq``, which matters on loopback).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -126,13 +135,13 @@ def cargohold_env() -> dict[str, str]:
 
 
 @contextmanager
-def cargohold_server(store: Path, logfile: Path) -> Iterator[tuple[str, int]]:
-    """``cargohold serve`` on a free port: (URL, pid)."""
+def cargohold_server(store: Path, logfile: Path, src: Path = SRC) -> Iterator[tuple[str, int]]:
+    """``cargohold serve`` (the code under *src*) on a free port: (URL, pid)."""
     with logfile.open("wb") as err:
         process = subprocess.Popen(
             cargohold("--root", str(store), "serve", "--addr", "127.0.0.1:0"),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-            env=cargohold_env(), start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(src)}, start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 30
@@ -192,22 +201,32 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of every thread of process *pid* so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def blob_throughput(url: str, clients: int, rounds: int) -> float:
-    """MiB/s over *clients* concurrent curl downloads of the blob, *rounds* each."""
+    """MiB/s over *clients* concurrent curl downloads of the blob, *rounds* each: for one
+    client by curl's own clock (connect to last byte), else by the wall clock."""
     started = time.perf_counter()
-    total = 0
+    total, timed = 0, 0.0
     for _ in range(rounds):
         procs = [
-            subprocess.Popen(["curl", "-sf", "-o", "/dev/null", "-w", "%{size_download}", url],
-                             stdout=subprocess.PIPE)
+            subprocess.Popen(["curl", "-sf", "-o", "/dev/null", "-w",
+                              "%{size_download} %{time_total}", url], stdout=subprocess.PIPE)
             for _ in range(clients)
         ]
         for proc in procs:
             out, _ = proc.communicate()
             if proc.returncode != 0:
                 raise SystemExit(f"curl failed on {url}")
-            total += int(out)
-    return total / MIB / (time.perf_counter() - started)
+            size, seconds = out.split()
+            total += int(size)
+            timed += float(seconds)
+    elapsed = timed if clients == 1 else time.perf_counter() - started
+    return total / MIB / elapsed
 
 
 def manifest_rate(url: str, requests: int, concurrency: int = 16) -> float:
@@ -275,8 +294,10 @@ def measure(servers: dict[str, tuple[str, int]], layer: str, args: argparse.Name
     def rounds(key: str, count: int, probe: Callable[[str], float]) -> None:
         log(key)
         for _ in range(count):
-            for name in servers:
+            for name, (_, pid) in servers.items():
+                cpu = cpu_seconds(pid)
                 samples[name].setdefault(key, []).append(probe(name))
+                samples[name].setdefault(f"{key}:cpu_s", []).append(cpu_seconds(pid) - cpu)
 
     rounds("warm-up", 1, lambda n: blob_throughput(blob[n], 1, 1) + manifest_rate(manifest[n], 500))
     rounds("blob_1_client_mib_s", args.rounds, lambda n: blob_throughput(blob[n], 1, 1))
@@ -291,8 +312,12 @@ def measure(servers: dict[str, tuple[str, int]], layer: str, args: argparse.Name
     results: dict[str, dict[str, Any]] = {}
     for name, measured in samples.items():
         measured.pop("warm-up")
+        measured.pop("warm-up:cpu_s")
+        cpu = {key.removesuffix(":cpu_s"): sum(measured.pop(key)) for key in list(measured)
+               if key.endswith(":cpu_s")}
         results[name] = {key: statistics.median(values) for key, values in measured.items()}
         results[name]["samples"] = measured
+        results[name]["cpu_seconds"] = cpu
     return results
 
 
@@ -302,6 +327,8 @@ def main() -> int:
     parser.add_argument("--layer-mb", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5, help="rounds of each measurement")
     parser.add_argument("--manifest-requests", type=int, default=10000)
+    parser.add_argument("--compare-src", type=Path,
+                        help="another checkout's src/: served too, as cargohold-base")
     args = parser.parse_args()
     work: Path = args.workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -317,18 +344,24 @@ def main() -> int:
         manifest_digest = index["manifests"][0]["digest"]
         manifest = json.load(tar.extractfile("blobs/sha256/" + manifest_digest[7:]))  # type: ignore[arg-type]
     layer = max(manifest["layers"], key=lambda d: d["size"])["digest"]
-    results: dict[str, Any] = {"layer_mib": args.layer_mb, "cpus": os.cpu_count()}
+    results: dict[str, Any] = {"layer_mib": args.layer_mb, "cpus": os.cpu_count(),
+                               "kernel": os.uname().release, "tcp_congestion_control": sysctl(
+                                   "net/ipv4/tcp_congestion_control")}
     registry_storage = work / "registry"
-    with distribution_server(registry_storage, work / "registry.log") as (url, pid), \
-            cargohold_server(store, work / "cargohold.log") as (ours, our_pid):
+    with ExitStack() as stack:
+        url, pid = stack.enter_context(distribution_server(registry_storage, work / "registry.log"))
+        servers = {"cargohold": stack.enter_context(cargohold_server(store, work / "cargohold.log"))}
+        if args.compare_src is not None:
+            servers["cargohold-base"] = stack.enter_context(cargohold_server(
+                store, work / "cargohold-base.log", args.compare_src.resolve()))
+        servers["distribution"] = (url, pid)
         host = url.removeprefix("http://")
         log("pushing the image into docker-registry with skopeo")
         policy = skopeo_policy(work / "policy.json")
         run_checked([tool("skopeo"), "--policy", str(policy), "copy", "--quiet", "--preserve-digests",
                      "--dest-tls-verify=false", f"oci-archive:{archive}",
                      f"docker://{host}/{NAME}:{TAG}"], env=skopeo_env(work / "tmp"), timeout=600)
-        results.update(measure({"cargohold": (ours, our_pid), "distribution": (url, pid)},
-                               layer, args))
+        results.update(measure(servers, layer, args))
     results["versions"] = {
         "docker-registry": version([tool("docker-registry"), "--version"]),
         "ab": version([tool("ab"), "-V"]),
@@ -347,9 +380,25 @@ def print_table(results: dict[str, Any]) -> None:
         ("RSS peak, 64 downloads (MiB)", "rss_peak_64_downloads_mib"),
         ("100 GETs with 200 idle conns (s)", "seconds_100_gets_with_200_idle"),
     ]
-    print(f"{'':36} {'cargohold':>12} {'distribution':>14}")
+    names = [name for name in ("cargohold", "cargohold-base", "distribution") if name in results]
+    print(f"{'':36}" + "".join(f" {name:>14}" for name in names) + f" {'ratio':>7}")
     for label, key in rows:
-        print(f"{label:36} {results['cargohold'][key]:12.1f} {results['distribution'][key]:14.1f}")
+        ratio = results["cargohold"][key] / results["distribution"][key]
+        print(f"{label:36}" + "".join(f" {results[name][key]:14.1f}" for name in names)
+              + f" {ratio:7.2f}")
+    for label, key in (("server CPU s, 1-client rounds", "blob_1_client_mib_s"),
+                       ("server CPU s, 16-client rounds", "blob_16_clients_mib_s")):
+        print(f"{label:36}"
+              + "".join(f" {results[name]['cpu_seconds'][key]:14.2f}" for name in names))
+    print(f"(ratio: cargohold / distribution; kernel {results['kernel']},"
+          f" tcp_congestion_control {results['tcp_congestion_control']})")
+
+
+def sysctl(name: str) -> str:
+    try:
+        return Path("/proc/sys", name).read_text().strip()
+    except OSError:
+        return "unknown"
 
 
 if __name__ == "__main__":

@@ -383,6 +383,36 @@ def test_a_blob_removed_by_gc_while_sent_is_sent_whole(tmp_path: Path) -> None:
         assert errors(client.get(f"/v2/big/blobs/{layer}")) == ["NAME_UNKNOWN"]
 
 
+def open_blob_files(server: Server, root: Path) -> list[str]:
+    """The files under the store's ``content/blobs`` the server process has open."""
+    blobs = str(root / "content" / "blobs")
+    found = []
+    for fd in Path(f"/proc/{server.process.pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed meanwhile
+            continue
+        if target.startswith(blobs):
+            found.append(target)
+    return found
+
+
+def test_a_client_gone_mid_blob_leaves_no_open_file(served: Served) -> None:
+    """A client that reads part of a large blob and resets the connection: the server closes
+    the blob's file (and goes on serving); so do clients gone before their first byte."""
+    for wanted in (1 << 16, 0):
+        with socket.create_connection(("127.0.0.1", served.server.port)) as sock:
+            path = f"/v2/big/blobs/{served.layer}?gone={wanted}"
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            got = 0
+            while got < wanted:
+                got += len(sock.recv(1 << 16))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        served.server.wait_for_line(f"gone={wanted}")
+        assert open_blob_files(served.server, served.root) == []
+    assert served.client.get(f"/v2/big/blobs/{served.layer}").content == served.layer_bytes
+
+
 def test_only_the_served_namespace_and_only_regular_files(tmp_path: Path) -> None:
     """A blob the namespace does not hold is not served, even when the store has it; a blob
     file replaced by a symlink (to a file outside the store) is not followed."""

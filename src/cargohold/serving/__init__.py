@@ -8,6 +8,7 @@ reads the metadata as it is then).
   names.py      the repository a request means (``?ns=HOST``, Docker Hub's short names)
   content.py    ServedStore: manifests, blobs, tags and the catalog of one namespace
   ranges.py     the Range header, and the response that sends a blob's bytes from its file
+  pacing.py     no kernel pacing (BBR without fq) on connections from this machine
   auth.py       htpasswd (bcrypt) basic authentication
   app.py        the aiohttp application: routes, the spec's error bodies, read-only
   server.py     ServeConfig and run(): sockets, TLS, the access log, signals

@@ -30,6 +30,7 @@ from ..operations.context import StoreContext
 from .app import USER_KEY, make_app
 from .auth import Htpasswd
 from .content import ServedStore
+from .pacing import unpace_listener
 
 DEFAULT_ADDRESS: Final = "127.0.0.1:5000"
 #: How long the requests in flight may take to finish after SIGTERM or SIGINT.
@@ -99,12 +100,17 @@ def tls_context(config: ServeConfig) -> ssl.SSLContext | None:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """The listening socket (bound here, so that port 0's real port is known)."""
+    """The listening socket (bound here, so that port 0's real port is known). On a loopback
+    address every client is on this machine: its connections are not paced (see
+    :mod:`.pacing`), from their first byte."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family, backlog=1024)
+        sock = socket.create_server((host, port), family=family, backlog=1024)
     except OSError as exc:
         raise ServeConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    if is_loopback(host):
+        unpace_listener(sock)
+    return sock
 
 
 def make_access_logger(line: LogLine, stream: TextIO) -> type[AbstractAccessLogger]:
