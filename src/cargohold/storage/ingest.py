@@ -23,7 +23,6 @@ from .files import CHUNK_SIZE, raise_if_full, reserve, write_all
 from .staged import OnChunk, Sink, StagedBlob, checked_digest, pipeline_chunk, read_chunks
 from .writers import (
     PACK_NAME,
-    PIPELINE_CHUNK,
     Alongside,
     BackgroundWriter,
     FileRange,
@@ -155,24 +154,14 @@ class StagingDir:
         on_chunk: OnChunk | None,
         what: str = "blob",
     ) -> Future[None]:
-        """Buffers in rotation: while the writer thread writes one chunk and (for a blob of
-        several chunks) the hashing thread hashes one, this thread reads the next (hashlib
-        and os.write release the GIL), so reading, hashing and writing overlap instead of
-        adding up: a pipe's or a decompressor's reads take this thread's time. Returns the
-        future of the file's fsync once every byte is hashed; the caller checks the digest."""
+        """Three buffers in rotation: while the writer thread writes one chunk, this thread
+        reads the next and hashes it (hashlib and os.write release the GIL), so reading,
+        hashing and writing overlap instead of adding up. Returns the future of the file's
+        fsync; the caller checks the digest."""
         writer = BackgroundWriter(path, self.ingest.pool())
-        hashing = self.ingest.hashing() if size > PIPELINE_CHUNK else None
-        hashed: dict[int, Future[None]] = {}
-
-        def reuse(turn: int) -> None:  # the buffer of *turn* is written and hashed
-            writer.wait_for(turn)
-            job = hashed.pop(turn, None)
-            if job is not None:
-                job.result()
-
         chunk_size, arrived, reserved = pipeline_chunk(size), 0, 0
         try:
-            for turn, chunk in enumerate(read_chunks(source, size, what, 4, reuse)):
+            for turn, chunk in enumerate(read_chunks(source, size, what, 3, writer.wait_for)):
                 # The size is only what the source claims: blocks are reserved as its bytes
                 # arrive, a bounded step ahead of them (never past the next chunk's end, so
                 # no write in flight overlaps a reservation being made).
@@ -182,19 +171,11 @@ class StagingDir:
                     reserve(writer.fd, end, reserved)
                     reserved = end
                 writer.write(turn, chunk)
-                if hashing is None:
-                    hasher.update(chunk)
-                else:  # one thread, so in order
-                    hashed[turn] = hashing.submit(hasher.update, chunk)
+                hasher.update(chunk)
                 if on_chunk is not None:
                     on_chunk(len(chunk))
-            for job in hashed.values():
-                job.result()
             return writer.finish()
         except BaseException:
-            for job in hashed.values():
-                with contextlib.suppress(BaseException):
-                    job.result()
             writer.abandon()
             path.unlink(missing_ok=True)
             raise
@@ -268,7 +249,6 @@ class Ingest:
         #: Whether the kernel may copy a file's range into a staged file (Linux only).
         self.kernel_copy = hasattr(os, "copy_file_range")
         self._alongside: Alongside | None = None
-        self._hashing: ThreadPoolExecutor | None = None
 
     def pool(self) -> ThreadPoolExecutor:
         """Threads for copies, writes and fsyncs: they release the GIL, so they overlap
@@ -278,15 +258,6 @@ class Ingest:
 
             self._executor = ThreadPoolExecutor(3, thread_name_prefix="cargohold-io")
         return self._executor
-
-    def hashing(self) -> ThreadPoolExecutor:
-        """One thread that hashes the chunks of a blob read from a stream, in order, while
-        the next chunk is read."""
-        if self._hashing is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._hashing = ThreadPoolExecutor(1, thread_name_prefix="cargohold-hash")
-        return self._hashing
 
     def staging_dir(self, name: str) -> Path:
         """A private directory for one writer (one import's lease)."""

@@ -1,5 +1,4 @@
-"""Large blobs hashed on another core: staged alongside the next members of an archive file,
-or hashed chunk by chunk by a thread of their own while a pipe is read.
+"""Large blobs of an archive file staged alongside the next members (on another core).
 
 An OCI layout's ``blobs/sha256/<hex>`` names its digest before the bytes are read, so a large
 one is copied and hashed on a thread of its own while the import reads on. These tests hold
@@ -24,7 +23,6 @@ from cargohold.operations.store import Store
 from cargohold.storage.ingest import ALONGSIDE_MIN
 from imagefactory import OCI_CONFIG, OCI_MANIFEST, ArchiveBuilder, digest_of, dumps, write_tar
 from snapshots import snapshot
-from streams import pipe_reader
 
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 NAME = "example.com/big/app:1"
@@ -179,36 +177,5 @@ def test_a_classic_docker_layer_unlike_its_diff_id_fails_the_import(
 
     with pytest.raises(InvalidArchiveError, match=f"diff_id {wrong}.: content has digest"):
         store.import_archive(archive)
-
-    assert snapshot(store) == before
-
-
-def test_large_layers_read_from_a_pipe_are_stored_intact(store: Store, tmp_path: Path) -> None:
-    # From a pipe, a blob of several chunks is hashed by a thread of its own, in order.
-    builder, layers = big_image(2)
-    archive = builder.write(tmp_path / "big.tar")
-
-    with pipe_reader(archive.read_bytes()) as reader:
-        store.import_archive(reader)
-
-    assert [check.status for check in store.check(verify=True)] == ["complete"]
-    for data in layers:
-        with store.read_content(digest_of(data), verify=True) as f:
-            assert f.read() == data
-
-
-def test_a_wrong_large_layer_read_from_a_pipe_fails_the_import(
-    store: Store, tmp_path: Path
-) -> None:
-    builder, layers = big_image(2)
-    bad = damaged(builder, layers[1])
-    archive = builder.write(tmp_path / "bad.tar")
-    before = snapshot(store)
-
-    with (
-        pipe_reader(archive.read_bytes()) as reader,
-        pytest.raises(InvalidArchiveError, match=bad.split(":")[1]),
-    ):
-        store.import_archive(reader)
 
     assert snapshot(store) == before
