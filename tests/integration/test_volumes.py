@@ -24,6 +24,7 @@ from cargohold.archive.volumefile import VolumeFile
 from cargohold.archive.volumes import find_volumes
 from cargohold.errors import VolumeError
 from cargohold.operations.store import Store
+from cargohold.storage.ingest import ALONGSIDE_MIN
 from cargohold.storage.volumes import VolumeList
 from clisupport import assert_one_error_line, clean_environment, run
 from imagefactory import (
@@ -624,3 +625,37 @@ def test_a_volume_read_before_its_check_is_blamed_when_the_import_fails(
         archive.seek(2 * VOLUME + 10)
         archive.read(100)
         archive.blame()  # nothing to blame: the failure would stand
+
+
+def test_a_large_blob_in_a_bad_volume_leaves_the_volumes_before_it_resumable(
+    tmp_path: Path,
+) -> None:
+    # Regression: a layer large enough to be staged alongside the next members (on another
+    # core) and broken by a bad volume left a failed staging behind, the record of what the
+    # verified volumes held could then not be made, and the resumed import read every volume
+    # again. A resumed import stages one blob at a time. Layer 0 (7 MiB) ends in volume 1,
+    # layer 1 (8 MiB and more) runs into volume 2, which is damaged.
+    root, whole, split = tmp_path / "source", tmp_path / "whole.tar", tmp_path / "split" / "a.tar"
+    # (an export orders blobs by digest: these sizes put layer 0 first)
+    build_image(tmp_path / "image.tar", ((7 << 20) + 4 * 4096, ALONGSIDE_MIN + 100_000))
+    ok(run(root, "image", "import", str(tmp_path / "image.tar")))
+    ok(run(root, "image", "export", str(whole), NAME))
+    split.parent.mkdir()
+    proc = ok(
+        run(root, "image", "export", "--split-size", "8MiB", "--output-format", "json",
+            str(split), NAME)
+    )  # fmt: skip
+    exported = Exported(root, whole, split, json.loads(proc.stdout)["volumes"], "")
+    damaged = exported.copy_to(tmp_path / "damaged")
+    flip(damaged.volume(2), 1000)
+    target = tmp_path / "store"
+    assert run(target, "image", "import", str(damaged.volume(1))).returncode == 1
+
+    shutil.copy(exported.volume(2), damaged.volume(2))
+    report = import_json(target, damaged.checksums)
+
+    resumed_at = max(end for end in member_ends(whole) if end <= 8 << 20)
+    assert resumed_at > 7 << 20  # after layer 0
+    assert report["bytesRead"] == whole.stat().st_size - resumed_at
+    with Store(target) as store:
+        assert [check.status for check in store.check(verify=True)] == ["complete"]

@@ -57,6 +57,11 @@ class ScanHooks:
     prestaged: Mapping[Digest, StagedBlob] = field(default_factory=dict)
     #: Called with each member once the scan is done with it.
     after_member: Callable[[Member], None] | None = None
+    #: Whether a large blob of known digest may be staged alongside the next members (on
+    #: another core, see ``storage.writers.Alongside``). A resumed import stages one blob at a
+    #: time: it records members as staged as it goes (a blob still being verified must not be
+    #: recorded), and its other core checks the volumes.
+    alongside: bool = True
 
 
 def scan(
@@ -83,7 +88,7 @@ def scan(
     hooks = hooks or ScanHooks()
     if hooks.restore is not None:
         hooks.restore(contents)
-    stager = _Stager(store, staging, progress or Progress(), document_limit)
+    stager = _Stager(store, staging, progress or Progress(), document_limit, hooks.alongside)
     deferred: dict[str, Member] = {}
     try:
         for count, member in enumerate(members, hooks.counted + 1):
@@ -113,11 +118,16 @@ class _Stager:
     """Stages members (or only hashes them) and shows large ones on the progress display."""
 
     def __init__(
-        self, store: BlobStore, staging: Path | None, progress: Progress, document_limit: int
+        self,
+        store: BlobStore,
+        staging: Path | None,
+        progress: Progress,
+        document_limit: int,
+        alongside: bool,
     ) -> None:
         self.store = store
-        # Large blobs of known digest are copied and hashed alongside the next members.
-        self.sink = HASH_ONLY if staging is None else store.staging_sink(staging, alongside=True)
+        # Large blobs of known digest may be copied and hashed alongside the next members.
+        self.sink = HASH_ONLY if staging is None else store.staging_sink(staging, alongside)
         self.progress = progress
         self.document_limit = document_limit
         self.kept = 0

@@ -105,6 +105,7 @@ class ResumableRun:
             counted=len(earlier),
             prestaged={} if seeking else checkpoints.staged_blobs(self.records, self.root),
             after_member=self._after_member,
+            alongside=False,
         )
         if not seeking:  # read from the start: the journal starts again
             self.records = []
