@@ -59,8 +59,8 @@ def hash_prefix(sink: BlobSink, length: int, hasher: hashlib._Hash) -> None:
 
 class Downloader:
     """Downloads the blobs of one registry in chunks of at most *chunk_size* bytes; a body
-    of at least *direct_min* bytes over plain HTTP is read from the socket in chunks of that
-    size (see :mod:`.socketreads`)."""
+    of at least *direct_min* bytes over plain HTTP is read from the socket, a buffer of
+    *chunk_size* bytes at a time (see :mod:`.socketreads`)."""
 
     def __init__(
         self,

@@ -99,7 +99,7 @@ def _fill(
     while filled < len(view):
         try:
             n = recv_into(view[filled:])
-        except TimeoutError:
+        except TimeoutError:  # an OSError too, but not a broken connection
             raise
         except OSError as exc:
             return filled, exc.strerror or type(exc).__name__
