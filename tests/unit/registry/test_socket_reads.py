@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import random
+import socket
+import struct
 from collections.abc import Iterator
 
 import pytest
@@ -115,3 +117,29 @@ def test_a_stalled_body_is_resumed_after_the_read_timeout(
     assert ranges[0] is None and len(ranges) == 2
     resumed_at = int(str(ranges[1]).removeprefix("bytes=").rstrip("-"))
     assert 0 < resumed_at <= 200_000  # what was handed over is kept (a partial chunk is not)
+
+
+@pytest.mark.parametrize("reads", sorted(READS))
+def test_a_reset_connection_is_resumed(
+    registry: FakeRegistry, server: FakeServer, reads: str
+) -> None:
+    """A connection reset in the middle of the body (not an orderly end) is resumed too."""
+    reset: list[int] = []
+
+    def reset_once(ex: Exchange) -> bool:
+        if ex.method != "GET" or not ex.path.endswith(str(DIGEST)) or reset:
+            return False
+        reset.append(150_000)
+        ex.send_head(200, {"Content-Length": str(len(BLOB))})
+        ex.handler.wfile.write(BLOB[:150_000])
+        ex.handler.connection.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )  # closing now sends a reset
+        ex.close_connection()
+        return True
+
+    registry.interceptors.append(reset_once)
+    retry = RetryPolicy(attempts=2, sleep=lambda _: None)
+    with client_for(server, READS[reads], retry=retry) as client:
+        assert fetch(client) == BLOB
+    assert len(server.requests_for("GET", str(DIGEST))) == 2
