@@ -15,8 +15,11 @@ OCI layout, imported into a cargohold store, and timed, each round (the two tool
     python3 bench/registry.py [--workdir DIR] [--layers 4] [--layer-mb 64] [--repeat 3]
 
 Also times ``python3 -c pass`` and ``cargohold --version`` each round, the start-up every
-command pays. Prints the median seconds of each, cargohold / skopeo (below 1: cargohold is
-faster) beside the goal, and writes everything to WORKDIR/registry-results.json. Like
+command pays, and the floor of a pull on this machine: every layer fetched at once with
+``curl`` into ``openssl dgst -sha256`` (the registry's sending and the hashing, no Python, no
+disk). Prints the median seconds of each, cargohold / skopeo (below 1: cargohold is faster)
+beside the goal, the median CPU seconds (user + system, the command and its children) and
+peak RSS of each operation, and writes everything to WORKDIR/registry-results.json. Like
 ``run.py``, it times a byte-compiled copy of this checkout's ``src/`` taken at the start.
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -45,11 +49,14 @@ REPOSITORY: Final = "bench/image"
 TAG: Final = "1"
 #: cargohold's time over skopeo's that the issue asks for, per operation.
 GOALS: Final = {"push-all-present": 2.0, "cold push": 0.8, "cold pull": 0.6}
+#: The tools compared, in the order of the report's columns.
+TOOLS: Final = ("cargohold", "skopeo")
 
 
-def build_layout(directory: Path, layers: int, layer_mb: int) -> None:
+def build_layout(directory: Path, layers: int, layer_mb: int) -> list[str]:
     """An OCI layout holding one image, tagged ``TAG`` (``org.opencontainers.image.ref.name``)
-    and named ``bench.invalid/REPOSITORY:TAG`` for containerd-style imports."""
+    and named ``bench.invalid/REPOSITORY:TAG`` for containerd-style imports; returns the
+    digests of its layers."""
     blobs = directory / "blobs" / "sha256"
     blobs.mkdir(parents=True)
 
@@ -80,6 +87,7 @@ def build_layout(directory: Path, layers: int, layer_mb: int) -> None:
     (directory / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [desc]}
     (directory / "index.json").write_text(json.dumps(index))
+    return [str(d["digest"]) for d in descriptors]
 
 
 class Bench:
@@ -92,6 +100,9 @@ class Bench:
         self.layout = workdir / "layout"
         self.store = workdir / "store"
         self.samples: dict[str, list[float]] = {}
+        #: CPU seconds (user + system) and peak RSS (bytes) of each sample, by the same keys.
+        self.cpu: dict[str, list[float]] = {}
+        self.rss: dict[str, list[int]] = {}
 
     def cargohold(self, *args: str | Path) -> list[str]:
         return [sys.executable, "-m", "cargohold", *(str(arg) for arg in args)]
@@ -114,20 +125,36 @@ class Bench:
 
     def timed(self, key: str, argv: list[str]) -> None:
         subprocess.run(["sync"], check=True)
-        seconds, _ = timed_run(argv, env=self.env)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds, rss = timed_run(argv, env=self.env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
         self.samples.setdefault(key, []).append(seconds)
+        self.cpu.setdefault(key, []).append(cpu)  # the small launcher's CPU included
+        self.rss.setdefault(key, []).append(rss)
         subprocess.run(["sync"], check=True)
+
+    def floor(self, host: str, layers: list[str]) -> list[str]:
+        """Every layer at once through ``curl`` into ``openssl dgst -sha256``: what the
+        registry and hashing cost on this machine, without Python or a disk."""
+        fetches = " & ".join(
+            f"{tool('curl')} -sf http://{host}/v2/{REPOSITORY}/blobs/{digest} "
+            f"| {tool('openssl')} dgst -sha256 >/dev/null"
+            for digest in layers
+        )
+        return ["sh", "-c", f"{fetches} & wait"]
 
     def fresh(self, name: str) -> Path:
         path = self.workdir / name
         shutil.rmtree(path, ignore_errors=True)
         return path
 
-    def round(self, host: str, flip: bool) -> None:
+    def round(self, host: str, flip: bool, layers: list[str]) -> None:
         """Every operation once, the tools in the order *flip* says."""
         # The floor of any Python command, and cargohold's own start-up, for reference.
         self.timed("python -c pass", [sys.executable, "-c", "pass"])
         self.timed("cargohold --version", self.cargohold("--version"))
+        self.timed("curl | openssl sha256", self.floor(host, layers))
         tools = ["cargohold", "skopeo"]
         for name in reversed(tools) if flip else tools:
             is_ch = name == "cargohold"
@@ -162,7 +189,7 @@ def main() -> int:
     workdir.mkdir(parents=True)
     snapshot_source(SRC / "cargohold", workdir / "src" / "cargohold")
     bench = Bench(workdir, workdir / "src")
-    build_layout(bench.layout, args.layers, args.layer_mb)
+    layers = build_layout(bench.layout, args.layers, args.layer_mb)
     setup: Callable[[list[str]], object] = lambda argv: subprocess.run(  # noqa: E731
         argv, env=bench.env, check=True, stdout=subprocess.DEVNULL
     )
@@ -172,19 +199,22 @@ def main() -> int:
     with registry(workdir / "main-registry") as host:
         setup(bench.push(host))  # the registry now holds every blob
         for i in range(args.repeat + 1):  # the first round warms up, uncounted
-            bench.round(host, flip=i % 2 == 1)
+            bench.round(host, flip=i % 2 == 1, layers=layers)
             if i == 0:
                 bench.samples.clear()
-    report(workdir, args, bench.samples, (load_before, os.getloadavg()))
+                bench.cpu.clear()
+                bench.rss.clear()
+    report(workdir, args, bench, (load_before, os.getloadavg()))
     return 0
 
 
 def report(
     workdir: Path,
     args: argparse.Namespace,
-    samples: dict[str, list[float]],
+    bench: Bench,
     load: tuple[tuple[float, float, float], tuple[float, float, float]],
 ) -> None:
+    samples = bench.samples
     print(f"one image, {args.layers} layers of {args.layer_mb} MiB; medians of {args.repeat}")
     print(f"  {'operation':<18} {'cargohold':>10} {'skopeo':>10} {'ratio':>7} {'goal':>7}")
     rows: dict[str, dict[str, float]] = {}
@@ -196,12 +226,26 @@ def report(
         print(
             f"  {operation:<18} {ch:9.3f}s {sk:9.3f}s {ch / sk:7.2f} {'≤':>2}{goal:4.1f} {verdict}"
         )
-    for key in ("python -c pass", "cargohold --version"):
+    print(f"  {'CPU s (user+sys)':<18} {'cargohold':>10} {'skopeo':>10}   peak RSS MB: both")
+    for operation in GOALS:
+        cpu = [statistics.median(bench.cpu[f"{name} {operation}"]) for name in TOOLS]
+        rss = [max(bench.rss[f"{name} {operation}"]) / (1 << 20) for name in TOOLS]
+        rows[operation].update({"cpu_cargohold": cpu[0], "cpu_skopeo": cpu[1]})
+        rows[operation].update({"rss_mb_cargohold": rss[0], "rss_mb_skopeo": rss[1]})
+        print(f"  {operation:<18} {cpu[0]:9.3f}s {cpu[1]:9.3f}s   {rss[0]:6.1f} {rss[1]:6.1f}")
+    references = {
+        "python -c pass": "start-up alone",
+        "cargohold --version": "start-up alone",
+        "curl | openssl sha256": "floor of a pull: registry + hashing",
+    }
+    for key, what in references.items():
         rows[key] = {"median": statistics.median(samples[key])}
-        print(f"  {key:<29} {rows[key]['median']:9.3f}s  (reference: start-up alone)")
+        rows[key]["cpu"] = statistics.median(bench.cpu[key])
+        print(f"  {key:<29} {rows[key]['median']:9.3f}s  (reference: {what})")
     print(f"  load average {load[0][0]:.2f} before, {load[1][0]:.2f} after ({os.cpu_count()} CPUs)")
     result = {
         "layers": args.layers, "layer_mb": args.layer_mb, "samples": samples, "summary": rows,
+        "cpu_seconds": bench.cpu, "max_rss": bench.rss,
         "load": load, "skopeo": version([tool("skopeo"), "--version"]),
     }  # fmt: skip
     (workdir / "registry-results.json").write_text(json.dumps(result, indent=2))

@@ -85,6 +85,8 @@ def test_pull_asks_the_referrers_api_for_the_index_and_the_pulled_manifests(
     with Store(tmp_path / "s") as store:
         result = store.pull(name, client_factory=factory_for())
         assert result.referrers == 3
+        # the image's 2 blobs, then (found while they downloaded) the referrers' 5
+        assert (result.blobs_downloaded, result.blobs_present) == (7, 0)
         kept = {str(r.digest) for r in store.referrers(name)}
         assert kept == {on_index.digest, sig.digest}
         assert [str(r.digest) for r in store.referrers(host["digest"])] == [on_host.digest]

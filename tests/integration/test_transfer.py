@@ -293,10 +293,23 @@ def _huge_error_body(registry: FakeRegistry, layer: str, **_: Any) -> None:
     registry.interceptors.append(intercept)
 
 
+def _referrers_refused(registry: FakeRegistry, layer: str, **_: Any) -> None:
+    """The referrers API refuses (while the image's blobs download beside it)."""
+
+    def intercept(ex: Exchange) -> bool:
+        if ex.method != "GET" or "/referrers/" not in ex.path:
+            return False
+        ex.error(403, "DENIED", "no referrers for you")
+        return True
+
+    registry.interceptors.append(intercept)
+
+
 FAILURES: dict[str, tuple[Callable[..., None], type[Exception], str]] = {
     "wrong-digest": (_wrong_digest, RegistryContentError, "does not match its digest"),
     "5xx-mid-blob": (_persistent_5xx_mid_blob, RegistryServerError, "UNAVAILABLE"),
     "huge-error-body": (_huge_error_body, RegistryError, r"HTTP 400"),
+    "referrers-refused": (_referrers_refused, RegistryError, r"DENIED"),
 }
 
 

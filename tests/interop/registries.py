@@ -41,7 +41,8 @@ class Registry:
     def cert(self) -> Path | None:
         return self.cert_dir / "ca.crt" if self.cert_dir is not None else None
 
-    def factory(self) -> ClientFactory:
+    def factory(self, **options: int) -> ClientFactory:
+        """Clients of this registry (*options*: more keyword arguments of the client)."""
         credentials = Credentials(USER, self.password) if self.password else None
 
         def make(host: str) -> RegistryClient:
@@ -52,6 +53,7 @@ class Registry:
                 trust_env=False,
                 plain_http=not self.tls,
                 verify=str(self.cert) if self.cert is not None else True,
+                **options,  # type: ignore[arg-type]
             )
 
         return make

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from conftest import DEMO_REF, Skopeo, run_text
 from registries import USER, Registry, start_registry
 
+from cargohold.oci.digests import Digest
 from cargohold.operations.store import Store
 from clisupport import run
 from imagefactory import ArchiveBuilder
@@ -136,3 +138,28 @@ def test_multi_platform_index_round_trips(
     ).stdout  # fmt: skip
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == top["digest"]
     assert len(json.loads(raw)["manifests"]) == 2
+
+
+@pytest.mark.parametrize("direct_read_min", [0, 4 << 20])
+def test_pull_of_a_large_layer_reads_it_whole(
+    registry: Registry, tmp_path: Path, direct_read_min: int
+) -> None:
+    """A layer large enough to be read from the socket over plain HTTP (every blob, with 0)
+    and the small ones beside it are stored whole and verified."""
+    builder = ArchiveBuilder()
+    rng = random.Random(7)
+    top = builder.image(files={"big.bin": rng.randbytes(5 << 20)}, layers=3)
+    name = "example.com/large/app:1"
+    builder.add(top, name=name)
+    dest = f"{registry.netloc}/demo/large:1"
+    with Store(tmp_path / "a") as store:
+        store.import_archive(builder.write(tmp_path / "large.tar"))
+        store.push(name, dest, client_factory=registry.factory())
+    factory = registry.factory(direct_read_min=direct_read_min)
+    with Store(tmp_path / "b") as fresh:
+        pulled = fresh.pull(dest, client_factory=factory)
+        assert str(pulled.digest) == top["digest"] and pulled.blobs_downloaded == 4
+        assert pulled.bytes_downloaded > 5 << 20
+        assert all(c.ok for c in fresh.check([dest], verify=True))
+        for digest, data in builder.blobs.items():
+            assert fresh.blobs.read_blob(Digest.parse(digest), len(data)) == data

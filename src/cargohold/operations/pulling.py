@@ -80,8 +80,7 @@ def pull(
         puller = _Puller(store, client, reference.path, lease_id, matcher, name)
         target = puller.fetch_top(tag_or_digest)
         warnings: list[str] = []
-        found = puller.fetch_referrers(target, warnings) if referrers else []
-        puller.fetch_blobs(progress)
+        found = puller.fetch_with_referrers(target, warnings, progress, referrers=referrers)
         graph, needed = puller.walk_staged(target, found)
         # the import's commit; a pull takes what the registry says the name is (force)
         done = commit(
@@ -143,6 +142,10 @@ class _Puller:
         self.bytes_downloaded = 0
         self.blobs_present = 0
         self.manifests_downloaded = 0
+        #: How many of ``blobs`` (in order) fetch_blobs has seen to; whether it started the
+        #: progress (it starts again only for more blobs to download).
+        self.blobs_handled = 0
+        self.progress_started = False
         self._lock = threading.Lock()
 
     def _reuse(self, digest: Digest, size: int) -> bool:
@@ -218,14 +221,37 @@ class _Puller:
         self.document(target, top.data, self.name, depth=0, fetched=True)
         return target
 
-    def fetch_referrers(self, target: Descriptor, warnings: list[str]) -> list[Fetched]:
-        """The referrers of *target* and of every document pulled under it, staged; what
-        could not be discovered is said in *warnings* (see :mod:`.referrer_transfer`)."""
+    def fetch_with_referrers(
+        self, target: Descriptor, warnings: list[str], progress: Progress, *, referrers: bool
+    ) -> list[Fetched]:
+        """The image's blobs, and (with *referrers*) the referrers of *target* and of every
+        document pulled under it, staged with their blobs; what could not be discovered is
+        said in *warnings* (see :mod:`.referrer_transfer`).
+
+        The discovery (a few requests per document, one after another) runs on a thread of
+        its own while the blobs download: it needs only the registry, not the store. Its
+        documents are staged here afterwards, and their blobs (seldom any) fetched then.
+        """
+        if not referrers:
+            self.fetch_blobs(progress)
+            return []
+        from concurrent.futures import ThreadPoolExecutor  # not every command needs threads
+
         subjects = [target.digest, *self.seen]
-        found = discover_referrers(self.client, self.repository, subjects, warnings)
+        with ThreadPoolExecutor(1, thread_name_prefix="cargohold-referrers") as pool:
+            discovery = pool.submit(
+                discover_referrers, self.client, self.repository, subjects, warnings
+            )
+            try:
+                self.fetch_blobs(progress)
+            except BaseException:
+                discovery.cancel()
+                raise
+            found = discovery.result()
         for fetched in found:
             what = f"{self.name}: referrer {fetched.referrer.digest.short}"
             self.document(_plain(fetched), fetched.data, what, depth=0, fetched=True)
+        self.fetch_blobs(progress)
         return found
 
     def walk_staged(
@@ -244,13 +270,18 @@ class _Puller:
         return graph, needed
 
     def fetch_blobs(self, progress: Progress) -> None:
-        """Download the configs and layers the store lacks, a few at a time, into staging."""
+        """Download the configs and layers the store lacks, a few at a time, into staging
+        (those of the documents staged since the last call)."""
         wanted: list[Descriptor] = []
-        for desc in self.blobs.values():
+        for desc in list(self.blobs.values())[self.blobs_handled :]:
             if desc.digest in self.staged or self._reuse(desc.digest, desc.size):
                 self.blobs_present += 1
             else:
                 wanted.append(desc)
+        self.blobs_handled = len(self.blobs)
+        if not wanted and self.progress_started:
+            return
+        self.progress_started = True
         progress.start("pull", sum(d.size for d in wanted))
         done = 0
         cancelled = threading.Event()

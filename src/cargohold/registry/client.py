@@ -69,6 +69,7 @@ from .http import Attempts, RetryPolicy, Session
 from .manifests import MANIFEST_ACCEPT, ManifestInfo, ManifestResponse, Manifests
 from .messages import Reporter, Target
 from .responses import content_length, expect
+from .socketreads import DIRECT_READ_MIN
 from .uploads import DEFAULT_MONOLITHIC_LIMIT, DEFAULT_UPLOAD_CHUNK_SIZE, Uploader
 
 __all__ = [
@@ -118,6 +119,11 @@ class RegistryClient:
     and *speed_time* put a floor under the progress of every body: one that moves fewer than
     *speed_limit* bytes a second for *speed_time* seconds raises :class:`RegistryTooSlowError`
     (*speed_limit* 0 turns the floor off).
+
+    Over plain HTTP, a blob body of at least *direct_read_min* bytes is read straight from
+    the connection's socket in chunks of *chunk_size*, and its connection closed afterwards
+    rather than reused (see :mod:`.socketreads`); smaller bodies, and every body over TLS,
+    go through httpx and keep their connection.
     """
 
     def __init__(
@@ -139,8 +145,11 @@ class RegistryClient:
         transport: httpx.BaseTransport | None = None,
         speed_limit: int = DEFAULT_SPEED_LIMIT,
         speed_time: float = DEFAULT_SPEED_TIME,
+        direct_read_min: int = DIRECT_READ_MIN,
     ) -> None:
         check_settings(host, chunk_size, upload_chunk_size, monolithic_limit)
+        if direct_read_min < 0:
+            raise ValueError("direct_read_min must not be negative")
         check_floor(speed_limit, speed_time)
         self.speed_limit = speed_limit
         self.speed_time = float(speed_time)
@@ -164,7 +173,7 @@ class RegistryClient:
             host=self.host, plain_http=plain_http, allow_foreign_realm=allow_foreign_realm,
         )  # fmt: skip
         self._manifests = Manifests(self._session, self._auth, self._reporter, self.host)
-        self._downloads = Downloader(self._session, self._auth, chunk_size)
+        self._downloads = Downloader(self._session, self._auth, chunk_size, direct_read_min)
         self._uploads = Uploader(
             self._session, self._auth, chunk_size=chunk_size,
             upload_chunk_size=upload_chunk_size, monolithic_limit=monolithic_limit,

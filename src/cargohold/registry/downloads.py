@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from typing import IO, Final, TypeAlias
 
@@ -24,6 +24,8 @@ from .auth import Authenticator, pull_scopes
 from .http import LOGGER_NAME, Attempts, Session, transport_reason
 from .messages import Target
 from .responses import check_encoding, content_length
+from .socketreads import DIRECT_READ_MIN, direct_socket, read_direct
+from .speed import SpeedMeter
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "BlobSink", "Downloader", "hash_prefix"]
 
@@ -56,12 +58,22 @@ def hash_prefix(sink: BlobSink, length: int, hasher: hashlib._Hash) -> None:
 
 
 class Downloader:
-    """Downloads the blobs of one registry in chunks of at most *chunk_size* bytes."""
+    """Downloads the blobs of one registry in chunks of at most *chunk_size* bytes; a body
+    of at least *direct_min* bytes over plain HTTP is read from the socket, a buffer of
+    *chunk_size* bytes at a time (see :mod:`.socketreads`)."""
 
-    def __init__(self, session: Session, auth: Authenticator, chunk_size: int) -> None:
+    def __init__(
+        self,
+        session: Session,
+        auth: Authenticator,
+        chunk_size: int,
+        direct_min: int = DIRECT_READ_MIN,
+    ) -> None:
         self._session = session
         self._auth = auth
         self._chunk_size = chunk_size
+        #: Plain-HTTP bodies at least this large are read from the socket (see socketreads).
+        self._direct_min = direct_min
 
     def fetch(
         self,
@@ -121,7 +133,7 @@ class Downloader:
                 f"blob is {word} than its declared size {size} (the registry sends "
                 f"{length + size - expected} bytes)",
             )  # fmt: skip
-        return self._stream(response, target, offset, skip, size, hasher, write)
+        return self._stream(response, target, offset, skip, size, hasher, write, length)
 
     def _expected(
         self, response: httpx.Response, target: Target, offset: int, size: int
@@ -161,40 +173,56 @@ class Downloader:
         size: int,
         hasher: hashlib._Hash,
         write: Callable[[memoryview], object],
+        length: int | None,
     ) -> int:
         """Hash and write the body from *offset*, after dropping its first *skip* bytes;
         raises :class:`TransferDropped` when it ends early or the connection breaks."""
         session = self._session
         meter = session.meter()
+        sock = direct_socket(response, length, self._direct_min)
+        if sock is not None and length is not None:
+            buffer = memoryview(bytearray(self._chunk_size))
+            chunks = read_direct(response, sock, length, buffer, meter)
+        else:
+            chunks = self._network_chunks(response, meter)
         try:
-            # As the network delivers them (at most httpcore's read size), so that the floor
-            # is checked at every read; cut to the chunk size the sink was promised.
-            for raw in response.iter_raw():
-                if meter is not None:
-                    meter.advance(len(raw))
-                for start in range(0, len(raw), self._chunk_size):
-                    chunk = memoryview(raw)[start : start + self._chunk_size]
-                    if skip:
-                        dropped = min(skip, len(chunk))
-                        skip -= dropped
-                        chunk = chunk[dropped:]
-                    if offset + len(chunk) > size:
-                        raise session.reporter.error(
-                            RegistryContentError, target,
-                            f"blob is larger than its declared size {size}",
-                        )  # fmt: skip
-                    if chunk:
-                        hasher.update(chunk)
-                        write(chunk)
-                        offset += len(chunk)
+            for chunk in chunks:
+                if skip:
+                    dropped = min(skip, len(chunk))
+                    skip -= dropped
+                    chunk = chunk[dropped:]
+                if offset + len(chunk) > size:
+                    raise session.reporter.error(
+                        RegistryContentError, target,
+                        f"blob is larger than its declared size {size}",
+                    )  # fmt: skip
+                if chunk:
+                    hasher.update(chunk)
+                    write(chunk)
+                    offset += len(chunk)
         except BelowSpeedFloor:
             raise session.too_slow(target, "blob", f"{offset} of {size} bytes received") from None
-        except httpx.TransportError as exc:
-            if meter is not None and isinstance(exc, httpx.TimeoutException) and meter.expired():
+        except TransferDropped as dropped:  # the body's offset, said as the blob's
+            raise TransferDropped(offset, dropped.reason) from None
+        except (httpx.TransportError, TimeoutError) as exc:
+            timed_out = isinstance(exc, httpx.TimeoutException | TimeoutError)
+            if meter is not None and timed_out and meter.expired():
                 raise session.too_slow(
                     target, "blob", f"{offset} of {size} bytes received"
                 ) from None
-            raise TransferDropped(offset, transport_reason(exc)) from exc
+            reason = transport_reason(exc) if isinstance(exc, httpx.TransportError) else "timed out"
+            raise TransferDropped(offset, reason) from exc
         if offset < size:
             raise TransferDropped(offset, "the response ended early")
         return offset
+
+    def _network_chunks(
+        self, response: httpx.Response, meter: SpeedMeter | None
+    ) -> Iterator[memoryview]:
+        """The body as the network delivers it (at most httpcore's read size), so that the
+        floor is checked at every read, cut to the chunk size the sink was promised."""
+        for raw in response.iter_raw():
+            if meter is not None:
+                meter.advance(len(raw))
+            for start in range(0, len(raw), self._chunk_size):
+                yield memoryview(raw)[start : start + self._chunk_size]

@@ -92,3 +92,26 @@ def test_plain_http_registry_still_verifies_a_tls_token_service(
             verifying.get_manifest(REPO, "v1")
         with client(False) as trusting:
             assert trusting.get_manifest(REPO, "v1").data == MANIFEST
+
+
+def test_a_large_body_over_tls_goes_through_httpx_and_keeps_its_connection(
+    tls_server_context: ssl.SSLContext,
+) -> None:
+    """Bodies are read from the socket over plain HTTP only: over TLS the socket carries
+    ciphertext (to a proxy, perhaps of another TLS connection), and a new connection would
+    cost a handshake. The blob arrives whole and its connection serves the next request."""
+    registry = FakeRegistry()
+    blob = bytes(range(256)) * 2000
+    digest = registry.add_blob(REPO, blob)
+    with (
+        FakeServer(registry, tls=tls_server_context) as server,
+        RegistryClient(
+            server.netloc, verify=False, trust_env=False, use_docker_config=False,
+            retry=RetryPolicy(attempts=1), direct_read_min=0,
+        ) as client,
+    ):  # fmt: skip
+        for _ in range(2):
+            received = bytearray()
+            client.fetch_blob(REPO, digest, len(blob), received.extend)
+            assert received == blob
+    assert len({r.client_port for r in server.requests_for("GET", str(digest))}) == 1

@@ -113,6 +113,22 @@ def client(server: FakeServer, sleeps: Sleeps) -> Iterator[RegistryClient]:
         yield client
 
 
+#: ``direct_read_min`` for each way a blob's body can be read: through httpx, or (over plain
+#: HTTP) from the socket once the headers are parsed; the blob tests run both.
+READS = {"through-httpx": 1 << 62, "from-the-socket": 0}
+
+
+@pytest.fixture(params=sorted(READS))
+def reads(request: pytest.FixtureRequest) -> int:
+    return READS[request.param]
+
+
+@pytest.fixture
+def blob_client(server: FakeServer, sleeps: Sleeps, reads: int) -> Iterator[RegistryClient]:
+    with client_for(server, sleeps, direct_read_min=reads) as client:
+        yield client
+
+
 def fetch(client: RegistryClient, digest: Digest, size: int, repo: str = REPO) -> bytes:
     out = io.BytesIO()
     client.fetch_blob(repo, digest, size, out)
@@ -122,26 +138,26 @@ def fetch(client: RegistryClient, digest: Digest, size: int, repo: str = REPO) -
 # -- pulling -----------------------------------------------------------------------------------
 
 
-def test_pull_manifest_and_blob(registry: FakeRegistry, client: RegistryClient) -> None:
+def test_pull_manifest_and_blob(registry: FakeRegistry, blob_client: RegistryClient) -> None:
     manifest_digest = registry.add_manifest(REPO, "v1", MANIFEST, OCI_MANIFEST)
     blob_digest = registry.add_blob(REPO, BLOB)
 
-    by_tag = client.get_manifest(REPO, "v1")
+    by_tag = blob_client.get_manifest(REPO, "v1")
     assert by_tag == (MANIFEST, OCI_MANIFEST, manifest_digest)
-    data, media_type, digest = client.get_manifest(REPO, manifest_digest)
+    data, media_type, digest = blob_client.get_manifest(REPO, manifest_digest)
     assert (data, media_type, digest) == (MANIFEST, OCI_MANIFEST, manifest_digest)
-    assert client.head_manifest(REPO, "v1") == (OCI_MANIFEST, manifest_digest, len(MANIFEST))
-    assert client.head_manifest(REPO, "v2") is None
+    assert blob_client.head_manifest(REPO, "v1") == (OCI_MANIFEST, manifest_digest, len(MANIFEST))
+    assert blob_client.head_manifest(REPO, "v2") is None
 
     chunks: list[bytes] = []
-    received = client.fetch_blob(
+    received = blob_client.fetch_blob(
         REPO, blob_digest, len(BLOB), lambda view: chunks.append(bytes(view))
     )
     assert b"".join(chunks) == BLOB and received == len(BLOB)
     assert max(map(len, chunks)) <= 16 << 10  # the client's chunk size bounds its memory
-    assert fetch(client, blob_digest, len(BLOB)) == BLOB
-    assert client.blob_exists(REPO, blob_digest) == len(BLOB)
-    assert client.blob_exists(REPO, sha256(b"absent")) is None
+    assert fetch(blob_client, blob_digest, len(BLOB)) == BLOB
+    assert blob_client.blob_exists(REPO, blob_digest) == len(BLOB)
+    assert blob_client.blob_exists(REPO, sha256(b"absent")) is None
 
 
 def test_accept_header_and_generic_content_type(
@@ -170,13 +186,13 @@ def test_missing_manifest_and_blob_are_not_found(
     assert caught_blob.value.digest == missing
 
 
-def test_wrong_blob_served_is_refused(registry: FakeRegistry, client: RegistryClient) -> None:
+def test_wrong_blob_served_is_refused(registry: FakeRegistry, blob_client: RegistryClient) -> None:
     digest = sha256(BLOB)
     wrong = bytearray(BLOB)
     wrong[1000] ^= 1
     registry.blobs[REPO] = {str(digest): bytes(wrong)}
     with pytest.raises(RegistryContentError) as caught:
-        fetch(client, digest, len(BLOB))
+        fetch(blob_client, digest, len(BLOB))
     assert isinstance(caught.value, ContentError)
     assert str(digest) in str(caught.value) and "does not match its digest" in str(caught.value)
 
@@ -216,17 +232,17 @@ def test_manifest_over_the_limit_is_refused(registry: FakeRegistry, client: Regi
 
 
 def test_blob_larger_than_declared_is_refused(
-    registry: FakeRegistry, client: RegistryClient
+    registry: FakeRegistry, blob_client: RegistryClient
 ) -> None:
     digest = registry.add_blob(REPO, BLOB)
     sink = io.BytesIO()
     with pytest.raises(RegistryContentError, match="larger than its declared size 1000"):
-        client.fetch_blob(REPO, digest, 1000, sink)
+        blob_client.fetch_blob(REPO, digest, 1000, sink)
     assert sink.getvalue() == b""  # refused from Content-Length, before any byte was taken
 
 
 def test_endless_blob_without_length_is_cut_at_the_declared_size(
-    registry: FakeRegistry, client: RegistryClient
+    registry: FakeRegistry, blob_client: RegistryClient
 ) -> None:
     digest = sha256(BLOB)
     stopped = threading.Event()
@@ -247,22 +263,22 @@ def test_endless_blob_without_length_is_cut_at_the_declared_size(
     registry.interceptors.append(endless)
     taken = bytearray()
     with pytest.raises(RegistryContentError, match="larger than its declared size"):
-        client.fetch_blob(REPO, digest, len(BLOB), taken.extend)
+        blob_client.fetch_blob(REPO, digest, len(BLOB), taken.extend)
     assert len(taken) <= len(BLOB)
     assert stopped.wait(10)
 
 
 def test_blob_smaller_than_declared_is_refused(
-    registry: FakeRegistry, client: RegistryClient
+    registry: FakeRegistry, blob_client: RegistryClient
 ) -> None:
     digest = registry.add_blob(REPO, BLOB)
     with pytest.raises(RegistryContentError, match="smaller than its declared size"):
-        fetch(client, digest, len(BLOB) + 1)
+        fetch(blob_client, digest, len(BLOB) + 1)
 
 
-def test_empty_blob(registry: FakeRegistry, client: RegistryClient) -> None:
+def test_empty_blob(registry: FakeRegistry, blob_client: RegistryClient) -> None:
     digest = registry.add_blob(REPO, b"")
-    assert fetch(client, digest, 0) == b""
+    assert fetch(blob_client, digest, 0) == b""
 
 
 # -- resuming and retrying ---------------------------------------------------------------------
@@ -297,12 +313,12 @@ def drop_after(digest: Digest, cut: int, times: int = 1) -> tuple[list[int], obj
 
 
 def test_dropped_connection_resumes_with_range(
-    registry: FakeRegistry, server: FakeServer, client: RegistryClient, sleeps: Sleeps
+    registry: FakeRegistry, server: FakeServer, blob_client: RegistryClient, sleeps: Sleeps
 ) -> None:
     digest = registry.add_blob(REPO, BLOB)
     _, intercept = drop_after(digest, 50_000)
     registry.interceptors.append(intercept)  # type: ignore[arg-type]
-    assert fetch(client, digest, len(BLOB)) == BLOB
+    assert fetch(blob_client, digest, len(BLOB)) == BLOB
     gets = server.requests_for("GET", str(digest))
     # every byte received is kept: the download resumes exactly where it broke off
     assert [r.headers.get("range") for r in gets] == [None, "bytes=50000-"]
@@ -310,7 +326,7 @@ def test_dropped_connection_resumes_with_range(
 
 
 def test_resume_survives_a_503_and_a_second_drop(
-    registry: FakeRegistry, server: FakeServer, client: RegistryClient, sleeps: Sleeps
+    registry: FakeRegistry, server: FakeServer, sleeps: Sleeps, reads: int
 ) -> None:
     digest = registry.add_blob(REPO, BLOB)
     _, intercept = drop_after(digest, 40_000, times=2)
@@ -324,7 +340,8 @@ def test_resume_survives_a_503_and_a_second_drop(
         return False
 
     registry.interceptors += [once_503, intercept]  # type: ignore[list-item]
-    with client_for(server, sleeps, retry=RetryPolicy(attempts=4, sleep=sleeps)) as patient:
+    patience = RetryPolicy(attempts=4, sleep=sleeps)
+    with client_for(server, sleeps, retry=patience, direct_read_min=reads) as patient:
         assert fetch(patient, digest, len(BLOB)) == BLOB
     ranges = [r.headers.get("range") for r in server.requests_for("GET", str(digest))]
     assert ranges == [None, "bytes=40000-", "bytes=40000-", "bytes=80000-"]
@@ -332,7 +349,7 @@ def test_resume_survives_a_503_and_a_second_drop(
 
 
 def test_resume_when_the_registry_ignores_range(
-    registry: FakeRegistry, server: FakeServer, client: RegistryClient
+    registry: FakeRegistry, server: FakeServer, blob_client: RegistryClient
 ) -> None:
     digest = registry.add_blob(REPO, BLOB)
     _, intercept = drop_after(digest, 20_000)
@@ -344,27 +361,27 @@ def test_resume_when_the_registry_ignores_range(
         return False
 
     registry.interceptors += [intercept, no_range]  # type: ignore[list-item]
-    assert fetch(client, digest, len(BLOB)) == BLOB
+    assert fetch(blob_client, digest, len(BLOB)) == BLOB
 
 
 def test_resume_from_a_partial_file(
-    registry: FakeRegistry, server: FakeServer, client: RegistryClient, tmp_path: Path
+    registry: FakeRegistry, server: FakeServer, blob_client: RegistryClient, tmp_path: Path
 ) -> None:
     digest = registry.add_blob(REPO, BLOB)
     partial = tmp_path / "partial"
     partial.write_bytes(BLOB[:70_000] + b"garbage after the resume point")
     with partial.open("r+b") as f:
-        received = client.fetch_blob(REPO, digest, len(BLOB), f, resume_from=70_000)
+        received = blob_client.fetch_blob(REPO, digest, len(BLOB), f, resume_from=70_000)
     assert received == len(BLOB) - 70_000
     assert partial.read_bytes() == BLOB
     assert server.requests_for("GET", str(digest))[-1].headers["range"] == "bytes=70000-"
 
     hasher = hashlib.sha256(BLOB[:1000])
     tail = bytearray()
-    client.fetch_blob(REPO, digest, len(BLOB), tail.extend, resume_from=1000, hasher=hasher)
+    blob_client.fetch_blob(REPO, digest, len(BLOB), tail.extend, resume_from=1000, hasher=hasher)
     assert bytes(tail) == BLOB[1000:]
     with pytest.raises(ValueError, match="file sink"):
-        client.fetch_blob(REPO, digest, len(BLOB), tail.extend, resume_from=1000)
+        blob_client.fetch_blob(REPO, digest, len(BLOB), tail.extend, resume_from=1000)
 
 
 def test_persistent_5xx_fails_cleanly_after_the_retries(
@@ -431,7 +448,10 @@ FLOOR = {"speed_limit": 2_000_000, "speed_time": 0.2}
 
 
 def test_trickling_blob_download_is_abandoned(
-    registry: FakeRegistry, server: FakeServer, sleeps: Sleeps
+    registry: FakeRegistry,
+    server: FakeServer,
+    sleeps: Sleeps,
+    reads: int,
 ) -> None:
     digest = registry.add_blob(REPO, SMALL)
 
@@ -442,7 +462,7 @@ def test_trickling_blob_download_is_abandoned(
         return False
 
     registry.interceptors.append(trickling)
-    with client_for(server, sleeps, **FLOOR) as client:
+    with client_for(server, sleeps, **FLOOR, direct_read_min=reads) as client:
         with pytest.raises(RegistryTooSlowError) as caught:
             fetch(client, digest, len(SMALL))
         assert caught.value.digest == digest and caught.value.registry == server.netloc
@@ -479,7 +499,10 @@ def test_trickling_manifest_is_abandoned(
 
 
 def test_speed_limit_zero_turns_the_floor_off(
-    registry: FakeRegistry, server: FakeServer, sleeps: Sleeps
+    registry: FakeRegistry,
+    server: FakeServer,
+    sleeps: Sleeps,
+    reads: int,
 ) -> None:
     digest = registry.add_blob(REPO, SMALL[:640])  # ten steps of the trickle, 0.2 s
 
@@ -490,10 +513,14 @@ def test_speed_limit_zero_turns_the_floor_off(
         return False
 
     registry.interceptors.append(trickling)
-    with client_for(server, sleeps, speed_limit=0, speed_time=0.05) as client:
+    with client_for(
+        server, sleeps, speed_limit=0, speed_time=0.05, direct_read_min=reads
+    ) as client:
         assert fetch(client, digest, 640) == SMALL[:640]
     with (
-        client_for(server, sleeps, speed_limit=1_000_000, speed_time=0.05) as client,
+        client_for(
+            server, sleeps, speed_limit=1_000_000, speed_time=0.05, direct_read_min=reads
+        ) as client,
         pytest.raises(RegistryTooSlowError),
     ):
         fetch(client, digest, 640)
@@ -540,14 +567,16 @@ def test_upload_to_a_registry_reading_slowly_is_abandoned(
 
 
 def test_blob_redirect_to_another_host_gets_no_authorization(
-    sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+    sleeps: Sleeps,
+    caplog: pytest.LogCaptureFixture,
+    reads: int,
 ) -> None:
     caplog.set_level(logging.DEBUG, "cargohold.registry.client")
     registry = FakeRegistry(auth="basic", users=USERS)
     digest = registry.add_blob(REPO, BLOB)
     with serve(registry, "127.0.0.1") as reg, serve(Storage(registry), "localhost") as storage:
         registry.redirect_blobs_to = storage.url
-        with client_for(reg, sleeps, credentials=ALICE) as client:
+        with client_for(reg, sleeps, credentials=ALICE, direct_read_min=reads) as client:
             assert fetch(client, digest, len(BLOB)) == BLOB
     registry_gets = reg.requests_for("GET", str(digest))
     assert registry_gets[-1].headers["authorization"].startswith("Basic ")
@@ -560,12 +589,14 @@ def test_blob_redirect_to_another_host_gets_no_authorization(
     assert not any("s3cr3t" in line for line in ours)  # signed URLs are logged without query
 
 
-def test_redirect_to_the_same_host_on_another_port_is_another_origin(sleeps: Sleeps) -> None:
+def test_redirect_to_the_same_host_on_another_port_is_another_origin(
+    sleeps: Sleeps, reads: int
+) -> None:
     registry = FakeRegistry(auth="basic", users=USERS)
     digest = registry.add_blob(REPO, BLOB)
     with serve(registry) as reg, serve(Storage(registry)) as storage:
         registry.redirect_blobs_to = storage.url
-        with client_for(reg, sleeps, credentials=ALICE) as client:
+        with client_for(reg, sleeps, credentials=ALICE, direct_read_min=reads) as client:
             assert fetch(client, digest, len(BLOB)) == BLOB
     assert "authorization" not in storage.requests_for("GET", "/storage/")[0].headers
 
@@ -640,7 +671,9 @@ def test_upload_location_gets_credentials_only_on_the_registry_origin(
     assert put[2] == (ALICE.basic_authorization() if same_origin else None)
 
 
-def test_resumed_download_after_redirect_keeps_range_and_drops_auth(sleeps: Sleeps) -> None:
+def test_resumed_download_after_redirect_keeps_range_and_drops_auth(
+    sleeps: Sleeps, reads: int
+) -> None:
     registry = FakeRegistry(auth="basic", users=USERS)
     digest = registry.add_blob(REPO, BLOB)
     storage_app = Storage(registry)
@@ -655,7 +688,7 @@ def test_resumed_download_after_redirect_keeps_range_and_drops_auth(sleeps: Slee
 
     with serve(registry) as reg, serve(storage_handler, "localhost") as storage:
         registry.redirect_blobs_to = storage.url
-        with client_for(reg, sleeps, credentials=ALICE) as client:
+        with client_for(reg, sleeps, credentials=ALICE, direct_read_min=reads) as client:
             assert fetch(client, digest, len(BLOB)) == BLOB
     gets = storage.requests_for("GET", "/storage/")
     assert [g.headers.get("range") for g in gets] == [None, "bytes=30000-"]
