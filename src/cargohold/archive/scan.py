@@ -145,11 +145,19 @@ class _Stager:
             self.store.wait_staged()
 
     def stage(
-        self, store: BlobStore, member: Member, what: str, expected: Digest | None = None
+        self,
+        store: BlobStore,
+        member: Member,
+        what: str,
+        expected: Digest | None = None,
+        label: str | None = None,
     ) -> StagedBlob:
+        """Stage *member* (a blob of *expected*, when known); a large one is shown on the
+        progress display as *label* (by default its digest, else its name)."""
         large = member.size >= BLOB_PROGRESS_THRESHOLD
         if large:
-            self.progress.blob_start(str(expected) if expected else member.name, member.size)
+            shown = label or (str(expected) if expected else member.name)
+            self.progress.blob_start(shown, member.size)
         try:
             with member.open() as source:
                 staged = store.stage(
@@ -262,7 +270,8 @@ def _read_deferred(
         elif name not in contents.files:
             diff_id = expected.get(name)
             what = f"member {name!r}" + (f" (diff_id {diff_id})" if diff_id else "")
-            contents.files[name] = stager.stage(contents.store, member, what, diff_id)
+            staged = stager.stage(contents.store, member, what, diff_id, label=member.name)
+            contents.files[name] = staged
 
 
 def _read_small(member: Member, name: str, limit: int) -> bytes:
