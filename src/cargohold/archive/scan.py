@@ -125,7 +125,6 @@ class _Stager:
         document_limit: int,
         alongside: bool,
     ) -> None:
-        self.store = store
         # Large blobs of known digest may be copied and hashed alongside the next members.
         self.sink = HASH_ONLY if staging is None else store.staging_sink(staging, alongside)
         self.progress = progress
@@ -135,14 +134,14 @@ class _Stager:
     def wait(self) -> None:
         """Wait for the blobs staged alongside; a wrong one fails the scan here."""
         try:
-            self.store.wait_staged()
+            self.sink.wait()
         except ContentError as exc:
             raise InvalidArchiveError(str(exc)) from None
 
     def stop(self) -> None:
         """After a failure: wait for the blobs staged alongside, whatever they find."""
         with contextlib.suppress(CargoholdError, OSError):  # the scan's own error stands
-            self.store.wait_staged()
+            self.sink.wait()
 
     def stage(
         self,

@@ -194,13 +194,8 @@ class BlobStore:
         """The sink of *staging* (a directory from :meth:`staging_dir`). With *alongside*,
         :meth:`stage` may return a large blob whose digest it was given before the blob is
         verified, and stage it on another core while the caller reads on: the caller must
-        call :meth:`wait_staged` before it closes what it read from."""
+        call the sink's ``wait`` before it closes what it read from."""
         return self._ingest.sink(staging, alongside)
-
-    def wait_staged(self) -> None:
-        """Wait until every blob staged alongside is verified; raises the first
-        :class:`ContentError`. None still reads from its source when this returns."""
-        self._ingest.wait_alongside()
 
     def stage_bytes(self, data: bytes, staging: Path | Sink, what: str = "blob") -> StagedBlob:
         return self.stage(io.BytesIO(data), len(data), staging, what=what, keep_limit=len(data))

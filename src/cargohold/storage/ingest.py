@@ -54,8 +54,8 @@ class StagingDir:
 
     With *alongside*, a large blob copied from a file and whose digest is known is staged on
     a thread of its own while the caller reads on (:class:`Alongside`): :meth:`stage` returns
-    it before it is verified, the caller must ``wait`` before closing the file it read from,
-    and the blob's :meth:`StagedBlob.verified` (which its readers call) waits for it.
+    it before it is verified, the caller must :meth:`wait` before closing the file it read
+    from, and the blob's :meth:`StagedBlob.verified` (which its readers call) waits for it.
     """
 
     def __init__(self, ingest: Ingest, directory: Path, alongside: Alongside | None) -> None:
@@ -97,6 +97,11 @@ class StagingDir:
             and isinstance(source, FileRange)
             and source.tell() == 0
         )
+
+    def wait(self) -> None:
+        """Wait until every blob staged alongside is verified; raises the first failure."""
+        if self.alongside is not None:
+            self.alongside.wait()
 
     def _may_go_alongside(self, size: int, expected: Digest | None) -> bool:
         if self.alongside is None or expected is None or size < ALONGSIDE_MIN:
@@ -248,7 +253,7 @@ class Ingest:
         self._syncing: dict[str, Future[None]] = {}
         #: Whether the kernel may copy a file's range into a staged file (Linux only).
         self.kernel_copy = hasattr(os, "copy_file_range")
-        self._alongside: Alongside | None = None
+        self._alongside_pool: ThreadPoolExecutor | None = None
 
     def pool(self) -> ThreadPoolExecutor:
         """Threads for copies, writes and fsyncs: they release the GIL, so they overlap
@@ -268,16 +273,15 @@ class Ingest:
     def sink(self, staging: Path, alongside: bool = False) -> StagingDir:
         """The sink that writes blobs into *staging* (a directory from :meth:`staging_dir`);
         *alongside*: large blobs may be staged while the caller reads on (see
-        :class:`StagingDir`; the caller then calls :meth:`wait_alongside`)."""
-        if alongside and self._alongside is None:
-            jobs = min((os.cpu_count() or 1) - 1, 3)  # the caller hashes too
-            self._alongside = Alongside(jobs) if jobs > 0 else None
-        return StagingDir(self, staging, self._alongside if alongside else None)
+        :class:`StagingDir`; the caller then calls its ``wait``)."""
+        jobs = min((os.cpu_count() or 1) - 1, 3)  # the caller hashes too
+        if not alongside or jobs < 1:
+            return StagingDir(self, staging, None)
+        if self._alongside_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
 
-    def wait_alongside(self) -> None:
-        """Wait until every blob staged alongside is verified; raises the first failure."""
-        if self._alongside is not None:
-            self._alongside.wait()
+            self._alongside_pool = ThreadPoolExecutor(jobs, thread_name_prefix="cargohold-stage")
+        return StagingDir(self, staging, Alongside(self._alongside_pool, jobs))
 
     def stage(
         self,

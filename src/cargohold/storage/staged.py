@@ -118,6 +118,11 @@ class Sink(Protocol):
         *expected* when given (:class:`ContentError` naming *what* otherwise, or when the
         source is short). *keep_limit*: see :meth:`Ingest.stage`."""
 
+    def wait(self) -> None:
+        """Wait until every blob staged is verified (a sink may verify a blob after
+        :meth:`stage` returned it, see ``ingest.StagingDir``); raises the first failure.
+        Nothing still reads from a source :meth:`stage` was given when this returns."""
+
 
 class HashOnly:
     """The sink of ``archive inspect``: nothing is written. A blob is kept in memory when it
@@ -145,6 +150,9 @@ class HashOnly:
             kept = kept[:KEPT_HEAD]
         digest = checked_digest(hasher, expected, what)
         return StagedBlob(digest, size, None, bytes(kept))
+
+    def wait(self) -> None:
+        """Nothing to wait for: every blob is verified before :meth:`stage` returns."""
 
 
 #: Stage nothing, only hash and check (see :class:`HashOnly`).

@@ -231,11 +231,14 @@ class Alongside:
     of one after the other. The caller must :meth:`wait` before what it read from (an archive
     file's descriptor) is closed, and before it uses what was staged: a job's failure (a
     digest that does not match) is raised there.
+
+    One is made for each staging (one import); *pool* may be shared between them, *jobs* is
+    how many of this one's may be in flight at once.
     """
 
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, pool: ThreadPoolExecutor, jobs: int) -> None:
         self._limit = jobs
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool = pool
         self._jobs: list[Future[Future[None]]] = []
         self._lock = threading.Lock()
 
@@ -254,10 +257,8 @@ class Alongside:
         """Run *job*, which stages and verifies one blob and returns the future of its fsync.
         Returns the job's own future (done when the blob is verified) and one that completes
         when the blob is verified and on disk."""
-        from concurrent.futures import Future, ThreadPoolExecutor  # not every command stages
+        from concurrent.futures import Future  # not every command stages
 
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._limit, thread_name_prefix="cargohold-stage")
         staged = self._pool.submit(job)
         durable: Future[None] = Future()
 

@@ -18,7 +18,7 @@ from cargohold.archive.members import tar_members
 from cargohold.errors import ContentError, InvalidArchiveError, NotFoundError
 from cargohold.oci.digests import Digest
 from cargohold.storage.blobs import BlobStore
-from cargohold.storage.ingest import PACK_LIMIT, RESERVE_AHEAD
+from cargohold.storage.ingest import ALONGSIDE_MIN, PACK_LIMIT, RESERVE_AHEAD
 from cargohold.storage.staged import HASH_ONLY
 
 #: Larger than PACK_LIMIT: staged to a file of its own.
@@ -419,3 +419,35 @@ def test_starts_like_json_reads_only_a_blobs_head(
     assert store.starts_like_json(staged.digest) is expected
     absent = Digest.of_bytes(b"not stored")
     assert store.starts_like_json(absent) is False
+
+
+def test_a_blob_staged_alongside_is_read_only_once_verified(
+    store: BlobStore, member: Callable[..., IO[bytes]]
+) -> None:
+    # A member of a file with a known digest, large enough to be staged on another core:
+    # stage() returns before it is verified; reading it waits for that.
+    data = os.urandom(ALONGSIDE_MIN + 4096)
+    sink = store.staging_sink(store.staging_dir("a"), alongside=True)
+    with member(data) as source:
+        staged = store.stage(source, len(data), sink, digest_of(data))
+        assert staged.read() == data
+        sink.wait()
+    assert store.commit(staged)
+    assert store.verify(digest_of(data))
+
+
+def test_each_import_waits_for_its_own_blobs_staged_alongside(
+    store: BlobStore, member: Callable[..., IO[bytes]]
+) -> None:
+    # Two imports through one store: a wrong blob of one fails that one alone.
+    good, bad = os.urandom(ALONGSIDE_MIN + 4096), os.urandom(ALONGSIDE_MIN + 4096)
+    first = store.staging_sink(store.staging_dir("first"), alongside=True)
+    second = store.staging_sink(store.staging_dir("second"), alongside=True)
+    with member(bad) as wrong, member(good) as right:
+        store.stage(wrong, len(bad), first, digest_of(good), what="member 'wrong'")
+        staged = store.stage(right, len(good), second, digest_of(good))
+        second.wait()
+        with pytest.raises(ContentError, match="member 'wrong': content has digest"):
+            first.wait()
+    assert store.commit(staged)
+    assert not list((store.staging_dir("first")).iterdir())
