@@ -129,7 +129,7 @@ class StagingDir:
             synced = copy_and_hash(source, size, path, hasher, what, None, pool)
             if synced is None:
                 self.ingest.kernel_copy = False
-                synced = self._written(cast(IO[bytes], source), size, path, hasher, None)
+                synced = self._written(cast(IO[bytes], source), size, path, hasher, None, what)
             self._check(hasher, expected, path, what, synced)
             return synced
 
