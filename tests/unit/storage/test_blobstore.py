@@ -451,3 +451,20 @@ def test_each_import_waits_for_its_own_blobs_staged_alongside(
             first.wait()
     assert store.commit(staged)
     assert not list((store.staging_dir("first")).iterdir())
+
+
+def test_a_blob_staged_alongside_is_read_when_the_kernel_cannot_copy(
+    store: BlobStore, member: Callable[..., IO[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cross_device(*args: object) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", cross_device)
+    data = os.urandom(ALONGSIDE_MIN + 4096)
+    sink = store.staging_sink(store.staging_dir("a"), alongside=True)
+    with member(data) as source:
+        staged = store.stage(source, len(data), sink, digest_of(data))
+        sink.wait()
+    assert staged.path is not None and staged.path.read_bytes() == data
+    assert store.commit(staged)
+    assert store.verify(digest_of(data))
