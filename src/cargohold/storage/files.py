@@ -126,7 +126,7 @@ def _file_kind(mode: int) -> str:
 
 def fsync_dir(path: Path) -> None:
     """Make the entries of directory *path* (renames into it, new files) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Final, TypeGuard, cast
 
 from ..errors import ContentError
 from ..oci.digests import Digest
-from .files import CHUNK_SIZE, raise_if_full, reserve, write_all
+from .files import CHUNK_SIZE, fsync_dir, raise_if_full, reserve, write_all
 from .staged import OnChunk, Sink, StagedBlob, checked_digest, pipeline_chunk, read_chunks
 from .writers import (
     PACK_NAME,
@@ -157,7 +157,7 @@ class StagingDir:
         path: Path,
         hasher: hashlib._Hash,
         on_chunk: OnChunk | None,
-        what: str = "blob",
+        what: str,
     ) -> Future[None]:
         """Three buffers in rotation: while the writer thread writes one chunk, this thread
         reads the next and hashes it (hashlib and os.write release the GIL), so reading,
@@ -323,11 +323,7 @@ class Ingest:
         for key, synced in list(self._syncing.items()):
             if key.startswith(prefix):
                 synced.result()
-        fd = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(staging)
 
     def track_sync(self, path: Path, synced: Future[None]) -> None:
         """Remember a staged file's fsync until it succeeds (the import's blobs hold no

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO, Final, cast
 
 from ..errors import InvalidArchiveError, OutputPathError
+from .files import fsync_dir
 
 #: The checksum list's name: ``OUT`` plus this.
 CHECKSUM_SUFFIX: Final = ".sha256"
@@ -276,7 +277,7 @@ def _publish(temp: Path, directory: Path, listed: VolumeList, sync: bool) -> tup
     new_list = temp / "list"
     new_list.write_bytes(listed.render())
     if sync:
-        _fsync_path(new_list)
+        _fsync_file(new_list)
     for number in range(1, listed.count + 1):
         _check_replaceable(directory / listed.name(number))
     _check_replaceable(checksums)
@@ -299,7 +300,7 @@ def _publish(temp: Path, directory: Path, listed: VolumeList, sync: bool) -> tup
                 path.unlink()
         raise
     if sync:
-        _fsync_path(directory)
+        fsync_dir(directory)
     return tuple(published)
 
 
@@ -357,7 +358,7 @@ def _remove_dead_temporaries(directory: Path, base: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _fsync_path(path: Path) -> None:
+def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
