@@ -1093,6 +1093,17 @@ def test_upload_monolithic(sleeps: Sleeps, absolute: bool) -> None:
     assert registry.finished_uploads == [(REPO, digest, [])]  # no PATCH
 
 
+def test_a_large_blob_goes_in_one_request_by_default(sleeps: Sleeps) -> None:
+    # As containerd and docker push it: blobs past 32 MiB went in 8 MiB PATCH chunks before.
+    data = random.Random(7).randbytes(40 << 20)
+    registry, digest = FakeRegistry(), sha256(data)
+    with serve(registry) as reg, client_for(reg, sleeps) as client:
+        assert client.upload_blob(REPO, digest, len(data), Opener(data)) is False
+        assert not reg.requests_for("PATCH")
+        assert reg.requests_for("PUT")[0].headers["content-length"] == str(len(data))
+    assert registry.finished_uploads == [(REPO, digest, [])]
+
+
 @pytest.mark.parametrize("absolute", [False, True])
 def test_upload_chunked(sleeps: Sleeps, absolute: bool) -> None:
     registry = FakeRegistry(absolute_locations=absolute)
