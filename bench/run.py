@@ -400,17 +400,7 @@ class Bench:
             "ch_import_oci_stdin_warm", store, self.oci, stdin=True, cold=False, digest=digest
         )
         remove(store)
-        store = self.fresh("store")
-        self.ch_import(
-            "ch_import_oci_redirect",
-            store,
-            self.oci,
-            stdin=False,
-            redirect=True,
-            cold=True,
-            digest=digest,
-        )
-        remove(store)
+        self.redirected_import("ch_import_oci_redirect", self.oci, digest)
 
     def group_cargohold_docker(self) -> None:
         store = self.fresh("store")
@@ -426,16 +416,12 @@ class Bench:
             "ch_import_docker_stdin", store, self.docker, stdin=True, cold=True, digest=None
         )
         remove(store)
+        self.redirected_import("ch_import_docker_redirect", self.docker, None)
+
+    def redirected_import(self, key: str, archive: Path, digest: str | None) -> None:
+        """A cold import of ``- < ARCHIVE`` (standard input a regular file)."""
         store = self.fresh("store")
-        self.ch_import(
-            "ch_import_docker_redirect",
-            store,
-            self.docker,
-            stdin=False,
-            redirect=True,
-            cold=True,
-            digest=None,
-        )
+        self.ch_import(key, store, archive, stdin=False, redirect=True, cold=True, digest=digest)
         remove(store)
 
     def ctr_import(self, key: str, archive: Path) -> None:
