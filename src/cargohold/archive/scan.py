@@ -125,6 +125,7 @@ class _Stager:
         document_limit: int,
         alongside: bool,
     ) -> None:
+        self.store = store
         # Large blobs of known digest may be copied and hashed alongside the next members.
         self.sink = HASH_ONLY if staging is None else store.staging_sink(staging, alongside)
         self.progress = progress
@@ -145,7 +146,6 @@ class _Stager:
 
     def stage(
         self,
-        store: BlobStore,
         member: Member,
         what: str,
         expected: Digest | None = None,
@@ -159,7 +159,7 @@ class _Stager:
             self.progress.blob_start(shown, member.size)
         try:
             with member.open() as source:
-                staged = store.stage(
+                staged = self.store.stage(
                     source,
                     member.size,
                     self.sink,
@@ -222,7 +222,7 @@ def _scan_member(
         if member.random_access:
             deferred[name] = member
         else:
-            contents.files[name] = stager.stage(contents.store, member, what)
+            contents.files[name] = stager.stage(member, what)
         return
     try:
         expected = Digest.parse(f"{match.group(1)}:{match.group(2)}")
@@ -235,7 +235,7 @@ def _scan_member(
     if already_stored(expected, member.size):
         contents.present.add(expected)
         return
-    contents.staged[expected] = stager.stage(contents.store, member, what, expected)
+    contents.staged[expected] = stager.stage(member, what, expected)
 
 
 def _claim_name(member: Member, name: str, contents: ArchiveContents) -> None:
@@ -260,7 +260,7 @@ def _read_deferred(
     """Read the members left for after the last header, but the docker layers the store has."""
 
     def stage(member: Member, what: str) -> StagedBlob:
-        return stager.stage(contents.store, member, what)
+        return stager.stage(member, what)
 
     stored, expected = stored_layers(contents, deferred, stage, already_stored)
     for name, member in deferred.items():
@@ -269,7 +269,7 @@ def _read_deferred(
         elif name not in contents.files:
             diff_id = expected.get(name)
             what = f"member {name!r}" + (f" (diff_id {diff_id})" if diff_id else "")
-            staged = stager.stage(contents.store, member, what, diff_id, label=member.name)
+            staged = stager.stage(member, what, diff_id, label=member.name)
             contents.files[name] = staged
 
 
