@@ -31,6 +31,7 @@ from clisupport import (
     stored_names,
 )
 from imagefactory import OCI_MANIFEST, ArchiveBuilder
+from signing import new_key, public_pem
 from streams import tar_bytes
 
 
@@ -389,3 +390,35 @@ def test_version_loads_no_store_code() -> None:
     assert proc.returncode == 0, proc.stderr.decode()
     loaded = set(proc.stderr.decode().splitlines()[-1].split())
     assert loaded <= {"cargohold.defaults", "cargohold.errors", "cargohold.version"}, loaded
+
+
+_REPORT_CRYPTOGRAPHY = """
+import atexit, sys
+atexit.register(lambda: print("cryptography" in sys.modules, file=sys.stderr))
+from cargohold.cli.main import main
+main(sys.argv[1:])
+"""
+
+
+def test_only_an_import_given_a_key_loads_the_cryptography_package(tmp_path: Path) -> None:
+    """The signature checks' package (a compiled extension that costs about as much to load as
+    the rest of an import's start-up) is loaded by the import that requires a signature, and by
+    no other."""
+    builder = ArchiveBuilder()
+    builder.add(builder.image(), name="example.com/a:1")
+    archive = builder.write(tmp_path / "a.tar")
+    key = tmp_path / "cosign.pub"
+    key.write_bytes(public_pem(new_key()))
+
+    def loads_cryptography(*args: str) -> bool:
+        proc = subprocess.run(
+            [sys.executable, "-c", _REPORT_CRYPTOGRAPHY, "--root", str(tmp_path / "s"), *args],
+            capture_output=True,
+            env=clean_environment(),
+            timeout=60,
+            check=False,
+        )
+        return proc.stderr.decode().splitlines()[-1] == "True"
+
+    assert not loads_cryptography("image", "import", "-q", str(archive))
+    assert loads_cryptography("image", "import", "--require-signature", str(key), str(archive))

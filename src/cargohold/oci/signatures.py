@@ -10,6 +10,7 @@ A signature is valid for an image when it verifies over the payload's exact byte
 key, and the payload names the image's digest (a valid signature of another image, moved next
 to this one, proves nothing about it); with an identity, the payload's reference must name
 that repository too. Nothing here needs a network: no transparency log, no certificate chain.
+The key and the cryptography are :mod:`.keys`'s.
 """
 
 from __future__ import annotations
@@ -17,65 +18,22 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-from ..errors import CargoholdError, InvalidKeyError
+from ..errors import CargoholdError
 from .digests import Digest
 from .graph import ContentSource, read_document
 from .mediatypes import Descriptor, is_manifest, parse_manifest
 from .references import Reference
 from .referrers import SIGNATURE_ANNOTATION, SIMPLE_SIGNING, Referrer
 
+if TYPE_CHECKING:  # the key's module loads the cryptography package; this one does not
+    from .keys import PublicKey
+
 #: Largest payload read; cosign's are a few hundred bytes.
 MAX_PAYLOAD: Final = 1 << 20
-#: The hash cosign signs with for each ECDSA curve.
-_CURVE_HASHES: Final[dict[str, Callable[[], hashes.HashAlgorithm]]] = {
-    "secp256r1": hashes.SHA256,
-    "secp384r1": hashes.SHA384,
-    "secp521r1": hashes.SHA512,
-}
-
-PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
-
-
-def load_public_key(data: bytes, what: str) -> PublicKey:
-    """A PEM public key as cosign writes it (``cosign.pub``): ECDSA, RSA or Ed25519."""
-    try:
-        key = load_pem_public_key(data)
-    except (ValueError, TypeError):
-        raise InvalidKeyError(f"{what}: not a PEM public key") from None
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if key.curve.name not in _CURVE_HASHES:
-            raise InvalidKeyError(f"{what}: unsupported curve {key.curve.name}")
-        return key
-    if isinstance(key, (rsa.RSAPublicKey, ed25519.Ed25519PublicKey)):
-        return key
-    raise InvalidKeyError(f"{what}: unsupported key type (ECDSA, RSA or Ed25519 are)")
-
-
-def signature_verifies(key: PublicKey, payload: bytes, signature: bytes) -> bool:
-    """Whether *signature* is *key*'s over *payload* (RSA: PKCS#1 v1.5, else PSS)."""
-    try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, payload, ec.ECDSA(_CURVE_HASHES[key.curve.name]()))
-        elif isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, payload)
-        else:
-            try:
-                key.verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())
-            except InvalidSignature:
-                pss = padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.AUTO)
-                key.verify(signature, payload, pss, hashes.SHA256())
-    except InvalidSignature:
-        return False
-    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +132,7 @@ def _check_layer(
     except CargoholdError as exc:
         check.rejected.append(str(exc))
         return
-    if not signature_verifies(key, payload, signature):
+    if not key.verifies(payload, signature):
         check.rejected.append(f"{what}: the signature does not verify with the key")
     elif claim.digest != check.subject:
         check.rejected.append(f"{what}: signed for another image, {claim.digest}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..archive.contents import ArchiveContents
 from ..archive.delta import (
@@ -31,7 +31,6 @@ from ..errors import (
 from ..limits import Limits
 from ..oci.digests import Digest
 from ..oci.platforms import PlatformChoice, PlatformMatcher
-from ..oci.signatures import PublicKey
 from ..progress import Progress, Relay
 from ..storage.staged import StagedBlob
 from .commit import NewImage, commit
@@ -45,6 +44,9 @@ from .results import (
 )
 from .resuming import resumable_import
 from .verifying import load_key, require_signatures
+
+if TYPE_CHECKING:  # loads the cryptography package, which only a key needs
+    from ..oci.keys import PublicKey
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,15 +6,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ..archive.plan import ImportPlan
 from ..errors import InvalidKeyError, SignatureError
 from ..oci.digests import Digest
 from ..oci.graph import ContentSource
 from ..oci.references import Reference
-from ..oci.signatures import PublicKey, SignatureCheck, check_signatures, load_public_key
+from ..oci.signatures import SignatureCheck, check_signatures
 from .context import StoreContext
+
+if TYPE_CHECKING:
+    from ..oci.keys import PublicKey
 
 #: Largest public key file read (a PEM key is well under 2 KiB).
 MAX_KEY_FILE: Final = 64 * 1024
@@ -44,6 +47,10 @@ def load_key(path: str | Path) -> PublicKey:
         raise InvalidKeyError(f"{path}: {exc.strerror or exc}") from None
     if len(data) > MAX_KEY_FILE:
         raise InvalidKeyError(f"{path}: larger than {MAX_KEY_FILE} bytes, not a public key")
+    # Imported here, the one place a key is read: the cryptography package it loads would
+    # otherwise be part of every import's start-up, with or without a key.
+    from ..oci.keys import load_public_key
+
     return load_public_key(data, str(path))
 
 
