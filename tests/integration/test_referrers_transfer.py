@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from cargohold.operations import referrer_transfer
 from cargohold.operations.store import Store
 from fakeregistry import Exchange, FakeRegistry, FakeServer, serve
 from imagefactory import OCI_INDEX, OCI_MANIFEST, ArchiveBuilder, digest_of, dumps
@@ -158,3 +159,27 @@ def test_push_writes_the_tag_schema_only_where_there_is_no_referrers_api(
             store.push(name, f"{third.netloc}/copy:v1", client_factory=factory_for())
         assert bom.digest in with_api.manifests["copy"]
         assert tag not in with_api.manifests["copy"]
+
+
+def test_a_pull_follows_at_most_the_limit_of_referrers_and_says_so(
+    registry: FakeRegistry, server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry listing more referrers than the limit is hostile: the pull keeps the first
+    ones, follows nothing past the limit (not even their own referrers) and warns once."""
+    monkeypatch.setattr(referrer_transfer, "MAX_REFERRERS", 3)
+    registry.interceptors.append(referrers_api(registry))
+    builder = ArchiveBuilder()
+    image = builder.image(HOST)
+    publish(registry, builder, image, REPO, "v1")
+    boms = [sbom(image, f"document {i}") for i in range(5)]
+    for artifact in boms:
+        put(registry, artifact)
+    put(registry, sbom(json.loads(json.dumps(boms[0].descriptor())), "of a document"))
+    name = f"{server.netloc}/{REPO}:v1"
+    with Store(tmp_path / "s") as store:
+        result = store.pull(name, client_factory=factory_for())
+        assert result.referrers == 3
+        assert [w for w in result.warnings if "referrers" in w] == [
+            f"{REPO}: more than 3 referrers; the rest are left"
+        ]
+        assert len(store.referrers(name)) == 3

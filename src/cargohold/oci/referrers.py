@@ -18,7 +18,7 @@ which goes back out under its tag.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -48,6 +48,19 @@ OCI_EMPTY: Final = "application/vnd.oci.empty.v1+json"
 #: a registry or archive listing more is hostile, not an image's signatures.
 MAX_REFERRERS: Final = 1000
 MAX_REFERRER_DEPTH: Final = 4
+
+
+def follow_referrers(subjects: Iterable[Digest], visit: Callable[[Digest], list[Digest]]) -> None:
+    """Call *visit* on each of *subjects*, then on each digest the visits return (referrers to
+    follow in turn: a signature of an SBOM), level after level, parents before children, at
+    most :data:`MAX_REFERRER_DEPTH` levels below the subjects. The one walk of referrers, over
+    a store's records or a registry's listings alike; *visit* keeps what it found."""
+    level = list(dict.fromkeys(subjects))
+    for _ in range(MAX_REFERRER_DEPTH + 1):
+        level = [child for subject in level for child in visit(subject)]
+        if not level:
+            return
+
 
 _TAG: Final = re.compile(r"([a-z0-9]+)-([a-f0-9]{32,128})(?:\.(sig|att|sbom))?")
 _HIDDEN_NAME_KEYS: Final = (ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME)

@@ -32,12 +32,12 @@ from ..oci.mediatypes import (
 from ..oci.platforms import PlatformMatcher
 from ..oci.referrers import (
     ATTACHMENT_KINDS,
-    MAX_REFERRER_DEPTH,
     MAX_REFERRERS,
     Referrer,
     attachment_tag,
     document_links,
     entry_descriptor,
+    follow_referrers,
     referrer_descriptor,
     tag_schema_tag,
 )
@@ -61,26 +61,25 @@ def discover_referrers(
     most :data:`MAX_REFERRERS` in all (a registry listing more is not to be followed)."""
     found: list[Fetched] = []
     seen: set[tuple[Digest, Digest]] = set()
-    level = list(dict.fromkeys(subjects))
-    for _ in range(MAX_REFERRER_DEPTH + 1):
+    over: list[str] = []  # the warning, once the registry listed more than the limit
+
+    def visit(subject: Digest) -> list[Digest]:
         following: list[Digest] = []
-        for subject in level:
-            for desc, kind, data in _listed(client, repository, subject):
-                if (subject, desc.digest) in seen:
-                    continue
-                if len(seen) >= MAX_REFERRERS:
-                    warnings.append(
-                        f"{repository}: more than {MAX_REFERRERS} referrers; the rest are left"
-                    )
-                    return found
-                seen.add((subject, desc.digest))
-                fetched = _fetch(client, repository, subject, desc, kind, data, warnings)
-                if fetched is not None:
-                    found.append(fetched)
-                    following.append(desc.digest)
-        if not following:
-            break
-        level = following
+        for desc, kind, data in [] if over else _listed(client, repository, subject):
+            if (subject, desc.digest) in seen:
+                continue
+            if len(seen) >= MAX_REFERRERS:
+                over.append(f"{repository}: more than {MAX_REFERRERS} referrers; the rest are left")
+                return []  # nothing more is followed
+            seen.add((subject, desc.digest))
+            fetched = _fetch(client, repository, subject, desc, kind, data, warnings)
+            if fetched is not None:
+                found.append(fetched)
+                following.append(desc.digest)
+        return following
+
+    follow_referrers(subjects, visit)
+    warnings += over
     return found
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..oci.digests import Digest
-from ..oci.referrers import MAX_REFERRER_DEPTH, Referrer, parse_referrer_tag, referrers_index
+from ..oci.referrers import Referrer, follow_referrers, parse_referrer_tag, referrers_index
 from .context import StoreContext
 
 
@@ -46,17 +46,15 @@ def referrer_closure(ctx: StoreContext, subjects: Iterable[Digest]) -> list[Refe
     parents before children, each (subject, digest) once."""
     found: list[Referrer] = []
     seen: set[tuple[Digest, Digest]] = set()
-    level = list(dict.fromkeys(subjects))
-    for _ in range(MAX_REFERRER_DEPTH + 1):
-        following: list[Digest] = []
-        for subject in level:
-            for referrer in ctx.meta.referrers(ctx.namespace, subject):
-                key = (referrer.subject, referrer.digest)
-                if key not in seen:
-                    seen.add(key)
-                    found.append(referrer)
-                    following.append(referrer.digest)
-        if not following:
-            break
-        level = following
+
+    def visit(subject: Digest) -> list[Digest]:
+        following = []
+        for referrer in ctx.meta.referrers(ctx.namespace, subject):
+            if (referrer.subject, referrer.digest) not in seen:
+                seen.add((referrer.subject, referrer.digest))
+                found.append(referrer)
+                following.append(referrer.digest)
+        return following
+
+    follow_referrers(subjects, visit)
     return found
