@@ -37,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+import phases
 from peers import skopeo_policy, tool, version
 from run import snapshot_source
 from sync import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, _digest, _layer, registry
@@ -144,6 +145,21 @@ class Bench:
         )
         return ["sh", "-c", f"{fetches} & wait"]
 
+    def phases(self, host: str, repeat: int) -> dict[str, dict[str, float]]:
+        """Cold pulls and pushes the registry has in full under phases.py, *repeat* each,
+        taking turns; the medians of each phase in milliseconds."""
+        source = f"{host}/{REPOSITORY}:{TAG}"
+        samples: dict[str, list[dict[str, float]]] = {"cold pull": [], "push-all-present": []}
+        for _ in range(repeat):
+            target = self.fresh("phases-store")
+            pull = ["--root", target, "image", "pull", "--plain-http", "--progress", "none"]
+            samples["cold pull"].append(phases.run_observed([*pull, source], self.env))
+            shutil.rmtree(target, ignore_errors=True)
+            push = self.push(host)[3:]  # cargohold's own arguments
+            samples["push-all-present"].append(phases.run_observed(push, self.env))
+        interpreter = statistics.median(self.samples["python -c pass"]) * 1000
+        return {name: phases.summarise(found, interpreter) for name, found in samples.items()}
+
     def fresh(self, name: str) -> Path:
         path = self.workdir / name
         shutil.rmtree(path, ignore_errors=True)
@@ -183,6 +199,12 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--layer-mb", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="finally, run --repeat cold pulls and pushes the registry has in full under"
+        " phases.py and report where their time goes (start-up, data, commit, exit)",
+    )
     args = parser.parse_args()
     workdir: Path = args.workdir
     shutil.rmtree(workdir, ignore_errors=True)
@@ -204,7 +226,8 @@ def main() -> int:
                 bench.samples.clear()
                 bench.cpu.clear()
                 bench.rss.clear()
-    report(workdir, args, bench, (load_before, os.getloadavg()))
+        found = bench.phases(host, args.repeat) if args.phases else {}
+    report(workdir, args, bench, (load_before, os.getloadavg()), found)
     return 0
 
 
@@ -213,6 +236,7 @@ def report(
     args: argparse.Namespace,
     bench: Bench,
     load: tuple[tuple[float, float, float], tuple[float, float, float]],
+    found: dict[str, dict[str, float]],
 ) -> None:
     samples = bench.samples
     print(f"one image, {args.layers} layers of {args.layer_mb} MiB; medians of {args.repeat}")
@@ -242,11 +266,17 @@ def report(
         rows[key] = {"median": statistics.median(samples[key])}
         rows[key]["cpu"] = statistics.median(bench.cpu[key])
         print(f"  {key:<29} {rows[key]['median']:9.3f}s  (reference: {what})")
+    if found:
+        print("  where the time goes (phases.py; medians, ms):")
+        columns = ("interpreter", "startUp", "data", "commit", "exit", "wall")
+        print(f"    {'':18}" + "".join(f"{c:>12}" for c in columns))
+        for operation, summary in found.items():
+            print(f"    {operation:18}" + "".join(f"{summary[c]:12.0f}" for c in columns))
     print(f"  load average {load[0][0]:.2f} before, {load[1][0]:.2f} after ({os.cpu_count()} CPUs)")
     result = {
         "layers": args.layers, "layer_mb": args.layer_mb, "samples": samples, "summary": rows,
         "cpu_seconds": bench.cpu, "max_rss": bench.rss,
-        "load": load, "skopeo": version([tool("skopeo"), "--version"]),
+        "load": load, "skopeo": version([tool("skopeo"), "--version"]), "phases": found,
     }  # fmt: skip
     (workdir / "registry-results.json").write_text(json.dumps(result, indent=2))
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 import build_image
+import phases
 from build_image import MIB, BuildError, BuiltImage
 from peers import Containerd, skopeo_env, skopeo_policy, tool, version
 from timing import CommandError, run_checked, timed_run
@@ -640,6 +641,37 @@ class Bench:
         remove(self.scratch)
         return reports
 
+    def phases(self, repeat: int) -> dict[str, dict[str, float]]:
+        """Cold imports of both archives under phases.py, *repeat* each, taking turns: the
+        medians of each phase in milliseconds, and the data phase over ``cp`` + ``sync`` of
+        the same archive (from the timed rounds)."""
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        archives = {"oci": self.oci, "docker": self.docker}
+        samples: dict[str, list[dict[str, float]]] = {name: [] for name in archives}
+        for _ in range(repeat):
+            for name, archive in archives.items():
+                store = self.fresh("phases-store")
+                args = ["--root", store, "image", "import", "--progress", "none", "-q", archive]
+                samples[name].append(phases.run_observed(args, self.library_env))
+                remove(store)
+        remove(self.scratch)
+        interpreter = (self.results.median("python_pass") or 0.0) * 1000
+        out: dict[str, dict[str, float]] = {}
+        log("\nwhere a cold import's time goes (phases.py; medians, ms):")
+        log(f"  {'archive':8} {'python':>7} {'start-up':>9} {'data':>7} {'commit':>7}"
+            f" {'exit':>6} {'wall':>7} {'cp+sync':>8}  data/(cp+sync)")  # fmt: skip
+        for name, found in samples.items():
+            summary = phases.summarise(found, interpreter)
+            cp_sync = (self.results.median(f"cp_sync_{name}") or 0.0) * 1000
+            summary["cpSync"] = round(cp_sync, 1)
+            summary["dataOverCpSync"] = round(summary["data"] / cp_sync, 2) if cp_sync else 0.0
+            out[name] = summary
+            columns = ("interpreter", "startUp", "data", "commit", "exit", "wall", "cpSync")
+            widths = (7, 9, 7, 7, 6, 7, 8)
+            cells = " ".join(f"{summary[c]:{w}.0f}" for c, w in zip(columns, widths, strict=True))
+            log(f"  {name:8} {cells}  {summary['dataOverCpSync']:.2f}")
+        return out
+
 
 def snapshot_source(package: Path, copy: Path) -> str:
     """Copy the cargohold package to *copy*, byte-compiled as ``pip install`` leaves it (so
@@ -868,6 +900,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="finally, run cold imports under cProfile and print the top 15 functions",
     )
+    add(
+        "--phases",
+        action="store_true",
+        help="finally, run --repeat cold imports of each archive under phases.py and report"
+        " where their time goes: start-up, moving the data (beside cp+sync), commit, exit",
+    )
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else set(GROUPS)
     args.groups = tuple(g for g in GROUPS if g in only)
@@ -927,6 +965,7 @@ def main(argv: list[str] | None = None) -> int:
             build_seconds = elapsed()
             bench.run(args.repeat, args.warmup)
             profiles = bench.profile() if args.profile else {}
+            phase_report = bench.phases(args.repeat) if args.phases else {}
         except FileNotFoundError as exc:
             print(f"run.py: error: {exc} (build first, without --skip-build)", file=sys.stderr)
             return 1
@@ -955,6 +994,7 @@ def main(argv: list[str] | None = None) -> int:
         **summary,
         "samples": {k: [asdict(s) for s in v] for k, v in bench.results.samples.items()},
         "profiles": profiles,
+        "phases": phase_report,
     }
     text = json.dumps(results, indent=2) + "\n"
     out = args.workdir / time.strftime("results-%Y%m%d-%H%M%S.json", time.gmtime())
