@@ -23,6 +23,7 @@ Random layers do not compress, so the sizes are the data's. Results are printed 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import json
@@ -123,7 +124,11 @@ def write_archive(out: Path, name: str, layers: list[tuple[dict[str, Any], Path]
             "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d, _ in layers]},
         }
     )
-    config_desc = {"mediaType": OCI_CONFIG, "digest": digest(config), "size": len(config)}
+    config_desc: dict[str, Any] = {
+        "mediaType": OCI_CONFIG,
+        "digest": digest(config),
+        "size": len(config),
+    }
     manifest = json_bytes(
         {
             "schemaVersion": 2,
@@ -132,7 +137,7 @@ def write_archive(out: Path, name: str, layers: list[tuple[dict[str, Any], Path]
             "layers": [d for d, _ in layers],
         }
     )
-    entry = {
+    entry: dict[str, Any] = {
         "mediaType": OCI_MANIFEST,
         "digest": digest(manifest),
         "size": len(manifest),
@@ -230,7 +235,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     for key, archive in (("import_full_into_receiver", full), ("import_delta", delta)):
         times[key] = median_of(
-            r, lambda a=archive: cargohold(receiver, "image", "import", str(a)), back_to_base
+            r, functools.partial(cargohold, receiver, "image", "import", str(archive)), back_to_base
         )
     empty = work / "empty"
 

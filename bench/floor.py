@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
 import queue
 import sys
@@ -25,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, cast
 
 CHUNK: Final = 1 << 20
 #: Buffers in flight between the reading and the writing thread.
@@ -39,14 +40,14 @@ def _write_all(fd: int, data: memoryview) -> None:
         written += os.write(fd, data[written:])
 
 
-def _regular_members(source: IO[bytes]) -> Iterator[IO[bytes]]:
+def _regular_members(source: IO[bytes]) -> Iterator[io.BufferedReader]:
     """The data of each regular member, in one pass (tarfile stream mode)."""
     with tarfile.open(fileobj=source, mode="r|", bufsize=CHUNK) as tar:
         for member in tar:
             if member.isreg():
                 data = tar.extractfile(member)
                 assert data is not None
-                yield data
+                yield cast(io.BufferedReader, data)  # tarfile's ExFileObject
 
 
 def floor_single(source: IO[bytes], outdir: Path) -> tuple[int, int]:

@@ -152,7 +152,8 @@ class Bench:
         samples: dict[str, list[dict[str, float]]] = {"cold pull": [], "push-all-present": []}
         for _ in range(repeat):
             target = self.fresh("phases-store")
-            pull = ["--root", target, "image", "pull", "--plain-http", "--progress", "none"]
+            pull: list[str | Path] = ["--root", target, "image", "pull", "--plain-http"]
+            pull += ["--progress", "none"]
             samples["cold pull"].append(phases.run_observed([*pull, source], self.env))
             shutil.rmtree(target, ignore_errors=True)
             push = self.push(host)[3:]  # cargohold's own arguments

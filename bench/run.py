@@ -263,7 +263,7 @@ class Bench:
         self.image = image
         self.oci = Path(image.oci_archive)
         self.docker = Path(image.docker_archive)
-        self.scratch = self.workdir / "run"
+        self.scratch: Path = self.workdir / "run"
         self.groups: tuple[str, ...] = args.groups
         self.results = Results()
         self.counting = False
@@ -458,8 +458,11 @@ class Bench:
         remove(tmpdir)
 
     def group_floor(self, key: str, archive: Path) -> None:
-        runs = ((1, f"floor_{key}", False), (2, f"floor2_{key}", False))
-        runs += ((1, f"floor_{key}_stdin", True),)
+        runs: tuple[tuple[int, str, bool], ...] = (
+            (1, f"floor_{key}", False),
+            (2, f"floor2_{key}", False),
+            (1, f"floor_{key}_stdin", True),
+        )
         for threads, name, stdin in runs:
             out = self.fresh("floor")
             floor = [sys.executable, str(BENCH / "floor.py"), "--threads", str(threads)]
@@ -616,8 +619,11 @@ class Bench:
         time of each, printed and returned."""
         reports: dict[str, str] = {}
         self.scratch.mkdir(parents=True, exist_ok=True)
-        runs = (("oci", self.oci, False), ("docker", self.docker, False))
-        runs += (("docker-stdin", self.docker, True),)
+        runs: tuple[tuple[str, Path, bool], ...] = (
+            ("oci", self.oci, False),
+            ("docker", self.docker, False),
+            ("docker-stdin", self.docker, True),
+        )
         for name, archive, stdin in runs:
             store = self.fresh("profile-store")
             output = self.workdir / f"profile-import-{name}.prof"
@@ -651,7 +657,8 @@ class Bench:
         for _ in range(repeat):
             for name, archive in archives.items():
                 store = self.fresh("phases-store")
-                args = ["--root", store, "image", "import", "--progress", "none", "-q", archive]
+                args: list[str | Path] = ["--root", store, "image", "import", "-q"]
+                args += ["--progress", "none", archive]
                 samples[name].append(phases.run_observed(args, self.library_env))
                 remove(store)
         remove(self.scratch)

@@ -23,6 +23,7 @@ connections itself when the queueing discipline is not ``fq``, which matters on 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -30,8 +31,8 @@ import re
 import secrets
 import shutil
 import signal
-import statistics
 import socket
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -102,16 +103,25 @@ def build_image(workdir: Path, layer_mb: int) -> Path:
         "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [small["digest"], large["digest"]]},
     }
-    config_desc = _blob(layout, json.dumps(config).encode(), "application/vnd.oci.image.config.v1+json")
-    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config_desc,
-                "layers": [small, large]}
+    config_desc = _blob(
+        layout, json.dumps(config).encode(), "application/vnd.oci.image.config.v1+json"
+    )
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config_desc,
+        "layers": [small, large],
+    }
     manifest_desc = _blob(layout, json.dumps(manifest).encode(), OCI_MANIFEST)
     manifest_desc["annotations"] = {
         "io.containerd.image.name": f"{NAME}:{TAG}",
         "org.opencontainers.image.ref.name": TAG,
     }
-    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-             "manifests": [manifest_desc]}
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [manifest_desc],
+    }
     (layout / "index.json").write_text(json.dumps(index))
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     tmp = archive.with_suffix(".tmp")
@@ -140,8 +150,11 @@ def cargohold_server(store: Path, logfile: Path, src: Path = SRC) -> Iterator[tu
     with logfile.open("wb") as err:
         process = subprocess.Popen(
             cargohold("--root", str(store), "serve", "--addr", "127.0.0.1:0"),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-            env={**os.environ, "PYTHONPATH": str(src)}, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "PYTHONPATH": str(src)},
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 30
@@ -172,7 +185,9 @@ def distribution_server(storage: Path, logfile: Path) -> Iterator[tuple[str, int
     with logfile.open("wb") as out:
         process = subprocess.Popen(
             [tool("docker-registry"), "serve", str(config)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
@@ -214,8 +229,10 @@ def blob_throughput(url: str, clients: int, rounds: int) -> float:
     total, timed = 0, 0.0
     for _ in range(rounds):
         procs = [
-            subprocess.Popen(["curl", "-sf", "-o", "/dev/null", "-w",
-                              "%{size_download} %{time_total}", url], stdout=subprocess.PIPE)
+            subprocess.Popen(
+                ["curl", "-sf", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", url],
+                stdout=subprocess.PIPE,
+            )
             for _ in range(clients)
         ]
         for proc in procs:
@@ -231,8 +248,18 @@ def blob_throughput(url: str, clients: int, rounds: int) -> float:
 
 def manifest_rate(url: str, requests: int, concurrency: int = 16) -> float:
     out = run_checked(
-        [tool("ab"), "-q", "-k", "-c", str(concurrency), "-n", str(requests),
-         "-H", f"Accept: {OCI_MANIFEST}", url],
+        [
+            tool("ab"),
+            "-q",
+            "-k",
+            "-c",
+            str(concurrency),
+            "-n",
+            str(requests),
+            "-H",
+            f"Accept: {OCI_MANIFEST}",
+            url,
+        ],
         timeout=600,
     )
     failed = re.search(r"Failed requests:\s+(\d+)", out)
@@ -283,8 +310,9 @@ def slowloris(base: str, manifest: str, idle: int = 200) -> float:
             sock.close()
 
 
-def measure(servers: dict[str, tuple[str, int]], layer: str, args: argparse.Namespace
-            ) -> dict[str, dict[str, Any]]:
+def measure(
+    servers: dict[str, tuple[str, int]], layer: str, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
     """Every measurement of every server, the servers taking turns round by round (the
     machine's load changes; each number is the median of its rounds)."""
     blob = {name: f"{base}/v2/{NAME}/blobs/{layer}" for name, (base, _) in servers.items()}
@@ -302,19 +330,26 @@ def measure(servers: dict[str, tuple[str, int]], layer: str, args: argparse.Name
     rounds("warm-up", 1, lambda n: blob_throughput(blob[n], 1, 1) + manifest_rate(manifest[n], 500))
     rounds("blob_1_client_mib_s", args.rounds, lambda n: blob_throughput(blob[n], 1, 1))
     rounds("blob_16_clients_mib_s", args.rounds, lambda n: blob_throughput(blob[n], 16, 1))
-    rounds("manifest_gets_per_s", args.rounds,
-           lambda n: manifest_rate(manifest[n], args.manifest_requests))
-    for name, (base, pid) in servers.items():
+    rounds(
+        "manifest_gets_per_s",
+        args.rounds,
+        lambda n: manifest_rate(manifest[n], args.manifest_requests),
+    )
+    for name, (_, pid) in servers.items():
         log(f"{name}: memory under 64 downloads")
-        before, peak = peak_memory(pid, lambda: blob_throughput(blob[name], 64, 1))
+        downloads = functools.partial(blob_throughput, blob[name], 64, 1)
+        before, peak = peak_memory(pid, downloads)
         samples[name]["rss_idle_mib"], samples[name]["rss_peak_64_downloads_mib"] = [before], [peak]
     rounds("seconds_100_gets_with_200_idle", 1, lambda n: slowloris(servers[n][0], manifest[n]))
     results: dict[str, dict[str, Any]] = {}
     for name, measured in samples.items():
         measured.pop("warm-up")
         measured.pop("warm-up:cpu_s")
-        cpu = {key.removesuffix(":cpu_s"): sum(measured.pop(key)) for key in list(measured)
-               if key.endswith(":cpu_s")}
+        cpu = {
+            key.removesuffix(":cpu_s"): sum(measured.pop(key))
+            for key in list(measured)
+            if key.endswith(":cpu_s")
+        }
         results[name] = {key: statistics.median(values) for key, values in measured.items()}
         results[name]["samples"] = measured
         results[name]["cpu_seconds"] = cpu
@@ -327,8 +362,9 @@ def main() -> int:
     parser.add_argument("--layer-mb", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5, help="rounds of each measurement")
     parser.add_argument("--manifest-requests", type=int, default=10000)
-    parser.add_argument("--compare-src", type=Path,
-                        help="another checkout's src/: served too, as cargohold-base")
+    parser.add_argument(
+        "--compare-src", type=Path, help="another checkout's src/: served too, as cargohold-base"
+    )
     args = parser.parse_args()
     work: Path = args.workdir
     work.mkdir(parents=True, exist_ok=True)
@@ -337,30 +373,51 @@ def main() -> int:
     store = work / "store"
     if not store.exists():
         log("importing it into cargohold")
-        run_checked(cargohold("--root", str(store), "image", "import", "-q", str(archive)),
-                    env=cargohold_env(), timeout=600)
+        run_checked(
+            cargohold("--root", str(store), "image", "import", "-q", str(archive)),
+            env=cargohold_env(),
+            timeout=600,
+        )
     with tarfile.open(archive) as tar:
         index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
         manifest_digest = index["manifests"][0]["digest"]
         manifest = json.load(tar.extractfile("blobs/sha256/" + manifest_digest[7:]))  # type: ignore[arg-type]
     layer = max(manifest["layers"], key=lambda d: d["size"])["digest"]
-    results: dict[str, Any] = {"layer_mib": args.layer_mb, "cpus": os.cpu_count(),
-                               "kernel": os.uname().release, "tcp_congestion_control": sysctl(
-                                   "net/ipv4/tcp_congestion_control")}
+    results: dict[str, Any] = {
+        "layer_mib": args.layer_mb,
+        "cpus": os.cpu_count(),
+        "kernel": os.uname().release,
+        "tcp_congestion_control": sysctl("net/ipv4/tcp_congestion_control"),
+    }
     registry_storage = work / "registry"
     with ExitStack() as stack:
         url, pid = stack.enter_context(distribution_server(registry_storage, work / "registry.log"))
-        servers = {"cargohold": stack.enter_context(cargohold_server(store, work / "cargohold.log"))}
+        servers = {
+            "cargohold": stack.enter_context(cargohold_server(store, work / "cargohold.log"))
+        }
         if args.compare_src is not None:
-            servers["cargohold-base"] = stack.enter_context(cargohold_server(
-                store, work / "cargohold-base.log", args.compare_src.resolve()))
+            servers["cargohold-base"] = stack.enter_context(
+                cargohold_server(store, work / "cargohold-base.log", args.compare_src.resolve())
+            )
         servers["distribution"] = (url, pid)
         host = url.removeprefix("http://")
         log("pushing the image into docker-registry with skopeo")
         policy = skopeo_policy(work / "policy.json")
-        run_checked([tool("skopeo"), "--policy", str(policy), "copy", "--quiet", "--preserve-digests",
-                     "--dest-tls-verify=false", f"oci-archive:{archive}",
-                     f"docker://{host}/{NAME}:{TAG}"], env=skopeo_env(work / "tmp"), timeout=600)
+        run_checked(
+            [
+                tool("skopeo"),
+                "--policy",
+                str(policy),
+                "copy",
+                "--quiet",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+                f"oci-archive:{archive}",
+                f"docker://{host}/{NAME}:{TAG}",
+            ],
+            env=skopeo_env(work / "tmp"),
+            timeout=600,
+        )
         results.update(measure(servers, layer, args))
     results["versions"] = {
         "docker-registry": version([tool("docker-registry"), "--version"]),
@@ -384,14 +441,22 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"{'':36}" + "".join(f" {name:>14}" for name in names) + f" {'ratio':>7}")
     for label, key in rows:
         ratio = results["cargohold"][key] / results["distribution"][key]
-        print(f"{label:36}" + "".join(f" {results[name][key]:14.1f}" for name in names)
-              + f" {ratio:7.2f}")
-    for label, key in (("server CPU s, 1-client rounds", "blob_1_client_mib_s"),
-                       ("server CPU s, 16-client rounds", "blob_16_clients_mib_s")):
-        print(f"{label:36}"
-              + "".join(f" {results[name]['cpu_seconds'][key]:14.2f}" for name in names))
-    print(f"(ratio: cargohold / distribution; kernel {results['kernel']},"
-          f" tcp_congestion_control {results['tcp_congestion_control']})")
+        print(
+            f"{label:36}"
+            + "".join(f" {results[name][key]:14.1f}" for name in names)
+            + f" {ratio:7.2f}"
+        )
+    for label, key in (
+        ("server CPU s, 1-client rounds", "blob_1_client_mib_s"),
+        ("server CPU s, 16-client rounds", "blob_16_clients_mib_s"),
+    ):
+        print(
+            f"{label:36}" + "".join(f" {results[name]['cpu_seconds'][key]:14.2f}" for name in names)
+        )
+    print(
+        f"(ratio: cargohold / distribution; kernel {results['kernel']},"
+        f" tcp_congestion_control {results['tcp_congestion_control']})"
+    )
 
 
 def sysctl(name: str) -> str:
