@@ -43,9 +43,8 @@ BENCH: Final = Path(__file__).resolve().parent
 SRC: Final = BENCH.parent / "src"
 sys.path[:0] = [str(BENCH), str(SRC)]
 
-from stores import oci_archive, tiny_layer  # noqa: E402
-
 from cargohold import Store  # noqa: E402
+from stores import oci_archive, tiny_layer  # noqa: E402
 
 OCI_LAYER: Final = "application/vnd.oci.image.layer.v1.tar"
 OCI_CONFIG: Final = "application/vnd.oci.image.config.v1+json"

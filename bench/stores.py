@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Final
 
 from build_image import FIXED_MTIME, OCI_INDEX, OCI_MANIFEST, descriptor, host_platform, json_bytes
-
 from cargohold import Store
 
 OCI_CONFIG: Final = "application/vnd.oci.image.config.v1+json"
