@@ -44,6 +44,7 @@ SRC: Final = BENCH.parent / "src"
 sys.path[:0] = [str(BENCH), str(SRC)]
 
 from cargohold import Store  # noqa: E402
+from interpreter import use_bench_venv  # noqa: E402
 from stores import oci_archive, tiny_layer  # noqa: E402
 
 OCI_LAYER: Final = "application/vnd.oci.image.layer.v1.tar"
@@ -291,6 +292,7 @@ def report(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    use_bench_venv()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/cargohold-bench-delta"))
     parser.add_argument("--size-mb", type=int, default=1024)

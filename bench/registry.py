@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Final
 
 import phases
+from interpreter import use_bench_venv
 from peers import skopeo_policy, tool, version
 from run import snapshot_source
 from sync import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, _digest, _layer, registry
@@ -195,6 +196,7 @@ class Bench:
 
 
 def main() -> int:
+    use_bench_venv()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/cargohold-bench-registry"))
     parser.add_argument("--layers", type=int, default=4)

@@ -17,7 +17,6 @@ import argparse
 import compileall
 import contextlib
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -37,14 +36,13 @@ from typing import Any, Final, NoReturn
 import build_image
 import phases
 from build_image import MIB, BuildError, BuiltImage
+from interpreter import use_bench_venv
 from peers import Containerd, skopeo_env, skopeo_policy, tool, version
 from timing import CommandError, run_checked, timed_run
 
 BENCH: Final = Path(__file__).resolve().parent
 REPO: Final = BENCH.parent
 DEFAULT_WORKDIR: Final = Path("/var/tmp/cargohold-bench")
-#: Where setup.sh installs cargohold's dependencies when python3 does not have them.
-VENV: Final = BENCH / ".venv"
 DEPENDENCIES: Final = ("click", "rich", "zstandard", "platformdirs")
 
 
@@ -936,23 +934,8 @@ def _stopwatch() -> Iterator[Callable[[], float]]:
     yield lambda: time.monotonic() - started
 
 
-def ensure_dependencies() -> None:
-    """Re-run under bench/.venv (made by setup.sh) when this interpreter cannot import
-    cargohold's dependencies; run.py runs cargohold from this checkout's src/ with them."""
-    missing = [name for name in DEPENDENCIES if importlib.util.find_spec(name) is None]
-    if not missing:
-        return
-    python = VENV / "bin" / "python3"
-    if python.exists() and Path(sys.prefix).resolve() != VENV.resolve():
-        os.execv(python, [str(python), *sys.argv])
-    raise SystemExit(
-        f"run.py: error: {sys.executable} cannot import {', '.join(missing)}:"
-        " run bench/setup.sh first"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
-    ensure_dependencies()
+    use_bench_venv()
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)  # so that the daemon is stopped on the way out
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Final
 
+from interpreter import use_bench_venv
 from peers import skopeo_env, skopeo_policy, tool, version
 from timing import run_checked
 
@@ -357,6 +358,7 @@ def measure(
 
 
 def main() -> int:
+    use_bench_venv()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/cargohold-serve-bench"))
     parser.add_argument("--layer-mb", type=int, default=200)

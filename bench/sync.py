@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
+from interpreter import use_bench_venv
 from peers import skopeo_policy, tool, version
 from timing import timed_run
 
@@ -144,6 +145,7 @@ def publish(workdir: Path, host: str, images: int, base_mb: int, own_mb: int) ->
 
 
 def main() -> int:
+    use_bench_venv()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/cargohold-bench-sync"))
     parser.add_argument("--images", type=int, default=20)

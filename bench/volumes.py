@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+from interpreter import use_bench_venv
+
 REPO: Final = Path(__file__).resolve().parent.parent
 NAME: Final = "example.com/bench/volumes:1"
 CHUNK: Final = 8 << 20
@@ -260,6 +262,7 @@ def resume(work: Path, split: Path, total: int, volume_size: int, k: int) -> dic
 
 
 def main() -> None:
+    use_bench_venv()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp/cargohold-bench-volumes"))
     parser.add_argument("--size-mb", type=int, default=1024)
