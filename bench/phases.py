@@ -15,25 +15,26 @@ At exit, prints one line on stderr, ``phases: {...}``: milliseconds since this s
 
 So ``firstData`` is the start-up (module loading, opening the store, reading the archive's
 index), ``lastBlobFsync - firstData`` the moving and hashing of the bytes, and ``end -
-lastBlobFsync`` the commit. ``run.py --phases`` and ``registry.py --phases`` report medians.
+lastBlobFsync`` the commit. ``run.py --phases`` and ``registry.py --phases`` report medians
+(``timing.run_observed`` and ``timing.summarise_phases``). The few modules this script imports
+for itself are charged to the start-up (about 1 ms).
 """
 
 from __future__ import annotations
 
-import atexit
-import json
-import os
-import socket
-import stat
-import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, Final
 
-STARTED: Final = time.perf_counter()
+STARTED = time.perf_counter()  # before anything else this script imports
+
+import atexit  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import stat  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
 marks: dict[str, float] = {}
 
 
@@ -78,44 +79,6 @@ def _report() -> None:
     marks.setdefault("end", time.perf_counter())
     line = {key: round((at - STARTED) * 1000, 1) for key, at in marks.items()}
     print("phases: " + json.dumps(line), file=sys.stderr)
-
-
-def run_observed(args: Sequence[str | Path], env: Mapping[str, str]) -> dict[str, float]:
-    """Run cargohold with *args* under this script (``sync`` first, untimed); its marks in
-    milliseconds and ``wall``, the whole process's, from outside."""
-    os.sync()
-    argv = [sys.executable, str(Path(__file__).resolve()), *(str(arg) for arg in args)]
-    start = time.perf_counter()
-    proc = subprocess.run(argv, env=dict(env), capture_output=True, check=False)
-    wall = (time.perf_counter() - start) * 1000
-    os.sync()
-    lines = proc.stderr.decode(errors="replace").splitlines()
-    found = [line for line in lines if line.startswith("phases: ")]
-    if proc.returncode != 0 or not found:
-        raise RuntimeError(f"{' '.join(argv)}: status {proc.returncode}: {lines[-3:]}")
-    return {**json.loads(found[-1].removeprefix("phases: ")), "wall": round(wall, 1)}
-
-
-def summarise(samples: list[dict[str, float]], interpreter_ms: float) -> dict[str, float]:
-    """Medians, in milliseconds: ``interpreter`` (given: ``python3 -c pass``), ``startUp``
-    (to the first byte), ``data`` (to the last blob's fsync, or to the command's return if it
-    wrote none), ``commit`` (to the command's return), ``exit`` (the rest of the wall time:
-    the interpreter's exit and process teardown) and ``wall``."""
-
-    def median(key: Callable[[dict[str, float]], float]) -> float:
-        return round(statistics.median(key(s) for s in samples), 1)
-
-    def moved(s: dict[str, float]) -> float:  # a command that writes no blob: its return
-        return s.get("lastBlobFsync", s["end"])
-
-    return {
-        "interpreter": round(interpreter_ms, 1),
-        "startUp": median(lambda s: s["firstData"]),
-        "data": median(lambda s: moved(s) - s["firstData"]),
-        "commit": median(lambda s: s["end"] - moved(s)),
-        "exit": median(lambda s: s["wall"] - s["end"] - interpreter_ms),
-        "wall": median(lambda s: s["wall"]),
-    }
 
 
 def main() -> None:

@@ -37,12 +37,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-import phases
 from interpreter import use_bench_venv
 from peers import skopeo_policy, tool, version
 from run import snapshot_source
 from sync import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, _digest, _layer, registry
-from timing import timed_run
+from timing import run_observed, summarise_phases, timed_run
 
 BENCH: Final = Path(__file__).resolve().parent
 SRC: Final = BENCH.parent / "src"
@@ -155,12 +154,12 @@ class Bench:
             target = self.fresh("phases-store")
             pull: list[str | Path] = ["--root", target, "image", "pull", "--plain-http"]
             pull += ["--progress", "none"]
-            samples["cold pull"].append(phases.run_observed([*pull, source], self.env))
+            samples["cold pull"].append(run_observed([*pull, source], self.env))
             shutil.rmtree(target, ignore_errors=True)
             push = self.push(host)[3:]  # cargohold's own arguments
-            samples["push-all-present"].append(phases.run_observed(push, self.env))
+            samples["push-all-present"].append(run_observed(push, self.env))
         interpreter = statistics.median(self.samples["python -c pass"]) * 1000
-        return {name: phases.summarise(found, interpreter) for name, found in samples.items()}
+        return {name: summarise_phases(found, interpreter) for name, found in samples.items()}
 
     def fresh(self, name: str) -> Path:
         path = self.workdir / name

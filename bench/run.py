@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 import build_image
-import phases
 from build_image import MIB, BuildError, BuiltImage
 from interpreter import use_bench_venv
 from peers import Containerd, skopeo_env, skopeo_policy, tool, version
-from timing import CommandError, run_checked, timed_run
+from timing import CommandError, run_checked, run_observed, summarise_phases, timed_run
 
 BENCH: Final = Path(__file__).resolve().parent
 REPO: Final = BENCH.parent
@@ -657,7 +656,7 @@ class Bench:
                 store = self.fresh("phases-store")
                 args: list[str | Path] = ["--root", store, "image", "import", "-q"]
                 args += ["--progress", "none", archive]
-                samples[name].append(phases.run_observed(args, self.library_env))
+                samples[name].append(run_observed(args, self.library_env))
                 remove(store)
         remove(self.scratch)
         interpreter = (self.results.median("python_pass") or 0.0) * 1000
@@ -666,7 +665,7 @@ class Bench:
         log(f"  {'archive':8} {'python':>7} {'start-up':>9} {'data':>7} {'commit':>7}"
             f" {'exit':>6} {'wall':>7} {'cp+sync':>8}  data/(cp+sync)")  # fmt: skip
         for name, found in samples.items():
-            summary = phases.summarise(found, interpreter)
+            summary = summarise_phases(found, interpreter)
             cp_sync = (self.results.median(f"cp_sync_{name}") or 0.0) * 1000
             summary["cpSync"] = round(cp_sync, 1)
             summary["dataOverCpSync"] = round(summary["data"] / cp_sync, 2) if cp_sync else 0.0

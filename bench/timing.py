@@ -6,10 +6,12 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -19,6 +21,8 @@ class CommandError(Exception):
 
 
 LAUNCHER: Final = Path(__file__).resolve().parent / "launch.py"
+#: Runs one cargohold command and notes when its phases begin and end.
+PHASES: Final = Path(__file__).resolve().parent / "phases.py"
 
 
 def timed_run(
@@ -96,3 +100,41 @@ def run_checked(
             f"{' '.join(command)}: exited with status {result.returncode}\n{result.stderr[-3000:]}"
         )
     return result.stdout
+
+
+def run_observed(args: Sequence[str | Path], env: Mapping[str, str]) -> dict[str, float]:
+    """Run cargohold with *args* under phases.py (``sync`` first, untimed); its marks in
+    milliseconds and ``wall``, the whole process's, from outside."""
+    os.sync()
+    argv = [sys.executable, str(PHASES), *(str(arg) for arg in args)]
+    start = time.perf_counter()
+    proc = subprocess.run(argv, env=dict(env), capture_output=True, check=False)
+    wall = (time.perf_counter() - start) * 1000
+    os.sync()
+    lines = proc.stderr.decode(errors="replace").splitlines()
+    found = [line for line in lines if line.startswith("phases: ")]
+    if proc.returncode != 0 or not found:
+        raise RuntimeError(f"{' '.join(argv)}: status {proc.returncode}: {lines[-3:]}")
+    return {**json.loads(found[-1].removeprefix("phases: ")), "wall": round(wall, 1)}
+
+
+def summarise_phases(samples: list[dict[str, float]], interpreter_ms: float) -> dict[str, float]:
+    """Medians, in milliseconds: ``interpreter`` (given: ``python3 -c pass``), ``startUp``
+    (to the first byte), ``data`` (to the last blob's fsync, or to the command's return if it
+    wrote none), ``commit`` (to the command's return), ``exit`` (the rest of the wall time:
+    the interpreter's exit and process teardown) and ``wall``."""
+
+    def median(key: Callable[[dict[str, float]], float]) -> float:
+        return round(statistics.median(key(s) for s in samples), 1)
+
+    def moved(s: dict[str, float]) -> float:  # a command that writes no blob: its return
+        return s.get("lastBlobFsync", s["end"])
+
+    return {
+        "interpreter": round(interpreter_ms, 1),
+        "startUp": median(lambda s: s["firstData"]),
+        "data": median(lambda s: moved(s) - s["firstData"]),
+        "commit": median(lambda s: s["end"] - moved(s)),
+        "exit": median(lambda s: s["wall"] - s["end"] - interpreter_ms),
+        "wall": median(lambda s: s["wall"]),
+    }
