@@ -13,6 +13,7 @@ import io
 import json
 import os
 import tarfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 
 from cargohold.errors import InvalidArchiveError
 from cargohold.operations.store import Store
+from cargohold.storage import writers
 from cargohold.storage.ingest import ALONGSIDE_MIN
 from imagefactory import OCI_CONFIG, OCI_MANIFEST, ArchiveBuilder, digest_of, dumps, write_tar
 from snapshots import snapshot
@@ -178,4 +180,43 @@ def test_a_classic_docker_layer_unlike_its_diff_id_fails_the_import(
     with pytest.raises(InvalidArchiveError, match=f"diff_id {wrong}.: content has digest"):
         store.import_archive(archive)
 
+    assert snapshot(store) == before
+
+
+def test_a_failed_import_stops_a_large_blob_staged_alongside_at_its_next_chunk(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong member ends the import at once: a large layer being copied and hashed on
+    another thread stops at its next chunk rather than running to its end first (a layer of
+    several GB would hold the error, or Ctrl-C, for seconds)."""
+    builder, layers = big_image(1)
+    config = next(d for d, data in builder.blobs.items() if data.startswith(b'{"architecture"'))
+    builder.blobs[config] = builder.blobs[config].replace(b"amd64", b"arm64")
+    big = "blobs/sha256/" + digest_of(layers[0]).split(":")[1]
+    members = builder.members()
+    members = [m for m in members if m[0] == big] + [m for m in members if m[0] != big]
+    archive = write_tar(tmp_path / "bad.tar", members)
+    before = snapshot(store)
+    cancelled = threading.Event()
+    copied: list[int] = []
+    real_copy, real_cancel = writers._copy, getattr(writers.Alongside, "cancel", None)
+
+    def copy(source: writers.FileRange, fd: int, start: int, length: int) -> int:
+        copied.append(start)
+        if start:  # every chunk after the first waits until the import has given up
+            assert cancelled.wait(timeout=10), "the failed import did not stop the copy"
+        return real_copy(source, fd, start, length)
+
+    def cancel(self: writers.Alongside) -> None:
+        if real_cancel is not None:
+            real_cancel(self)
+        cancelled.set()
+
+    monkeypatch.setattr(writers, "_copy", copy)
+    monkeypatch.setattr(writers.Alongside, "cancel", cancel, raising=False)
+
+    with pytest.raises(InvalidArchiveError, match=config.split(":")[1]):
+        store.import_archive(archive)
+
+    assert 2 * writers.PIPELINE_CHUNK not in copied  # nor the last chunk, of three
     assert snapshot(store) == before

@@ -140,7 +140,10 @@ class _Stager:
             raise InvalidArchiveError(str(exc)) from None
 
     def stop(self) -> None:
-        """After a failure: wait for the blobs staged alongside, whatever they find."""
+        """At the scan's end: after a failure, stop the blobs still staged alongside (their
+        import will use none of them) and wait for them, whatever they find. After success
+        :meth:`wait` has seen every one of them end."""
+        self.sink.cancel()
         with contextlib.suppress(CargoholdError, OSError):  # the scan's own error stands
             self.sink.wait()
 

@@ -103,6 +103,11 @@ class StagingDir:
         if self.alongside is not None:
             self.alongside.wait()
 
+    def cancel(self) -> None:
+        """Stop the blobs staged alongside at their next chunk (see :meth:`Alongside.cancel`)."""
+        if self.alongside is not None:
+            self.alongside.cancel()
+
     def _may_go_alongside(self, size: int, expected: Digest | None) -> bool:
         if self.alongside is None or expected is None or size < ALONGSIDE_MIN:
             return False
@@ -126,7 +131,7 @@ class StagingDir:
 
         def job() -> Future[None]:
             pool = self.ingest.pool()
-            synced = copy_and_hash(source, size, path, hasher, what, None, pool)
+            synced = copy_and_hash(source, size, path, hasher, what, None, pool, alongside.stopping)
             if synced is None:
                 self.ingest.kernel_copy = False
                 synced = self._written(cast(IO[bytes], source), size, path, hasher, None, what)

@@ -123,6 +123,10 @@ class Sink(Protocol):
         :meth:`stage` returned it, see ``ingest.StagingDir``); raises the first failure.
         Nothing still reads from a source :meth:`stage` was given when this returns."""
 
+    def cancel(self) -> None:
+        """Stop verifying blobs still in flight, soon: their import failed and will use none
+        of them (:meth:`wait` then returns as soon as they have stopped)."""
+
 
 class HashOnly:
     """The sink of ``archive inspect``: nothing is written. A blob is kept in memory when it
@@ -153,6 +157,9 @@ class HashOnly:
 
     def wait(self) -> None:
         """Nothing to wait for: every blob is verified before :meth:`stage` returns."""
+
+    def cancel(self) -> None:
+        """Nothing in flight to stop."""
 
 
 #: Stage nothing, only hash and check (see :class:`HashOnly`).

@@ -134,6 +134,11 @@ class Pack:
         os.close(self.fd)
 
 
+class StagingCancelled(Exception):
+    """A blob staged alongside was stopped at a chunk's end because its import failed
+    elsewhere (a wrong member, Ctrl-C): nothing it staged is used, and its file is gone."""
+
+
 def copy_and_hash(
     source: FileRange,
     size: int,
@@ -142,6 +147,7 @@ def copy_and_hash(
     what: str,
     on_chunk: Callable[[int], None] | None,
     pool: ThreadPoolExecutor,
+    stop: threading.Event | None = None,
 ) -> Future[None] | None:
     """Stage by kernel copy: a pool thread copies chunk k + 1 into the new file at *path*
     while this thread hashes chunk k where it landed: read back from the new file, so what is
@@ -152,7 +158,9 @@ def copy_and_hash(
 
     Returns the future of the staged file's fsync, or None (having removed the file) when the
     very first copy finds that the kernel cannot copy between these files (another
-    filesystem, on an older kernel): the caller then reads and writes instead.
+    filesystem, on an older kernel): the caller then reads and writes instead. Once *stop* is
+    set, raises :class:`StagingCancelled` at the next chunk (a blob staged alongside does not
+    finish a copy its import has given up on; see :meth:`Alongside.cancel`).
     """
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     pending: list[tuple[int, int, Future[int]]] = []
@@ -180,6 +188,8 @@ def copy_and_hash(
                 raise
             if got < length:
                 raise ContentError(f"{what}: truncated, {start + got} of {size} bytes present")
+            if stop is not None and stop.is_set():
+                raise StagingCancelled(what)
             if planned < size:
                 plan_next()
             _hash_back(fd, start, length, hasher, buffer, what)
@@ -259,6 +269,14 @@ class Alongside:
         self._pool = pool
         self._jobs: list[Future[Future[None]]] = []
         self._lock = threading.Lock()
+        #: Set by :meth:`cancel`; each job's copy checks it at every chunk.
+        self.stopping = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop every job at its next chunk (within a few MiB): the import failed, or was
+        interrupted, and nothing staged will be used. A large layer would otherwise be copied
+        and hashed to its end before the error, or Ctrl-C, could end the command."""
+        self.stopping.set()
 
     def free(self) -> bool:
         """Whether a job could start now without waiting for another to end."""
@@ -294,13 +312,15 @@ class Alongside:
 
     def wait(self) -> None:
         """Wait for every job; raises the first failure (after all have ended: none may still
-        read from its source when this returns)."""
+        read from its source when this returns). A job stopped by :meth:`cancel` is not one."""
         with self._lock:
             jobs, self._jobs = self._jobs, []
         error: BaseException | None = None
         for job in jobs:
             try:
                 job.result()
+            except StagingCancelled:
+                pass
             except BaseException as exc:
                 error = error or exc
         if error is not None:
