@@ -319,7 +319,8 @@ class IncompleteDeltaError(NotFoundError):
 
 
 class TransferCancelled(Exception):
-    """Another download of the same pull failed; this one stops at its next chunk."""
+    """Another transfer of the same pull or push failed, or the command was interrupted: this
+    one stops at its next chunk."""
 
 
 class ServeConfigError(CargoholdError, ValueError):

@@ -3,15 +3,17 @@ the tag), skipping what the registry has and mounting across repositories."""
 
 from __future__ import annotations
 
+import io
 import threading
 from dataclasses import dataclass
-from typing import Literal
+from typing import IO, Literal, cast
 
 from ..errors import (
     ContentError,
     InvalidReferenceError,
     MissingContentError,
     NotFoundError,
+    TransferCancelled,
 )
 from ..oci.digests import Digest
 from ..oci.graph import walk
@@ -113,10 +115,12 @@ def push(
         lock = threading.Lock()
         done = 0
 
+        cancelled = threading.Event()
+
         def upload(desc: Descriptor) -> None:
             nonlocal done
             source = blob_homes.get(desc.digest, dest.path) if blob_homes else None
-            outcome = _push_blob(store, client, dest.path, desc, source or mount_from)
+            outcome = _push_blob(store, client, dest.path, desc, source or mount_from, cancelled)
             if blob_homes is not None:
                 blob_homes.add(desc.digest, dest.path)
             with lock:
@@ -130,7 +134,7 @@ def push(
                     result.blobs_uploaded += 1
                     result.bytes_uploaded += desc.size
 
-        run_all(upload, list(plan.blobs.values()), threading.Event())
+        run_all(upload, list(plan.blobs.values()), cancelled)
         for desc, data in plan.documents:
             client.put_manifest(dest.path, desc.digest, data, desc.media_type)
             result.manifests += 1
@@ -157,6 +161,7 @@ def _push_blob(
     repository: str,
     desc: Descriptor,
     mount_from: str | None,
+    cancelled: threading.Event | None = None,
 ) -> Literal["present", "mounted", "uploaded"]:
     size = client.blob_exists(repository, desc.digest)
     if size is not None:
@@ -166,14 +171,38 @@ def _push_blob(
                 f" not {desc.size}"
             )
         return "present"
+
+    def open_blob() -> IO[bytes]:
+        blob = store.blobs.open(desc.digest)
+        return blob if cancelled is None else cast(IO[bytes], StopsWhenCancelled(blob, cancelled))
+
     mounted = client.upload_blob(
-        repository,
-        desc.digest,
-        desc.size,
-        lambda: store.blobs.open(desc.digest),
-        mount_from=mount_from,
+        repository, desc.digest, desc.size, open_blob, mount_from=mount_from
     )
     return "mounted" if mounted else "uploaded"
+
+
+class StopsWhenCancelled(io.RawIOBase):
+    """A blob read for an upload that stops at its next read once *cancelled* is set: another
+    upload of the push failed, or the push was interrupted, and the upload in flight would
+    otherwise send the rest of a blob the registry will never get a manifest for."""
+
+    def __init__(self, blob: IO[bytes], cancelled: threading.Event) -> None:
+        super().__init__()
+        self._blob = blob
+        self._cancelled = cancelled
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._cancelled.is_set():
+            raise TransferCancelled()
+        return self._blob.read(size)
+
+    def close(self) -> None:
+        self._blob.close()
+        super().close()
 
 
 # Long: the reduced index and the by-role sorting must see the same selection.

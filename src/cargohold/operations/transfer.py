@@ -109,14 +109,23 @@ def run_all(
     job: Callable[[Descriptor], _T], items: Sequence[Descriptor], cancelled: threading.Event
 ) -> list[_T]:
     """Run *job* over *items* on a small pool; the first failure cancels the rest (those
-    running stop at their next chunk) and is raised once every thread has stopped."""
+    running stop at their next chunk: each *job* checks *cancelled*) and is raised once every
+    thread has stopped. An interruption of the waiting thread (Ctrl-C) cancels them too."""
     if not items:
         return []
     with ThreadPoolExecutor(
         min(PARALLEL_TRANSFERS, len(items)), thread_name_prefix="cargohold-transfer"
     ) as pool:
-        futures: list[Future[_T]] = [pool.submit(job, item) for item in items]
-        wait(futures, return_when=FIRST_EXCEPTION)
+        futures: list[Future[_T]] = []
+        try:
+            for item in items:  # one by one: an interruption cancels those submitted
+                futures.append(pool.submit(job, item))
+            wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:  # the pool's exit waits for the running ones: make it short
+            cancelled.set()
+            for future in futures:
+                future.cancel()
+            raise
         failed = next(
             (f for f in futures if f.done() and not f.cancelled() and f.exception() is not None),
             None,
