@@ -21,6 +21,7 @@ from conftest import _log_tail, _stop, require_tool, run_text
 
 from cargohold.operations.transfer import ClientFactory
 from cargohold.registry.client import Credentials, RegistryClient
+from tlscerts import self_signed_certificate
 
 #: The user of the TLS registry's htpasswd file.
 USER: Final = "pusher"
@@ -141,16 +142,10 @@ def start_registry(directory: Path, secure: bool) -> Generator[Registry, None, N
     tls = htpasswd = cert_dir = None
     password = None
     if secure:
-        openssl = require_tool("openssl")
         cert_dir = directory / "certs"
         cert_dir.mkdir()
-        cert, key = cert_dir / "ca.crt", directory / "key.pem"
-        run_text(
-            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
-             "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
-        )  # fmt: skip
-        tls = (cert, key)
+        cert, key = self_signed_certificate(directory)  # the key stays out of the cert dir
+        tls = (cert.rename(cert_dir / "ca.crt"), key)
         password = secrets.token_hex(12)
         htpasswd = directory / "htpasswd"
         line = run_text([require_tool("htpasswd"), "-Bbn", USER, password]).stdout.strip()

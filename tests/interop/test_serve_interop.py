@@ -21,6 +21,7 @@ from registries import free_port, running_registry
 from cargohold.operations.store import Store
 from clisupport import run
 from servehelpers import Server, serving
+from tlscerts import self_signed_certificate
 
 #: The demo image's name without its registry, as a mirror is asked for it.
 DEMO_HOST: Final = "example.com"
@@ -133,18 +134,8 @@ def test_containerd_pulls_a_docker_hub_name_through_the_mirror(
     server.wait_for_line("/v2/library/demo/manifests/hub?ns=docker.io")
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    run_text(
-        [require_tool("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt",
-         "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
-    )  # fmt: skip
-    return cert, key
-
-
 def test_skopeo_over_tls_with_htpasswd(store: ServedStore, skopeo: Skopeo, tmp_path: Path) -> None:
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     password = secrets.token_hex(12)
     line = run_text([require_tool("htpasswd"), "-Bbn", USER, password]).stdout.strip()
     htpasswd = tmp_path / "htpasswd"

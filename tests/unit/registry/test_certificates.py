@@ -4,10 +4,8 @@ HTTP, a trust store loaded only when a request goes over TLS (and then verified 
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import certifi
@@ -20,6 +18,7 @@ from cargohold.registry.client import RegistryClient
 from cargohold.registry.http import RetryPolicy, certifi_bundle, ssl_context
 from cargohold.registry.lazytls import LazyTLSTransport
 from fakeregistry import FakeRegistry, FakeServer, TokenService, serve
+from tlscerts import self_signed_certificate
 
 REPO = "team/app"
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []}).encode()
@@ -33,16 +32,7 @@ def test_certifi_bundle_is_the_file_certifi_names() -> None:
 
 @pytest.fixture(scope="module")
 def tls_server_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
-         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return context

@@ -9,10 +9,8 @@ import io
 import json
 import logging
 import random
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -52,6 +50,7 @@ from fakeregistry import (
     serve_blob,
     sha256,
 )
+from tlscerts import self_signed_certificate
 
 REPO = "team/app"
 PASSWORD = "hunter2-very-secret"
@@ -1290,17 +1289,7 @@ def test_docker_hub_is_reached_at_its_api_host() -> None:
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
-         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def test_tls_verification(certificate: tuple[Path, Path], sleeps: Sleeps) -> None:
