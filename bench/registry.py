@@ -26,6 +26,7 @@ peak RSS of each operation, and writes everything to WORKDIR/registry-results.js
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -40,7 +41,16 @@ from typing import Final
 from interpreter import use_bench_venv
 from peers import skopeo_policy, tool, version
 from run import snapshot_source
-from sync import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, _digest, _layer, registry
+from sync import (
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    digest_of,
+    gzip_layer,
+    put_blob,
+    registry,
+)
 from timing import run_observed, summarise_phases, timed_run
 
 BENCH: Final = Path(__file__).resolve().parent
@@ -61,16 +71,13 @@ def build_layout(directory: Path, layers: int, layer_mb: int) -> list[str]:
     blobs = directory / "blobs" / "sha256"
     blobs.mkdir(parents=True)
 
-    def put(data: bytes) -> dict[str, object]:
-        digest = _digest(data)
-        (blobs / digest.split(":")[1]).write_bytes(data)
-        return {"digest": digest, "size": len(data)}
+    put = functools.partial(put_blob, blobs)
 
     descriptors, diff_ids = [], []
     for i in range(layers):
-        compressed, raw = _layer(f"layer{i}/blob", layer_mb << 20)
+        compressed, raw = gzip_layer(f"layer{i}/blob", layer_mb << 20)
         descriptors.append({"mediaType": OCI_LAYER, **put(compressed)})
-        diff_ids.append(_digest(raw))
+        diff_ids.append(digest_of(raw))
     config = {
         "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
         "rootfs": {"type": "layers", "diff_ids": diff_ids},

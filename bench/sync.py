@@ -16,6 +16,7 @@ Prints the median, min and max of each, and writes them to WORKDIR/sync-results.
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import io
 import json
@@ -50,7 +51,7 @@ OCI_CONFIG: Final = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER: Final = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
-def _layer(name: str, size: int) -> tuple[bytes, bytes]:
+def gzip_layer(name: str, size: int) -> tuple[bytes, bytes]:
     """A gzip layer of one file of *size* random bytes: (compressed, uncompressed)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -61,10 +62,17 @@ def _layer(name: str, size: int) -> tuple[bytes, bytes]:
     return gzip.compress(data, compresslevel=1, mtime=0), data
 
 
-def _digest(data: bytes) -> str:
+def digest_of(data: bytes) -> str:
     import hashlib
 
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def put_blob(blobs: Path, data: bytes) -> dict[str, object]:
+    """*data* written into an OCI layout's ``blobs/sha256`` directory; its digest and size."""
+    digest = digest_of(data)
+    (blobs / digest.split(":")[1]).write_bytes(data)
+    return {"digest": digest, "size": len(data)}
 
 
 def build_layout(directory: Path, host: str, images: int, base_mb: int, own_mb: int) -> None:
@@ -72,19 +80,16 @@ def build_layout(directory: Path, host: str, images: int, base_mb: int, own_mb: 
     blobs = directory / "blobs" / "sha256"
     blobs.mkdir(parents=True)
 
-    def put(data: bytes) -> dict[str, object]:
-        digest = _digest(data)
-        (blobs / digest.split(":")[1]).write_bytes(data)
-        return {"digest": digest, "size": len(data)}
+    put = functools.partial(put_blob, blobs)
 
-    base, base_raw = _layer("base/blob", base_mb << 20)
+    base, base_raw = gzip_layer("base/blob", base_mb << 20)
     base_desc = {"mediaType": OCI_LAYER, **put(base)}
     entries = []
     for i in range(images):
-        own, own_raw = _layer(f"app{i}/blob", own_mb << 20)
+        own, own_raw = gzip_layer(f"app{i}/blob", own_mb << 20)
         config = {
             "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
-            "rootfs": {"type": "layers", "diff_ids": [_digest(base_raw), _digest(own_raw)]},
+            "rootfs": {"type": "layers", "diff_ids": [digest_of(base_raw), digest_of(own_raw)]},
         }  # fmt: skip
         manifest = {
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
