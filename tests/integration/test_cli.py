@@ -31,7 +31,7 @@ from clisupport import (
     stored_names,
 )
 from imagefactory import OCI_MANIFEST, ArchiveBuilder
-from signing import new_key, public_pem
+from signing import add_artifact, new_key, public_pem, sig_tag, signature
 from streams import tar_bytes
 
 
@@ -317,14 +317,28 @@ def test_reading_an_archive_from_a_terminal_is_refused_at_once(
 
 # -- what a command loads -------------------------------------------------------------------
 
-#: Runs the entry point with the arguments given, then names the command-line modules loaded.
-_REPORT_CLI_MODULES = """
+#: Runs the entry point with the arguments given, then names every module loaded.
+_REPORT_MODULES = """
 import atexit, sys
-atexit.register(lambda: print(" ".join(sorted(
-    m for m in sys.modules if m.startswith("cargohold.cli."))), file=sys.stderr))
+atexit.register(lambda: print(" ".join(sorted(sys.modules)), file=sys.stderr))
 from cargohold.cli.main import main
 main(sys.argv[1:])
 """
+
+
+def modules_loaded_by(*args: str) -> set[str]:
+    """The modules a ``cargohold`` process with *args* has loaded when it ends (it must
+    succeed)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _REPORT_MODULES, *args],
+        capture_output=True,
+        env=clean_environment(),
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    return set(proc.stderr.decode().splitlines()[-1].split())
+
 
 GROUP_MODULES = {
     "cargohold.cli.archive",
@@ -334,18 +348,6 @@ GROUP_MODULES = {
     "cargohold.cli.image_transfer",
     "cargohold.cli.namespace",
 }
-
-
-def cli_modules_loaded_by(root: Path, *args: str) -> set[str]:
-    proc = subprocess.run(
-        [sys.executable, "-c", _REPORT_CLI_MODULES, "--root", str(root), *args],
-        capture_output=True,
-        env=clean_environment(),
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    return set(proc.stderr.decode().splitlines()[-1].split())
 
 
 @pytest.mark.parametrize(
@@ -364,61 +366,36 @@ def test_a_command_group_is_loaded_only_when_used(
     """Start-up pays for the group that runs: --version loads none, image ls not even the
     transfer commands, the root's help every group (for their short help) and nothing more."""
     seed(root, tmp_path, "example.com/a:1")
-    assert cli_modules_loaded_by(root, *args) & GROUP_MODULES == groups
-
-
-_REPORT_DOMAIN_MODULES = """
-import atexit, sys
-atexit.register(lambda: print(" ".join(sorted(
-    m for m in sys.modules if m.startswith("cargohold.") and not m.startswith("cargohold.cli"))),
-    file=sys.stderr))
-from cargohold.cli.main import main
-main(sys.argv[1:])
-"""
+    assert modules_loaded_by("--root", str(root), *args) & GROUP_MODULES == groups
 
 
 def test_version_loads_no_store_code() -> None:
     """``cargohold --version`` (and every command's start) pays for the command line alone:
     the store, the model and the archive readers load only when a command uses them."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _REPORT_DOMAIN_MODULES, "--version"],
-        capture_output=True,
-        env=clean_environment(),
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    loaded = set(proc.stderr.decode().splitlines()[-1].split())
+    loaded = {m for m in modules_loaded_by("--version") if m.startswith("cargohold.")}
+    loaded = {m for m in loaded if not m.startswith("cargohold.cli")}
     assert loaded <= {"cargohold.defaults", "cargohold.errors", "cargohold.version"}, loaded
-
-
-_REPORT_CRYPTOGRAPHY = """
-import atexit, sys
-atexit.register(lambda: print("cryptography" in sys.modules, file=sys.stderr))
-from cargohold.cli.main import main
-main(sys.argv[1:])
-"""
 
 
 def test_only_an_import_given_a_key_loads_the_cryptography_package(tmp_path: Path) -> None:
     """The signature checks' package (a compiled extension that costs about as much to load as
     the rest of an import's start-up) is loaded by the import that requires a signature, and by
     no other."""
+    private = new_key()
     builder = ArchiveBuilder()
-    builder.add(builder.image(), name="example.com/a:1")
+    image = builder.image()
+    builder.add(image, name="example.com/a:1")
+    add_artifact(
+        builder,
+        signature(image["digest"], "example.com/a", private),
+        ref_name=sig_tag(image["digest"]),
+    )
     archive = builder.write(tmp_path / "a.tar")
     key = tmp_path / "cosign.pub"
-    key.write_bytes(public_pem(new_key()))
+    key.write_bytes(public_pem(private))
 
     def loads_cryptography(*args: str) -> bool:
-        proc = subprocess.run(
-            [sys.executable, "-c", _REPORT_CRYPTOGRAPHY, "--root", str(tmp_path / "s"), *args],
-            capture_output=True,
-            env=clean_environment(),
-            timeout=60,
-            check=False,
-        )
-        return proc.stderr.decode().splitlines()[-1] == "True"
+        return "cryptography" in modules_loaded_by("--root", str(tmp_path / "s"), *args)
 
     assert not loads_cryptography("image", "import", "-q", str(archive))
     assert loads_cryptography("image", "import", "--require-signature", str(key), str(archive))
