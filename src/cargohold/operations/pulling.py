@@ -38,6 +38,7 @@ from .context import StoreContext, finishing, platform_matcher
 from .referrer_transfer import Fetched, discover_referrers
 from .transfer import (
     ClientFactory,
+    Interruption,
     PullAction,
     PullResult,
     default_client_factory,
@@ -58,6 +59,7 @@ def pull(
     platforms: PlatformChoice = (),
     progress: Progress | None = None,
     referrers: bool = True,
+    interruption: Interruption | None = None,
 ) -> PullResult:
     """Pull *ref* into *store* under its normalised name, all or nothing.
 
@@ -65,7 +67,9 @@ def pull(
     of an index only the selected platforms' manifests (default: this host's) and their blobs
     are fetched. Content the store already has is not downloaded. With *referrers* (the
     default) the signatures, attestations and SBOMs the registry has for the index and each
-    pulled manifest come too (see :mod:`.referrer_transfer`).
+    pulled manifest come too (see :mod:`.referrer_transfer`). *interruption*, shared by the
+    pulls of many images, stops all their downloads at once (see
+    :class:`.transfer.Interruption`).
     """
     reference = Reference.parse(ref)
     name = str(reference)
@@ -77,7 +81,8 @@ def pull(
         client_factory(reference.domain) as client,
         store.lease() as lease_id,
     ):
-        puller = _Puller(store, client, reference.path, lease_id, matcher, name)
+        cancelled = interruption.event() if interruption is not None else threading.Event()
+        puller = _Puller(store, client, reference.path, lease_id, matcher, name, cancelled)
         target = puller.fetch_top(tag_or_digest)
         warnings: list[str] = []
         found = puller.fetch_with_referrers(target, warnings, progress, referrers=referrers)
@@ -125,6 +130,7 @@ class _Puller:
         lease_id: str,
         matcher: PlatformMatcher,
         name: str,
+        cancelled: threading.Event,
     ) -> None:
         self.store = store
         self.client = client
@@ -133,6 +139,8 @@ class _Puller:
         self.staging = store.blobs.staging_dir(lease_id)
         self.matcher = matcher
         self.name = name
+        #: Stops this pull's downloads at their next chunk (one failed, or Ctrl-C).
+        self.cancelled = cancelled
         self.staged: dict[Digest, StagedBlob] = {}
         #: Blobs the store's copy stands for (see StoreContext.reusable).
         self.reused: set[Digest] = set()
@@ -284,7 +292,7 @@ class _Puller:
         self.progress_started = True
         progress.start("pull", sum(d.size for d in wanted))
         done = 0
-        cancelled = threading.Event()
+        cancelled = self.cancelled
 
         def advance(n: int) -> None:
             nonlocal done

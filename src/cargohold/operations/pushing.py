@@ -30,7 +30,7 @@ from ..progress import Progress
 from ..registry.client import RegistryClient
 from .context import StoreContext, finishing, platform_matcher
 from .referrer_transfer import push_referrers
-from .transfer import ClientFactory, PushResult, default_client_factory, run_all
+from .transfer import ClientFactory, Interruption, PushResult, default_client_factory, run_all
 
 
 class BlobHomes:
@@ -74,6 +74,7 @@ def push(
     progress: Progress | None = None,
     referrers: bool = True,
     blob_homes: BlobHomes | None = None,
+    interruption: Interruption | None = None,
 ) -> PushResult:
     """Push the stored image *ref* to *destination* (default: its own name).
 
@@ -87,7 +88,8 @@ def push(
     byte (another index has another digest, which they do not name).
 
     *blob_homes*, shared by the pushes of many images to one registry, says where each blob
-    already went, so that the next image's push mounts it from there.
+    already went, so that the next image's push mounts it from there; *interruption*, shared
+    by them too, stops all their uploads at once (see :class:`.transfer.Interruption`).
     """
     record = store.resolve(ref)
     source = Reference.parse(record.name)
@@ -115,7 +117,7 @@ def push(
         lock = threading.Lock()
         done = 0
 
-        cancelled = threading.Event()
+        cancelled = interruption.event() if interruption is not None else threading.Event()
 
         def upload(desc: Descriptor) -> None:
             nonlocal done

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,7 +23,14 @@ from ..oci.references import Reference
 from .context import StoreContext
 from .filters import ImageFilter
 from .pushing import BlobHomes, push
-from .transfer import PARALLEL_TRANSFERS, ClientFactory, SharedClients, ThreadStores
+from .transfer import (
+    PARALLEL_TRANSFERS,
+    ClientFactory,
+    Interruption,
+    SharedClients,
+    ThreadStores,
+    run_in_order,
+)
 
 __all__ = ["PushAllEntry", "PushAllResult", "destination_for", "push_all"]
 
@@ -93,6 +99,7 @@ def push_all(
         raise NotFoundError("no images to push" + (" match the filters" if filters else ""))
     targets = [(name, destination_for(name, dest)) for name in names]
     homes = BlobHomes()
+    interruption = Interruption()
     lock = threading.Lock()
     down: list[str] = []
 
@@ -105,7 +112,7 @@ def push_all(
                     raise RegistryConnectionError(down[0])
                 pushed = push(
                     stores.get(), name, destination, clients, platforms=platforms,
-                    blob_homes=homes, referrers=referrers,
+                    blob_homes=homes, referrers=referrers, interruption=interruption,
                 )  # fmt: skip
                 entry = PushAllEntry(
                     name, destination, "pushed", pushed.digest, pushed.bytes_uploaded,
@@ -123,7 +130,5 @@ def push_all(
                     report(entry)
             return entry
 
-        with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="cargohold-push") as pool:
-            # the first alone: the blobs images share then go once, and are mounted after
-            first = pool.submit(one, targets[0]).result()
-            return PushAllResult([first, *pool.map(one, targets[1:])])
+        # the first alone: the blobs images share then go once, and are mounted after
+        return PushAllResult(run_in_order(one, targets, jobs, interruption))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,7 +38,14 @@ from ..storage.metadata import ImageRecord
 from .context import StoreContext, image_target, platform_matcher
 from .pulling import pull
 from .synclists import SyncList, SyncSource
-from .transfer import PARALLEL_TRANSFERS, ClientFactory, SharedClients, ThreadStores
+from .transfer import (
+    PARALLEL_TRANSFERS,
+    ClientFactory,
+    Interruption,
+    SharedClients,
+    ThreadStores,
+    run_in_order,
+)
 
 __all__ = ["LABEL_PREFIX", "SyncEntry", "SyncResult", "list_label", "sync"]
 
@@ -122,7 +128,8 @@ def sync(
             if report is not None:
                 report(failure)
         worker = _Worker(stores, clients, dry_run, report)
-        result.entries = failures + _run_all(worker, images, jobs)
+        # in the lists' order; the first alone: images of one list often share a base
+        result.entries = failures + run_in_order(worker, images, jobs, worker.interruption)
     if prune and failures:
         listed = ", ".join(f.name for f in failures)
         result.warnings.append(f"nothing pruned: the tags of {listed} could not be listed")
@@ -163,16 +170,6 @@ def _expand(
     return list(images.values()), failures
 
 
-def _run_all(worker: _Worker, images: list[_Image], jobs: int) -> list[SyncEntry]:
-    """Sync the images, *jobs* at a time, in the list's order. The first goes alone: images
-    of one list often share a base, which the others then find in the store."""
-    if not images:
-        return []
-    with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="cargohold-sync") as pool:
-        first = pool.submit(worker, images[0]).result()
-        return [first, *pool.map(worker, images[1:])]
-
-
 class _Worker:
     """Syncs one image at a time, from any thread; remembers registries that are down."""
 
@@ -190,6 +187,8 @@ class _Worker:
         self.down: dict[str, str] = {}
         self.claimed: set[Digest] = set()
         self.lock = threading.Lock()
+        #: Ctrl-C stops every image's downloads at once.
+        self.interruption = Interruption()
 
     def __call__(self, image: _Image) -> SyncEntry:
         host = image.reference.domain
@@ -242,7 +241,7 @@ class _Worker:
                 return SyncEntry(name, "updated" if existing else "created", info.digest, size)
         pulled = pull(
             store, name, self.clients,
-            platforms=image.choice,
+            platforms=image.choice, interruption=self.interruption,
         )  # fmt: skip
         if pulled.action == "created":
             marks = {list_label(list_id): name for list_id in sorted(image.lists)}

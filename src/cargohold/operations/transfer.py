@@ -52,6 +52,7 @@ PARALLEL_TRANSFERS: Final = 4
 
 PullAction = Literal["created", "updated", "unchanged"]
 _T = TypeVar("_T")
+_I = TypeVar("_I")
 
 
 def default_client_factory(
@@ -102,7 +103,59 @@ class PushResult:
     referrers: int = 0
 
 
-# -- pull ------------------------------------------------------------------------------------
+# -- running transfers -------------------------------------------------------------------------
+
+
+class Interruption:
+    """Stops every transfer a command runs, however many images it moves at a time. Each
+    image's transfers share an event of their own (a failed one stops its image's others, not
+    another image's); :meth:`interrupt` (the command's thread was interrupted: Ctrl-C) sets
+    them all, and each transfer stops at its next chunk."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[threading.Event] = []
+        self._interrupted = False
+
+    def event(self) -> threading.Event:
+        """A new image's own stop (already set once the command is interrupted)."""
+        event = threading.Event()
+        with self._lock:
+            if self._interrupted:
+                event.set()
+            else:
+                self._events.append(event)
+        return event
+
+    def interrupt(self) -> None:
+        with self._lock:
+            self._interrupted = True
+            events, self._events = self._events, []
+        for event in events:
+            event.set()
+
+
+def run_in_order(
+    work: Callable[[_I], _T], items: Sequence[_I], jobs: int, interruption: Interruption
+) -> list[_T]:
+    """*work* over *items* (images), *jobs* at a time, the results in their order. The first
+    goes alone: images pushed or pulled together often share a base, which the others then find
+    (in the registry, or in the store). When the waiting thread is interrupted (Ctrl-C), no
+    further item starts and every transfer under *interruption* stops at its next chunk."""
+    if not items:
+        return []
+    with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="cargohold-images") as pool:
+        rest: list[Future[_T]] = []
+        try:
+            first = pool.submit(work, items[0]).result()
+            for item in items[1:]:
+                rest.append(pool.submit(work, item))
+            return [first, *(future.result() for future in rest)]
+        except BaseException:
+            interruption.interrupt()
+            for future in rest:
+                future.cancel()
+            raise
 
 
 def run_all(

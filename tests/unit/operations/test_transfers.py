@@ -1,4 +1,5 @@
-"""Parallel transfers stop together: when one fails, or when the command is interrupted."""
+"""Parallel transfers stop together: when one fails, or when the command is interrupted,
+however many images it moves at once."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from cargohold.errors import TransferCancelled
 from cargohold.oci.digests import Digest
 from cargohold.oci.mediatypes import Descriptor
 from cargohold.operations.pushing import StopsWhenCancelled
-from cargohold.operations.transfer import run_all
+from cargohold.operations.transfer import Interruption, run_all, run_in_order
 
 BLOB = Descriptor("application/octet-stream", Digest.of_bytes(b"blob"), 4)
 
@@ -66,3 +67,33 @@ def test_a_blob_read_for_an_upload_stops_once_cancelled() -> None:
         cancelled.set()
         with pytest.raises(TransferCancelled):
             reader.read(3)
+
+
+def test_an_interrupted_command_stops_every_image_and_starts_no_other() -> None:
+    """push --all and sync move several images at once, each with its transfers' own stop:
+    Ctrl-C sets every one of them, and the images not yet started never start."""
+    interruption = Interruption()
+    started: list[str] = []
+    told: dict[str, bool] = {}
+    running, finished = threading.Event(), threading.Event()
+
+    def image(name: str) -> str:
+        started.append(name)
+        stop = interruption.event()
+        running.set()
+        told[name] = stop.wait(timeout=10)
+        finished.set()
+        return name
+
+    def interrupt() -> None:
+        assert running.wait(timeout=10)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_in_order(image, ["first", "second", "third"], 2, interruption)
+    interrupter.join()
+    assert finished.wait(timeout=10)
+    assert (started, told) == (["first"], {"first": True})
+    assert interruption.event().is_set()  # an image asking after the Ctrl-C is told at once
