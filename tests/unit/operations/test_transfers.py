@@ -18,6 +18,18 @@ from cargohold.operations.transfer import Interruption, run_all, run_in_order
 BLOB = Descriptor("application/octet-stream", Digest.of_bytes(b"blob"), 4)
 
 
+def interrupt_when(ready: threading.Event) -> threading.Thread:
+    """A thread that sends this process's main thread SIGINT (Ctrl-C) once *ready* is set."""
+
+    def interrupt() -> None:
+        assert ready.wait(timeout=10)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    thread = threading.Thread(target=interrupt)
+    thread.start()
+    return thread
+
+
 def test_an_interrupted_wait_cancels_the_running_transfers() -> None:
     """Ctrl-C while the transfers run: they are told to stop (at their next chunk) before the
     pool waits for them, so the command ends at once rather than when the largest blob is
@@ -30,12 +42,7 @@ def test_an_interrupted_wait_cancels_the_running_transfers() -> None:
         told.append(cancelled.wait(timeout=10))
         finished.set()
 
-    def interrupt() -> None:
-        assert started.wait(timeout=10)
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-
-    interrupter = threading.Thread(target=interrupt)
-    interrupter.start()
+    interrupter = interrupt_when(started)
     with pytest.raises(KeyboardInterrupt):
         run_all(transfer, [BLOB], cancelled)
     interrupter.join()
@@ -85,12 +92,7 @@ def test_an_interrupted_command_stops_every_image_and_starts_no_other() -> None:
         finished.set()
         return name
 
-    def interrupt() -> None:
-        assert running.wait(timeout=10)
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-
-    interrupter = threading.Thread(target=interrupt)
-    interrupter.start()
+    interrupter = interrupt_when(running)
     with pytest.raises(KeyboardInterrupt):
         run_in_order(image, ["first", "second", "third"], 2, interruption)
     interrupter.join()
